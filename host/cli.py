@@ -1,0 +1,79 @@
+"""`edge-bench` command line. One module per subcommand under edge_bench.commands.
+
+Each command module defines `add_parser(subparsers)` and `run(args) -> int`.
+Any EdgeBenchError becomes one line on stderr and its exit code (2 usage/config, 3 device).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import List, Optional
+
+from . import __version__
+from .errors import EdgeBenchError
+
+#: subcommand name -> module under edge_bench.commands
+COMMANDS = {
+    "run": "run",
+    "quantize": "quantize",
+    "devices": "devices",
+    "deploy": "deploy",
+    "history": "history",
+    "compare": "compare",
+    "report": "report",
+}
+
+EPILOG = """\
+examples:
+  edge-bench run                                   built-in models on this machine
+  edge-bench run --devices pi4,tag:jetson --model m.tflite --variants fp32,int8
+  edge-bench quantize m.tflite --variants int8 --calibration calib.npz -o out/
+  edge-bench devices --check
+  edge-bench compare last~1 last
+
+exit codes: 0 ok, 1 regression found (--fail-on-regression), 2 usage or config error,
+            3 some jobs failed (finished results are kept)
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edge-bench",
+        description="Benchmark TFLite/LiteRT models and their quantized variants on edge devices"
+                    " (SSH boards, Android phones over adb, and this machine as `local`).",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"edge-bench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module in COMMANDS.items():
+        try:
+            mod = importlib.import_module(f".commands.{module}", __package__)
+        except ImportError as e:
+            if getattr(e, "name", "") and f"commands.{module}" in str(e.name):
+                continue  # command not built yet
+            raise
+        mod.add_parser(sub)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not argv:
+        argv = ["run"]  # the embedded default: built-in models on `local`
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except EdgeBenchError as e:
+        print(f"edge-bench: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("edge-bench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

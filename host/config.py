@@ -1,0 +1,350 @@
+"""devices.yaml: load, validate, layer (defaults < file < EDGE_BENCH_* env < flags).
+
+Every error names the file, the line and the field, and says what to do.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import yaml
+
+from .errors import ConfigError, UsageError
+
+CONFIG_VERSION = 1
+TRANSPORTS = ("local", "ssh", "adb")
+RUNNERS = ("python", "benchmark_model")
+RUNTIMES = ("auto", "ai_edge_litert", "tflite_runtime", "tensorflow")
+
+#: built-in defaults, the lowest layer
+DEFAULTS: Dict[str, Any] = {
+    "workdir": "~/.cache/edge-bench",
+    "timeout_s": 600.0,
+    "idle_timeout_s": 120.0,
+    "connect_timeout_s": 10.0,
+    "retries": 2,
+    "retry_backoff_s": 1.0,
+    "runtime": "auto",
+    "xnnpack": True,
+}
+
+# field name -> (accepted python types, help text)
+_FIELDS: Dict[str, Tuple[tuple, str]] = {
+    "transport": ((str,), "one of local, ssh, adb"),
+    "host": ((str,), "hostname, IP or ~/.ssh/config Host alias"),
+    "port": ((int,), "TCP port number"),
+    "user": ((str,), "login name"),
+    "key": ((str,), "path to a private key file"),
+    "known_hosts": ((str,), "path to a known_hosts file"),
+    "host_key": ((str,), "pinned host key, e.g. 'ssh-ed25519 AAAA...'"),
+    "ssh_config": ((str,), "path to an ssh_config file (default ~/.ssh/config)"),
+    "python": ((str, list), "interpreter command on the device, e.g. python3 or a venv path"),
+    "workdir": ((str,), "directory on the device for the agent and models"),
+    "timeout_s": ((int, float), "seconds a whole job may take on this device"),
+    "idle_timeout_s": ((int, float), "seconds without any agent output before the device counts as stalled"),
+    "connect_timeout_s": ((int, float), "seconds to wait for a connection"),
+    "retries": ((int,), "connection attempts after the first one fails"),
+    "retry_backoff_s": ((int, float), "first backoff between connection attempts, doubled each time"),
+    "tags": ((list,), "list of tags, e.g. [pi, arm64]"),
+    "runtime": ((str,), "auto, ai_edge_litert, tflite_runtime or tensorflow"),
+    "xnnpack": ((bool,), "true to use the XNNPACK delegate (the runtimes' default)"),
+    "serial": ((str,), "adb serial or host:port"),
+    "adb_host": ((str,), "adb server host (default 127.0.0.1)"),
+    "adb_port": ((int,), "adb server port (default 5037)"),
+    "adb_path": ((str,), "path to the adb client binary"),
+    "runner": ((str,), "python or benchmark_model"),
+    "benchmark_model": ((str,), "host path of TFLite's benchmark_model binary for this device"),
+    "taskset": ((str,), "CPU mask for taskset on the device, e.g. f0"),
+    "env": ((dict,), "environment variables for the agent on the device"),
+    "cooldown_temp_c": ((int, float), "wait until the SoC is below this temperature before timing"),
+    "cooldown_max_s": ((int, float), "give up waiting for cooldown after this many seconds"),
+    "description": ((str,), "free text"),
+}
+
+
+@dataclass(frozen=True)
+class Device:
+    """One device of the fleet, all layers applied."""
+
+    name: str
+    transport: str
+    workdir: str = DEFAULTS["workdir"]
+    timeout_s: float = DEFAULTS["timeout_s"]
+    idle_timeout_s: float = DEFAULTS["idle_timeout_s"]
+    connect_timeout_s: float = DEFAULTS["connect_timeout_s"]
+    retries: int = DEFAULTS["retries"]
+    retry_backoff_s: float = DEFAULTS["retry_backoff_s"]
+    runtime: str = DEFAULTS["runtime"]
+    xnnpack: bool = DEFAULTS["xnnpack"]
+    tags: Tuple[str, ...] = ()
+    python: Tuple[str, ...] = ()
+    host: Optional[str] = None
+    port: Optional[int] = None
+    user: Optional[str] = None
+    key: Optional[str] = None
+    known_hosts: Optional[str] = None
+    host_key: Optional[str] = None
+    ssh_config: Optional[str] = None
+    serial: Optional[str] = None
+    adb_host: Optional[str] = None
+    adb_port: Optional[int] = None
+    adb_path: Optional[str] = None
+    runner: str = "python"
+    benchmark_model: Optional[str] = None
+    taskset: Optional[str] = None
+    env: Tuple[Tuple[str, str], ...] = ()
+    cooldown_temp_c: Optional[float] = None
+    cooldown_max_s: Optional[float] = None
+    description: Optional[str] = None
+    source: str = "<built-in>"  # "file:line" where the device was defined
+
+    def with_overrides(self, **kw: Any) -> "Device":
+        return replace(self, **{k: v for k, v in kw.items() if v is not None})
+
+
+@dataclass
+class Fleet:
+    devices: Dict[str, Device]
+    path: Optional[Path] = None
+
+    def select(self, spec: Optional[str]) -> List[Device]:
+        """`pi4,jetson`, `tag:arm64`, `all`, or None (= local)."""
+        if not spec:
+            spec = "local"
+        chosen: List[Device] = []
+        for part in [p.strip() for p in spec.split(",") if p.strip()]:
+            if part == "all":
+                matches = list(self.devices.values())
+            elif part.startswith("tag:"):
+                tag = part[4:]
+                matches = [d for d in self.devices.values() if tag in d.tags]
+                if not matches:
+                    known = sorted({t for d in self.devices.values() for t in d.tags})
+                    raise UsageError(f"no device has tag {tag!r}"
+                                     f" (tags in {self._where()}: {', '.join(known) or 'none'})")
+            elif part in self.devices:
+                matches = [self.devices[part]]
+            else:
+                raise UsageError(f"unknown device {part!r}"
+                                 f" (devices in {self._where()}: {', '.join(sorted(self.devices))})",
+                                 hint="add it to devices.yaml or pick one of those")
+            for d in matches:
+                if d not in chosen:
+                    chosen.append(d)
+        if not chosen:
+            raise UsageError("--devices selected no device")
+        return chosen
+
+    def _where(self) -> str:
+        return str(self.path) if self.path else "the built-in fleet"
+
+
+def local_device() -> Device:
+    return Device(name="local", transport="local", source="<built-in>")
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader that remembers the line of every mapping key and value."""
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> Dict[str, Any]:
+    mapping = _LinedDict()
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in mapping:
+            raise ConfigError(f"{loader.name}:{key_node.start_mark.line + 1}: duplicate key {key!r}")
+        mapping[key] = loader.construct_object(value_node, deep=True)
+        mapping.lines[key] = key_node.start_mark.line + 1
+    mapping.line = node.start_mark.line + 1
+    return mapping
+
+
+class _LinedDict(dict):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: Dict[Any, int] = {}
+        self.line = 0
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _line(d: Any, key: Any) -> int:
+    if isinstance(d, _LinedDict):
+        return d.lines.get(key, d.line)
+    return 0
+
+
+def find_config(explicit: Optional[str]) -> Optional[Path]:
+    """--config > EDGE_BENCH_CONFIG > ./devices.yaml > ~/.config/edge-bench/devices.yaml."""
+    if explicit:
+        p = Path(explicit).expanduser()
+        if not p.is_file():
+            raise ConfigError(f"{p}: no such devices file",
+                              hint="pass --config PATH to an existing devices.yaml")
+        return p
+    env = os.environ.get("EDGE_BENCH_CONFIG")
+    if env:
+        p = Path(env).expanduser()
+        if not p.is_file():
+            raise ConfigError(f"{p}: no such devices file (from EDGE_BENCH_CONFIG)")
+        return p
+    for cand in (Path("devices.yaml"), Path.home() / ".config" / "edge-bench" / "devices.yaml"):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def load_fleet(path: Optional[Path], env: Optional[Mapping[str, str]] = None) -> Fleet:
+    """Load devices.yaml (or only `local` when there is none) and apply EDGE_BENCH_* env."""
+    env = os.environ if env is None else env
+    devices: Dict[str, Device] = {}
+    if path is not None:
+        devices = _parse_file(path)
+    if "local" not in devices:
+        devices["local"] = local_device()
+    devices = {n: _apply_env(d, env) for n, d in devices.items()}
+    return Fleet(devices=devices, path=path)
+
+
+def _apply_env(d: Device, env: Mapping[str, str]) -> Device:
+    """EDGE_BENCH_TIMEOUT_S etc. apply to every device (above the file, below flags)."""
+    over: Dict[str, Any] = {}
+    for name in ("timeout_s", "idle_timeout_s", "connect_timeout_s", "retry_backoff_s"):
+        v = env.get("EDGE_BENCH_" + name.upper())
+        if v:
+            try:
+                over[name] = float(v)
+            except ValueError:
+                raise ConfigError(f"EDGE_BENCH_{name.upper()}={v!r}: expected a number of seconds")
+    v = env.get("EDGE_BENCH_RETRIES")
+    if v:
+        if not v.isdigit():
+            raise ConfigError(f"EDGE_BENCH_RETRIES={v!r}: expected a whole number")
+        over["retries"] = int(v)
+    v = env.get("EDGE_BENCH_RUNTIME")
+    if v:
+        if v not in RUNTIMES:
+            raise ConfigError(f"EDGE_BENCH_RUNTIME={v!r}: expected one of {', '.join(RUNTIMES)}")
+        over["runtime"] = v
+    return d.with_overrides(**over) if over else d
+
+
+def _parse_file(path: Path) -> Dict[str, Device]:
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}")
+    try:
+        loader = _LineLoader(text)
+        loader.name = str(path)
+        try:
+            doc = loader.get_single_data()
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as e:
+        line = e.problem_mark.line + 1 if e.problem_mark else 0
+        raise ConfigError(f"{path}:{line}: not valid YAML: {e.problem}",
+                          hint="fix the syntax (indentation, colons, quotes)")
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}")
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}:1: expected a mapping with 'version: 1' and 'devices:'")
+    f = str(path)
+    unknown_top = set(doc) - {"version", "defaults", "devices"}
+    if unknown_top:
+        k = sorted(unknown_top)[0]
+        raise ConfigError(f"{f}:{_line(doc, k)}: unknown top-level key {k!r}",
+                          hint="allowed: version, defaults, devices")
+    version = doc.get("version")
+    if version is None:
+        raise ConfigError(f"{f}:1: field 'version' is missing", hint="add 'version: 1' at the top")
+    if version != CONFIG_VERSION:
+        raise ConfigError(f"{f}:{_line(doc, 'version')}: field 'version' is {version!r}, this edge-bench"
+                          f" reads version {CONFIG_VERSION}",
+                          hint="upgrade edge-bench or rewrite the file for version 1")
+    defaults = doc.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise ConfigError(f"{f}:{_line(doc, 'defaults')}: field 'defaults' must be a mapping")
+    _check_fields(f, "defaults", defaults, allow_transport=False)
+    devs = doc.get("devices")
+    if not isinstance(devs, dict) or not devs:
+        raise ConfigError(f"{f}:{_line(doc, 'devices')}: field 'devices' must be a non-empty mapping"
+                          " of device name -> settings")
+    out: Dict[str, Device] = {}
+    for name, spec in devs.items():
+        where = f"{f}:{_line(devs, name)}"
+        if not isinstance(name, str) or not name or any(c.isspace() for c in name) or "," in name:
+            raise ConfigError(f"{where}: device name {name!r} must be a non-empty word without"
+                              " spaces or commas")
+        if spec is None:
+            spec = _LinedDict()
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{where}: device {name!r} must be a mapping of settings")
+        _check_fields(f, f"devices.{name}", spec, allow_transport=True)
+        merged: Dict[str, Any] = dict(defaults)
+        merged.update(spec)
+        out[name] = _make_device(name, merged, spec, f, where)
+    return out
+
+
+def _check_fields(f: str, prefix: str, spec: Dict[str, Any], allow_transport: bool) -> None:
+    for key, value in spec.items():
+        line = _line(spec, key)
+        if key not in _FIELDS or (key == "transport" and not allow_transport):
+            raise ConfigError(f"{f}:{line}: unknown field {prefix}.{key}",
+                              hint="valid fields: " + ", ".join(sorted(_FIELDS)))
+        types, help_ = _FIELDS[key]
+        ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+        if not ok:
+            raise ConfigError(f"{f}:{line}: field {prefix}.{key} is {value!r}; expected {help_}")
+        if key == "tags" and not all(isinstance(t, str) for t in value):
+            raise ConfigError(f"{f}:{line}: field {prefix}.tags must be a list of words")
+        if key == "python" and isinstance(value, list) and not all(isinstance(t, str) for t in value):
+            raise ConfigError(f"{f}:{line}: field {prefix}.python must be a string or a list of strings")
+        if key in ("timeout_s", "idle_timeout_s", "connect_timeout_s") and value <= 0:
+            raise ConfigError(f"{f}:{line}: field {prefix}.{key} must be > 0")
+        if key == "port" and not 0 < value < 65536:
+            raise ConfigError(f"{f}:{line}: field {prefix}.port {value} is not a TCP port")
+        if key == "runtime" and value not in RUNTIMES:
+            raise ConfigError(f"{f}:{line}: field {prefix}.runtime is {value!r}; expected one of"
+                              f" {', '.join(RUNTIMES)}")
+        if key == "runner" and value not in RUNNERS:
+            raise ConfigError(f"{f}:{line}: field {prefix}.runner is {value!r}; expected one of"
+                              f" {', '.join(RUNNERS)}")
+
+
+def _make_device(name: str, m: Dict[str, Any], spec: Dict[str, Any], f: str, where: str) -> Device:
+    transport = m.get("transport")
+    if transport is None:
+        raise ConfigError(f"{where}: field devices.{name}.transport is missing",
+                          hint="set transport: local, ssh or adb")
+    if transport not in TRANSPORTS:
+        raise ConfigError(f"{f}:{_line(spec, 'transport')}: field devices.{name}.transport is"
+                          f" {transport!r}; expected one of {', '.join(TRANSPORTS)}")
+    if transport == "ssh" and not m.get("host"):
+        raise ConfigError(f"{where}: field devices.{name}.host is missing (needed for transport ssh)",
+                          hint="set host: to a hostname, IP or ~/.ssh/config alias")
+    if transport == "adb" and not m.get("serial"):
+        raise ConfigError(f"{where}: field devices.{name}.serial is missing (needed for transport adb)",
+                          hint="set serial: to the output of `adb devices` or host:port")
+    py = m.get("python")
+    python: Tuple[str, ...] = ()
+    if isinstance(py, str):
+        python = tuple(shlex.split(py))
+    elif isinstance(py, list):
+        python = tuple(py)
+    kw: Dict[str, Any] = {k: v for k, v in m.items() if k not in ("python", "tags", "env")}
+    kw["tags"] = tuple(m.get("tags") or ())
+    kw["python"] = python
+    kw["env"] = tuple(sorted((str(k), str(v)) for k, v in (m.get("env") or {}).items()))
+    if transport == "adb" and "workdir" not in spec:
+        kw["workdir"] = "/data/local/tmp/edge-bench"
+    for k in ("timeout_s", "idle_timeout_s", "connect_timeout_s", "retry_backoff_s",
+              "cooldown_temp_c", "cooldown_max_s"):
+        if k in kw and kw[k] is not None:
+            kw[k] = float(kw[k])
+    return Device(name=name, source=where, **kw)

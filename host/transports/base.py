@@ -1,0 +1,89 @@
+"""The one small interface every transport implements.
+
+A transport runs a command (an argv list, never a shell string: each transport quotes
+every argument itself) streaming its stdout lines, puts a file, and can cancel.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+from ..config import Device
+
+
+@dataclass
+class Completed:
+    argv: Sequence[str]
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+class RemoteProcess(abc.ABC):
+    """A command running on the device."""
+
+    @abc.abstractmethod
+    def lines(self, idle_timeout: Optional[float] = None) -> Iterator[str]:
+        """Yield stdout lines (without the newline) as they arrive.
+
+        Raises TransportError if no line arrives within `idle_timeout` seconds (a stalled
+        stream: keepalives do not notice a dead link) or if the connection drops."""
+
+    @abc.abstractmethod
+    def wait(self, timeout: Optional[float] = None) -> int:
+        """Wait for exit; return the exit code (negative signal number where known)."""
+
+    @abc.abstractmethod
+    def cancel(self) -> None:
+        """Kill the remote process (and its children). Safe to call twice or after exit."""
+
+    @abc.abstractmethod
+    def stderr_tail(self, max_chars: int = 2000) -> str:
+        """The last stderr output seen (for error messages)."""
+
+
+class Transport(abc.ABC):
+    """Connection to one device. Use as a context manager."""
+
+    def __init__(self, device: Device) -> None:
+        self.device = device
+        #: bytes sent by put() since connect, for tests and benchmarks
+        self.bytes_pushed = 0
+
+    def __enter__(self) -> "Transport":
+        self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @abc.abstractmethod
+    def connect(self) -> None:
+        """Open the connection. Raises TransportError (or HostKeyError)."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    @abc.abstractmethod
+    def start(self, argv: Sequence[str], stdin: Optional[bytes] = None,
+              env: Optional[dict] = None) -> RemoteProcess:
+        """Start argv on the device; `stdin` is written then closed."""
+
+    @abc.abstractmethod
+    def put(self, local: Path, remote: str) -> None:
+        """Copy a local file to `remote` (a path on the device). Counts bytes_pushed."""
+
+    def run(self, argv: Sequence[str], stdin: Optional[bytes] = None,
+            timeout: Optional[float] = None) -> Completed:
+        """Run to completion, collecting output."""
+        proc = self.start(argv, stdin=stdin)
+        out = list(proc.lines(idle_timeout=timeout))
+        code = proc.wait(timeout)
+        return Completed(argv=list(argv), exit_code=code, stdout="\n".join(out),
+                         stderr=proc.stderr_tail(100_000))
+
+    def resolve_workdir(self, workdir: str) -> str:
+        """Turn the configured workdir into a path usable in commands on this device."""
+        return workdir

@@ -1,0 +1,103 @@
+"""The host itself as a device: the agent runs in a subprocess."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+from ..errors import TransportError
+from .base import RemoteProcess, Transport
+from .streams import LineQueue, TailBuffer
+
+
+class LocalProcess(RemoteProcess):
+    def __init__(self, device: str, argv: Sequence[str], stdin: Optional[bytes], env: Optional[dict]) -> None:
+        self.device = device
+        self.argv = list(argv)
+        full_env = dict(os.environ)
+        if env:
+            full_env.update(env)
+        try:
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, start_new_session=True, env=full_env)
+        except OSError as e:
+            raise TransportError(device, f"cannot start {self.argv[0]}: {e.strerror}")
+        self._stderr = TailBuffer()
+        self._lines = LineQueue()
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        threading.Thread(target=self._lines.feed_bytes_stream, args=(self.proc.stdout.read1,),
+                         daemon=True).start()
+        threading.Thread(target=self._pump_stderr, daemon=True).start()
+        threading.Thread(target=self._write_stdin, args=(stdin,), daemon=True).start()
+
+    def _write_stdin(self, data: Optional[bytes]) -> None:
+        assert self.proc.stdin is not None
+        try:
+            if data:
+                self.proc.stdin.write(data)
+            self.proc.stdin.close()
+        except OSError:
+            pass
+
+    def _pump_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for chunk in iter(lambda: self.proc.stderr.read1(65536), b""):  # type: ignore[union-attr]
+            self._stderr.write(chunk.decode("utf-8", "replace"))
+
+    def lines(self, idle_timeout: Optional[float] = None) -> Iterator[str]:
+        def idle(seconds: float) -> None:
+            self.cancel()
+            raise TransportError(self.device, f"no output from `{self.argv[0]}` for {seconds:.0f} s"
+                                 " (stalled); process killed")
+        return self._lines.iter(idle_timeout, idle)
+
+    def wait(self, timeout: Optional[float] = None) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.cancel()
+            raise TransportError(self.device, f"`{self.argv[0]}` did not exit within {timeout} s")
+
+    def cancel(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def stderr_tail(self, max_chars: int = 2000) -> str:
+        return self._stderr.tail(max_chars)
+
+
+class LocalTransport(Transport):
+    def connect(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def start(self, argv: Sequence[str], stdin: Optional[bytes] = None,
+              env: Optional[dict] = None) -> LocalProcess:
+        return LocalProcess(self.device.name, argv, stdin, env)
+
+    def put(self, local: Path, remote: str) -> None:
+        dest = Path(remote)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(local, dest)
+        self.bytes_pushed += dest.stat().st_size
+
+    def resolve_workdir(self, workdir: str) -> str:
+        return str(Path(workdir).expanduser())
+
+    @staticmethod
+    def default_python() -> Sequence[str]:
+        return [sys.executable]

@@ -1,0 +1,71 @@
+"""Helpers shared by transports: a line reader with an idle timeout, a bounded stderr tail."""
+from __future__ import annotations
+
+import collections
+import queue
+import threading
+import time
+from typing import Callable, Deque, Iterator, Optional
+
+_EOF = object()
+
+
+class TailBuffer:
+    """Keeps the last `limit` characters written to it (thread-safe)."""
+
+    def __init__(self, limit: int = 64_000) -> None:
+        self._chunks: Deque[str] = collections.deque()
+        self._size = 0
+        self._limit = limit
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> None:
+        with self._lock:
+            self._chunks.append(text)
+            self._size += len(text)
+            while self._size > self._limit and len(self._chunks) > 1:
+                self._size -= len(self._chunks.popleft())
+
+    def tail(self, max_chars: int) -> str:
+        with self._lock:
+            return "".join(self._chunks)[-max_chars:]
+
+
+class LineQueue:
+    """Lines pushed by a reader thread, popped with an idle timeout by the consumer."""
+
+    def __init__(self) -> None:
+        self._q: "queue.Queue[object]" = queue.Queue()
+        self.error: Optional[BaseException] = None
+
+    def feed_bytes_stream(self, read: Callable[[int], bytes]) -> None:
+        """Run in a thread: split a byte stream into lines and queue them."""
+        buf = b""
+        try:
+            while True:
+                chunk = read(65536)
+                if not chunk:
+                    break
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    self._q.put(line.decode("utf-8", "replace").rstrip("\r"))
+            if buf:
+                self._q.put(buf.decode("utf-8", "replace"))
+        except BaseException as e:  # noqa: BLE001 - reported to the consumer
+            self.error = e
+        finally:
+            self._q.put(_EOF)
+
+    def iter(self, idle_timeout: Optional[float], on_idle: Callable[[float], None]) -> Iterator[str]:
+        """Yield lines; call on_idle(seconds) (which should raise) when nothing arrives in time."""
+        while True:
+            t0 = time.monotonic()
+            try:
+                item = self._q.get(timeout=idle_timeout)
+            except queue.Empty:
+                on_idle(time.monotonic() - t0)
+                continue
+            if item is _EOF:
+                return
+            yield item  # type: ignore[misc]
