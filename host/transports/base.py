@@ -8,7 +8,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Dict, Iterator, Optional, Sequence
 
 from ..config import Device
 
@@ -87,3 +87,27 @@ class Transport(abc.ABC):
     def resolve_workdir(self, workdir: str) -> str:
         """Turn the configured workdir into a path usable in commands on this device."""
         return workdir
+
+    def sha256_many(self, paths: Sequence[str], timeout: Optional[float] = 300) -> Dict[str, str]:
+        """sha256 of each existing file among `paths` (computed ON the device); missing ones are
+        left out. Uses `sha256sum`, which coreutils (Pi, Jetson) and toybox (Android) provide."""
+        if not paths:
+            return {}
+        res = self.run(["sha256sum", "--", *paths], timeout=timeout)
+        out: Dict[str, str] = {}
+        for line in res.stdout.splitlines():
+            parts = line.strip().split(None, 1)
+            if len(parts) == 2 and len(parts[0]) == 64:
+                out[parts[1].lstrip("*")] = parts[0]
+        if res.exit_code not in (0, 1):
+            from ..errors import RemoteCommandError
+            raise RemoteCommandError(self.device.name, "sha256sum", res.exit_code, res.stderr,
+                                     hint="the device needs sha256sum (coreutils or toybox)")
+        return out
+
+    def makedirs(self, path: str) -> None:
+        res = self.run(["mkdir", "-p", "--", path], timeout=60)
+        if res.exit_code != 0:
+            from ..errors import RemoteCommandError
+            raise RemoteCommandError(self.device.name, f"mkdir -p {path}", res.exit_code,
+                                     res.stderr, hint="check the device's workdir setting and free disk")

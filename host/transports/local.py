@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Dict, Iterator, Optional, Sequence
 
 from ..errors import TransportError
 from .base import RemoteProcess, Transport
@@ -94,6 +94,16 @@ class LocalTransport(Transport):
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(local, dest)
         self.bytes_pushed += dest.stat().st_size
+
+    def sha256_many(self, paths: Sequence[str], timeout: Optional[float] = 300) -> Dict[str, str]:
+        from ..hashing import sha256_file
+        return {p: sha256_file(Path(p)) for p in paths if Path(p).is_file()}
+
+    def makedirs(self, path: str) -> None:
+        try:
+            Path(path).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise TransportError(self.device.name, f"cannot create {path}: {e.strerror}")
 
     def resolve_workdir(self, workdir: str) -> str:
         return str(Path(workdir).expanduser())

@@ -1,0 +1,82 @@
+"""Content-addressed push: the agent and every model/data file go to the device under a name
+derived from their sha256, so an unchanged file is never pushed twice. Every pushed file is
+verified by sha256 ON the device after the push (and the agent checks again before use)."""
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Sequence
+
+from .errors import DeviceError
+from .hashing import sha256_file
+from .transports.base import Transport
+
+
+@dataclass(frozen=True)
+class Blob:
+    """A local file and where it lives on the device, relative to the workdir."""
+
+    local: Path
+    sha256: str
+    remote_rel: str
+
+    @classmethod
+    def for_file(cls, local: Path, prefix: str = "blobs/") -> "Blob":
+        digest = sha256_file(local)
+        suffix = "".join(Path(local).suffixes[-1:])
+        return cls(local=Path(local), sha256=digest, remote_rel=f"{prefix}{digest}{suffix}")
+
+
+def agent_source() -> Path:
+    """The single file that is the agent."""
+    import edge_bench_agent.agent as agent_module
+    return Path(agent_module.__file__)
+
+
+def agent_blob() -> Blob:
+    src = agent_source()
+    digest = sha256_file(src)
+    return Blob(local=src, sha256=digest, remote_rel=f"agent-{digest[:16]}.py")
+
+
+@dataclass
+class DeployReport:
+    pushed: List[Blob] = field(default_factory=list)
+    present: List[Blob] = field(default_factory=list)
+    bytes_pushed: int = 0
+
+
+def remote_path(workdir: str, blob: Blob) -> str:
+    return posixpath.join(workdir, blob.remote_rel)
+
+
+def ensure_blobs(transport: Transport, workdir: str, blobs: Sequence[Blob]) -> DeployReport:
+    """Make every blob present and verified under workdir on the device."""
+    report = DeployReport()
+    unique = list({b.remote_rel: b for b in blobs}.values())
+    dirs = sorted({posixpath.dirname(remote_path(workdir, b)) for b in unique})
+    for d in dirs:
+        transport.makedirs(d)
+    paths = [remote_path(workdir, b) for b in unique]
+    have = transport.sha256_many(paths)
+    missing = []
+    for b, p in zip(unique, paths):
+        if have.get(p) == b.sha256:
+            report.present.append(b)
+        else:
+            missing.append((b, p))
+    before = transport.bytes_pushed
+    for b, p in missing:
+        transport.put(b.local, p)
+    if missing:
+        got = transport.sha256_many([p for _, p in missing])
+        for b, p in missing:
+            if got.get(p) != b.sha256:
+                raise DeviceError(transport.device.name,
+                                  f"{p}: sha256 on the device is {got.get(p) or 'missing'},"
+                                  f" expected {b.sha256} after pushing {b.local}",
+                                  hint="the transfer was corrupted or the disk is full; run again")
+            report.pushed.append(b)
+    report.bytes_pushed = transport.bytes_pushed - before
+    return report

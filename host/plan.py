@@ -1,0 +1,145 @@
+"""What to run: models x variants x threads, resolved into files ready to push.
+
+Quantized variants are made on the host (cached by model sha256 + variant + calibration sha256);
+the fp32 reference outputs for eval data are computed on the host too.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .errors import EdgeBenchError, UsageError
+from .hashing import sha256_file
+
+
+@dataclass
+class Timing:
+    runs: int = 50
+    warmup: int = 5
+    min_seconds: float = 1.0
+    max_seconds: float = 60.0
+
+
+@dataclass
+class EvalData:
+    path: Path
+    sha256: str
+    inputs: Dict[str, np.ndarray]
+    labels: Optional[np.ndarray]
+
+
+@dataclass
+class ModelSpec:
+    name: str                        # as the user named it: builtin:digits or a path
+    path: Path                       # the float model
+    calibration: Optional[str] = None  # path or "random"
+    eval: Optional[EvalData] = None
+    _reference: Optional[List[np.ndarray]] = None
+    _ref_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def reference(self) -> Optional[List[np.ndarray]]:
+        """fp32 outputs for every eval sample, computed once on the host."""
+        if self.eval is None:
+            return None
+        with self._ref_lock:
+            if self._reference is None:
+                from .accuracy import reference_outputs
+                self._reference = reference_outputs(self.path, self.eval.inputs)
+            return self._reference
+
+
+@dataclass
+class Artifact:
+    """One variant of one model, as a file on the host (or why it could not be made)."""
+
+    model: ModelSpec
+    variant: str
+    path: Optional[Path] = None
+    sha256: Optional[str] = None
+    bytes: Optional[int] = None
+    recipe: Optional[str] = None
+    error: Optional[str] = None
+
+
+def resolve_model(name: str, calibration: Optional[str], eval_file: Optional[str]) -> ModelSpec:
+    """builtin:NAME or a path to a float .tflite; built-ins bring their calibration and eval."""
+    from .quantize import check_tflite
+    if name.startswith("builtin:"):
+        from .builtin import resolve
+        b = resolve(name)
+        cal = calibration or (str(b.calibration) if b.calibration else None)
+        ev = eval_file or (str(b.eval) if b.eval else None)
+        spec = ModelSpec(name=name, path=Path(b.path), calibration=cal)
+    else:
+        p = Path(name).expanduser()
+        if not p.exists():
+            raise UsageError(f"--model {name}: no such file",
+                             hint="give a path to a .tflite file or builtin:digits / builtin:mobilenet")
+        check_tflite(p)
+        spec = ModelSpec(name=name, path=p, calibration=calibration)
+        ev = eval_file
+    if ev:
+        spec.eval = load_eval(Path(ev), spec.path)
+    return spec
+
+
+def load_eval(path: Path, model_path: Path) -> EvalData:
+    """An .npz with the model inputs (by input name, or `x` for one input) and optional labels `y`."""
+    if not path.is_file():
+        raise UsageError(f"--eval {path}: no such file")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception as e:  # noqa: BLE001 - any unreadable file is a user error
+        raise UsageError(f"--eval {path}: not a readable .npz file ({e})",
+                         hint="save with numpy.savez(path, x=inputs, y=labels)")
+    from .modelinfo import model_inputs
+    inputs_meta = model_inputs(model_path)
+    names = [m["name"] for m in inputs_meta]
+    inputs: Dict[str, np.ndarray] = {}
+    for m in inputs_meta:
+        key = m["name"] if m["name"] in arrays else ("x" if len(names) == 1 and "x" in arrays else None)
+        if key is None:
+            raise UsageError(f"--eval {path}: no array for model input {m['name']!r}"
+                             f" (arrays in the file: {', '.join(sorted(arrays)) or 'none'})",
+                             hint="name arrays after the model inputs, or `x` for a one-input model")
+        a = arrays[key]
+        want = list(m["shape"][1:])
+        if list(a.shape[1:]) != want:
+            raise UsageError(f"--eval {path}: array {key!r} has shape {list(a.shape)}; model input"
+                             f" {m['name']!r} needs [N, {', '.join(map(str, want))}]")
+        inputs[m["name"]] = a
+    labels = arrays.get("y")
+    n = len(next(iter(inputs.values())))
+    if labels is not None and len(labels) != n:
+        raise UsageError(f"--eval {path}: {len(labels)} labels in 'y' for {n} samples")
+    return EvalData(path=path, sha256=sha256_file(path), inputs=inputs, labels=labels)
+
+
+def make_artifacts(models: Sequence[ModelSpec], variants: Sequence[str],
+                   progress: Optional[Callable[[str], None]] = None,
+                   cache_dir: Optional[Path] = None) -> List[Artifact]:
+    """Quantize every model into every variant (cached). A failed variant never stops the rest."""
+    from .quantize import cached_variant
+    out: List[Artifact] = []
+    for m in models:
+        for v in variants:
+            if progress:
+                progress(f"preparing {m.name} {v}")
+            art = Artifact(model=m, variant=v)
+            try:
+                q = cached_variant(m.path, v, m.calibration, cache_dir)
+                art.path, art.sha256, art.bytes = Path(q.path), q.sha256, q.bytes
+                art.recipe = getattr(q, "recipe_description", None)
+            except EdgeBenchError as e:
+                art.error = str(e)
+            out.append(art)
+    return out
+
+
+def describe(obj: Any) -> str:  # pragma: no cover - debugging aid
+    return repr(obj)

@@ -1,0 +1,94 @@
+"""Turn agent messages into result records of the "edge-bench/run/1" document."""
+from __future__ import annotations
+
+import base64
+import platform
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from . import __version__
+from .stats import bootstrap_median_ci, summarize
+
+SCHEMA = "edge-bench/run/1"
+
+
+def new_run(label: Optional[str], argv: List[str]) -> Dict[str, Any]:
+    now = datetime.now(timezone.utc)
+    return {
+        "schema": SCHEMA,
+        "run_id": now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6],
+        "label": label,
+        "started_at": now.isoformat(timespec="seconds"),
+        "finished_at": None,
+        "status": "running",
+        "argv": argv,
+        "host": {"edge_bench": __version__, "python": platform.python_version(),
+                 "machine": platform.machine(), "node": platform.node()},
+        "results": [],
+    }
+
+
+def base_result(device: str, task: Any) -> Dict[str, Any]:
+    art = task.artifact
+    return {
+        "device": device, "model": art.model.name, "variant": art.variant, "threads": task.threads,
+        "status": "ok", "error": None,
+        "runtime": None, "device_info": None, "agent_version": None,
+        "model_sha256": art.sha256, "model_bytes": art.bytes,
+        "init_ms": None, "first_inference_ms": None, "warmup": task.timing.warmup, "runs": 0,
+        "latency_ms": summarize([]), "median_ci_ms": None, "samples_ms": [],
+        "peak_rss_mb": None, "cooldown_s": None, "accuracy": None,
+    }
+
+
+def error_result(device: str, task: Any, message: str, status: str = "error",
+                 error_type: Optional[str] = None) -> Dict[str, Any]:
+    r = base_result(device, task)
+    r["status"] = status
+    r["error"] = message if not error_type else f"{error_type}: {message}"
+    return r
+
+
+def ok_result(device: str, task: Any, msg: Dict[str, Any], hello: Dict[str, Any]) -> Dict[str, Any]:
+    r = base_result(device, task)
+    samples_ms = [ns / 1e6 for ns in msg.get("samples_ns", [])]
+    rt = dict(msg.get("runtime") or {})
+    r.update({
+        "runtime": {"name": rt.get("name"), "version": rt.get("version"),
+                    "xnnpack": rt.get("xnnpack"), "threads": rt.get("threads", task.threads)},
+        "device_info": msg.get("device_info") or hello.get("device_info"),
+        "agent_version": hello.get("agent_version"),
+        "init_ms": msg.get("init_ms"), "first_inference_ms": msg.get("first_inference_ms"),
+        "warmup": msg.get("warmup", task.timing.warmup), "runs": len(samples_ms),
+        "latency_ms": summarize(samples_ms),
+        "samples_ms": samples_ms,
+        "peak_rss_mb": (msg["peak_rss_kb"] / 1024.0) if msg.get("peak_rss_kb") else None,
+        "cooldown_s": msg.get("cooldown_s"),
+    })
+    lo, hi = bootstrap_median_ci(samples_ms)
+    r["median_ci_ms"] = [lo, hi] if lo is not None else None
+    if msg.get("eval"):
+        # a disagreeing variant keeps status "ok" (its latency is real) but carries
+        # accuracy.flag, which the table shows in red and the verdict counts as a failure
+        r["accuracy"] = score_eval(task, msg["eval"])
+    return r
+
+
+def decode_outputs(ev: Dict[str, Any]) -> List[np.ndarray]:
+    outs = []
+    for o in ev.get("outputs", []):
+        a = np.frombuffer(base64.b64decode(o["b64"]), dtype="<f4").reshape(o["shape"])
+        outs.append(a)
+    return outs
+
+
+def score_eval(task: Any, ev: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    spec = task.artifact.model
+    if spec.eval is None:
+        return None
+    from .accuracy import score
+    outputs = decode_outputs(ev)
+    return score(outputs, spec.reference(), labels=spec.eval.labels, variant=task.artifact.variant)

@@ -1,0 +1,225 @@
+"""Run a list of tasks on ONE device: connect, push, start the agent, stream results back.
+
+Every result (or error) is handed to `emit` the moment it is known; a device failure turns the
+tasks it did not finish into error results, it never raises past this module.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from .config import Device
+from .deploy import Blob, agent_blob, ensure_blobs, remote_path
+from .errors import AgentError, DeviceError, EdgeBenchError, ProtocolError, TransportError
+from .plan import Artifact, Timing
+from .protocol import parse_line
+from .results import error_result, ok_result
+from .transports import open_transport
+from .transports.base import RemoteProcess, Transport
+
+Emit = Callable[[Dict[str, Any]], None]
+Status = Callable[[str, str], None]  # (device, text)
+
+
+@dataclass
+class Task:
+    id: str
+    artifact: Artifact
+    threads: int
+    timing: Timing
+
+
+def device_python(device: Device) -> List[str]:
+    if device.python:
+        return list(device.python)
+    if device.transport == "local":
+        return [sys.executable]
+    return ["python3"]
+
+
+class DeviceRun:
+    """One device's share of a run. `cancel()` may be called from another thread."""
+
+    def __init__(self, device: Device, tasks: Sequence[Task], emit: Emit,
+                 status: Optional[Status] = None, cooldown: Optional[Dict[str, float]] = None,
+                 job_id: str = "job") -> None:
+        self.device = device
+        self.tasks = list(tasks)
+        self.emit = emit
+        self.status = status or (lambda d, t: None)
+        self.cooldown = cooldown
+        self.job_id = job_id
+        self.done: Dict[str, bool] = {}
+        self.transport: Optional[Transport] = None
+        self.proc: Optional[RemoteProcess] = None
+        self.cancelled = threading.Event()
+        self.bytes_pushed = 0
+        self.failure: Optional[str] = None
+
+    # ------------------------------------------------------------------ public
+    def run(self) -> None:
+        name = self.device.name
+        runnable = []
+        for t in self.tasks:
+            if t.artifact.error:
+                self._finish(t, error_result(name, t, t.artifact.error, status="skipped"))
+            else:
+                runnable.append(t)
+        if not runnable:
+            self.status(name, "nothing to run")
+            return
+        try:
+            self._run(runnable)
+        except EdgeBenchError as e:
+            self.failure = str(e)
+            self._fail_rest(runnable, _strip_device(str(e), name))
+        except Exception as e:  # noqa: BLE001 - a bug must not lose other devices' results
+            self.failure = f"internal error: {type(e).__name__}: {e}"
+            self._fail_rest(runnable, self.failure)
+        finally:
+            if self.transport is not None:
+                try:
+                    self.transport.close()
+                except Exception:  # noqa: BLE001
+                    pass
+        if self.failure:
+            self.status(name, "failed: " + _strip_device(self.failure, name))
+        elif self.cancelled.is_set():
+            self.status(name, "cancelled")
+        else:
+            self.status(name, "done")
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+        proc = self.proc
+        if proc is not None:
+            try:
+                proc.cancel()
+            except Exception:  # noqa: BLE001
+                pass
+
+    # ----------------------------------------------------------------- private
+    def _finish(self, task: Task, result: Dict[str, Any]) -> None:
+        if self.done.get(task.id):
+            return
+        self.done[task.id] = True
+        self.emit(result)
+
+    def _fail_rest(self, tasks: Sequence[Task], message: str) -> None:
+        msg = "cancelled" if self.cancelled.is_set() else message
+        for t in tasks:
+            if not self.done.get(t.id):
+                self._finish(t, error_result(self.device.name, t, msg))
+
+    def _run(self, tasks: List[Task]) -> None:
+        name = self.device.name
+        self.status(name, "connecting")
+        self.transport = open_transport(self.device)
+        self.transport.connect()
+        if self.cancelled.is_set():
+            return
+        workdir = self.transport.resolve_workdir(self.device.workdir)
+        agent = agent_blob()
+        blobs: List[Blob] = [agent]
+        model_blob: Dict[str, Blob] = {}
+        eval_blob: Dict[str, Blob] = {}
+        for t in tasks:
+            art = t.artifact
+            assert art.path is not None
+            model_blob[t.id] = Blob.for_file(art.path)
+            blobs.append(model_blob[t.id])
+            if art.model.eval is not None:
+                eval_blob[t.id] = Blob.for_file(art.model.eval.path)
+                blobs.append(eval_blob[t.id])
+        self.status(name, "pushing")
+        rep = ensure_blobs(self.transport, workdir, blobs)
+        self.bytes_pushed += rep.bytes_pushed
+        python = device_python(self.device)
+        job = {
+            "proto": 1, "job_id": self.job_id, "python": python, "runtime": self.device.runtime,
+            "workdir": workdir, "cooldown": self.cooldown,
+            "tasks": [self._task_json(t, model_blob[t.id], eval_blob.get(t.id)) for t in tasks],
+        }
+        if self.cancelled.is_set():
+            return
+        self.status(name, f"running 0/{len(tasks)}")
+        argv = python + [remote_path(workdir, agent)]
+        self.proc = self.transport.start(argv, stdin=json.dumps(job).encode(),
+                                         env=dict(self.device.env) or None)
+        self._stream(tasks, argv)
+
+    def _task_json(self, t: Task, model: Blob, ev: Optional[Blob]) -> Dict[str, Any]:
+        return {
+            "id": t.id, "model": {"path": model.remote_rel, "sha256": model.sha256},
+            "threads": t.threads, "xnnpack": self.device.xnnpack,
+            "warmup": t.timing.warmup, "runs": t.timing.runs,
+            "min_seconds": t.timing.min_seconds, "max_seconds": t.timing.max_seconds,
+            "eval": {"path": ev.remote_rel, "sha256": ev.sha256} if ev else None,
+            "input": None,
+        }
+
+    def _stream(self, tasks: List[Task], argv: List[str]) -> None:
+        name = self.device.name
+        by_id = {t.id: t for t in tasks}
+        hello: Dict[str, Any] = {}
+        deadline = time.monotonic() + self.device.timeout_s
+        got_bye = False
+        assert self.proc is not None
+        proc = self.proc
+        for line in proc.lines(idle_timeout=self.device.idle_timeout_s):
+            if time.monotonic() > deadline:
+                proc.cancel()
+                raise TransportError(name, f"job exceeded timeout_s={self.device.timeout_s:g}")
+            try:
+                msg = parse_line(name, line)
+            except ProtocolError:
+                proc.cancel()
+                raise
+            ev = msg["event"]
+            if ev == "hello":
+                hello = msg
+                if msg.get("runtime") is None:
+                    self.status(name, "no TFLite runtime: " + str(msg.get("runtime_error")))
+            elif ev == "progress":
+                self.status(name, f"running {msg.get('done')}/{msg.get('total')}")
+            elif ev == "result":
+                t = by_id.get(msg.get("task", ""))
+                if t is None:
+                    raise ProtocolError(name, f"agent sent a result for unknown task {msg.get('task')!r}")
+                self._finish(t, ok_result(name, t, msg, hello))
+            elif ev == "error":
+                t = by_id.get(msg.get("task") or "")
+                text = f"{msg.get('type')}: {msg.get('message')}"
+                if t is not None:
+                    self._finish(t, error_result(name, t, text))
+                else:
+                    raise AgentError(name, str(msg.get("type")), str(msg.get("message")),
+                                     str(msg.get("traceback") or ""), hint=_hint_for(msg))
+            elif ev == "bye":
+                got_bye = True
+        code = proc.wait(timeout=30)
+        if self.cancelled.is_set():
+            return
+        if not got_bye or any(not self.done.get(t.id) for t in tasks):
+            tail = " | ".join(proc.stderr_tail(1500).strip().splitlines()[-4:])
+            what = f"`{' '.join(argv)}` exited {code} before finishing"
+            hint = None
+            if code == 127 or "not found" in tail:
+                hint = (f"is `{argv[0]}` installed on the device? set `python:` for"
+                        f" {name} in devices.yaml")
+            raise DeviceError(name, what + (f": {tail}" if tail else ""), hint=hint)
+
+
+def _hint_for(msg: Dict[str, Any]) -> Optional[str]:
+    if msg.get("type") == "NoRuntime":
+        return "install one on the device: pip install ai-edge-litert (or tflite-runtime with numpy<2)"
+    return None
+
+
+def _strip_device(text: str, name: str) -> str:
+    prefix = f"{name}: "
+    return text[len(prefix):] if text.startswith(prefix) else text

@@ -1,0 +1,77 @@
+"""A run across the fleet: one thread per device (devices in parallel, tasks on one device one at
+a time), every result handed to the sinks on the main thread the moment it arrives."""
+from __future__ import annotations
+
+import queue
+import signal
+import threading
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from .config import Device
+from .runner import DeviceRun, Task
+
+Sink = Callable[[Dict[str, Any]], None]
+StatusSink = Callable[[str, str], None]
+
+
+class Session:
+    def __init__(self, plan: Dict[Device, Sequence[Task]], on_result: Sink,
+                 on_status: Optional[StatusSink] = None, cooldown: Optional[Dict[str, float]] = None,
+                 job_id: str = "job") -> None:
+        self.plan = plan
+        self.on_result = on_result
+        self.on_status = on_status or (lambda d, t: None)
+        self._q: "queue.Queue[tuple]" = queue.Queue()
+        self.runs: List[DeviceRun] = [
+            DeviceRun(dev, tasks, emit=lambda r: self._q.put(("result", r)),
+                      status=lambda d, t: self._q.put(("status", d, t)),
+                      cooldown=cooldown, job_id=f"{job_id}-{dev.name}")
+            for dev, tasks in plan.items()
+        ]
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        for r in self.runs:
+            r.cancel()
+
+    def run(self) -> List[DeviceRun]:
+        threads = [threading.Thread(target=r.run, name=f"device-{r.device.name}", daemon=True)
+                   for r in self.runs]
+        old_term = None
+        if threading.current_thread() is threading.main_thread():
+            def on_term(signum: int, frame: Any) -> None:
+                raise KeyboardInterrupt
+            old_term = signal.signal(signal.SIGTERM, on_term)
+        try:
+            for t in threads:
+                t.start()
+            try:
+                self._pump(threads)
+            except KeyboardInterrupt:
+                self.on_status("*", "interrupted: stopping devices, keeping finished results")
+                self.cancel()
+                self._pump(threads, grace=True)
+                raise
+        finally:
+            if old_term is not None:
+                signal.signal(signal.SIGTERM, old_term)
+        return self.runs
+
+    def _pump(self, threads: List[threading.Thread], grace: bool = False) -> None:
+        import time
+        deadline = time.monotonic() + 15 if grace else None
+        while True:
+            if deadline is not None and time.monotonic() > deadline:
+                return
+            try:
+                item = self._q.get(timeout=0.1)
+            except queue.Empty:
+                if not any(t.is_alive() for t in threads):
+                    if self._q.empty():
+                        return
+                continue
+            if item[0] == "result":
+                self.on_result(item[1])
+            else:
+                self.on_status(item[1], item[2])
