@@ -1,0 +1,532 @@
+"""Quantized variants of a float .tflite model, made with ai-edge-quantizer (no TensorFlow).
+
+Variants (`VARIANTS`, in display order) and the ai-edge-quantizer recipe behind each:
+
+=============  ==================================================================================
+fp32           the float model itself (copied, not re-written)
+fp16           weight-only, float16 weights (FLOAT_CASTING algorithm); compute stays float32
+dynamic-int8   dynamic range: int8 per-channel weights, activations quantized at run time
+int8           full integer: int8 weights + int8 activations; NEEDS CALIBRATION DATA; the model's
+               inputs/outputs become int8 (feed quantized inputs, dequantize outputs)
+int16x8        int8 weights + int16 activations; NEEDS CALIBRATION DATA; int16 inputs/outputs
+weight-int8    weight-only int8 (explicit DEQUANTIZE before the float op)
+weight-int4    weight-only int4 (explicit DEQUANTIZE); below 8 bits accuracy must be watched
+=============  ==================================================================================
+
+Calibration data (`load_calibration`): a .npz (keys = input names, or `x` for a single-input
+model), a .npy (single-input model), or a folder of .npy files (file stem = input name, or
+numbered samples `0.npy, 1.npy, ...` for a single-input model). Arrays hold N samples:
+[N, *input_shape[1:]] when the model's batch dimension is 1 (or [N, *input_shape]). The special
+value "random" makes random data and warns (CalibrationWarning) that accuracy is meaningless.
+
+Quantized files are cached (`cached_variant`) under `$EDGE_BENCH_CACHE/quantized` (default
+`~/.cache/edge-bench/quantized`), keyed by model sha256, variant, calibration sha256 and the
+ai-edge-quantizer version; written to a temp file and renamed, so concurrent runs are safe.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from .errors import EdgeBenchError, ModelError, UsageError
+from .hashing import sha256_bytes, sha256_file
+
+VARIANTS: Tuple[str, ...] = (
+    "fp32", "fp16", "dynamic-int8", "int8", "int16x8", "weight-int8", "weight-int4")
+
+#: variants whose recipe needs calibration data (static activation ranges)
+STATIC_VARIANTS = frozenset({"int8", "int16x8"})
+
+RECIPES: Dict[str, str] = {
+    "fp32": "none (float model as given)",
+    "fp16": "weight-only fp16 (float_casting, 16-bit float weights, float compute)",
+    "dynamic-int8": "dynamic_wi8_afp32 (int8 per-channel weights, dynamic int8 activations)",
+    "int8": "static_wi8_ai8 (int8 per-channel weights, int8 activations, calibrated)",
+    "int16x8": "static_wi8_ai16 (int8 per-channel weights, int16 activations, calibrated)",
+    "weight-int8": "weight_only_wi8_afp32 (int8 weights dequantized to float)",
+    "weight-int4": "weight_only_wi4_afp32 (int4 weights dequantized to float)",
+}
+
+RANDOM = "random"
+RANDOM_SAMPLES = 16
+TFLITE_IDENTIFIER = b"TFL3"
+SIGNATURE_KEY = "serving_default"
+
+
+class CalibrationWarning(UserWarning):
+    """Calibration data is random: the quantized model's accuracy means nothing."""
+
+
+class QuantizeResult(NamedTuple):
+    variant: str
+    path: Path
+    bytes: int
+    sha256: str
+    recipe_description: str
+    cached: bool = False
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One model input. `name` is the SignatureDef name (what ai-edge-quantizer calibrates by),
+    `tensor_name` the tensor's own name (often the same)."""
+    name: str
+    tensor_name: str
+    shape: Tuple[int, ...]
+    dtype: np.dtype
+    index: int
+
+
+# ---- model checks ------------------------------------------------------------------------------
+def check_tflite(path: Union[str, Path]) -> Path:
+    """Raise ModelError unless `path` is an existing TFLite flatbuffer ("TFL3" at bytes 4..8)."""
+    p = Path(path)
+    if not p.exists():
+        raise ModelError(f"model file {p} does not exist")
+    if not p.is_file():
+        raise ModelError(f"model path {p} is not a file")
+    with open(p, "rb") as f:
+        head = f.read(8)
+    if len(head) < 8 or head[4:8] != TFLITE_IDENTIFIER:
+        what = "empty" if not head else f"starts with {head[:8]!r}"
+        raise ModelError(f"{p} is not a TFLite model (no 'TFL3' flatbuffer identifier; file {what})",
+                         hint="pass a .tflite file; Keras/SavedModel need the [tf] extra")
+    return p
+
+
+def _interpreter(model_path: Union[str, Path], num_threads: Optional[int] = None):
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        it = Interpreter(model_path=str(model_path), num_threads=num_threads)
+        it.allocate_tensors()
+    except (ValueError, RuntimeError) as e:
+        raise ModelError(f"LiteRT cannot load {model_path}: {str(e).strip()}") from e
+    return it
+
+
+def model_inputs(model_path: Union[str, Path]) -> List[InputSpec]:
+    """The model's inputs, named by its SignatureDef `serving_default` when it has one."""
+    check_tflite(model_path)
+    it = _interpreter(model_path)
+    details = it.get_input_details()
+    sig_names: Dict[str, str] = {}  # tensor name -> signature input name
+    sigs = it.get_signature_list()
+    if sigs:
+        key = SIGNATURE_KEY if SIGNATURE_KEY in sigs else next(iter(sigs))
+        runner = it.get_signature_runner(key)
+        for sname, d in runner.get_input_details().items():
+            sig_names[d["name"]] = sname
+    return [InputSpec(sig_names.get(d["name"], d["name"]), d["name"],
+                      tuple(int(s) for s in d["shape"]), np.dtype(d["dtype"]), int(d["index"]))
+            for d in details]
+
+
+def model_ops(model_path: Union[str, Path]) -> List[str]:
+    """Builtin op names used by the model (e.g. ["FULLY_CONNECTED", "SOFTMAX"])."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    buf = Path(model_path).read_bytes()
+    model = schema.Model.GetRootAs(buf, 0)
+    ops = []
+    for i in range(model.OperatorCodesLength()):
+        oc = model.OperatorCodes(i)
+        code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
+        ops.append(names.get(code, oc.CustomCode().decode() if oc.CustomCode() else str(code)))
+    return ops
+
+
+# ---- variants ----------------------------------------------------------------------------------
+def parse_variants(spec: Union[str, Sequence[str]]) -> List[str]:
+    """"fp32,int8" -> ["fp32", "int8"] (order kept, duplicates dropped). Unknown -> UsageError."""
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    out: List[str] = []
+    for raw in items:
+        v = raw.strip().lower()
+        if not v:
+            continue
+        if v not in VARIANTS:
+            raise UsageError(f"unknown variant {raw.strip()!r}", hint="valid: " + ", ".join(VARIANTS))
+        if v not in out:
+            out.append(v)
+    if not out:
+        raise UsageError("no variant given", hint="valid: " + ", ".join(VARIANTS))
+    return out
+
+
+def _recipe(variant: str):
+    from ai_edge_quantizer import recipe, recipe_manager
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+    from ai_edge_quantizer.qtyping import TFLOperationName
+
+    if variant == "fp16":
+        rm = recipe_manager.RecipeManager()
+        rm.add_weight_only_config(regex=".*", operation_name=TFLOperationName.ALL_SUPPORTED,
+                                  num_bits=16, algorithm_key=AlgorithmName.FLOAT_CASTING)
+        return rm.get_quantization_recipe()
+    return {
+        "dynamic-int8": recipe.dynamic_wi8_afp32,
+        "int8": recipe.static_wi8_ai8,
+        "int16x8": recipe.static_wi8_ai16,
+        "weight-int8": recipe.weight_only_wi8_afp32,
+        "weight-int4": recipe.weight_only_wi4_afp32,
+    }[variant]()
+
+
+# ---- calibration -------------------------------------------------------------------------------
+def _sample_shape(spec: InputSpec) -> Tuple[int, ...]:
+    return spec.shape[1:] if spec.shape and spec.shape[0] == 1 else spec.shape
+
+
+def _fit(arr: np.ndarray, spec: InputSpec, source: str, array_name: str,
+         single_sample: bool = False) -> np.ndarray:
+    """Check one array against an input; return it as [N, *sample_shape] of the input's dtype."""
+    sample = _sample_shape(spec)
+    arr = np.asarray(arr)
+    want = f"[N, {', '.join(map(str, sample))}] {spec.dtype}"
+    got = f"{list(arr.shape)} {arr.dtype}"
+    if single_sample:
+        if arr.shape == spec.shape or arr.shape == sample:
+            arr = arr.reshape((1,) + sample)
+    elif arr.ndim >= 1 and arr.shape[1:] == spec.shape and spec.shape[:1] == (1,):
+        arr = arr.reshape((arr.shape[0],) + sample)  # [N, 1, ...]: per-sample batch of one
+    if arr.ndim != len(sample) + 1 or tuple(arr.shape[1:]) != tuple(sample) or arr.shape[0] == 0:
+        raise UsageError(f"calibration {source}: array {array_name!r} for input {spec.name!r} has "
+                         f"shape {got}, expected {want} (model input shape {list(spec.shape)})")
+    if np.issubdtype(spec.dtype, np.floating):
+        if not np.issubdtype(arr.dtype, np.floating):
+            raise UsageError(
+                f"calibration {source}: array {array_name!r} for input {spec.name!r} is {got}, "
+                f"expected {want}",
+                hint="float inputs need float data scaled the way the model expects "
+                     "(e.g. uint8 images must be converted)")
+    elif np.issubdtype(spec.dtype, np.integer) or spec.dtype == np.bool_:
+        if arr.dtype != spec.dtype and not np.can_cast(arr.dtype, spec.dtype, "same_kind"):
+            raise UsageError(f"calibration {source}: array {array_name!r} for input "
+                             f"{spec.name!r} is {got}, expected {want}")
+    if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+        raise UsageError(f"calibration {source}: array {array_name!r} contains NaN or inf")
+    return np.ascontiguousarray(arr.astype(spec.dtype, copy=False))
+
+
+def _match(arrays: Dict[str, np.ndarray], specs: List[InputSpec], source: str,
+           single_sample: bool = False) -> Dict[str, np.ndarray]:
+    by_name: Dict[str, InputSpec] = {}
+    for s in specs:
+        by_name[s.name] = s
+        by_name.setdefault(s.tensor_name, s)
+    out: Dict[str, np.ndarray] = {}
+    unused = [k for k in arrays if k not in by_name]
+    if len(specs) == 1 and specs[0].name not in arrays and specs[0].tensor_name not in arrays:
+        spec = specs[0]
+        key = "x" if "x" in arrays else (next(iter(arrays)) if len(arrays) == 1 else None)
+        if key is None:
+            raise UsageError(f"calibration {source}: no array named {spec.name!r} or 'x' "
+                             f"(found {', '.join(arrays) or 'none'})")
+        return {spec.name: _fit(arrays[key], spec, source, key, single_sample)}
+    missing = [s.name for s in specs if s.name not in arrays and s.tensor_name not in arrays]
+    if missing:
+        raise UsageError(f"calibration {source}: no array for input(s) {', '.join(missing)} "
+                         f"(found {', '.join(arrays) or 'none'})",
+                         hint="name the arrays after the model inputs: "
+                              + ", ".join(s.name for s in specs))
+    if unused:
+        raise UsageError(f"calibration {source}: array(s) {', '.join(unused)} match no model input",
+                         hint="model inputs: " + ", ".join(s.name for s in specs))
+    for key, arr in arrays.items():
+        spec = by_name[key]
+        out[spec.name] = _fit(arr, spec, source, key, single_sample)
+    counts = {k: len(v) for k, v in out.items()}
+    if len(set(counts.values())) > 1:
+        raise UsageError(f"calibration {source}: inputs have different sample counts {counts}")
+    return out
+
+
+def _load_npz(path: Path) -> Dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as e:  # zipfile.BadZipFile, ValueError (pickled objects), OSError
+        raise UsageError(f"calibration file {path} cannot be read as .npz: {e}") from e
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as e:
+        raise UsageError(f"calibration file {path} cannot be read as .npy: {e}") from e
+
+
+def random_calibration(specs: List[InputSpec], n: int = RANDOM_SAMPLES,
+                       seed: int = 0) -> Dict[str, np.ndarray]:
+    """Deterministic random data for every input: floats uniform in [0, 1), ints in [0, 10)."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for s in specs:
+        shape = (n,) + _sample_shape(s)
+        if np.issubdtype(s.dtype, np.floating):
+            out[s.name] = rng.random(shape, dtype=np.float32).astype(s.dtype)
+        else:
+            out[s.name] = rng.integers(0, 10, size=shape).astype(s.dtype)
+    return out
+
+
+def load_calibration(source: Union[str, Path], model_path: Union[str, Path]
+                     ) -> Dict[str, np.ndarray]:
+    """Load calibration samples for `model_path`: {input name: array [N, *sample shape]}.
+
+    `source` is a .npz, a .npy, a folder of .npy files, or "random" (warns CalibrationWarning).
+    Wrong shape/dtype/name -> UsageError naming the file, the array, expected and got."""
+    specs = model_inputs(model_path)
+    if str(source) == RANDOM:
+        warnings.warn("calibration data is RANDOM: int8/int16x8 accuracy will be meaningless; "
+                      "pass --calibration FILE with real samples", CalibrationWarning, stacklevel=2)
+        return random_calibration(specs)
+    p = Path(source).expanduser()
+    if not p.exists():
+        raise UsageError(f"calibration file {p} does not exist")
+    if p.is_dir():
+        files = sorted(p.glob("*.npy"))
+        if not files:
+            raise UsageError(f"calibration folder {p} contains no .npy files")
+        stems = [f.stem for f in files]
+        names = {s.name for s in specs} | {s.tensor_name for s in specs}
+        if all(st in names for st in stems) or len(specs) > 1:
+            return _match({f.stem: _load_npy(f) for f in files}, specs, f"folder {p}")
+        # numbered samples of a single-input model: one sample per file
+        def order(f: Path):
+            return (0, int(f.stem), "") if f.stem.isdigit() else (1, 0, f.stem)
+        samples = []
+        for f in sorted(files, key=order):
+            samples.append(_match({f.stem: _load_npy(f)}, specs, f"file {f}",
+                                  single_sample=True)[specs[0].name])
+        return {specs[0].name: np.concatenate(samples, axis=0)}
+    if p.suffix == ".npz":
+        return _match(_load_npz(p), specs, f"file {p}")
+    if p.suffix == ".npy":
+        if len(specs) != 1:
+            raise UsageError(f"calibration file {p}: a .npy holds one array but the model has "
+                             f"{len(specs)} inputs ({', '.join(s.name for s in specs)})",
+                             hint="use a .npz with one array per input name")
+        return _match({p.stem: _load_npy(p)}, specs, f"file {p}")
+    raise UsageError(f"calibration file {p}: unsupported type (use .npz, .npy, a folder of .npy, "
+                     f"or 'random')")
+
+
+def calibration_sha256(source: Union[None, str, Path]) -> str:
+    """Content hash of a calibration source ("none" / "random" / sha256 of file or folder)."""
+    if source is None:
+        return "none"
+    if str(source) == RANDOM:
+        return RANDOM
+    p = Path(source).expanduser()
+    if p.is_dir():
+        parts = [f"{f.name}:{sha256_file(f)}" for f in sorted(p.glob("*.npy"))]
+        return sha256_bytes("\n".join(parts).encode())
+    if not p.exists():
+        raise UsageError(f"calibration file {p} does not exist")
+    return sha256_file(p)
+
+
+# ---- quantization ------------------------------------------------------------------------------
+def _op_in_message(msg: str, ops: Sequence[str]) -> Optional[str]:
+    for word in re.findall(r"\b[A-Z][A-Z0-9_]{1,}\b", msg):
+        if word in ops:
+            return word
+    return None
+
+
+@contextlib.contextmanager
+def _quiet():
+    """ai-edge-quantizer prints progress bars/reports and warns about debugging options."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors.*")
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+
+
+def _describe(variant: str, calibration: Optional[Dict[str, np.ndarray]],
+              calibration_label: Optional[str]) -> str:
+    desc = RECIPES[variant]
+    if variant in STATIC_VARIANTS and calibration:
+        n = len(next(iter(calibration.values())))
+        desc += f"; {n} calibration samples" + (f" ({calibration_label})" if calibration_label
+                                                 else "")
+    return desc
+
+
+def _run_quantizer(model_path: Path, variant: str,
+                   calibration: Optional[Dict[str, np.ndarray]]) -> bytes:
+    """Run ai-edge-quantizer; returns the quantized flatbuffer (raises whatever it raises)."""
+    from ai_edge_quantizer import quantizer
+
+    with _quiet():
+        qt = quantizer.Quantizer(str(model_path), _recipe(variant))
+        cal = None
+        if qt.need_calibration:
+            n = len(next(iter(calibration.values())))
+            samples = [{name: arr[i:i + 1] for name, arr in calibration.items()} for i in range(n)]
+            cal = qt.calibrate({SIGNATURE_KEY: samples}, num_threads=max(1, os.cpu_count() or 1))
+        result = qt.quantize(cal, enable_progress_report=False)
+    return bytes(result.quantized_model)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _needs_calibration(variant: str) -> UsageError:
+    return UsageError(f"variant {variant} needs calibration data",
+                      hint="pass --calibration FILE (.npz/.npy/folder of .npy) or "
+                           "--calibration random (accuracy will be meaningless)")
+
+
+def quantize_model(model_path: Union[str, Path], variant: str, out_path: Union[str, Path],
+                   calibration: Union[None, str, Path, Dict[str, np.ndarray]] = None
+                   ) -> QuantizeResult:
+    """Write `variant` of the float model at `model_path` to `out_path`.
+
+    `calibration`: a dict from load_calibration, or a path / "random" to load. Required for
+    int8 / int16x8 (UsageError otherwise). Quantizer failures -> ModelError naming the variant
+    (and the op when the message names one). The written file is loaded once in LiteRT."""
+    model_path = check_tflite(model_path)
+    variant = parse_variants(variant)[0] if variant not in VARIANTS else variant
+    out_path = Path(out_path)
+    label = None
+    if variant == "fp32":
+        if out_path.resolve() != model_path.resolve():
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomic(out_path, model_path.read_bytes())
+        return _result(variant, out_path, RECIPES[variant])
+    if variant in STATIC_VARIANTS:
+        if calibration is None:
+            raise _needs_calibration(variant)
+        if not isinstance(calibration, dict):
+            label = "random" if str(calibration) == RANDOM else Path(calibration).name
+            calibration = load_calibration(calibration, model_path)
+    else:
+        calibration = None
+    ops = model_ops(model_path)
+    quantized_ops = sorted({"QUANTIZE", "DEQUANTIZE"} & set(ops))
+    int_inputs = [f"{i.name} ({i.dtype})" for i in model_inputs(model_path)
+                  if i.dtype in (np.dtype(np.int8), np.dtype(np.int16), np.dtype(np.uint8))]
+    if quantized_ops or int_inputs:
+        why = (f"it has {'/'.join(quantized_ops)} ops" if quantized_ops
+               else f"its inputs are integer: {', '.join(int_inputs)}")
+        raise ModelError(f"variant {variant}: {model_path.name} looks already quantized ({why})",
+                         hint="quantize the float (fp32) model")
+    try:
+        data = _run_quantizer(model_path, variant, calibration)
+    except EdgeBenchError:
+        raise
+    except Exception as e:  # the quantizer raises ValueError/RuntimeError/KeyError/...
+        msg = " ".join(str(e).split()) or type(e).__name__
+        op = _op_in_message(msg, ops)
+        where = f" (op {op})" if op else ""
+        raise ModelError(f"variant {variant} of {model_path.name} failed{where}: {msg}",
+                         hint=f"model ops: {', '.join(ops)}") from e
+    _write_atomic(out_path, data)
+    try:
+        _interpreter(out_path)
+    except ModelError as e:
+        with contextlib.suppress(OSError):
+            out_path.unlink()
+        op = _op_in_message(str(e), model_ops(model_path) + ["QUANTIZE", "DEQUANTIZE"])
+        where = f" (op {op})" if op else ""
+        raise ModelError(f"variant {variant} of {model_path.name}: the quantized model does not "
+                         f"load in LiteRT{where}: {e}") from e
+    return _result(variant, out_path, _describe(variant, calibration, label))
+
+
+def _result(variant: str, path: Path, desc: str, cached: bool = False) -> QuantizeResult:
+    return QuantizeResult(variant, path, path.stat().st_size, sha256_file(path), desc, cached)
+
+
+# ---- cache -------------------------------------------------------------------------------------
+def default_cache_dir() -> Path:
+    root = os.environ.get("EDGE_BENCH_CACHE")
+    base = Path(root).expanduser() if root else Path.home() / ".cache" / "edge-bench"
+    return base / "quantized"
+
+
+def _quantizer_version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("ai-edge-quantizer")
+    except Exception:  # pragma: no cover
+        return "unknown"
+
+
+def cached_variant(model_path: Union[str, Path], variant: str,
+                   calibration: Union[None, str, Path] = None,
+                   cache_dir: Union[None, str, Path] = None) -> QuantizeResult:
+    """`variant` of the model from the cache, quantizing on a miss.
+
+    Key: (model sha256, variant, calibration sha256, ai-edge-quantizer version); calibration only
+    counts for int8/int16x8. fp32 returns the model file itself. Files are written to a temp name
+    and renamed, so parallel runs never see a half-written model."""
+    model_path = check_tflite(model_path)
+    variant = parse_variants(variant)[0]
+    if variant == "fp32":
+        return _result(variant, model_path, RECIPES[variant])
+    if variant in STATIC_VARIANTS and calibration is None:
+        raise _needs_calibration(variant)
+    model_sha = sha256_file(model_path)
+    calib_sha = calibration_sha256(calibration) if variant in STATIC_VARIANTS else "none"
+    key = sha256_bytes(f"{model_sha}|{variant}|{calib_sha}|{_quantizer_version()}".encode())[:24]
+    base = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    out = base / model_sha[:16] / f"{variant}-{key}.tflite"
+    meta = out.with_suffix(".json")
+    if out.is_file() and meta.is_file():
+        try:
+            info = json.loads(meta.read_text())
+            if info.get("bytes") == out.stat().st_size:
+                return QuantizeResult(variant, out, info["bytes"], info["sha256"],
+                                      info["recipe_description"], True)
+        except (ValueError, KeyError, OSError):
+            pass  # a broken entry is simply rebuilt
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".tflite", dir=out.parent)
+    os.close(fd)
+    try:
+        res = quantize_model(model_path, variant, tmp, calibration)
+        os.replace(tmp, out)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    res = res._replace(path=out)
+    _write_atomic(meta, json.dumps({
+        "model_sha256": model_sha, "variant": variant, "calibration_sha256": calib_sha,
+        "quantizer": _quantizer_version(), "bytes": res.bytes, "sha256": res.sha256,
+        "recipe_description": res.recipe_description}, indent=1).encode())
+    return res
+
+
+def copy_variant(result: QuantizeResult, out_path: Union[str, Path]) -> QuantizeResult:
+    """Copy a (cached) variant to `out_path`."""
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    if out_path.resolve() != Path(result.path).resolve():
+        shutil.copyfile(result.path, out_path)
+    return result._replace(path=out_path)
