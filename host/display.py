@@ -26,6 +26,8 @@ def fmt_bytes(n: Optional[int]) -> str:
 def fmt_ms(x: Optional[float]) -> str:
     if x is None:
         return "-"
+    if x < 1:
+        return f"{x:.4f}"
     return f"{x:.3f}" if x < 10 else f"{x:.1f}"
 
 
