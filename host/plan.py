@@ -22,6 +22,7 @@ class Timing:
     warmup: int = 5
     min_seconds: float = 1.0
     max_seconds: float = 60.0
+    max_runs: int = 10000
 
 
 @dataclass

@@ -67,6 +67,7 @@ def ok_result(device: str, task: Any, msg: Dict[str, Any], hello: Dict[str, Any]
         "samples_ms": samples_ms,
         "peak_rss_mb": (msg["peak_rss_kb"] / 1024.0) if msg.get("peak_rss_kb") else None,
         "cooldown_s": msg.get("cooldown_s"),
+        "stopped_by": msg.get("stopped_by"),
     })
     lo, hi = bootstrap_median_ci(samples_ms)
     r["median_ci_ms"] = [lo, hi] if lo is not None else None

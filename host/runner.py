@@ -158,6 +158,7 @@ class DeviceRun:
             "threads": t.threads, "xnnpack": self.device.xnnpack,
             "warmup": t.timing.warmup, "runs": t.timing.runs,
             "min_seconds": t.timing.min_seconds, "max_seconds": t.timing.max_seconds,
+            "max_runs": t.timing.max_runs,
             "eval": {"path": ev.remote_rel, "sha256": ev.sha256} if ev else None,
             "input": None,
         }

@@ -19,7 +19,8 @@ With no arguments: the built-in models (builtin:digits, builtin:mobilenet) as fp
 ./devices.yaml or ~/.config/edge-bench/devices.yaml).
 
 Timing follows TFLite's benchmark_model: a first inference timed on its own, --warmup runs,
-then timed runs until BOTH --runs and --min-seconds are reached (never past --max-seconds).
+then timed runs until BOTH --runs and --min-seconds are reached (never past --max-seconds, nor
+past --max-runs samples).
 Every result is stored the moment it arrives (SQLite, --db); --json writes the whole document.
 """
 
@@ -53,6 +54,10 @@ def add_parser(sub: Any) -> None:
                    help="minimum seconds of timed runs (default: 1.0)")
     p.add_argument("--max-seconds", type=float, default=60.0,
                    help="stop timing after this many seconds per task (default: 60)")
+    p.add_argument("--max-runs", type=int, default=10000,
+                   help="stop timing after this many samples even if --min-seconds is not reached"
+                        " (keeps microsecond models from returning millions of samples;"
+                        " default: 10000)")
     p.add_argument("--calibration", default=None,
                    help="calibration data (.npz, .npy, folder of .npy, or `random`) for int8/int16x8")
     p.add_argument("--eval", default=None,
@@ -113,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     variants = parse_variants(args.variants or DEFAULT_VARIANTS)
     threads = _int_list(args.threads, "--threads")
     timing = Timing(runs=args.runs, warmup=args.warmup, min_seconds=args.min_seconds,
-                    max_seconds=args.max_seconds)
+                    max_seconds=args.max_seconds, max_runs=max(args.max_runs, args.runs))
     model_names = args.model or DEFAULT_MODELS
     models = [resolve_model(m, args.calibration, args.eval) for m in model_names]
 
