@@ -42,3 +42,113 @@ def bootstrap_median_ci(samples_ms: Sequence[float], confidence: float = 0.95,
 
 def finite_or_none(x: Optional[float]) -> Optional[float]:
     return x if x is not None and math.isfinite(x) else None
+
+
+# --- autocorrelation-aware comparison helpers (used by edge_bench.compare) -------------------
+#
+# Latency samples of one run are a time series, not independent draws: CPU frequency, thermal
+# state, cache and page-cache effects and other load make neighbouring samples alike (drift).
+# A test that treats thousands of such samples as independent is wildly over-confident. The
+# helpers below cut a series into contiguous blocks longer than its correlation time ("batch
+# means", standard in simulation output analysis), summarize each block by its median, and run
+# the tests and the bootstrap on block medians, which are close to independent.
+
+MIN_BLOCKS = 8
+MAX_BLOCKS = 50
+
+
+def autocorr_time(samples: Sequence[float], max_lag: Optional[int] = None) -> float:
+    """Integrated autocorrelation time of a series (1.0 = independent), on ranks for robustness.
+
+    Sums the autocorrelation function from lag 1 until it first drops below zero
+    (initial-positive-sequence style truncation). Returns tau = 1 + 2 * sum(rho_k).
+    """
+    a = np.asarray(samples, dtype=np.float64)
+    n = a.size
+    if n < 8:
+        return 1.0
+    r = np.argsort(np.argsort(a, kind="stable"), kind="stable").astype(np.float64)
+    r -= r.mean()
+    var = float(np.dot(r, r))
+    if var <= 0:
+        return 1.0
+    max_lag = min(max_lag or n // 4, n - 1)
+    # autocorrelation by FFT (O(n log n); n can be 100k for a microsecond model)
+    size = 1 << int(np.ceil(np.log2(2 * n)))
+    f = np.fft.rfft(r, size)
+    acf = np.fft.irfft(f * np.conj(f), size)[: max_lag + 1] / var
+    tau = 1.0
+    for k in range(1, max_lag + 1):
+        if acf[k] <= 0:
+            break
+        tau += 2.0 * float(acf[k])
+    return max(1.0, tau)
+
+
+def block_size(samples: Sequence[float]) -> int:
+    """Block length for `block_medians`: >= 2x the autocorrelation time, at most MAX_BLOCKS
+    blocks, at least MIN_BLOCKS blocks when there are enough samples."""
+    n = len(samples)
+    if n < 2 * MIN_BLOCKS:
+        return 1
+    tau = autocorr_time(samples)
+    b = max(1 if tau < 1.5 else int(np.ceil(2.0 * tau)), int(np.ceil(n / MAX_BLOCKS)))
+    return int(min(b, n // MIN_BLOCKS))
+
+
+def block_medians(samples: Sequence[float], size: Optional[int] = None) -> np.ndarray:
+    """Medians of contiguous blocks of the series, in time order (the tail remainder is spread
+    over the blocks, so no sample is dropped)."""
+    a = np.asarray(samples, dtype=np.float64)
+    if a.size == 0:
+        return a
+    b = block_size(a) if size is None else max(1, int(size))
+    if b <= 1:
+        return a.copy()
+    k = max(1, a.size // b)
+    return np.array([np.median(chunk) for chunk in np.array_split(a, k)], dtype=np.float64)
+
+
+def ratio_of_medians_ci(base_ms: Sequence[float], cand_ms: Sequence[float],
+                        confidence: float = 0.95, n_boot: int = 4000,
+                        seed: int = 0) -> Tuple[Optional[float], Optional[float], Optional[float]]:
+    """(ratio, lo, hi): cand median / base median with a block-bootstrap confidence interval.
+
+    The ratio is of the plain sample medians; the interval comes from resampling block medians
+    of each run independently (so it widens when a run drifts) and is centred on that ratio.
+    """
+    a = np.asarray(base_ms, dtype=np.float64)
+    b = np.asarray(cand_ms, dtype=np.float64)
+    if a.size == 0 or b.size == 0:
+        return (None, None, None)
+    ma, mb = float(np.median(a)), float(np.median(b))
+    if ma <= 0:
+        return (None, None, None)
+    ratio = mb / ma
+    ba, bb = block_medians(a), block_medians(b)
+    if ba.size < 2 or bb.size < 2 or mb <= 0:
+        return (ratio, None, None)
+    rng = np.random.default_rng(seed)
+    mba = np.median(ba[rng.integers(0, ba.size, size=(n_boot, ba.size))], axis=1)
+    mbb = np.median(bb[rng.integers(0, bb.size, size=(n_boot, bb.size))], axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logr = np.log(mbb) - np.log(mba)
+    logr = logr[np.isfinite(logr)]
+    if logr.size == 0:
+        return (ratio, None, None)
+    centre = float(np.log(np.median(bb)) - np.log(np.median(ba)))
+    q = (1 - confidence) / 2
+    lo, hi = np.quantile(logr, [q, 1 - q])
+    shift = np.log(ratio) - centre
+    return (ratio, float(np.exp(lo + shift)), float(np.exp(hi + shift)))
+
+
+def block_mannwhitney(base_ms: Sequence[float], cand_ms: Sequence[float]) -> Optional[float]:
+    """Two-sided Mann-Whitney U p-value on the block medians of two runs (None if too few)."""
+    ba, bb = block_medians(base_ms), block_medians(cand_ms)
+    if ba.size < 3 or bb.size < 3:
+        return None
+    from scipy.stats import mannwhitneyu
+    if np.ptp(np.concatenate([ba, bb])) == 0:
+        return 1.0
+    return float(mannwhitneyu(bb, ba, alternative="two-sided").pvalue)

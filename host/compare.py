@@ -1,0 +1,487 @@
+"""Compare two runs: did anything get slower or less accurate than the baseline?
+
+For every (device, model, variant, threads) present in either run:
+
+* ratio = candidate median / baseline median, with a 95% block-bootstrap confidence interval;
+* p = two-sided Mann-Whitney U on *block medians* of the raw samples (not on the raw samples);
+* verdict `slower` only when all three hold: ratio >= 1 + threshold (minimum effect, default
+  5%), the interval lies entirely above 1, and p < alpha (default 0.01). `faster` mirrors it.
+
+Why blocks: the samples of one run are a time series (frequency scaling, heat, caches, other
+load), so neighbours are correlated and drift. A U test on 10 000 such samples treats them as
+10 000 independent draws and calls a 0.5% drift "p = 1e-12". Cutting each run into contiguous
+blocks at least twice its measured autocorrelation time (at most 50 blocks) and testing the
+block medians gives honest p-values and intervals that widen when a run drifts. The effect-size
+floor then guards against what no within-run statistic can see: run-to-run differences (a new
+process, memory layout, another tenant on the box). Requiring significance AND effect AND an
+interval clear of "no change" is what keeps the false-alarm rate low while a real 10% slowdown
+(twice the floor) is still caught.
+
+Accuracy: `accuracy-drop` when top-1 falls by more than `accuracy_threshold` (default 0.01 =
+1 point) or agreement with the fp32 reference falls by more than that, or the candidate's
+outputs are newly flagged as wrong. Environment differences (runtime name/version, XNNPACK,
+agent version, governor, CPU, model sha256) are listed on the row, never compared silently.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
+
+import numpy as np
+
+from .stats import block_mannwhitney, block_medians, ratio_of_medians_ci
+
+Key = Tuple[str, str, str, Optional[int]]
+
+VERDICTS = ("slower", "accuracy-drop", "error", "faster", "same", "missing", "new")
+#: verdicts that make `--fail-on-regression` exit 1
+REGRESSIONS = ("slower", "accuracy-drop", "error")
+
+DEFAULT_THRESHOLD = 0.05
+DEFAULT_ALPHA = 0.01
+DEFAULT_ACCURACY_THRESHOLD = 0.01
+DEFAULT_CONFIDENCE = 0.95
+
+#: (label, getter) of the environment facts that must match for a like-for-like comparison
+ENV_FIELDS = (
+    ("runtime", lambda r: (r.get("runtime") or {}).get("name")),
+    ("runtime_version", lambda r: (r.get("runtime") or {}).get("version")),
+    ("xnnpack", lambda r: (r.get("runtime") or {}).get("xnnpack")),
+    ("agent_version", lambda r: r.get("agent_version")),
+    ("governor", lambda r: (r.get("device_info") or {}).get("governor")),
+    ("cpu", lambda r: (r.get("device_info") or {}).get("cpu")),
+    ("model_sha256", lambda r: r.get("model_sha256")),
+)
+
+
+def result_key(r: Dict[str, Any]) -> Key:
+    t = r.get("threads")
+    return (str(r.get("device")), str(r.get("model")), str(r.get("variant")),
+            int(t) if t is not None else None)
+
+
+def key_str(k: Key) -> str:
+    return f"{k[0]} {k[1]} {k[2]} t{k[3] if k[3] is not None else '-'}"
+
+
+def _index(doc: Dict[str, Any]) -> Dict[Key, Dict[str, Any]]:
+    """key -> result; when a key repeats, an ok result wins over a failed one, later over earlier."""
+    out: Dict[Key, Dict[str, Any]] = {}
+    for r in doc.get("results") or []:
+        k = result_key(r)
+        prev = out.get(k)
+        if prev is None or r.get("status") == "ok" or prev.get("status") != "ok":
+            out[k] = r
+    return out
+
+
+def _samples(r: Dict[str, Any]) -> np.ndarray:
+    s = np.asarray(r.get("samples_ms") or [], dtype=np.float64)
+    return s[np.isfinite(s)]
+
+
+def _median(r: Dict[str, Any], s: np.ndarray) -> Optional[float]:
+    if s.size:
+        return float(np.median(s))
+    m = (r.get("latency_ms") or {}).get("median")
+    return float(m) if m is not None else None
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v):
+        return v[:10]
+    return str(v)
+
+
+def env_mismatches(base: Dict[str, Any], cand: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """Environment facts that differ between two results: [{field, base, cand}]."""
+    out = []
+    for name, get in ENV_FIELDS:
+        a, b = get(base), get(cand)
+        if a is None and b is None:
+            continue
+        if a != b:
+            out.append({"field": name, "base": a, "cand": b})
+    return out
+
+
+def _accuracy(base: Dict[str, Any], cand: Dict[str, Any], thr: float) -> Tuple[bool, List[str], Dict[str, Any]]:
+    ba, ca = base.get("accuracy") or {}, cand.get("accuracy") or {}
+    info = {"base_top1": ba.get("top1"), "cand_top1": ca.get("top1"),
+            "base_agreement": ba.get("agreement_vs_ref"), "cand_agreement": ca.get("agreement_vs_ref")}
+    notes: List[str] = []
+    drop = False
+    for name, k in (("top-1", "top1"), ("agreement", "agreement_vs_ref")):
+        a, b = ba.get(k), ca.get(k)
+        if a is not None and b is not None and (a - b) > thr + 1e-12:
+            drop = True
+            notes.append(f"{name} {a * 100:.1f}% -> {b * 100:.1f}% ({(b - a) * 100:+.1f} pt)")
+    if ca.get("flag") and not ba.get("flag"):
+        drop = True
+        notes.append(f"outputs flagged: {ca.get('flag')}")
+    return drop, notes, info
+
+
+def compare_results(base: Optional[Dict[str, Any]], cand: Optional[Dict[str, Any]], *,
+                    threshold: float = DEFAULT_THRESHOLD, alpha: float = DEFAULT_ALPHA,
+                    accuracy_threshold: float = DEFAULT_ACCURACY_THRESHOLD,
+                    confidence: float = DEFAULT_CONFIDENCE, seed: int = 0,
+                    noise: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """One comparison row (a dict) for a key present in base, cand or both.
+
+    `noise` ({"sigma": s, "runs": n}) is the run-to-run spread of this key's log median seen in
+    the store's history (`history_noise`); when given, a change must also clear
+    z(1-alpha) * sqrt(2) * sigma, the spread two independent runs show with no change at all.
+    """
+    src = cand if cand is not None else base
+    assert src is not None
+    k = result_key(src)
+    row: Dict[str, Any] = {
+        "device": k[0], "model": k[1], "variant": k[2], "threads": k[3],
+        "verdict": "same", "regression": False,
+        "base_median_ms": None, "cand_median_ms": None, "ratio": None, "ci_lo": None, "ci_hi": None,
+        "p_value": None, "n_base": 0, "n_cand": 0, "blocks_base": 0, "blocks_cand": 0,
+        "mismatches": [], "notes": [], "accuracy": None, "noise_floor": None,
+    }
+    if base is None:
+        row["verdict"] = "new"
+        row["cand_median_ms"] = _median(cand, _samples(cand)) if cand.get("status") == "ok" else None
+        if cand.get("status") != "ok":
+            row["notes"].append(f"candidate {cand.get('status')}: {cand.get('error') or ''}".strip())
+        return row
+    if cand is None:
+        row["verdict"] = "missing"
+        row["base_median_ms"] = _median(base, _samples(base)) if base.get("status") == "ok" else None
+        row["notes"].append("in the baseline, not in the candidate")
+        return row
+    row["mismatches"] = env_mismatches(base, cand)
+    bs, cs = base.get("status"), cand.get("status")
+    if cs != "ok":
+        if cs == "skipped":
+            row["verdict"] = "missing"
+            row["notes"].append(f"candidate skipped: {cand.get('error') or ''}".strip())
+        else:
+            row["verdict"] = "error"
+            row["regression"] = bs == "ok"
+            row["notes"].append(f"candidate failed: {cand.get('error') or ''}".strip()
+                                + ("" if bs == "ok" else " (the baseline failed too)"))
+        return row
+    if bs != "ok":
+        row["verdict"] = "new"
+        row["cand_median_ms"] = _median(cand, _samples(cand))
+        row["notes"].append(f"baseline {bs}: {base.get('error') or ''}".strip())
+        return row
+
+    a, b = _samples(base), _samples(cand)
+    row["n_base"], row["n_cand"] = int(a.size), int(b.size)
+    ma, mb = _median(base, a), _median(cand, b)
+    row["base_median_ms"], row["cand_median_ms"] = ma, mb
+    if ma and mb:
+        row["ratio"] = mb / ma
+    if a.size >= 2 and b.size >= 2:
+        ratio, lo, hi = ratio_of_medians_ci(a, b, confidence=confidence, seed=seed)
+        row["ratio"], row["ci_lo"], row["ci_hi"] = ratio, lo, hi
+        row["p_value"] = block_mannwhitney(a, b)
+        row["blocks_base"], row["blocks_cand"] = int(block_medians(a).size), int(block_medians(b).size)
+
+    ratio, lo, hi, p = row["ratio"], row["ci_lo"], row["ci_hi"], row["p_value"]
+    min_log = math.log1p(threshold)
+    if noise and noise.get("sigma"):
+        from scipy.stats import norm
+        floor = float(norm.ppf(1 - alpha) * math.sqrt(2.0) * noise["sigma"])
+        row["noise_floor"] = {"change": math.expm1(floor), "sigma": noise["sigma"],
+                              "runs": noise.get("runs")}
+        if floor > min_log:
+            min_log = floor
+            row["notes"].append(f"run-to-run noise over {noise.get('runs')} stored runs: a change "
+                                f"must exceed {math.expm1(floor) * 100:.1f}%")
+    up, down = math.exp(min_log), math.exp(-min_log)
+    if ratio is None:
+        row["notes"].append("no latency to compare")
+    elif p is None or lo is None or hi is None:
+        row["notes"].append(f"too few samples for a test ({row['n_base']} vs {row['n_cand']})")
+    else:
+        significant = p < alpha
+        if ratio >= up and lo > 1.0 and significant:
+            row["verdict"] = "slower"
+        elif ratio <= down and hi < 1.0 and significant:
+            row["verdict"] = "faster"
+        elif ratio >= up or ratio <= down:
+            why = [] if significant else [f"p={p:.2g} >= {alpha:g}"]
+            if not (lo > 1.0 or hi < 1.0):
+                why.append("interval includes no change")
+            row["notes"].append(f"{(ratio - 1) * 100:+.1f}% but not conclusive ({', '.join(why)})")
+    drop, acc_notes, info = _accuracy(base, cand, accuracy_threshold)
+    if any(v is not None for v in info.values()):
+        row["accuracy"] = info
+    if drop:
+        row["verdict"] = "accuracy-drop"
+        row["notes"] = acc_notes + row["notes"]
+    for who, r in (("baseline", base), ("candidate", cand)):
+        di = r.get("device_info") or {}
+        if di.get("throttled") or di.get("throttled_during"):
+            row["notes"].append(f"{who} was throttled ({di.get('throttled') or di.get('throttled_during')})")
+    row["regression"] = row["verdict"] in REGRESSIONS
+    return row
+
+
+def compare_docs(base_doc: Dict[str, Any], cand_doc: Dict[str, Any], *,
+                 threshold: float = DEFAULT_THRESHOLD, alpha: float = DEFAULT_ALPHA,
+                 accuracy_threshold: float = DEFAULT_ACCURACY_THRESHOLD,
+                 confidence: float = DEFAULT_CONFIDENCE,
+                 noise: Optional[Dict[Key, Dict[str, Any]]] = None) -> Dict[str, Any]:
+    """Compare two results documents. Returns {base, cand, settings, rows, summary, regressed}.
+    `noise`: per key run-to-run spread from the store (see `history_noise`), optional."""
+    if threshold < 0 or not math.isfinite(threshold):
+        from .errors import UsageError
+        raise UsageError(f"--threshold must be a fraction >= 0 (0.05 = 5%), got {threshold}")
+    bi, ci = _index(base_doc), _index(cand_doc)
+    keys = list(bi) + [k for k in ci if k not in bi]
+    keys.sort(key=lambda k: (k[0], k[1], k[3] if k[3] is not None else -1, k[2]))
+    rows = [compare_results(bi.get(k), ci.get(k), threshold=threshold, alpha=alpha,
+                            accuracy_threshold=accuracy_threshold, confidence=confidence,
+                            noise=(noise or {}).get(k))
+            for k in keys]
+    summary = {v: 0 for v in VERDICTS}
+    for r in rows:
+        summary[r["verdict"]] += 1
+    return {
+        "schema": "edge-bench/compare/1",
+        "base": _doc_ref(base_doc), "cand": _doc_ref(cand_doc),
+        "settings": {"threshold": threshold, "alpha": alpha, "accuracy_threshold": accuracy_threshold,
+                     "confidence": confidence, "history_noise": bool(noise),
+                     "method": "ratio of medians, block-bootstrap CI; Mann-Whitney U on block medians"},
+        "rows": rows,
+        "summary": summary,
+        "mismatched_rows": sum(1 for r in rows if r["mismatches"]),
+        "regressed": any(r["regression"] for r in rows),
+    }
+
+
+def _doc_ref(doc: Dict[str, Any]) -> Dict[str, Any]:
+    return {"run_id": doc.get("run_id"), "label": doc.get("label"),
+            "started_at": doc.get("started_at"), "source": doc.get("_source")}
+
+
+# --- run-to-run noise from the store -------------------------------------------------------
+
+HISTORY_RUNS = 20
+MIN_HISTORY_RUNS = 5
+
+
+def history_noise(store: Any, docs: Sequence[Dict[str, Any]], exclude: Sequence[str] = (),
+                  last: int = HISTORY_RUNS) -> Dict[Key, Dict[str, Any]]:
+    """Per key of `docs[0]`: the run-to-run spread (sigma of the log median) over the stored
+    runs of that key with the same model sha256, runtime version and agent version as the
+    baseline, leaving out the runs in `exclude`. Estimated from successive differences
+    (sigma = 1.4826 * median |d log median| / sqrt(2)), so a one-off step (a real regression in
+    the history) barely moves it. Keys with fewer than MIN_HISTORY_RUNS such runs are left out.
+    """
+    out: Dict[Key, Dict[str, Any]] = {}
+    base = docs[0]
+    for r in base.get("results") or []:
+        if r.get("status") != "ok":
+            continue
+        k = result_key(r)
+        rows = store.history(device=k[0], model=k[1], variant=k[2], threads=k[3],
+                             last=last + len(exclude), status="ok")
+        env = [get(r) for _, get in ENV_FIELDS[:4]] + [r.get("model_sha256")]
+        meds = [h["median_ms"] for h in rows
+                if h["run_id"] not in exclude and h["median_ms"] and h["median_ms"] > 0
+                and [get(h["result"]) for _, get in ENV_FIELDS[:4]] + [h["model_sha256"]] == env]
+        meds = meds[-last:]
+        if len(meds) < MIN_HISTORY_RUNS:
+            continue
+        d = np.diff(np.log(np.asarray(meds, dtype=np.float64)))
+        sigma = 1.4826 * float(np.median(np.abs(d))) / math.sqrt(2.0)
+        out[k] = {"sigma": sigma, "runs": len(meds)}
+    return out
+
+
+# --- loading ------------------------------------------------------------------------------
+
+def load_doc(ref: str, store: Any = None, db: Optional[str] = None,
+             exclude: Optional[str] = None) -> Dict[str, Any]:
+    """A results document from a --json file path, or from the store by run id / label /
+    last / last~N. `store` is an open Store (opened from `db` when None and needed)."""
+    if os.path.isfile(ref) or ref == "-" or ref.endswith(".json"):
+        from .results_doc import read_json
+        doc = read_json(ref)
+        doc["_source"] = ref
+        return doc
+    if store is None:
+        from .store import Store
+        store = Store(db, create=False)
+    run_id = store.resolve(ref, exclude=exclude)
+    doc = store.get_run(run_id)
+    doc["_source"] = ref
+    return doc
+
+
+# --- output -------------------------------------------------------------------------------
+
+def _fmt_ms(x: Optional[float]) -> str:
+    if x is None:
+        return "-"
+    return f"{x:.4f}" if x < 1 else (f"{x:.3f}" if x < 10 else f"{x:.1f}")
+
+
+def _fmt_ratio(r: Dict[str, Any]) -> str:
+    if r["ratio"] is None:
+        return "-"
+    s = f"{(r['ratio'] - 1) * 100:+.1f}%"
+    if r["ci_lo"] is not None:
+        s += f" [{(r['ci_lo'] - 1) * 100:+.1f}, {(r['ci_hi'] - 1) * 100:+.1f}]"
+    return s
+
+
+def _fmt_p(p: Optional[float]) -> str:
+    return "-" if p is None else (f"{p:.1e}" if p < 0.001 else f"{p:.3f}")
+
+
+def _fmt_acc(r: Dict[str, Any]) -> str:
+    a = r.get("accuracy") or {}
+    if a.get("base_top1") is not None and a.get("cand_top1") is not None:
+        return f"{a['base_top1'] * 100:.1f}->{a['cand_top1'] * 100:.1f}%"
+    if a.get("cand_top1") is not None:
+        return f"{a['cand_top1'] * 100:.1f}%"
+    return "-"
+
+
+def _fmt_env(r: Dict[str, Any]) -> str:
+    return "; ".join(f"{m['field']}: {_short(m['base'])} -> {_short(m['cand'])}" for m in r["mismatches"])
+
+
+def _title(cmp: Dict[str, Any]) -> str:
+    def name(d: Dict[str, Any]) -> str:
+        return f"{d.get('run_id')}" + (f" ({d['label']})" if d.get("label") else "")
+    return f"{name(cmp['base'])} -> {name(cmp['cand'])}"
+
+
+def summary_line(cmp: Dict[str, Any]) -> str:
+    s = cmp["summary"]
+    parts = [f"{n} {v}" for v, n in s.items() if n]
+    head = "REGRESSION" if cmp["regressed"] else "no regression"
+    line = f"{head}: " + (", ".join(parts) if parts else "nothing to compare")
+    if cmp["mismatched_rows"]:
+        line += f"; {cmp['mismatched_rows']} row(s) with a different environment"
+    st = cmp["settings"]
+    line += (f" (threshold {st['threshold'] * 100:g}%, alpha {st['alpha']:g},"
+             f" accuracy {st['accuracy_threshold'] * 100:g} pt)")
+    return line
+
+
+COLUMNS = ["device", "model", "variant", "thr", "base ms", "cand ms", "change [95% CI]", "p",
+           "top-1", "verdict", "environment / notes"]
+
+
+def table_rows(cmp: Dict[str, Any]) -> List[List[str]]:
+    out = []
+    for r in cmp["rows"]:
+        notes = "; ".join(x for x in [_fmt_env(r)] + r["notes"] if x)
+        out.append([r["device"], r["model"], r["variant"],
+                    "-" if r["threads"] is None else str(r["threads"]),
+                    _fmt_ms(r["base_median_ms"]), _fmt_ms(r["cand_median_ms"]), _fmt_ratio(r),
+                    _fmt_p(r["p_value"]), _fmt_acc(r), r["verdict"], notes])
+    return out
+
+
+VERDICT_STYLE = {"slower": "bold red", "accuracy-drop": "bold red", "error": "red",
+                 "faster": "green", "same": "", "missing": "yellow", "new": "cyan"}
+
+
+def print_rich(cmp: Dict[str, Any], file: Optional[TextIO] = None) -> None:
+    """The comparison as a rich table (plain text when not a terminal)."""
+    from rich.console import Console
+    from rich.table import Table
+    console = Console(file=file or sys.stdout, width=None if (file or sys.stdout).isatty() else 160)
+    t = Table(title=f"compare {_title(cmp)}", expand=False)
+    for c in COLUMNS:
+        t.add_column(c, justify="right" if c in ("thr", "base ms", "cand ms", "p") else "left",
+                     overflow="fold", max_width=50 if c.startswith("environment") else None)
+    for r, cells in zip(cmp["rows"], table_rows(cmp)):
+        style = VERDICT_STYLE.get(r["verdict"], "")
+        if r["mismatches"] and not style:
+            style = "yellow"
+        t.add_row(*cells, style=style or None)
+    console.print(t)
+    console.print(summary_line(cmp), style="bold red" if cmp["regressed"] else "bold green")
+
+
+def to_markdown(cmp: Dict[str, Any]) -> str:
+    """A Markdown report (for a CI comment)."""
+    icon = {"slower": "🔴", "accuracy-drop": "🔴", "error": "🔴", "faster": "🟢", "same": "⚪",
+            "missing": "🟡", "new": "🔵"}
+
+    def cell(s: str) -> str:
+        return s.replace("|", "\\|").replace("\n", " ")
+
+    lines = [f"### edge-bench compare: {cell(_title(cmp))}", "", f"**{summary_line(cmp)}**", "",
+             "| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
+    for r, cells in zip(cmp["rows"], table_rows(cmp)):
+        cells = list(cells)
+        cells[9] = f"{icon.get(r['verdict'], '')} {cells[9]}"
+        lines.append("| " + " | ".join(cell(c) for c in cells) + " |")
+    st = cmp["settings"]
+    lines += ["", f"<sub>change = candidate/baseline median - 1 with a {st['confidence'] * 100:g}% "
+                  f"block-bootstrap interval; p = Mann-Whitney U on block medians. `slower` needs "
+                  f"change >= {st['threshold'] * 100:g}%, the interval above 0 and p < {st['alpha']:g}."
+                  f"</sub>", ""]
+    return "\n".join(lines)
+
+
+def to_json_text(cmp: Dict[str, Any]) -> str:
+    from .results_doc import _clean
+    return json.dumps(_clean(cmp), indent=1) + "\n"
+
+
+def write_text(text: str, path: str) -> None:
+    if path == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    from pathlib import Path
+    from .errors import StoreError
+    p = Path(path).expanduser()
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise StoreError(f"cannot write {p}: {e.strerror or e}") from e
+
+
+def emit(cmp: Dict[str, Any], *, json_out: Optional[str] = None, markdown_out: Optional[str] = None,
+         file: Optional[TextIO] = None, quiet: bool = False) -> None:
+    """Write --json / --markdown outputs and print the table (unless one of them went to
+    stdout, or quiet)."""
+    if json_out:
+        write_text(to_json_text(cmp), json_out)
+    if markdown_out:
+        write_text(to_markdown(cmp), markdown_out)
+    to_stdout = "-" in (json_out, markdown_out)
+    if not quiet:
+        print_rich(cmp, file=sys.stderr if to_stdout else file)
+
+
+def compare_and_print(store: Any, base_ref: str, cand_doc: Dict[str, Any],
+                      threshold: float = DEFAULT_THRESHOLD, *, alpha: float = DEFAULT_ALPHA,
+                      accuracy_threshold: float = DEFAULT_ACCURACY_THRESHOLD,
+                      json_out: Optional[str] = None, markdown_out: Optional[str] = None,
+                      file: Optional[TextIO] = None, quiet: bool = False,
+                      use_history: bool = True) -> Tuple[List[Dict[str, Any]], bool]:
+    """For `run --baseline X [--fail-on-regression]`: compare the run just made (`cand_doc`)
+    with the baseline `base_ref` (run id, label, last, last~N or a --json path; `last` and
+    labels never resolve to the candidate run itself), print the table, return (rows, regressed).
+    With `use_history`, keys with enough stored runs also need to clear their run-to-run noise.
+    """
+    base_doc = load_doc(base_ref, store=store, exclude=cand_doc.get("run_id"))
+    noise = None
+    if store is not None and use_history:
+        noise = history_noise(store, [base_doc, cand_doc], exclude=[str(cand_doc.get("run_id"))])
+    cmp = compare_docs(base_doc, cand_doc, threshold=threshold, alpha=alpha,
+                       accuracy_threshold=accuracy_threshold, noise=noise)
+    emit(cmp, json_out=json_out, markdown_out=markdown_out, file=file, quiet=quiet)
+    return cmp["rows"], bool(cmp["regressed"])
