@@ -1,0 +1,74 @@
+"""Shared pytest fixtures. Each helper module keeps its fixtures in its own marked section."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+# =============================================================================================
+# SSH: a real OpenSSH sshd (tests/sshd.py)
+#
+#   sshd_server   (session)  -> sshd.SSHD: one running sshd on 127.0.0.1:<free port>, root login
+#                               with a throwaway client key; .host .port .user .client_key
+#                               .known_hosts .host_key_line .host_key_fingerprint .device(...)
+#   sshd_factory  (session)  -> start(**kw) -> sshd.SSHD: more sshd instances (a fleet); kwargs
+#                               as sshd.start_sshd (host=, port=, user=, client_key=, wrapper=...);
+#                               all stopped at session end. Reuses the session's client key
+#                               unless client_key= is given.
+#   sshd_device   (function) -> edge_bench.config.Device for sshd_server: transport ssh,
+#                               host/port/user/key/known_hosts set, python = [sys.executable],
+#                               workdir = a fresh tmp dir, retries=0.
+#   make_sshd_device (function) -> make(name="sshbox", **overrides) -> Device for sshd_server
+#                               with a fresh tmp workdir unless overridden.
+# All of them skip (with the reason) when sshd is not installed or not running as root.
+# =============================================================================================
+@pytest.fixture(scope="session")
+def _sshd_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import sshd
+    reason = sshd.sshd_missing_reason()
+    if reason:
+        pytest.skip(reason)
+    return tmp_path_factory.mktemp("sshd")
+
+
+@pytest.fixture(scope="session")
+def sshd_factory(_sshd_base: Path):
+    import sshd
+    started = []
+    shared_key = sshd.make_keypair(_sshd_base / "fleet_client_key", "edge-bench-fleet")
+
+    def start(**kw):
+        kw.setdefault("client_key", shared_key)
+        s = sshd.start_sshd(_sshd_base, **kw)
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.stop()
+
+
+@pytest.fixture(scope="session")
+def sshd_server(_sshd_base: Path):
+    import sshd
+    s = sshd.start_sshd(_sshd_base, name="main")
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def make_sshd_device(sshd_server, tmp_path_factory: pytest.TempPathFactory):
+    def make(name: str = "sshbox", **overrides):
+        overrides.setdefault("workdir", str(tmp_path_factory.mktemp("sshwork")))
+        return sshd_server.device(name, **overrides)
+    return make
+
+
+@pytest.fixture
+def sshd_device(make_sshd_device):
+    return make_sshd_device()
+# ============================================================================ end of SSH section
