@@ -58,6 +58,9 @@ class DeviceRun:
         self.proc: Optional[RemoteProcess] = None
         self.cancelled = threading.Event()
         self.bytes_pushed = 0
+        self.files_pushed = 0
+        self.files_present = 0
+        self.hello: Dict[str, Any] = {}
         self.failure: Optional[str] = None
 
     # ------------------------------------------------------------------ public
@@ -92,6 +95,16 @@ class DeviceRun:
             self.status(name, "cancelled")
         else:
             self.status(name, "done")
+
+    def summary(self) -> Dict[str, Any]:
+        """What happened on this device, for the results document's `devices` section."""
+        rt = self.hello.get("runtime") or {}
+        return {"transport": self.device.transport, "failure": self.failure,
+                "bytes_pushed": self.bytes_pushed, "files_pushed": self.files_pushed,
+                "files_present": self.files_present,
+                "agent_version": self.hello.get("agent_version"),
+                "python": self.hello.get("python"), "runtime": rt.get("name"),
+                "runtime_version": rt.get("version")}
 
     def cancel(self) -> None:
         self.cancelled.set()
@@ -138,6 +151,11 @@ class DeviceRun:
         self.status(name, "pushing")
         rep = ensure_blobs(self.transport, workdir, blobs)
         self.bytes_pushed += rep.bytes_pushed
+        self.files_pushed += len(rep.pushed)
+        self.files_present += len(rep.present)
+        if rep.pushed:
+            self.status(name, f"pushed {len(rep.pushed)} file(s), {rep.bytes_pushed / 1024:.1f} KB"
+                              f" ({len(rep.present)} already there)")
         python = device_python(self.device)
         job = {
             "proto": 1, "job_id": self.job_id, "python": python, "runtime": self.device.runtime,
@@ -183,6 +201,7 @@ class DeviceRun:
             ev = msg["event"]
             if ev == "hello":
                 hello = msg
+                self.hello = msg
                 if msg.get("runtime") is None:
                     self.status(name, "no TFLite runtime: " + str(msg.get("runtime_error")))
             elif ev == "progress":

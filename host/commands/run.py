@@ -161,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
             except KeyboardInterrupt:
                 interrupted = True
     finally:
+        doc["devices"] = {r.device.name: r.summary() for r in session.runs}
         from datetime import datetime, timezone
         doc["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         failed = [r for r in doc["results"] if r["status"] != "ok" or (r.get("accuracy") or {}).get("flag")]
@@ -184,7 +185,9 @@ def run(args: argparse.Namespace) -> int:
         if store is None:
             raise UsageError("--baseline needs the results store (drop --no-store)")
         from ..compare import compare_and_print
-        _rows, regressed = compare_and_print(store, args.baseline, doc, threshold=args.threshold)
+        _rows, regressed = compare_and_print(store, args.baseline, doc, threshold=args.threshold,
+                                             file=sys.stderr if json_to_stdout else None,
+                                             quiet=args.quiet)
         if regressed and args.fail_on_regression:
             return 1
     return code
