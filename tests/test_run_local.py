@@ -189,3 +189,19 @@ def test_device_without_runtime_says_what_to_install(tmp_path: Path) -> None:
     r = json.loads(out.read_text())["results"][0]
     assert r["status"] == "error" and "NoRuntime" in r["error"]
     assert "pip install ai-edge-litert" in r["error"]
+
+
+@pytest.mark.parametrize("text,pattern", [
+    ("version: 1\ndevices:\n  a:\n    transport: ssh\n", "devices.yaml:3: field devices.a.host is missing"),
+    ("version: 1\ndevices: {a: {transport: local\n", "not valid YAML"),
+])
+def test_bad_devices_yaml_is_one_line_exit_2(tmp_path: Path, text: str, pattern: str) -> None:
+    (tmp_path / "devices.yaml").write_text(text)
+    p = edge_bench(["run", "--no-store"], tmp_path)  # ./devices.yaml is picked up
+    assert p.returncode == 2 and pattern in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    p = edge_bench(["devices", "--config", str(tmp_path / "nope.yaml")], tmp_path)
+    assert p.returncode == 2 and "no such devices file" in p.stderr
