@@ -62,6 +62,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not argv:
         argv = ["run"]  # the embedded default: built-in models on `local`
     args = parser.parse_args(argv)
+    args.argv = ["edge-bench"] + argv
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         plan[d] = tasks
 
     from ..results import new_run
-    doc = new_run(args.label, ["edge-bench", "run"] + sys.argv[2:])
+    doc = new_run(args.label, list(getattr(args, "argv", ["edge-bench", "run"])))
     store = None
     if not args.no_store:
         from ..store import Store
