@@ -16,6 +16,7 @@ on stderr.
 from __future__ import annotations
 
 import base64
+import errno
 import glob
 import hashlib
 import importlib
@@ -23,6 +24,7 @@ import json
 import os
 import platform
 import queue
+import select
 import shutil
 import signal
 import socket
@@ -33,6 +35,11 @@ import time
 import traceback
 from collections import deque
 from typing import IO, Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
+
+try:
+    import fcntl
+except ImportError:  # not on POSIX: the device lock is skipped (logged)
+    fcntl = None  # type: ignore[assignment]
 
 try:
     import numpy as np
@@ -60,6 +67,20 @@ TASK_DEFAULTS: Dict[str, Any] = {"threads": 1, "xnnpack": True, "warmup": 5, "ru
                                  "min_seconds": 1.0, "max_seconds": 150.0, "max_runs": None,
                                  "seed": 0, "timeout_s": None}
 STDERR_TAIL_LINES = 40
+LOCK_NAME = "lock"
+#: tests only: a directory prefixed to the /sys and /etc paths of the thermal, cooling and
+#: Jetson probes (a fake sysfs); never set on a real device
+SYSROOT_ENV = "EDGE_BENCH_AGENT_SYSROOT"
+JETSON_POWER_GLOBS: Tuple[str, ...] = (
+    # JetPack 4 (L4T 32, ina3221x iio driver): rail_name_N + in_power N _input (mW)
+    "/sys/bus/i2c/drivers/ina3221x/*/iio:device*/rail_name_*",
+    "/sys/bus/i2c/drivers/ina3221x/*/iio:device*/in_power*_input",
+    # JetPack 5/6 (mainline ina3221 hwmon driver): inN_label + inN_input (mV) + currN_input (mA)
+    "/sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*/in*_label",
+    "/sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*/in*_input",
+    "/sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*/curr*_input",
+)
+JETSON_POWER_MAX_FILES = 96
 
 THROTTLE_BITS: Tuple[Tuple[int, str], ...] = (
     (0, "under_voltage"), (1, "arm_freq_capped"), (2, "throttled"), (3, "soft_temp_limit"),
@@ -83,10 +104,12 @@ ARM_PARTS: Dict[Tuple[str, str], str] = {
 class AgentError(Exception):
     """An error with a protocol `type` (BadJob, NoRuntime, ChecksumMismatch, ...)."""
 
-    def __init__(self, type_: str, message: str) -> None:
+    def __init__(self, type_: str, message: str,
+                 extra: Optional[Dict[str, Any]] = None) -> None:
         super().__init__(message)
         self.type = type_
         self.message = message
+        self.extra = extra or {}
 
 
 # --------------------------------------------------------------------------- output
@@ -237,7 +260,7 @@ def _zone_temp_c(zone: str) -> Optional[float]:
 def thermal_zones() -> Dict[str, float]:
     """{zone type: °C} of every readable /sys/class/thermal/thermal_zone*."""
     out: Dict[str, float] = {}
-    for zone in sorted(glob.glob("/sys/class/thermal/thermal_zone*")):
+    for zone in sorted(glob.glob(_sys("/sys/class/thermal/thermal_zone*"))):
         temp = _zone_temp_c(zone)
         if temp is None:
             continue
@@ -251,6 +274,105 @@ def read_temp_c() -> Optional[float]:
     """SoC temperature: max over the thermal zones (PMIC zones report fixed values: skipped)."""
     temps = [t for k, t in thermal_zones().items() if "pmic" not in k.lower()]
     return max(temps) if temps else None
+
+
+def _sys(path: str) -> str:
+    """`path` under EDGE_BENCH_AGENT_SYSROOT when the tests set it (a fake sysfs)."""
+    root = os.environ.get(SYSROOT_ENV)
+    return root.rstrip("/") + path if root else path
+
+
+def _unsys(path: str) -> str:
+    root = os.environ.get(SYSROOT_ENV)
+    return path[len(root.rstrip("/")):] if root and path.startswith(root.rstrip("/")) else path
+
+
+def cooling_devices() -> Dict[str, Dict[str, Optional[int]]]:
+    """{type: {cur, max}} of every /sys/class/thermal/cooling_device* (raw; the host decides
+    which ones mean throttling: cpufreq/devfreq-type devices with cur > 0)."""
+    out: Dict[str, Dict[str, Optional[int]]] = {}
+    for dev in sorted(glob.glob(_sys("/sys/class/thermal/cooling_device*"))):
+        cur = _read_int(os.path.join(dev, "cur_state"))
+        if cur is None:
+            continue
+        kind = (_read(os.path.join(dev, "type"), 256) or os.path.basename(dev)).strip()
+        key = kind if kind not in out else kind + "." + os.path.basename(dev)
+        out[key] = {"cur": cur, "max": _read_int(os.path.join(dev, "max_state"))}
+    return out
+
+
+def is_jetson() -> bool:
+    return os.path.exists(_sys("/etc/nv_tegra_release")) or shutil.which("tegrastats") is not None
+
+
+def tegrastats_line(timeout: float = 2.0) -> Optional[str]:
+    """ONE raw line of `tegrastats --interval 100`: start it, read a line, kill it. Never blocks
+    past `timeout` (a hung tegrastats is killed, with its process group)."""
+    exe = shutil.which("tegrastats")
+    if exe is None:
+        return None
+    try:
+        proc = subprocess.Popen([exe, "--interval", "100"], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+    except OSError:
+        return None
+    buf = b""
+    deadline = time.monotonic() + timeout
+    try:
+        fd = proc.stdout.fileno()  # type: ignore[union-attr]
+        while b"\n" not in buf and len(buf) < 65536:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                break
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            buf += chunk
+    except Exception:  # noqa: BLE001
+        pass
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            pass
+        try:
+            proc.wait(2.0)
+        except Exception:  # noqa: BLE001
+            pass
+        try:
+            proc.stdout.close()  # type: ignore[union-attr]
+        except Exception:  # noqa: BLE001
+            pass
+    if b"\n" not in buf:
+        return None
+    line = buf.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
+    return line or None
+
+
+def jetson_power_sysfs() -> Dict[str, str]:
+    """Raw INA3221 power-monitor files {path: text} (JetPack 4 iio or JetPack 5/6 hwmon)."""
+    out: Dict[str, str] = {}
+    for pattern in JETSON_POWER_GLOBS:
+        for path in sorted(glob.glob(_sys(pattern))):
+            if len(out) >= JETSON_POWER_MAX_FILES:
+                return out
+            text = _read(path, 256)
+            if text is not None:
+                out[_unsys(path)] = text.strip()
+    return out
+
+
+def jetson_facts() -> Optional[Dict[str, Any]]:
+    """Raw Jetson facts (the host parses them): L4T release, `nvpmodel -q`, one tegrastats
+    line, INA3221 power rails from sysfs. None when this is not a Jetson."""
+    if not is_jetson():
+        return None
+    release = _read(_sys("/etc/nv_tegra_release"), 4096)
+    return {"l4t": release.strip().splitlines()[0] if release and release.strip() else None,
+            "nvpmodel": _safe(lambda: _run(["nvpmodel", "-q"])),
+            "tegrastats": _safe(tegrastats_line),
+            "power_sysfs": _safe(jetson_power_sysfs) or {}}
 
 
 def decode_throttled(value: int) -> List[str]:
@@ -328,6 +450,10 @@ def collect_device_info() -> Dict[str, Any]:
     info["thermal_zones"] = zones
     info["temp_c"] = _safe(read_temp_c)
     info["throttled"] = _safe(throttled)
+    info["cooling_devices"] = _safe(cooling_devices) or {}
+    jetson = _safe(jetson_facts)
+    if jetson:
+        info["jetson"] = jetson
     info.update(_safe(meminfo) or {"mem_total_mb": None, "mem_available_mb": None})
     android = _safe(android_props)
     if android:
@@ -833,6 +959,8 @@ def run_task(payload: Dict[str, Any]) -> Dict[str, Any]:
     p = task_params(task)
     workdir = os.path.expanduser(str(payload.get("workdir") or os.getcwd()))
     temp_before = _safe(read_temp_c)
+    throttled_before = _safe(throttled)
+    cooling_before = _safe(cooling_devices) or {}
     model_path, model_sha, model_bytes = verify_file(workdir, task.get("model"), "model")
     eval_path = verify_file(workdir, task["eval"], "eval")[0] if task.get("eval") else None
     input_path = verify_file(workdir, task["input"], "input")[0] if task.get("input") else None
@@ -855,6 +983,8 @@ def run_task(payload: Dict[str, Any]) -> Dict[str, Any]:
     info = collect_device_info()
     info["temp_c_before"] = temp_before
     info["temp_c_after"] = info.get("temp_c")
+    info["throttled_before"] = throttled_before
+    info["cooling_devices_before"] = cooling_before
     sig_in, sig_out = _signature_names(interp, "inputs"), _signature_names(interp, "outputs")
     ins = [tensor_info(d, sig_in.get(int(d["index"]))) for d in interp.get_input_details()]
     outs = [tensor_info(d, sig_out.get(int(d["index"]))) for d in interp.get_output_details()]
@@ -933,7 +1063,131 @@ def parse_job(text: str) -> Dict[str, Any]:
     cooldown = job.get("cooldown")
     if cooldown is not None and not isinstance(cooldown, dict):
         raise AgentError("BadJob", "job 'cooldown' must be an object {temp_c, max_s}")
+    wait = job.get("lock_wait_s")
+    if wait is not None and (isinstance(wait, bool) or not isinstance(wait, (int, float))
+                             or wait < 0):
+        raise AgentError("BadJob", "job 'lock_wait_s' must be a number >= 0, got %r" % (wait,))
+    controller = job.get("controller")
+    if controller is not None and not isinstance(controller, dict):
+        raise AgentError("BadJob", "job 'controller' must be an object {host, user}")
     return job
+
+
+# --------------------------------------------------------------------------- device lock
+
+_LOCK_FD: Optional[int] = None
+
+
+def lock_holder(job: Dict[str, Any]) -> Dict[str, Any]:
+    """What this job writes into <workdir>/lock while it holds it."""
+    ctl = job.get("controller") or {}
+    now = time.time()
+    return {"pid": os.getpid(), "job_id": job.get("job_id"),
+            "controller_host": ctl.get("host"), "controller_user": ctl.get("user"),
+            "device_host": _safe(socket.gethostname),
+            "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+            "since_unix": round(now, 3), "agent_version": AGENT_VERSION}
+
+
+def read_lock_holder(path: str, tries: int = 10) -> Optional[Dict[str, Any]]:
+    """The holder info in a lock file (retried briefly: the holder writes it just after
+    taking the lock); None when unreadable."""
+    for i in range(tries):
+        text = _read(path, 8192)
+        if text and text.strip():
+            try:
+                data = json.loads(text)
+                if isinstance(data, dict):
+                    return data
+            except ValueError:
+                pass
+        if i + 1 < tries:
+            time.sleep(0.02)
+    return None
+
+
+def _pid_alive(pid: Any) -> Optional[bool]:
+    if not isinstance(pid, int) or pid <= 0:
+        return None
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: exists, another user's
+        return True
+
+
+def describe_holder(holder: Optional[Dict[str, Any]]) -> str:
+    """'held by job J (pid P, since T) from controller user@host'."""
+    if not holder:
+        return "held by another process (no holder info in the lock file)"
+    text = "held by job %s (pid %s, since %s)" % (holder.get("job_id") or "?",
+                                                 holder.get("pid") or "?",
+                                                 holder.get("since") or "?")
+    host, user = holder.get("controller_host"), holder.get("controller_user")
+    if host or user:
+        text += " from controller %s%s" % (user + "@" if user else "", host or "?")
+    if _pid_alive(holder.get("pid")) is False:
+        text += "; that pid has exited but a worker process it started still holds the lock"
+    return text
+
+
+def acquire_lock(workdir: str, holder: Dict[str, Any], wait_s: float = 0.0,
+                 on_wait: Optional[Callable[[Optional[Dict[str, Any]], float], None]] = None,
+                 poll_s: float = 0.2, note_every_s: float = 10.0) -> Optional[int]:
+    """Take the exclusive flock on <workdir>/lock (waiting up to wait_s) and write `holder`
+    into it; the fd, or AgentError DeviceBusy naming the holder. The kernel drops the lock
+    when every process holding the fd is gone, so a dead holder never leaves a stale lock."""
+    if fcntl is None:
+        log("no fcntl on this platform: running without the device lock")
+        return None
+    path = os.path.join(workdir, LOCK_NAME)
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o664)
+    except OSError as e:
+        raise AgentError("InternalError", "cannot open the device lock %s: %s (another login "
+                         "user's workdir? give each user its own workdir)" % (path, e))
+    start = time.monotonic()
+    next_note = start
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                os.close(fd)
+                raise AgentError("InternalError", "cannot lock %s: %s" % (path, e))
+        now = time.monotonic()
+        left = start + wait_s - now
+        if left <= 0:
+            current = read_lock_holder(path)
+            os.close(fd)
+            waited = " after waiting %.0f s" % wait_s if wait_s else ""
+            raise AgentError("DeviceBusy", describe_holder(current) + waited,
+                             {"holder": current, "lock_path": path})
+        if on_wait is not None and now >= next_note:
+            on_wait(read_lock_holder(path), left)
+            next_note = now + note_every_s
+        time.sleep(min(poll_s, left))
+    os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.write(fd, (json.dumps(holder, sort_keys=True) + "\n").encode("utf-8"))
+    return fd
+
+
+def release_lock(fd: Optional[int]) -> None:
+    if fd is None:
+        return
+    try:
+        os.ftruncate(fd, 0)
+    except OSError:
+        pass
+    try:
+        os.close(fd)
+    except OSError:
+        pass
 
 
 def cooldown_wait(cfg: Optional[Dict[str, Any]],
@@ -997,8 +1251,11 @@ def run_worker(python: List[str], payload: Dict[str, Any], timeout_s: Optional[f
     task_id = payload["task"].get("id")
     argv = list(python) + [os.path.abspath(__file__), "--worker"]
     try:
+        # the worker inherits the lock fd: the device stays locked while any process of this
+        # job is timing, even if the job process itself is killed
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE)
+                                stderr=subprocess.PIPE,
+                                pass_fds=(_LOCK_FD,) if _LOCK_FD is not None else ())
     except OSError as e:
         emit_error(task_id, "WorkerCrashed", "cannot start the worker %s: %s" % (argv, e))
         return 0, 1
@@ -1071,13 +1328,36 @@ def _parse_event(raw: bytes) -> Optional[Dict[str, Any]]:
 
 
 def run_job(job: Dict[str, Any]) -> int:
-    """Run every task of a parsed job, each in its own worker; stream events. Exit code 0."""
+    """Take the device lock, run every task of a parsed job, each in its own worker; stream
+    events. Exit code 0 (3 when the device is busy: DeviceBusy)."""
+    global _LOCK_FD
     tasks = job["tasks"]
     workdir = os.path.expanduser(str(job.get("workdir") or os.getcwd()))
     runtime_req = str(job.get("runtime") or "auto")
     hello = hello_event(runtime_req)
     emit("hello", job_id=job.get("job_id"), **hello)
     resolved = hello["runtime"]["module"] if hello["runtime"] else runtime_req
+
+    def waiting(holder: Optional[Dict[str, Any]], left: float) -> None:
+        emit("progress", done=0, total=len(tasks), task=None, waiting_for_lock=holder,
+             lock_wait_left_s=round(left, 1))
+
+    try:
+        _LOCK_FD = acquire_lock(workdir, lock_holder(job), float(job.get("lock_wait_s") or 0.0),
+                                on_wait=waiting)
+    except AgentError as e:
+        emit_error(None, e.type, e.message, None, **e.extra)
+        emit("bye", tasks=0, errors=1)
+        return 3 if e.type == "DeviceBusy" else 1
+    try:
+        return _run_tasks(job, tasks, workdir, resolved)
+    finally:
+        release_lock(_LOCK_FD)
+        _LOCK_FD = None
+
+
+def _run_tasks(job: Dict[str, Any], tasks: List[Dict[str, Any]], workdir: str,
+               resolved: str) -> int:
     errors = 0
     for done, task in enumerate(tasks, 1):
         task_id = task.get("id", "t%d" % (done - 1))

@@ -61,6 +61,10 @@ _FIELDS: Dict[str, Tuple[tuple, str]] = {
     "env": ((dict,), "environment variables for the agent on the device"),
     "cooldown_temp_c": ((int, float), "wait until the SoC is below this temperature before timing"),
     "cooldown_max_s": ((int, float), "give up waiting for cooldown after this many seconds"),
+    "lock_wait_s": ((int, float), "seconds to wait for a device busy with another benchmark (0: fail fast)"),
+    "bootstrap": ((str,), "bootstrap script for `edge-bench deploy --bootstrap`: pi, jetson, none,"
+                          " or a path to a script on this host"),
+    "delegate": ((str,), "runner benchmark_model only: xnnpack (default), gpu, nnapi or none"),
     "description": ((str,), "free text"),
 }
 
@@ -98,6 +102,9 @@ class Device:
     env: Tuple[Tuple[str, str], ...] = ()
     cooldown_temp_c: Optional[float] = None
     cooldown_max_s: Optional[float] = None
+    lock_wait_s: float = 0.0
+    bootstrap: Optional[str] = None
+    delegate: Optional[str] = None
     description: Optional[str] = None
     source: str = "<built-in>"  # "file:line" where the device was defined
 
@@ -305,6 +312,8 @@ def _check_fields(f: str, prefix: str, spec: Dict[str, Any], allow_transport: bo
             raise ConfigError(f"{f}:{line}: field {prefix}.tags must be a list of words")
         if key == "python" and isinstance(value, list) and not all(isinstance(t, str) for t in value):
             raise ConfigError(f"{f}:{line}: field {prefix}.python must be a string or a list of strings")
+        if key == "lock_wait_s" and value < 0:
+            raise ConfigError(f"{f}:{line}: field {prefix}.lock_wait_s must be >= 0")
         if key in ("timeout_s", "idle_timeout_s", "connect_timeout_s") and value <= 0:
             raise ConfigError(f"{f}:{line}: field {prefix}.{key} must be > 0")
         if key == "port" and not 0 < value < 65536:
@@ -312,6 +321,9 @@ def _check_fields(f: str, prefix: str, spec: Dict[str, Any], allow_transport: bo
         if key == "runtime" and value not in RUNTIMES:
             raise ConfigError(f"{f}:{line}: field {prefix}.runtime is {value!r}; expected one of"
                               f" {', '.join(RUNTIMES)}")
+        if key == "delegate" and value not in ("xnnpack", "gpu", "nnapi", "none"):
+            raise ConfigError(f"{f}:{line}: field {prefix}.delegate is {value!r}; expected xnnpack,"
+                              " gpu, nnapi or none")
         if key == "runner" and value not in RUNNERS:
             raise ConfigError(f"{f}:{line}: field {prefix}.runner is {value!r}; expected one of"
                               f" {', '.join(RUNNERS)}")
@@ -328,6 +340,11 @@ def _make_device(name: str, m: Dict[str, Any], spec: Dict[str, Any], f: str, whe
     if transport == "ssh" and not m.get("host"):
         raise ConfigError(f"{where}: field devices.{name}.host is missing (needed for transport ssh)",
                           hint="set host: to a hostname, IP or ~/.ssh/config alias")
+    if m.get("runner") == "benchmark_model" and not m.get("benchmark_model"):
+        raise ConfigError(f"{where}: field devices.{name}.benchmark_model is missing (needed for"
+                          " runner: benchmark_model)",
+                          hint="download TFLite's benchmark_model for the phone's ABI once and"
+                               " set benchmark_model: to its path on this host")
     if transport == "adb" and not m.get("serial"):
         raise ConfigError(f"{where}: field devices.{name}.serial is missing (needed for transport adb)",
                           hint="set serial: to the output of `adb devices` or host:port")
@@ -341,10 +358,12 @@ def _make_device(name: str, m: Dict[str, Any], spec: Dict[str, Any], f: str, whe
     kw["tags"] = tuple(m.get("tags") or ())
     kw["python"] = python
     kw["env"] = tuple(sorted((str(k), str(v)) for k, v in (m.get("env") or {}).items()))
+    if kw.get("delegate") == "none":
+        kw["xnnpack"] = False
     if transport == "adb" and "workdir" not in spec:
         kw["workdir"] = "/data/local/tmp/edge-bench"
     for k in ("timeout_s", "idle_timeout_s", "connect_timeout_s", "retry_backoff_s",
-              "cooldown_temp_c", "cooldown_max_s"):
+              "cooldown_temp_c", "cooldown_max_s", "lock_wait_s"):
         if k in kw and kw[k] is not None:
             kw[k] = float(kw[k])
     return Device(name=name, source=where, **kw)
