@@ -39,6 +39,8 @@ class ModelSpec:
     path: Path                       # the float model
     calibration: Optional[str] = None  # path or "random"
     eval: Optional[EvalData] = None
+    source: Optional[Path] = None    # the Keras/SavedModel `path` was converted from
+    quantizer: str = "ai-edge-quantizer"  # who makes the variants (quantize.QUANTIZERS)
     _reference: Optional[List[np.ndarray]] = None
     _ref_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -66,9 +68,11 @@ class Artifact:
     error: Optional[str] = None
 
 
-def resolve_model(name: str, calibration: Optional[str], eval_file: Optional[str]) -> ModelSpec:
-    """builtin:NAME or a path to a float .tflite; built-ins bring their calibration and eval."""
-    from .quantize import check_tflite
+def resolve_model(name: str, calibration: Optional[str], eval_file: Optional[str],
+                  quantizer: Optional[str] = None) -> ModelSpec:
+    """builtin:NAME, a float .tflite, or a Keras/SavedModel (converted to fp32, needs [tf]);
+    built-ins bring their calibration and eval."""
+    from .quantize import check_quantizer, float_model
     if name.startswith("builtin:"):
         from .builtin import resolve
         b = resolve(name)
@@ -79,10 +83,12 @@ def resolve_model(name: str, calibration: Optional[str], eval_file: Optional[str
         p = Path(name).expanduser()
         if not p.exists():
             raise UsageError(f"--model {name}: no such file",
-                             hint="give a path to a .tflite file or builtin:digits / builtin:mobilenet")
-        check_tflite(p)
-        spec = ModelSpec(name=name, path=p, calibration=calibration)
+                             hint="give a path to a .tflite file (or .keras/.h5/SavedModel with"
+                                  " the [tf] extra) or builtin:digits / builtin:mobilenet")
+        fp32, source = float_model(p)
+        spec = ModelSpec(name=name, path=fp32, calibration=calibration, source=source)
         ev = eval_file
+    spec.quantizer = check_quantizer(quantizer or spec.quantizer, spec.source, name)
     if ev:
         spec.eval = load_eval(Path(ev), spec.path)
     return spec
@@ -125,7 +131,7 @@ def make_artifacts(models: Sequence[ModelSpec], variants: Sequence[str],
                    progress: Optional[Callable[[str], None]] = None,
                    cache_dir: Optional[Path] = None) -> List[Artifact]:
     """Quantize every model into every variant (cached). A failed variant never stops the rest."""
-    from .quantize import cached_variant
+    from .quantize import make_variant
     out: List[Artifact] = []
     for m in models:
         for v in variants:
@@ -133,7 +139,8 @@ def make_artifacts(models: Sequence[ModelSpec], variants: Sequence[str],
                 progress(f"preparing {m.name} {v}")
             art = Artifact(model=m, variant=v)
             try:
-                q = cached_variant(m.path, v, m.calibration, cache_dir)
+                q = make_variant(m.path, v, None, m.calibration, quantizer=m.quantizer,
+                                 source=m.source, cache_dir=cache_dir)
                 art.path, art.sha256, art.bytes = Path(q.path), q.sha256, q.bytes
                 art.recipe = getattr(q, "recipe_description", None)
             except EdgeBenchError as e:

@@ -33,6 +33,8 @@ examples:
   edge-bench quantize model.tflite --variants fp16,dynamic-int8,int8 --calibration calib.npz -o out/
   edge-bench quantize builtin:digits --variants all -o out/
   edge-bench quantize model.tflite --variants int8 --calibration random -o /tmp/q
+  edge-bench quantize model.keras --quantizer tflite-converter --variants fp16,int8 -o out/
+      (a Keras/SavedModel through TensorFlow's converter: pip install 'edge-bench[tf]')
 
 Files are named MODEL-VARIANT.tflite. A variant that fails is reported and the others are still
 written; the exit code is then 3.
@@ -49,6 +51,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="comma-separated variants, or `all` (default: %(default)s)")
     p.add_argument("--calibration", metavar="FILE|random",
                    help="calibration data for int8/int16x8 (.npz, .npy, folder of .npy, random)")
+    p.add_argument("--quantizer", default="ai-edge-quantizer",
+                   choices=["ai-edge-quantizer", "tflite-converter"],
+                   help="ai-edge-quantizer (default) or tflite-converter (TensorFlow's converter, "
+                        "for .keras/.h5/SavedModel input; pip install 'edge-bench[tf]')")
     p.add_argument("-o", "--output", "--out", dest="output", metavar="DIR", required=True,
                    help="output folder (created if missing)")
     p.set_defaults(func=run)
@@ -58,6 +64,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def _resolve_model(spec: str) -> Tuple[Path, Optional[Path], str]:
     from ..builtin import is_builtin, resolve
     from ..quantize import check_tflite
+    from ..tf_convert import is_tf_model
 
     if is_builtin(spec):
         m = resolve(spec)
@@ -66,7 +73,8 @@ def _resolve_model(spec: str) -> Tuple[Path, Optional[Path], str]:
     if not path.exists():
         raise UsageError(f"model file {path} does not exist",
                          hint="give a .tflite path or builtin:digits / builtin:mobilenet")
-    check_tflite(path)
+    if not is_tf_model(path):
+        check_tflite(path)
     return path, None, path.stem
 
 
@@ -104,11 +112,14 @@ def _print_table(rows: List[dict], out_dir: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..quantize import (RANDOM, STATIC_VARIANTS, VARIANTS, CalibrationWarning,
-                            load_calibration, parse_variants, quantize_model)
+                            check_quantizer, float_model, load_calibration, make_variant,
+                            parse_variants)
 
     variants = list(VARIANTS) if args.variants.strip().lower() == "all" \
         else parse_variants(args.variants)
     model_path, builtin_calib, stem = _resolve_model(args.model)
+    model_path, source = float_model(model_path)  # a Keras/SavedModel -> its fp32 .tflite
+    quantizer = check_quantizer(args.quantizer, source, args.model)
     calib_src = args.calibration or builtin_calib
     out_dir = Path(args.output).expanduser()
     if out_dir.exists() and not out_dir.is_dir():
@@ -136,8 +147,8 @@ def run(args: argparse.Namespace) -> int:
     for v in variants:
         out = out_dir / f"{stem}-{v}.tflite"
         try:
-            res = quantize_model(model_path, v, out,
-                                 calibration if v in STATIC_VARIANTS else None)
+            res = make_variant(model_path, v, out, calibration if v in STATIC_VARIANTS else None,
+                               quantizer=quantizer, source=source)
             rows.append({"variant": v, "bytes": res.bytes, "ratio": res.bytes / fp32_bytes,
                          "recipe": res.recipe_description, "error": None, "path": str(out)})
         except EdgeBenchError as e:
