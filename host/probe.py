@@ -22,6 +22,11 @@ def probe_device(device: Device) -> Dict[str, Any]:
         tr = open_transport(device)
         tr.connect()
         out["connect_ms"] = round((time.monotonic() - t0) * 1000, 1)
+        if device.runner == "benchmark_model":
+            try:
+                return _probe_benchmark_model(device, tr, out)
+            finally:
+                tr.close()
         try:
             workdir = tr.resolve_workdir(device.workdir)
             agent = agent_blob()
@@ -47,6 +52,8 @@ def probe_device(device: Device) -> Dict[str, Any]:
         finally:
             tr.close()
         info = hello.get("device_info") or {}
+        if device.transport == "adb":
+            out["phone"] = _adb_facts(tr)
         rt = hello.get("runtime") or {}
         out.update({
             "python": hello.get("python"), "numpy": hello.get("numpy"),
@@ -65,6 +72,30 @@ def probe_device(device: Device) -> Dict[str, Any]:
         out["error"] = str(e)
     except Exception as e:  # noqa: BLE001 - a probe reports, never crashes the listing
         out["error"] = f"{type(e).__name__}: {e}"
+    return out
+
+
+def _adb_facts(tr: Any) -> Dict[str, Any]:
+    """state, model, ABI of an adb device (best effort: a probe never fails on facts)."""
+    try:
+        f = tr.facts()
+        return {"state": tr.state(), "model": f.get("model"), "android": f.get("android"),
+                "abi": f.get("abi"), "board": f.get("board")}
+    except Exception as e:  # noqa: BLE001
+        return {"error": str(e)}
+
+
+def _probe_benchmark_model(device: Device, tr: Any, out: Dict[str, Any]) -> Dict[str, Any]:
+    """runner: benchmark_model: the binary on this host, its ABI vs the phone's, phone facts."""
+    from .benchmark_model import check_abi, check_local_binary, elf_abi
+    phone = _adb_facts(tr)
+    out["phone"] = phone
+    out["arch"] = phone.get("abi")
+    binary = check_local_binary(device.name, device.benchmark_model)
+    abilist = tr.abilist() if hasattr(tr, "abilist") else []
+    check_abi(device.name, binary, abilist)
+    out["runtime"] = f"benchmark_model ({elf_abi(binary) or 'unknown ABI'})"
+    out["ok"] = True
     return out
 
 

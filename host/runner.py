@@ -46,7 +46,7 @@ class DeviceRun:
 
     def __init__(self, device: Device, tasks: Sequence[Task], emit: Emit,
                  status: Optional[Status] = None, cooldown: Optional[Dict[str, float]] = None,
-                 job_id: str = "job") -> None:
+                 job_id: str = "job", op_profiling: bool = False) -> None:
         self.device = device
         self.tasks = list(tasks)
         self.emit = emit
@@ -61,6 +61,7 @@ class DeviceRun:
         self.files_pushed = 0
         self.files_present = 0
         self.hello: Dict[str, Any] = {}
+        self.op_profiling = op_profiling
         self.failure: Optional[str] = None
 
     # ------------------------------------------------------------------ public
@@ -100,6 +101,8 @@ class DeviceRun:
         """What happened on this device, for the results document's `devices` section."""
         rt = self.hello.get("runtime") or {}
         return {"transport": self.device.transport, "failure": self.failure,
+                "connect_attempts": getattr(self.transport, "attempts", None)
+                if self.transport is not None else 0,
                 "bytes_pushed": self.bytes_pushed, "files_pushed": self.files_pushed,
                 "files_present": self.files_present,
                 "agent_version": self.hello.get("agent_version"),
@@ -136,6 +139,9 @@ class DeviceRun:
         if self.cancelled.is_set():
             return
         workdir = self.transport.resolve_workdir(self.device.workdir)
+        if self.device.runner == "benchmark_model":
+            self._run_benchmark_model(tasks, workdir)
+            return
         agent = agent_blob()
         blobs: List[Blob] = [agent]
         model_blob: Dict[str, Blob] = {}
@@ -159,7 +165,8 @@ class DeviceRun:
         python = device_python(self.device)
         job = {
             "proto": 1, "job_id": self.job_id, "python": python, "runtime": self.device.runtime,
-            "workdir": workdir, "cooldown": self.cooldown,
+            "workdir": workdir, "cooldown": self._cooldown(),
+            "lock_wait_s": float(self.device.lock_wait_s or 0.0), "controller": _controller(),
             "tasks": [self._task_json(t, model_blob[t.id], eval_blob.get(t.id)) for t in tasks],
         }
         if self.cancelled.is_set():
@@ -168,7 +175,31 @@ class DeviceRun:
         argv = python + [remote_path(workdir, agent)]
         self.proc = self.transport.start(argv, stdin=json.dumps(job).encode(),
                                          env=dict(self.device.env) or None)
+        if self.cancelled.is_set():  # cancel() ran between the check above and start()
+            self.proc.cancel()
+            return
         self._stream(tasks, argv)
+
+    def _cooldown(self) -> Optional[Dict[str, float]]:
+        """The run's cooldown (flags), else the device's cooldown_temp_c / cooldown_max_s."""
+        if self.cooldown is not None:
+            return self.cooldown
+        if self.device.cooldown_temp_c is None:
+            return None
+        max_s = self.device.cooldown_max_s
+        return {"temp_c": self.device.cooldown_temp_c, "max_s": 120.0 if max_s is None else max_s}
+
+    def _run_benchmark_model(self, tasks: List[Task], workdir: str) -> None:
+        """`runner: benchmark_model`: TFLite's native binary instead of the agent (no eval)."""
+        from . import benchmark_model
+        name = self.device.name
+        assert self.transport is not None
+        delegate = (self.device.delegate or "").lower()
+        benchmark_model.run_tasks(
+            self.transport, tasks, emit=lambda r: self._finish(_task_of(tasks, r), r),
+            workdir=workdir, cancelled=self.cancelled.is_set,
+            status=lambda text: self.status(name, text),
+            gpu=delegate == "gpu", nnapi=delegate == "nnapi", op_profiling=self.op_profiling)
 
     def _task_json(self, t: Task, model: Blob, ev: Optional[Blob]) -> Dict[str, Any]:
         return {
@@ -185,7 +216,7 @@ class DeviceRun:
         name = self.device.name
         by_id = {t.id: t for t in tasks}
         hello: Dict[str, Any] = {}
-        deadline = time.monotonic() + self.device.timeout_s
+        deadline = time.monotonic() + self.device.timeout_s + float(self.device.lock_wait_s or 0.0)
         got_bye = False
         assert self.proc is not None
         proc = self.proc
@@ -205,26 +236,45 @@ class DeviceRun:
                 if msg.get("runtime") is None:
                     self.status(name, "no TFLite runtime: " + str(msg.get("runtime_error")))
             elif ev == "progress":
-                self.status(name, f"running {msg.get('done')}/{msg.get('total')}")
+                if "waiting_for_lock" in msg:
+                    from .health import describe_lock_holder
+                    self.status(name, "waiting for the device lock: "
+                                + describe_lock_holder(msg.get("waiting_for_lock")))
+                else:
+                    self.status(name, f"running {msg.get('done')}/{msg.get('total')}")
             elif ev == "result":
                 t = by_id.get(msg.get("task", ""))
                 if t is None:
                     raise ProtocolError(name, f"agent sent a result for unknown task {msg.get('task')!r}")
-                self._finish(t, ok_result(name, t, msg, hello))
+                from .health import annotate
+                self._finish(t, annotate(ok_result(name, t, msg, hello)))
             elif ev == "error":
                 t = by_id.get(msg.get("task") or "")
                 text = f"{msg.get('type')}: {msg.get('message')}"
                 if t is not None:
                     self._finish(t, error_result(name, t, text))
+                elif msg.get("type") == "DeviceBusy":
+                    proc.cancel()
+                    raise DeviceError(name, f"device {name} is busy: {msg.get('message')}",
+                                      hint="it runs one benchmark at a time; wait, or queue"
+                                           " behind it with --lock-wait SECONDS")
                 else:
                     raise AgentError(name, str(msg.get("type")), str(msg.get("message")),
                                      str(msg.get("traceback") or ""), hint=_hint_for(msg))
             elif ev == "bye":
                 got_bye = True
+        if self.cancelled.is_set():  # cancel() already killed the remote process group
+            return
         code = proc.wait(timeout=30)
         if self.cancelled.is_set():
             return
         if not got_bye or any(not self.done.get(t.id) for t in tasks):
+            # the agent died (killed, crashed): kill what it left in its process group (a worker
+            # still timing) so that nothing keeps running on the device
+            try:
+                proc.cancel()
+            except Exception:  # noqa: BLE001 - best effort, the device failure is reported below
+                pass
             tail = " | ".join(proc.stderr_tail(1500).strip().splitlines()[-4:])
             what = f"`{' '.join(argv)}` exited {code} before finishing"
             hint = None
@@ -232,6 +282,26 @@ class DeviceRun:
                 hint = (f"is `{argv[0]}` installed on the device? set `python:` for"
                         f" {name} in devices.yaml")
             raise DeviceError(name, what + (f": {tail}" if tail else ""), hint=hint)
+
+
+def _task_of(tasks: Sequence[Task], record: Dict[str, Any]) -> Task:
+    """The task a benchmark_model record belongs to (records come back in task order)."""
+    for t in tasks:
+        if (t.artifact.variant == record.get("variant") and t.threads == record.get("threads")
+                and t.artifact.model.name == record.get("model")):
+            return t
+    raise ValueError(f"no task for record {record.get('model')} {record.get('variant')}")
+
+
+def _controller() -> Dict[str, Optional[str]]:
+    """Who is asking (written into the device lock so a busy device can name its holder)."""
+    import getpass
+    import platform
+    try:
+        user: Optional[str] = getpass.getuser()
+    except Exception:  # noqa: BLE001 - no passwd entry in some containers
+        user = None
+    return {"host": platform.node() or None, "user": user}
 
 
 def _hint_for(msg: Dict[str, Any]) -> Optional[str]:

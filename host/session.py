@@ -17,7 +17,7 @@ StatusSink = Callable[[str, str], None]
 class Session:
     def __init__(self, plan: Dict[Device, Sequence[Task]], on_result: Sink,
                  on_status: Optional[StatusSink] = None, cooldown: Optional[Dict[str, float]] = None,
-                 job_id: str = "job") -> None:
+                 job_id: str = "job", op_profiling: bool = False) -> None:
         self.plan = plan
         self.on_result = on_result
         self.on_status = on_status or (lambda d, t: None)
@@ -25,15 +25,26 @@ class Session:
         self.runs: List[DeviceRun] = [
             DeviceRun(dev, tasks, emit=lambda r: self._q.put(("result", r)),
                       status=lambda d, t: self._q.put(("status", d, t)),
-                      cooldown=cooldown, job_id=f"{job_id}-{dev.name}")
+                      cooldown=cooldown, job_id=f"{job_id}-{dev.name}",
+                      op_profiling=op_profiling)
             for dev, tasks in plan.items()
         ]
         self.cancelled = False
+        #: the signal that interrupted the run (SIGINT for Ctrl-C, SIGTERM), None otherwise
+        self.signal: Optional[int] = None
 
     def cancel(self) -> None:
+        """Stop every device at once: each cancel kills a remote process group over its own
+        SSH channel, so they run in parallel (16 devices stop in one round trip, not 16)."""
         self.cancelled = True
         for r in self.runs:
-            r.cancel()
+            r.cancelled.set()
+        killers = [threading.Thread(target=r.cancel, name=f"cancel-{r.device.name}", daemon=True)
+                   for r in self.runs]
+        for k in killers:
+            k.start()
+        for k in killers:
+            k.join(20)
 
     def run(self) -> List[DeviceRun]:
         threads = [threading.Thread(target=r.run, name=f"device-{r.device.name}", daemon=True)
@@ -41,6 +52,7 @@ class Session:
         old_term = None
         if threading.current_thread() is threading.main_thread():
             def on_term(signum: int, frame: Any) -> None:
+                self.signal = signum
                 raise KeyboardInterrupt
             old_term = signal.signal(signal.SIGTERM, on_term)
         try:
@@ -49,9 +61,21 @@ class Session:
             try:
                 self._pump(threads)
             except KeyboardInterrupt:
+                if self.signal is None:
+                    self.signal = signal.SIGINT
+                # a second Ctrl-C / TERM while stopping must not abandon the cleanup
+                if old_term is not None:
+                    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                old_int = None
+                if threading.current_thread() is threading.main_thread():
+                    old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
                 self.on_status("*", "interrupted: stopping devices, keeping finished results")
-                self.cancel()
-                self._pump(threads, grace=True)
+                try:
+                    self.cancel()
+                    self._pump(threads, grace=True)
+                finally:
+                    if old_int is not None:
+                        signal.signal(signal.SIGINT, old_int)
                 raise
         finally:
             if old_term is not None:

@@ -17,6 +17,9 @@ def edge_bench(args: List[str], tmp_path: Path, env: Dict[str, str] = None,
                cwd: Path = None) -> subprocess.CompletedProcess:
     e = dict(os.environ)
     e["EDGE_BENCH_CACHE"] = str(tmp_path / "cache")
+    # a private HOME: the `local` device's default workdir (and its device lock) is ~/.cache,
+    # which a user's own edge-bench run on this machine may be holding
+    e["HOME"] = str(tmp_path / "home")
     e.pop("EDGE_BENCH_CONFIG", None)
     e.update(env or {})
     return subprocess.run([sys.executable, "-m", "edge_bench.cli", *args], capture_output=True,

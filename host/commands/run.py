@@ -60,6 +60,11 @@ def add_parser(sub: Any) -> None:
                         " default: 10000)")
     p.add_argument("--calibration", default=None,
                    help="calibration data (.npz, .npy, folder of .npy, or `random`) for int8/int16x8")
+    p.add_argument("--quantizer", default="ai-edge-quantizer",
+                   choices=["ai-edge-quantizer", "tflite-converter"],
+                   help="who makes the variants: ai-edge-quantizer (default, any float .tflite) or"
+                        " tflite-converter (TensorFlow's, for .keras/.h5/SavedModel models;"
+                        " pip install 'edge-bench[tf]')")
     p.add_argument("--eval", default=None,
                    help=".npz with model inputs (`x` or input names) and optional labels `y`:"
                         " run on the device and scored against the fp32 reference")
@@ -68,9 +73,16 @@ def add_parser(sub: Any) -> None:
                    choices=["auto", "ai_edge_litert", "tflite_runtime", "tensorflow"],
                    help="force a TFLite runtime on the devices (default: auto)")
     p.add_argument("--cooldown-temp", type=float, default=None,
-                   help="wait until the SoC is below this temperature (C) before each model")
-    p.add_argument("--cooldown-max-s", type=float, default=120.0,
-                   help="give up waiting for cooldown after this many seconds (default: 120)")
+                   help="wait until the SoC is below this temperature (C) before each model"
+                        " (default: the device's cooldown_temp_c in devices.yaml, else no wait)")
+    p.add_argument("--cooldown-max-s", type=float, default=None,
+                   help="give up waiting for cooldown after this many seconds (default: the"
+                        " device's cooldown_max_s, else 120)")
+    p.add_argument("--lock-wait", type=float, default=None, metavar="SECONDS",
+                   help="wait up to SECONDS for a device that is busy with another benchmark"
+                        " (default: the device's lock_wait_s, else 0 = fail at once)")
+    p.add_argument("--op-profiling", action="store_true",
+                   help="per-op profile (devices with runner: benchmark_model)")
     p.add_argument("--timeout", type=float, default=None, help="per-device job timeout in seconds")
     p.add_argument("--json", default=None, metavar="FILE", help="write the results document (- for stdout)")
     p.add_argument("--db", default=None, help="results store (default: EDGE_BENCH_DB or"
@@ -114,13 +126,19 @@ def run(args: argparse.Namespace) -> int:
         overrides["runtime"] = args.runtime
     if args.timeout:
         overrides["timeout_s"] = args.timeout
+    if args.lock_wait is not None and args.lock_wait < 0:
+        raise UsageError(f"--lock-wait {args.lock_wait:g}: expected seconds >= 0")
+    if args.cooldown_max_s is not None and args.cooldown_max_s < 0:
+        raise UsageError(f"--cooldown-max-s {args.cooldown_max_s:g}: expected seconds >= 0")
+    overrides.update(lock_wait_s=args.lock_wait, cooldown_temp_c=args.cooldown_temp,
+                     cooldown_max_s=args.cooldown_max_s)  # None = keep the device's setting
     devices = [d.with_overrides(**overrides) for d in devices]
     variants = parse_variants(args.variants or DEFAULT_VARIANTS)
     threads = _int_list(args.threads, "--threads")
     timing = Timing(runs=args.runs, warmup=args.warmup, min_seconds=args.min_seconds,
                     max_seconds=args.max_seconds, max_runs=max(args.max_runs, args.runs))
     model_names = args.model or DEFAULT_MODELS
-    models = [resolve_model(m, args.calibration, args.eval) for m in model_names]
+    models = [resolve_model(m, args.calibration, args.eval, args.quantizer) for m in model_names]
 
     json_to_stdout = args.json == "-"
     from ..display import LiveDisplay
@@ -150,9 +168,9 @@ def run(args: argparse.Namespace) -> int:
         display.on_result(r)
 
     from ..session import Session
+    # cooldown and lock wait travel on each Device (flags > devices.yaml), see DeviceRun
     session = Session(plan, on_result=on_result, on_status=display.on_status, job_id=doc["run_id"],
-                      cooldown=({"temp_c": args.cooldown_temp, "max_s": args.cooldown_max_s}
-                                if args.cooldown_temp is not None else None))
+                      op_profiling=args.op_profiling)
     interrupted = False
     try:
         with display:
@@ -175,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
     if interrupted:
         print(f"edge-bench: interrupted; {len(doc['results'])} finished results kept"
               f" (run {doc['run_id']})", file=sys.stderr)
-        return 130
+        return 128 + int(session.signal or 2)   # 130 for Ctrl-C (SIGINT), 143 for SIGTERM
     code = 0
     if failed:
         print(f"edge-bench: {len(failed)} of {len(doc['results'])} results failed or disagree with"

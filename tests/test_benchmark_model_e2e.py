@@ -1,0 +1,85 @@
+"""`runner: benchmark_model` end to end: real adb client+server, the adbd stand-in as the phone,
+and a stand-in benchmark_model executable (prints a real output text) in the push/run path."""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from adb_fixtures import AdbServer, adb_server, standin  # noqa: F401
+from adbd_standin import AdbdStandin
+from test_adb import edge_bench
+
+FAKE = Path(__file__).parent / "data" / "benchmark_model" / "fake_benchmark_model.sh"
+
+
+def config(tmp_path: Path, server: AdbServer, phone: AdbdStandin, delegate: str = "xnnpack") -> Path:
+    binary = tmp_path / "benchmark_model"
+    shutil.copy(FAKE, binary)
+    cfg = tmp_path / "devices.yaml"
+    cfg.write_text("version: 1\ndevices:\n  phone:\n    transport: adb\n"
+                   f"    serial: '{phone.serial}'\n    adb_path: {server.path}\n"
+                   f"    adb_port: {server.port}\n    workdir: {phone.workdir}\n"
+                   f"    runner: benchmark_model\n    benchmark_model: {binary}\n"
+                   f"    delegate: {delegate}\n    retries: 0\n    connect_timeout_s: 5\n")
+    return cfg
+
+
+def test_benchmark_model_runner_end_to_end(adb_server: AdbServer, standin: AdbdStandin,  # noqa: F811
+                                           tmp_path: Path) -> None:
+    cfg = config(tmp_path, adb_server, standin, delegate="none")
+    out = tmp_path / "o.json"
+    p = edge_bench(["run", "--config", str(cfg), "--devices", "phone", "--model", "builtin:digits",
+                    "--variants", "fp32,int8", "--threads", "2", "--runs", "30", "--warmup", "3", "--op-profiling",
+                    "--json", str(out), "--no-store"], tmp_path)
+    stdout, stderr = p.communicate(timeout=300)
+    assert p.returncode == 0, stderr + stdout
+    doc = json.loads(out.read_text())
+    assert [r["variant"] for r in doc["results"]] == ["fp32", "int8"]
+    for r in doc["results"]:
+        assert r["status"] == "ok", r["error"]
+        assert r["runtime"]["name"] == "benchmark_model" and r["runtime"]["xnnpack"] is False
+        assert r["samples_ms"] == [] and r["samples_source"] == "benchmark_model-summary"
+        assert r["latency_ms"]["mean"] > 0 and r["init_ms"] > 0 and r["first_inference_ms"] > 0
+        assert r["accuracy"] is None  # benchmark_model cannot run eval data
+    # the flags really reached the binary on the phone
+    args = list(Path(standin.workdir).glob("bin/last-args.txt"))[0].read_text().split()
+    assert "--num_threads=2" in args and "--num_runs=30" in args and "--use_xnnpack=false" in args
+    assert "--enable_op_profiling=true" in args
+    assert doc["results"][0].get("op_profile"), "the per-op profile table was parsed"
+    assert any(a.startswith("--graph=") and a.endswith(".tflite") for a in args)
+    from edge_bench.results_doc import validate
+    validate(doc)
+
+
+def test_benchmark_model_missing_in_config_is_a_config_error(tmp_path: Path) -> None:
+    cfg = tmp_path / "devices.yaml"
+    cfg.write_text("version: 1\ndevices:\n  phone:\n    transport: adb\n    serial: X\n"
+                   "    runner: benchmark_model\n")
+    from edge_bench.config import load_fleet
+    from edge_bench.errors import ConfigError
+    import pytest
+    with pytest.raises(ConfigError, match="benchmark_model is missing"):
+        load_fleet(cfg, env={})
+
+
+def test_devices_check_for_adb_phones(adb_server: AdbServer, standin: AdbdStandin,  # noqa: F811
+                                      tmp_path: Path) -> None:
+    cfg = config(tmp_path, adb_server, standin)
+    text = cfg.read_text() + ("  termux:\n    transport: adb\n"
+                              f"    serial: '{standin.serial}'\n    adb_path: {adb_server.path}\n"
+                              f"    adb_port: {adb_server.port}\n    workdir: {standin.workdir}/py\n"
+                              f"    python: {sys.executable}\n    retries: 0\n")
+    cfg.write_text(text)
+    p = edge_bench(["devices", "--config", str(cfg), "--devices", "phone,termux", "--check", "--json"],
+                   tmp_path)
+    stdout, stderr = p.communicate(timeout=300)
+    assert p.returncode == 0, stdout + stderr
+    rows = {r["device"]: r for r in json.loads(stdout)}
+    for name in ("phone", "termux"):
+        assert rows[name]["ok"], rows[name]
+        assert rows[name]["phone"]["state"] == "device"
+        assert rows[name]["phone"]["model"] == standin.props.get("ro.product.model")
+    assert rows["phone"]["runtime"].startswith("benchmark_model")
+    assert rows["termux"]["runtime"].startswith("ai-edge-litert")
