@@ -228,14 +228,22 @@ def _cpuinfo() -> Dict[str, str]:
 
 
 def cpu_model() -> Optional[str]:
+    """The CPU core's name. On ARM the decoded implementer/part (e.g. "ARM Cortex-A72") wins over
+    /proc/cpuinfo's "Hardware" line, which names the SoC family (a Pi 4 says "BCM2835")."""
     info = _cpuinfo()
-    for key in ("model name", "cpu model", "processor name", "hardware", "model"):
+    for key in ("model name", "cpu model", "processor name"):
         value = info.get(key)
         if value and not value.isdigit():
             return value
     part = ARM_PARTS.get((info.get("cpu implementer", "").lower(),
                           info.get("cpu part", "").lower()))
-    return part or (platform.processor() or None)
+    if part:
+        return part
+    for key in ("hardware", "model"):
+        value = info.get(key)
+        if value and not value.isdigit():
+            return value
+    return platform.processor() or None
 
 
 def cpu_freq() -> Dict[str, Any]:

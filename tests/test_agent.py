@@ -573,3 +573,15 @@ def test_timing_loop_max_runs_caps_min_seconds() -> None:
     samples, why, _ = A.timing_loop(lambda: None, runs=5, min_seconds=0.0, max_seconds=None,
                                     max_runs=123)
     assert len(samples) == 5 and why == "runs"
+
+
+def test_cpu_model_names_the_core_not_the_soc_family(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Pi 4's cpuinfo says Hardware: BCM2835 (the SoC family); the core is a Cortex-A72."""
+    pi4 = {"cpu implementer": "0x41", "cpu part": "0xd08", "hardware": "BCM2835",
+           "model": "Raspberry Pi 4 Model B Rev 1.4"}
+    monkeypatch.setattr(A, "_cpuinfo", lambda: pi4)
+    assert A.cpu_model() == "ARM Cortex-A72"
+    monkeypatch.setattr(A, "_cpuinfo", lambda: {"model name": "Intel(R) Xeon(R) CPU"})
+    assert A.cpu_model() == "Intel(R) Xeon(R) CPU"
+    monkeypatch.setattr(A, "_cpuinfo", lambda: {"hardware": "Qualcomm SM8550"})
+    assert A.cpu_model() == "Qualcomm SM8550"
