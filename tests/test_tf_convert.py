@@ -26,7 +26,18 @@ DIGITS = resolve("builtin:digits")
 HAVE_TF = importlib.util.find_spec("tensorflow") is not None
 
 
-def edge_bench(args: List[str], tmp: Path) -> subprocess.CompletedProcess:
+BLOCK_TF = """
+import sys
+class _NoTensorFlow:
+    def find_spec(self, name, path=None, target=None):
+        if name == "tensorflow" or name.startswith("tensorflow."):
+            raise ImportError("No module named 'tensorflow' (hidden by the test)")
+        return None
+sys.meta_path.insert(0, _NoTensorFlow())
+"""
+
+
+def edge_bench(args: List[str], tmp: Path, hide_tf: bool = False) -> subprocess.CompletedProcess:
     if args[0] == "run":  # a `local` device with its own workdir (and device lock)
         cfg = tmp / "devices.yaml"
         cfg.write_text(f"version: 1\ndevices:\n  local:\n    transport: local\n"
@@ -35,6 +46,11 @@ def edge_bench(args: List[str], tmp: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     env["EDGE_BENCH_CACHE"] = str(tmp / "cache")
     env.pop("EDGE_BENCH_CONFIG", None)
+    if hide_tf:  # the machine has TensorFlow; make this process see a machine without it
+        block = tmp / "hide-tf"
+        block.mkdir(exist_ok=True)
+        (block / "sitecustomize.py").write_text(BLOCK_TF)
+        env["PYTHONPATH"] = str(block) + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.run([sys.executable, "-m", "edge_bench.cli", *args], capture_output=True,
                           text=True, env=env, cwd=str(tmp), timeout=600)
 
@@ -78,18 +94,17 @@ def test_converter_on_a_tflite_says_it_needs_keras(tmp_path: Path, cmd: List[str
     assert "Traceback" not in p.stderr
 
 
-@pytest.mark.skipif(HAVE_TF, reason="TensorFlow is installed: the missing-TF message can't show")
 @pytest.mark.parametrize("quantizer", ["ai-edge-quantizer", "tflite-converter"])
 def test_keras_model_without_tensorflow_says_how_to_install(tmp_path: Path,
                                                             quantizer: str) -> None:
     (tmp_path / "m.keras").write_bytes(b"PK\x03\x04 not really")
     p = edge_bench(["quantize", "m.keras", "--variants", "fp32,dynamic-int8", "-o", "out",
-                    "--quantizer", quantizer], tmp_path)
+                    "--quantizer", quantizer], tmp_path, hide_tf=True)
     assert p.returncode == 2, p.stderr
     assert "need TensorFlow" in p.stderr and "pip install 'edge-bench[tf]'" in p.stderr
     assert "Traceback" not in p.stderr
     p = edge_bench(["run", "--model", "m.keras", "--quantizer", quantizer, "--no-store"],
-                   tmp_path)
+                   tmp_path, hide_tf=True)
     assert p.returncode == 2 and "pip install 'edge-bench[tf]'" in p.stderr
 
 
