@@ -2,10 +2,15 @@
 
 For every (device, model, variant, threads) present in either run:
 
-* ratio = candidate median / baseline median, with a 95% block-bootstrap confidence interval;
-* p = two-sided Mann-Whitney U on *block medians* of the raw samples (not on the raw samples);
-* verdict `slower` only when all three hold: ratio >= 1 + threshold (minimum effect, default
-  5%), the interval lies entirely above 1, and p < alpha (default 0.01). `faster` mirrors it.
+* ratio = candidate median / baseline median, with a 95% block-bootstrap confidence interval
+  (reported: the typical latency);
+* the same for the fast quartile (p25 = 25th percentile of the samples): the statistic the
+  verdict is decided on (see "Why the fast quartile" below);
+* p = two-sided Mann-Whitney U on the blocks' 25th percentiles of the raw samples (not on the
+  raw samples);
+* verdict `slower` only when all three hold: p25 ratio >= 1 + threshold (minimum effect,
+  default 5%), its interval lies entirely above 1, and p < alpha (default 0.01). `faster`
+  mirrors it.
 
 Why blocks: the samples of one run are a time series (frequency scaling, heat, caches, other
 load), so neighbours are correlated and drift. A U test on 10 000 such samples treats them as
@@ -16,6 +21,17 @@ floor then guards against what no within-run statistic can see: run-to-run diffe
 process, memory layout, another tenant on the box). Requiring significance AND effect AND an
 interval clear of "no change" is what keeps the false-alarm rate low while a real 10% slowdown
 (twice the floor) is still caught.
+
+Why the fast quartile: other load on the device (another process, a busy SMT sibling, an
+interrupt storm) only ever ADDS time to an invoke, and it comes in bursts. Measured on a shared
+2-core host (docs/benchmarks.md, "Regression detector"), one run in ~15 had its median raised by
+6-13% by such a burst while its 25th percentile moved by less than 3%: across 1560 same-vs-same
+pairs the p25 ratio never left +-2.8%, the median ratio reached +13%. A real slowdown (more work
+per invoke, a slower runtime, a lower clock) moves the whole distribution, fast quartile
+included. So the verdict is taken on p25 (robust to interference hitting up to ~3/4 of the
+invokes, far more statistically efficient than the minimum), and the median is reported next to
+it; when the median moved but p25 did not, the row says so. Same idea as BenchmarkTools.jl
+judging on the minimum ("noise is positive"), with a quantile instead of one extreme sample.
 
 Accuracy: `accuracy-drop` when top-1 falls by more than `accuracy_threshold` (default 0.01 =
 1 point) or agreement with the fp32 reference falls by more than that, or the candidate's
@@ -32,7 +48,7 @@ from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
 import numpy as np
 
-from .stats import block_mannwhitney, block_medians, ratio_of_medians_ci
+from .stats import block_mannwhitney, block_quantiles, ratio_of_medians_ci
 
 Key = Tuple[str, str, str, Optional[int]]
 
@@ -44,6 +60,8 @@ DEFAULT_THRESHOLD = 0.05
 DEFAULT_ALPHA = 0.01
 DEFAULT_ACCURACY_THRESHOLD = 0.01
 DEFAULT_CONFIDENCE = 0.95
+#: the quantile of the samples the verdict is decided on (0.25: the fast quartile; 0.5: median)
+DECISION_QUANTILE = 0.25
 
 #: (label, getter) of the environment facts that must match for a like-for-like comparison
 ENV_FIELDS = (
@@ -134,7 +152,8 @@ def compare_results(base: Optional[Dict[str, Any]], cand: Optional[Dict[str, Any
 
     `noise` ({"sigma": s, "runs": n}) is the run-to-run spread of this key's log median seen in
     the store's history (`history_noise`); when given, a change must also clear
-    z(1-alpha) * sqrt(2) * sigma, the spread two independent runs show with no change at all.
+    z(1-alpha) * sqrt(2) * sigma, the spread two independent runs show with no change at all
+    (sigma of the log fast quartile, the statistic the verdict is decided on).
     """
     src = cand if cand is not None else base
     assert src is not None
@@ -143,6 +162,7 @@ def compare_results(base: Optional[Dict[str, Any]], cand: Optional[Dict[str, Any
         "device": k[0], "model": k[1], "variant": k[2], "threads": k[3],
         "verdict": "same", "regression": False,
         "base_median_ms": None, "cand_median_ms": None, "ratio": None, "ci_lo": None, "ci_hi": None,
+        "p25_ratio": None, "p25_ci_lo": None, "p25_ci_hi": None,
         "p_value": None, "n_base": 0, "n_cand": 0, "blocks_base": 0, "blocks_cand": 0,
         "mismatches": [], "notes": [], "accuracy": None, "noise_floor": None,
     }
@@ -181,13 +201,22 @@ def compare_results(base: Optional[Dict[str, Any]], cand: Optional[Dict[str, Any
     row["base_median_ms"], row["cand_median_ms"] = ma, mb
     if ma and mb:
         row["ratio"] = mb / ma
+    q = DECISION_QUANTILE
     if a.size >= 2 and b.size >= 2:
         ratio, lo, hi = ratio_of_medians_ci(a, b, confidence=confidence, seed=seed)
         row["ratio"], row["ci_lo"], row["ci_hi"] = ratio, lo, hi
-        row["p_value"] = block_mannwhitney(a, b)
-        row["blocks_base"], row["blocks_cand"] = int(block_medians(a).size), int(block_medians(b).size)
+        qr, qlo, qhi = ratio_of_medians_ci(a, b, confidence=confidence, seed=seed, q=q)
+        row["p25_ratio"], row["p25_ci_lo"], row["p25_ci_hi"] = qr, qlo, qhi
+        row["p_value"] = block_mannwhitney(a, b, q=q)
+        row["blocks_base"], row["blocks_cand"] = (int(block_quantiles(a, q).size),
+                                                  int(block_quantiles(b, q).size))
 
-    ratio, lo, hi, p = row["ratio"], row["ci_lo"], row["ci_hi"], row["p_value"]
+    med_ratio = row["ratio"]
+    if row["p25_ratio"] is not None:
+        ratio, lo, hi = row["p25_ratio"], row["p25_ci_lo"], row["p25_ci_hi"]
+    else:  # fewer than two samples: only the reported medians
+        ratio, lo, hi = row["ratio"], row["ci_lo"], row["ci_hi"]
+    p = row["p_value"]
     min_log = math.log1p(threshold)
     if noise and noise.get("sigma"):
         from scipy.stats import norm
@@ -213,7 +242,16 @@ def compare_results(base: Optional[Dict[str, Any]], cand: Optional[Dict[str, Any
             why = [] if significant else [f"p={p:.2g} >= {alpha:g}"]
             if not (lo > 1.0 or hi < 1.0):
                 why.append("interval includes no change")
-            row["notes"].append(f"{(ratio - 1) * 100:+.1f}% but not conclusive ({', '.join(why)})")
+            row["notes"].append(f"p25 {(ratio - 1) * 100:+.1f}% but not conclusive ({', '.join(why)})")
+        if med_ratio is not None and (med_ratio >= up or med_ratio <= down) and down < ratio < up:
+            row["notes"].append(
+                f"median {(med_ratio - 1) * 100:+.1f}% but the fast quartile moved only "
+                f"{(ratio - 1) * 100:+.1f}%: other load during one of the runs (it only adds "
+                f"time), or a change of a minority of invokes; not counted")
+        elif row["verdict"] in ("slower", "faster") and med_ratio is not None \
+                and (med_ratio - 1) * (ratio - 1) <= 0:
+            row["notes"].append(f"judged on the fast quartile (p25 {(ratio - 1) * 100:+.1f}%); the "
+                                f"median moved {(med_ratio - 1) * 100:+.1f}% (other load in a run?)")
     drop, acc_notes, info = _accuracy(base, cand, accuracy_threshold)
     if any(v is not None for v in info.values()):
         row["accuracy"] = info
@@ -253,7 +291,9 @@ def compare_docs(base_doc: Dict[str, Any], cand_doc: Dict[str, Any], *,
         "base": _doc_ref(base_doc), "cand": _doc_ref(cand_doc),
         "settings": {"threshold": threshold, "alpha": alpha, "accuracy_threshold": accuracy_threshold,
                      "confidence": confidence, "history_noise": bool(noise),
-                     "method": "ratio of medians, block-bootstrap CI; Mann-Whitney U on block medians"},
+                     "decision_quantile": DECISION_QUANTILE,
+                     "method": "ratio of medians and of 25th percentiles, block-bootstrap CIs; verdict"
+                               " on the 25th percentile: Mann-Whitney U on block 25th percentiles"},
         "rows": rows,
         "summary": summary,
         "mismatched_rows": sum(1 for r in rows if r["mismatches"]),
@@ -274,7 +314,8 @@ MIN_HISTORY_RUNS = 5
 
 def history_noise(store: Any, docs: Sequence[Dict[str, Any]], exclude: Sequence[str] = (),
                   last: int = HISTORY_RUNS) -> Dict[Key, Dict[str, Any]]:
-    """Per key of `docs[0]`: the run-to-run spread (sigma of the log median) over the stored
+    """Per key of `docs[0]`: the run-to-run spread (sigma of the log of the decision statistic,
+    the fast quartile: `run_level`) over the stored
     runs of that key with the same model sha256, runtime version and agent version as the
     baseline, leaving out the runs in `exclude`. Estimated from successive differences
     (sigma = 1.4826 * median |d log median| / sqrt(2)), so a one-off step (a real regression in
@@ -287,18 +328,33 @@ def history_noise(store: Any, docs: Sequence[Dict[str, Any]], exclude: Sequence[
             continue
         k = result_key(r)
         rows = store.history(device=k[0], model=k[1], variant=k[2], threads=k[3],
-                             last=last + len(exclude), status="ok")
+                             last=last + len(exclude), status="ok", samples=True)
         env = [get(r) for _, get in ENV_FIELDS[:4]] + [r.get("model_sha256")]
-        meds = [h["median_ms"] for h in rows
-                if h["run_id"] not in exclude and h["median_ms"] and h["median_ms"] > 0
-                and [get(h["result"]) for _, get in ENV_FIELDS[:4]] + [h["model_sha256"]] == env]
-        meds = meds[-last:]
-        if len(meds) < MIN_HISTORY_RUNS:
-            continue
-        d = np.diff(np.log(np.asarray(meds, dtype=np.float64)))
-        sigma = 1.4826 * float(np.median(np.abs(d))) / math.sqrt(2.0)
-        out[k] = {"sigma": sigma, "runs": len(meds)}
+        levels = [run_level(h["result"]) or h["median_ms"] for h in rows
+                  if h["run_id"] not in exclude
+                  and [get(h["result"]) for _, get in ENV_FIELDS[:4]] + [h["model_sha256"]] == env]
+        n = noise_from_medians([x for x in levels if x][-last:])
+        if n is not None:
+            out[k] = n
     return out
+
+
+def run_level(result: Dict[str, Any]) -> Optional[float]:
+    """The statistic verdicts are decided on (DECISION_QUANTILE of the samples) for one result."""
+    s = _samples(result)
+    return float(np.quantile(s, DECISION_QUANTILE)) if s.size else None
+
+
+def noise_from_medians(medians: Sequence[float]) -> Optional[Dict[str, Any]]:
+    """{"sigma", "runs"} of a key's stored per-run levels (`run_level`, oldest first), or None
+    when fewer than MIN_HISTORY_RUNS: the run-to-run spread used by `history_noise` (and the
+    benchmark)."""
+    meds = [float(m) for m in medians if m and m > 0]
+    if len(meds) < MIN_HISTORY_RUNS:
+        return None
+    d = np.diff(np.log(np.asarray(meds, dtype=np.float64)))
+    sigma = 1.4826 * float(np.median(np.abs(d))) / math.sqrt(2.0)
+    return {"sigma": sigma, "runs": len(meds)}
 
 
 # --- loading ------------------------------------------------------------------------------
@@ -329,12 +385,13 @@ def _fmt_ms(x: Optional[float]) -> str:
     return f"{x:.4f}" if x < 1 else (f"{x:.3f}" if x < 10 else f"{x:.1f}")
 
 
-def _fmt_ratio(r: Dict[str, Any]) -> str:
-    if r["ratio"] is None:
+def _fmt_ratio(r: Dict[str, Any], prefix: str = "") -> str:
+    ratio, lo, hi = r.get(prefix + "ratio"), r.get(prefix + "ci_lo"), r.get(prefix + "ci_hi")
+    if ratio is None:
         return "-"
-    s = f"{(r['ratio'] - 1) * 100:+.1f}%"
-    if r["ci_lo"] is not None:
-        s += f" [{(r['ci_lo'] - 1) * 100:+.1f}, {(r['ci_hi'] - 1) * 100:+.1f}]"
+    s = f"{(ratio - 1) * 100:+.1f}%"
+    if lo is not None and hi is not None:
+        s += f" [{(lo - 1) * 100:+.1f}, {(hi - 1) * 100:+.1f}]"
     return s
 
 
@@ -374,8 +431,9 @@ def summary_line(cmp: Dict[str, Any]) -> str:
     return line
 
 
-COLUMNS = ["device", "model", "variant", "thr", "base ms", "cand ms", "change [95% CI]", "p",
-           "top-1", "verdict", "environment / notes"]
+COLUMNS = ["device", "model", "variant", "thr", "base ms", "cand ms", "median change [95% CI]",
+           "p25 change [95% CI]", "p", "top-1", "verdict", "environment / notes"]
+VERDICT_COLUMN = COLUMNS.index("verdict")
 
 
 def table_rows(cmp: Dict[str, Any]) -> List[List[str]]:
@@ -385,7 +443,7 @@ def table_rows(cmp: Dict[str, Any]) -> List[List[str]]:
         out.append([r["device"], r["model"], r["variant"],
                     "-" if r["threads"] is None else str(r["threads"]),
                     _fmt_ms(r["base_median_ms"]), _fmt_ms(r["cand_median_ms"]), _fmt_ratio(r),
-                    _fmt_p(r["p_value"]), _fmt_acc(r), r["verdict"], notes])
+                    _fmt_ratio(r, "p25_"), _fmt_p(r["p_value"]), _fmt_acc(r), r["verdict"], notes])
     return out
 
 
@@ -423,13 +481,14 @@ def to_markdown(cmp: Dict[str, Any]) -> str:
              "| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
     for r, cells in zip(cmp["rows"], table_rows(cmp)):
         cells = list(cells)
-        cells[9] = f"{icon.get(r['verdict'], '')} {cells[9]}"
+        cells[VERDICT_COLUMN] = f"{icon.get(r['verdict'], '')} {cells[VERDICT_COLUMN]}"
         lines.append("| " + " | ".join(cell(c) for c in cells) + " |")
     st = cmp["settings"]
-    lines += ["", f"<sub>change = candidate/baseline median - 1 with a {st['confidence'] * 100:g}% "
-                  f"block-bootstrap interval; p = Mann-Whitney U on block medians. `slower` needs "
-                  f"change >= {st['threshold'] * 100:g}%, the interval above 0 and p < {st['alpha']:g}."
-                  f"</sub>", ""]
+    lines += ["", f"<sub>change = candidate/baseline - 1 of the median and of the fast quartile "
+                  f"(p25), with {st['confidence'] * 100:g}% block-bootstrap intervals; p = Mann-Whitney U "
+                  f"on the blocks' p25. `slower` needs the p25 change >= {st['threshold'] * 100:g}%, its "
+                  f"interval above 0 and p < {st['alpha']:g} (other load only adds time, so it moves the "
+                  f"median far more than p25; a real slowdown moves both).</sub>", ""]
     return "\n".join(lines)
 
 
@@ -477,7 +536,19 @@ def compare_and_print(store: Any, base_ref: str, cand_doc: Dict[str, Any],
     labels never resolve to the candidate run itself), print the table, return (rows, regressed).
     With `use_history`, keys with enough stored runs also need to clear their run-to-run noise.
     """
-    base_doc = load_doc(base_ref, store=store, exclude=cand_doc.get("run_id"))
+    import re
+    from .errors import UsageError
+    try:
+        base_doc = load_doc(base_ref, store=store, exclude=cand_doc.get("run_id"))
+    except UsageError:
+        # `--baseline last` on the first night: no earlier run to compare with is not an error
+        # (an unknown label or run id still is)
+        if store is None or not re.match(r"^last(~\d+)?$", str(base_ref).strip()):
+            raise
+        print(f"edge-bench: no baseline yet: the store has no run `{base_ref}` before this one;"
+              f" nothing compared (run {cand_doc.get('run_id')} is the first baseline)",
+              file=file or sys.stdout)
+        return [], False
     noise = None
     if store is not None and use_history:
         noise = history_noise(store, [base_doc, cand_doc], exclude=[str(cand_doc.get("run_id"))])

@@ -7,6 +7,8 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 
 PERCENTILES = (90, 95, 99)
+#: bootstrap_median_ci resamples up to this many samples; above it uses the exact limit
+BOOTSTRAP_RESAMPLE_MAX = 500
 
 
 def summarize(samples_ms: Sequence[float]) -> Dict[str, Optional[float]]:
@@ -29,10 +31,27 @@ def summarize(samples_ms: Sequence[float]) -> Dict[str, Optional[float]]:
 
 def bootstrap_median_ci(samples_ms: Sequence[float], confidence: float = 0.95,
                         n_boot: int = 2000, seed: int = 0) -> Tuple[Optional[float], Optional[float]]:
-    """Percentile-bootstrap confidence interval of the median."""
+    """Percentile-bootstrap confidence interval of the median.
+
+    Up to BOOTSTRAP_RESAMPLE_MAX samples: resampled n_boot times. Above that, the limit that
+    resampling converges to, computed directly: the number of resampled values at or below the
+    k-th smallest sample is Binomial(n, k/n), so the bootstrap median's quantiles are the order
+    statistics of rank n/2 -/+ z*sqrt(n)/2 (normal approximation, exact enough for n > 500).
+    Same interval, O(n) instead of O(n_boot * n): resampling 10000 samples 2000 times cost the
+    controller ~0.3 s of CPU and 160 MB per result."""
     a = np.asarray(samples_ms, dtype=np.float64)
     if a.size < 2:
         return (None, None)
+    n = int(a.size)
+    if n > BOOTSTRAP_RESAMPLE_MAX:
+        from statistics import NormalDist
+        z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+        half = z * math.sqrt(n) / 2
+        r = n // 2 + 1 - 0.5          # resampled median <= x_(k) iff Bin(n, k/n) >= n//2 + 1
+        j = min(n - 1, max(0, int(math.ceil(r - half)) - 1))    # 0-based ranks
+        k = min(n - 1, max(0, int(math.ceil(r + half)) - 1))
+        part = np.partition(a, (j, k))
+        return (float(part[j]), float(part[k]))
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, a.size, size=(n_boot, a.size))
     meds = np.median(a[idx], axis=1)
@@ -99,6 +118,11 @@ def block_size(samples: Sequence[float]) -> int:
 def block_medians(samples: Sequence[float], size: Optional[int] = None) -> np.ndarray:
     """Medians of contiguous blocks of the series, in time order (the tail remainder is spread
     over the blocks, so no sample is dropped)."""
+    return block_quantiles(samples, 0.5, size)
+
+
+def block_quantiles(samples: Sequence[float], q: float = 0.5, size: Optional[int] = None) -> np.ndarray:
+    """The q-quantile of each contiguous block of the series (q=0.5: `block_medians`)."""
     a = np.asarray(samples, dtype=np.float64)
     if a.size == 0:
         return a
@@ -106,26 +130,30 @@ def block_medians(samples: Sequence[float], size: Optional[int] = None) -> np.nd
     if b <= 1:
         return a.copy()
     k = max(1, a.size // b)
-    return np.array([np.median(chunk) for chunk in np.array_split(a, k)], dtype=np.float64)
+    if q == 0.5:
+        return np.array([np.median(chunk) for chunk in np.array_split(a, k)], dtype=np.float64)
+    return np.array([np.quantile(chunk, q) for chunk in np.array_split(a, k)], dtype=np.float64)
 
 
 def ratio_of_medians_ci(base_ms: Sequence[float], cand_ms: Sequence[float],
                         confidence: float = 0.95, n_boot: int = 4000,
-                        seed: int = 0) -> Tuple[Optional[float], Optional[float], Optional[float]]:
+                        seed: int = 0, q: float = 0.5) -> Tuple[Optional[float], Optional[float], Optional[float]]:
     """(ratio, lo, hi): cand median / base median with a block-bootstrap confidence interval.
 
     The ratio is of the plain sample medians; the interval comes from resampling block medians
     of each run independently (so it widens when a run drifts) and is centred on that ratio.
+    With q != 0.5 the same for another quantile (q=0.25: the fast quartile): ratio of the
+    sample q-quantiles, interval from the blocks' q-quantiles.
     """
     a = np.asarray(base_ms, dtype=np.float64)
     b = np.asarray(cand_ms, dtype=np.float64)
     if a.size == 0 or b.size == 0:
         return (None, None, None)
-    ma, mb = float(np.median(a)), float(np.median(b))
+    ma, mb = float(np.quantile(a, q)), float(np.quantile(b, q))
     if ma <= 0:
         return (None, None, None)
     ratio = mb / ma
-    ba, bb = block_medians(a), block_medians(b)
+    ba, bb = block_quantiles(a, q), block_quantiles(b, q)
     if ba.size < 2 or bb.size < 2 or mb <= 0:
         return (ratio, None, None)
     rng = np.random.default_rng(seed)
@@ -143,9 +171,11 @@ def ratio_of_medians_ci(base_ms: Sequence[float], cand_ms: Sequence[float],
     return (ratio, float(np.exp(lo + shift)), float(np.exp(hi + shift)))
 
 
-def block_mannwhitney(base_ms: Sequence[float], cand_ms: Sequence[float]) -> Optional[float]:
-    """Two-sided Mann-Whitney U p-value on the block medians of two runs (None if too few)."""
-    ba, bb = block_medians(base_ms), block_medians(cand_ms)
+def block_mannwhitney(base_ms: Sequence[float], cand_ms: Sequence[float],
+                      q: float = 0.5) -> Optional[float]:
+    """Two-sided Mann-Whitney U p-value on the block medians (q=0.5) or other block quantiles
+    of two runs (None if too few)."""
+    ba, bb = block_quantiles(base_ms, q), block_quantiles(cand_ms, q)
     if ba.size < 3 or bb.size < 3:
         return None
     from scipy.stats import mannwhitneyu

@@ -1,0 +1,235 @@
+"""The nightly regression workflow end to end: the real `edge-bench` CLI, the real agent, real
+LiteRT on the `local` device, a real SQLite store.
+
+* two runs of the same model, the second with `--baseline base --fail-on-regression`: exit 0;
+* a candidate that really does more work (same model path, the file swapped for a version with
+  extra depthwise layers, so every invoke() is slower): exit 1, verdict `slower`, and the changed
+  model bytes are shown as an environment difference;
+* a run killed with SIGKILL keeps the results that had finished, and `history` shows them;
+* `report RUN --html/--csv` on a real run and `history --csv`.
+"""
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _env(tmp: Path) -> Dict[str, str]:
+    e = dict(os.environ)
+    e["EDGE_BENCH_CACHE"] = str(tmp / "cache")
+    e.pop("EDGE_BENCH_CONFIG", None)
+    e.pop("EDGE_BENCH_DB", None)
+    return e
+
+
+def edge_bench(args: List[str], tmp: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edge_bench.cli", *args], capture_output=True,
+                          text=True, env=_env(tmp), cwd=str(tmp), timeout=timeout)
+
+
+def _build_model(extra: int) -> bytes:
+    """The detector benchmark's model builder (MobileNet-style + `extra` depthwise layers)."""
+    spec = importlib.util.spec_from_file_location("bench_detector", REPO / "benchmarks" / "bench_detector.py")
+    mod = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(mod)
+    return mod.build_model(extra)
+
+
+# Enough timed work per run that the median is stable on a shared 2-core box: >= 2 s of
+# samples (thousands of invokes of a ~0.4 ms model), as a nightly job would use.
+# --lock-wait: `local` is one device for the whole machine; queue behind any other benchmark on it.
+TIMING = ["--variants", "fp32", "--threads", "1", "--runs", "200", "--warmup", "20",
+          "--min-seconds", "2", "--lock-wait", "600"]
+
+
+@pytest.fixture(scope="module")
+def nightly(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Any]:
+    """Two stored runs of builtin:mobilenet: `base`, then `cand --baseline base --fail-on-regression`."""
+    tmp = tmp_path_factory.mktemp("nightly")
+    db = tmp / "results.sqlite"
+    base = edge_bench(["run", "--model", "builtin:mobilenet", *TIMING, "--db", str(db),
+                       "--label", "base"], tmp)
+    assert base.returncode == 0, base.stderr + base.stdout
+    cand = edge_bench(["run", "--model", "builtin:mobilenet", *TIMING, "--db", str(db),
+                       "--label", "cand", "--baseline", "base", "--fail-on-regression",
+                       "--json", str(tmp / "cand.json")], tmp)
+    return {"tmp": tmp, "db": db, "base": base, "cand": cand}
+
+
+def test_same_model_twice_is_not_a_regression(nightly: Dict[str, Any]) -> None:
+    p = nightly["cand"]
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "no regression" in p.stdout
+    assert "builtin:mobilenet" in p.stdout
+    # and `compare` on the stored runs agrees, with a row per key and no environment difference
+    c = edge_bench(["compare", "base", "cand", "--db", str(nightly["db"]), "--json", "-",
+                    "--fail-on-regression"], nightly["tmp"])
+    assert c.returncode == 0, c.stdout + c.stderr
+    cmp = json.loads(c.stdout)
+    (row,) = cmp["rows"]
+    assert row["verdict"] in ("same", "faster"), row
+    assert row["mismatches"] == []
+    assert row["n_base"] >= 200 and row["n_cand"] >= 200
+    assert row["ci_lo"] <= row["ratio"] <= row["ci_hi"]
+
+
+def test_slower_model_fails_the_nightly(tmp_path: Path) -> None:
+    """Same --model path, different bytes: a model that does ~50% more arithmetic per invoke."""
+    db = tmp_path / "results.sqlite"
+    model = tmp_path / "net.tflite"
+    model.write_bytes(_build_model(0))
+    p = edge_bench(["run", "--model", str(model), *TIMING, "--db", str(db), "--label", "base"], tmp_path)
+    assert p.returncode == 0, p.stderr + p.stdout
+    model.write_bytes(_build_model(25))
+    p = edge_bench(["run", "--model", str(model), *TIMING, "--db", str(db), "--label", "cand",
+                    "--baseline", "base", "--fail-on-regression"], tmp_path)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "REGRESSION" in p.stdout and "slower" in p.stdout
+    assert "model_sha256" in p.stdout  # the changed file is shown, not silently compared
+    # without --fail-on-regression the verdict is printed but the exit code stays 0
+    c = edge_bench(["compare", "base", "cand", "--db", str(db), "--json", "-"], tmp_path)
+    assert c.returncode == 0, c.stderr
+    (row,) = json.loads(c.stdout)["rows"]
+    assert row["verdict"] == "slower" and row["regression"] is True
+    assert row["ratio"] > 1.2 and row["ci_lo"] > 1.0 and row["p_value"] < 0.01
+    assert [m["field"] for m in row["mismatches"]] == ["model_sha256"]
+    c = edge_bench(["compare", "base", "cand", "--db", str(db), "--fail-on-regression",
+                    "--markdown", str(tmp_path / "cmp.md")], tmp_path)
+    assert c.returncode == 1
+    md = (tmp_path / "cmp.md").read_text()
+    assert "| slower" in md.replace("🔴 ", "") and "model_sha256" in md
+
+
+def _stored(db: Path, label: str) -> int:
+    """Results stored so far for the run labelled `label` (read-only, while it is written)."""
+    if not db.exists():
+        return 0
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            row = con.execute("SELECT count(*) FROM results r JOIN runs u ON u.run_id = r.run_id"
+                              " WHERE u.label = ?", (label,)).fetchone()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return 0
+    return int(row[0])
+
+
+def test_killed_run_keeps_finished_results(tmp_path: Path) -> None:
+    db = tmp_path / "results.sqlite"
+    cmd = [sys.executable, "-m", "edge_bench.cli", "run", "--model", "builtin:digits",
+           "--model", "builtin:mobilenet", "--variants", "fp32", "--threads", "1,2",
+           "--runs", "20", "--min-seconds", "3", "--db", str(db), "--label", "killed", "--quiet",
+           "--lock-wait", "600"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env=_env(tmp_path), cwd=str(tmp_path), start_new_session=True)
+    n = 0
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            n = _stored(db, "killed")
+            if n >= 1:
+                break
+            time.sleep(0.05)
+        assert n >= 1, f"no result stored before the run ended (rc={proc.poll()})"
+        assert proc.poll() is None, "the run finished before it could be killed"
+        proc.send_signal(signal.SIGKILL)  # the controller dies mid-run: no cleanup code runs
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+        try:  # its agent and timing workers were left behind: end them too
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if proc.stderr:
+            proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+
+    from edge_bench.store import Store
+    with Store(db, create=False) as st:
+        doc = st.get_run("killed")
+    kept = doc["results"]
+    assert 1 <= len(kept) < 4, [r["model"] for r in kept]
+    for r in kept:
+        assert r["status"] == "ok"
+        assert len(r["samples_ms"]) >= 20  # raw samples survived the kill
+    con = sqlite3.connect(str(db))
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    con.close()
+
+    h = edge_bench(["history", "--db", str(db)], tmp_path)
+    assert h.returncode == 0, h.stderr
+    assert doc["run_id"] in h.stdout and "killed" in h.stdout
+    assert kept[0]["model"] in h.stdout
+    h = edge_bench(["history", "--db", str(db), "--csv", "-"], tmp_path)
+    assert h.returncode == 0, h.stderr
+    rows = list(csv.DictReader(h.stdout.splitlines()))
+    assert len(rows) == len(kept) and {r["run_id"] for r in rows} == {doc["run_id"]}
+
+
+def test_report_html_and_csv_of_a_real_run(nightly: Dict[str, Any]) -> None:
+    tmp, db = nightly["tmp"], nightly["db"]
+    html_path, csv_path = tmp / "report.html", tmp / "run.csv"
+    p = edge_bench(["report", "cand", "--db", str(db), "--html", str(html_path), "--csv", str(csv_path)], tmp)
+    assert p.returncode == 0, p.stderr
+    page = html_path.read_text(encoding="utf-8")
+    assert page.lstrip().lower().startswith("<!doctype html")
+    assert "builtin:mobilenet" in page and "<svg" in page
+    low = page.lower()
+    for ref in ("<script", "src=\"http", "href=\"http", "@import", "url(http"):
+        assert ref not in low, f"the report must be self-contained ({ref!r} found)"
+    rows = list(csv.DictReader(csv_path.open(encoding="utf-8")))
+    assert len(rows) == 1
+    r = rows[0]
+    assert r["label"] == "cand" and r["model"] == "builtin:mobilenet" and r["variant"] == "fp32"
+    assert r["status"] == "ok" and float(r["median_ms"]) > 0 and int(r["runs"]) >= 200
+    assert float(r["median_ci_lo_ms"]) <= float(r["median_ms"]) <= float(r["median_ci_hi_ms"])
+    # the --json document of the same run exports the same row
+    p = edge_bench(["report", str(tmp / "cand.json"), "--csv", "-"], tmp)
+    assert p.returncode == 0, p.stderr
+    (r2,) = list(csv.DictReader(p.stdout.splitlines()))
+    assert r2["run_id"] == r["run_id"] and r2["median_ms"] == r["median_ms"]
+
+
+def test_history_csv_has_every_stored_run(nightly: Dict[str, Any]) -> None:
+    tmp, db = nightly["tmp"], nightly["db"]
+    out = tmp / "history.csv"
+    p = edge_bench(["history", "--db", str(db), "--model", "builtin:mobilenet", "--csv", str(out)], tmp)
+    assert p.returncode == 0, p.stderr
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert sorted(r["label"] for r in rows) == ["base", "cand"]
+    assert all(r["model"] == "builtin:mobilenet" and float(r["median_ms"]) > 0 for r in rows)
+    assert "base" in p.stdout and "cand" in p.stdout  # the table is still printed
+
+
+def test_first_night_has_no_baseline_and_passes(tmp_path: Path) -> None:
+    """The nightly recipe on an empty store: nothing to compare with is not a failure; an
+    unknown label still is a usage error."""
+    db = tmp_path / "results.sqlite"
+    args = ["run", "--model", "builtin:digits", "--variants", "fp32", "--runs", "5",
+            "--min-seconds", "0", "--db", str(db), "--fail-on-regression", "--lock-wait", "600"]
+    p = edge_bench(args + ["--label", "nightly-1", "--baseline", "last"], tmp_path)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "no baseline yet" in p.stdout
+    p = edge_bench(args + ["--label", "nightly-2", "--baseline", "last"], tmp_path)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "nightly-1" in p.stdout and "no regression" in p.stdout
+    p = edge_bench(args + ["--label", "nightly-3", "--baseline", "no-such-label"], tmp_path)
+    assert p.returncode == 2 and "no run `no-such-label`" in p.stderr
