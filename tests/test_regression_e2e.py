@@ -233,3 +233,7 @@ def test_first_night_has_no_baseline_and_passes(tmp_path: Path) -> None:
     assert "nightly-1" in p.stdout and "no regression" in p.stdout
     p = edge_bench(args + ["--label", "nightly-3", "--baseline", "no-such-label"], tmp_path)
     assert p.returncode == 2 and "no run `no-such-label`" in p.stderr
+    # refused before benchmarking: no run was started in the store
+    from edge_bench.store import Store
+    with Store(db) as st:
+        assert [r["label"] for r in st.list_runs()] == ["nightly-2", "nightly-1"]

@@ -159,7 +159,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_store:
         from ..store import Store
         store = Store(args.db) if args.db else Store()
+        if args.baseline and not args.baseline.startswith("last"):
+            store.resolve(args.baseline)  # a typo fails now, not after the whole benchmark
         doc["run_id"] = store.begin_run(doc) or doc["run_id"]
+    elif args.baseline:
+        raise UsageError("--baseline needs the results store (drop --no-store)")
 
     def on_result(r: Dict[str, Any]) -> None:
         doc["results"].append(r)
