@@ -35,7 +35,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -478,6 +478,37 @@ def _quantizer_version() -> str:
         return "unknown"
 
 
+def cache_get_or_make(out: Path, make: Callable[[str], QuantizeResult],
+                      meta_fields: Dict[str, Any]) -> QuantizeResult:
+    """The cached file `out` (validated by its .json sidecar) or `make(tmp_path)` written to a
+    temp name and renamed, so parallel runs never see a half-written model. Shared by both
+    quantizers (ai-edge-quantizer here, TensorFlow's converter in tf_convert)."""
+    meta = out.with_suffix(".json")
+    variant = str(meta_fields["variant"])
+    if out.is_file() and meta.is_file():
+        try:
+            info = json.loads(meta.read_text())
+            if info.get("bytes") == out.stat().st_size:
+                return QuantizeResult(variant, out, info["bytes"], info["sha256"],
+                                      info["recipe_description"], True)
+        except (ValueError, KeyError, OSError):
+            pass  # a broken entry is simply rebuilt
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".tflite", dir=out.parent)
+    os.close(fd)
+    try:
+        res = make(tmp)
+        os.replace(tmp, out)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    res = res._replace(path=out)
+    _write_atomic(meta, json.dumps({
+        **meta_fields, "bytes": res.bytes, "sha256": res.sha256,
+        "recipe_description": res.recipe_description}, indent=1).encode())
+    return res
+
+
 def cached_variant(model_path: Union[str, Path], variant: str,
                    calibration: Union[None, str, Path] = None,
                    cache_dir: Union[None, str, Path] = None) -> QuantizeResult:
@@ -497,30 +528,10 @@ def cached_variant(model_path: Union[str, Path], variant: str,
     key = sha256_bytes(f"{model_sha}|{variant}|{calib_sha}|{_quantizer_version()}".encode())[:24]
     base = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     out = base / model_sha[:16] / f"{variant}-{key}.tflite"
-    meta = out.with_suffix(".json")
-    if out.is_file() and meta.is_file():
-        try:
-            info = json.loads(meta.read_text())
-            if info.get("bytes") == out.stat().st_size:
-                return QuantizeResult(variant, out, info["bytes"], info["sha256"],
-                                      info["recipe_description"], True)
-        except (ValueError, KeyError, OSError):
-            pass  # a broken entry is simply rebuilt
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".tflite", dir=out.parent)
-    os.close(fd)
-    try:
-        res = quantize_model(model_path, variant, tmp, calibration)
-        os.replace(tmp, out)
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-    res = res._replace(path=out)
-    _write_atomic(meta, json.dumps({
-        "model_sha256": model_sha, "variant": variant, "calibration_sha256": calib_sha,
-        "quantizer": _quantizer_version(), "bytes": res.bytes, "sha256": res.sha256,
-        "recipe_description": res.recipe_description}, indent=1).encode())
-    return res
+    return cache_get_or_make(
+        out, lambda tmp: quantize_model(model_path, variant, tmp, calibration),
+        {"model_sha256": model_sha, "variant": variant, "calibration_sha256": calib_sha,
+         "quantizer": _quantizer_version()})
 
 
 def copy_variant(result: QuantizeResult, out_path: Union[str, Path]) -> QuantizeResult:

@@ -37,13 +37,12 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Union
+from typing import Dict, Iterator, List, Union
 
 import numpy as np
 
@@ -245,7 +244,7 @@ def cached_convert(source: Union[str, Path], variant: str,
                    float_model: Union[None, str, Path] = None) -> "QuantizeResult":  # noqa: F821
     """`variant` of `source` from the cache, converting on a miss. Key: (source sha256, variant,
     calibration sha256 for int8/int16x8, "tflite-converter", TensorFlow version)."""
-    from .quantize import (QuantizeResult, _needs_calibration, _write_atomic,
+    from .quantize import (QuantizeResult, _needs_calibration, cache_get_or_make,
                            calibration_sha256, default_cache_dir, parse_variants)
 
     source = Path(source).expanduser()
@@ -262,29 +261,13 @@ def cached_convert(source: Union[str, Path], variant: str,
                        .encode())[:24]
     base = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     out = base / f"tf-{src_sha[:16]}" / f"{variant}-{key}.tflite"
-    meta = out.with_suffix(".json")
-    if out.is_file() and meta.is_file():
-        try:
-            info = json.loads(meta.read_text())
-            if info.get("bytes") == out.stat().st_size:
-                return QuantizeResult(variant, out, info["bytes"], info["sha256"],
-                                      info["recipe_description"], True)
-        except (ValueError, KeyError, OSError):
-            pass  # a broken entry is rebuilt
-    if variant in STATIC and float_model is None:
-        float_model = cached_convert(source, "fp32", None, cache_dir).path
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".tflite", dir=out.parent)
-    os.close(fd)
-    try:
-        res = convert(source, variant, tmp, calibration, float_model)
-        os.replace(tmp, out)
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-    res = res._replace(path=out)
-    _write_atomic(meta, json.dumps({
+
+    def make(tmp: str) -> QuantizeResult:
+        fm = float_model
+        if variant in STATIC and fm is None:
+            fm = cached_convert(source, "fp32", None, cache_dir).path
+        return convert(source, variant, tmp, calibration, fm)
+
+    return cache_get_or_make(out, make, {
         "source_sha256": src_sha, "variant": variant, "calibration_sha256": calib_sha,
-        "quantizer": QUANTIZER, "tensorflow": tf_version(), "bytes": res.bytes,
-        "sha256": res.sha256, "recipe_description": res.recipe_description}, indent=1).encode())
-    return res
+        "quantizer": QUANTIZER, "tensorflow": tf_version()})

@@ -20,6 +20,8 @@ from typing import List
 
 import pytest
 
+from procs import alive, wait_dead  # noqa: F401
+
 from adb_fixtures import (AdbServer, adb_binaries, adb_server, adb_server_each,  # noqa: F401
                           make_adb_device, standin)
 from adbd_standin import AdbdStandin
@@ -34,25 +36,6 @@ REPO = Path(__file__).resolve().parents[1]
 AGENT = REPO / "agent" / "agent.py"
 DIGITS = REPO / "host" / "builtin" / "data" / "digits.tflite"
 MOBILENET = REPO / "host" / "builtin" / "data" / "mobilenet.tflite"
-
-
-def alive(pid: int) -> bool:
-    """True while pid exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
-def wait_dead(pids, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not any(alive(p) for p in pids):
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def pids_with(text: str) -> List[int]:

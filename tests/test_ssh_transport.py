@@ -13,31 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from procs import alive, wait_dead  # noqa: F401
+
 import sshd as sshd_mod
 from edge_bench.errors import DeviceError, HostKeyError, TransportError
 from edge_bench.transports import open_transport
 from edge_bench.transports.ssh import SSHTransport, known_hosts_name, scan_host_key
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def alive(pid: int) -> bool:
-    """True while `pid` exists and is not a zombie (zombies are dead but maybe not yet reaped)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
-def wait_dead(pids, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not any(alive(p) for p in pids):
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def wait_file(path: Path, timeout: float = 10.0) -> str:

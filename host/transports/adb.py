@@ -51,7 +51,7 @@ from typing import Dict, Iterator, List, Optional, Sequence
 from ..config import Device
 from ..errors import RemoteCommandError, TransportError
 from .base import RemoteProcess, Transport
-from .streams import LineQueue, TailBuffer
+from .streams import LineQueue, TailBuffer, kill_local_group
 
 _PID_MARK = "__edge_bench_pid_"
 _RC_MARK = "__edge_bench_rc_"
@@ -253,15 +253,7 @@ class ADBProcess(RemoteProcess):
                                         kill_tree_script(self.remote_pid)], timeout=15)
                 except (TransportError, OSError):
                     pass   # the phone is gone: nothing left to kill over adb
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
+        kill_local_group(self.proc)
 
     def stderr_tail(self, max_chars: int = 2000) -> str:
         return self._stderr.tail(max_chars)

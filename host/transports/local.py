@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -12,7 +11,7 @@ from typing import Dict, Iterator, Optional, Sequence
 
 from ..errors import TransportError
 from .base import RemoteProcess, Transport
-from .streams import LineQueue, TailBuffer
+from .streams import LineQueue, TailBuffer, kill_local_group
 
 
 class LocalProcess(RemoteProcess):
@@ -64,15 +63,7 @@ class LocalProcess(RemoteProcess):
             raise TransportError(self.device, f"`{self.argv[0]}` did not exit within {timeout} s")
 
     def cancel(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
+        kill_local_group(self.proc)
 
     def stderr_tail(self, max_chars: int = 2000) -> str:
         return self._stderr.tail(max_chars)

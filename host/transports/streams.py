@@ -2,12 +2,28 @@
 from __future__ import annotations
 
 import collections
+import os
 import queue
+import signal
+import subprocess
 import threading
 import time
 from typing import Callable, Deque, Iterator, Optional
 
 _EOF = object()
+
+
+def kill_local_group(proc: "subprocess.Popen[bytes]", wait_s: float = 5.0) -> None:
+    """SIGKILL a local child started with start_new_session=True, and its whole group."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            proc.wait(wait_s)
+        except subprocess.TimeoutExpired:
+            pass
 
 
 class TailBuffer:
