@@ -72,3 +72,54 @@ def make_sshd_device(sshd_server, tmp_path_factory: pytest.TempPathFactory):
 def sshd_device(make_sshd_device):
     return make_sshd_device()
 # ============================================================================ end of SSH section
+
+
+# =============================================================================================
+# FLEET: several SSH devices, each a real sshd in its own network namespace (tests/netns.py)
+#
+#   make_fleet    (function) -> make(n, cpu=None, start=True, names=None) -> netns.Fleet:
+#                               n devices dev0..dev{n-1}, each an sshd on its own IP
+#                               (10.213.X.(10+i), port 22) behind its own veth on a private
+#                               bridge, in its own cgroup v1 cpu group (set_cpu(fraction)).
+#                               Falls back to sshd on 127.0.0.1 ports when namespaces are not
+#                               permitted; a test marked @pytest.mark.netns is skipped then.
+#                               Everything (sshd, device processes, namespaces, links, cgroups,
+#                               mounts) is removed at teardown, also after a failure.
+#   fleet4        (function) -> make_fleet(4)
+# Skips (with the reason) when sshd is not installed or not running as root.
+# =============================================================================================
+@pytest.fixture(scope="session")
+def _fleet_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import sshd
+    reason = sshd.sshd_missing_reason()
+    if reason:
+        pytest.skip(reason)
+    base = tmp_path_factory.mktemp("fleet")
+    sshd.make_keypair(base / "client_key", "edge-bench-fleet")
+    return base
+
+
+@pytest.fixture
+def make_fleet(_fleet_base: Path, request: pytest.FixtureRequest):
+    import netns
+    if request.node.get_closest_marker("netns") is not None:
+        reason = netns.netns_missing_reason()
+        if reason:
+            pytest.skip(f"needs network namespaces: {reason}")
+    fleets = []
+
+    def make(n: int, **kw):
+        kw.setdefault("client_key", _fleet_base / "client_key")
+        f = netns.start_fleet(_fleet_base, n, **kw)
+        fleets.append(f)
+        return f
+
+    yield make
+    for f in fleets:
+        f.close()
+
+
+@pytest.fixture
+def fleet4(make_fleet):
+    return make_fleet(4)
+# ========================================================================== end of FLEET section

@@ -5,23 +5,54 @@ import argparse
 import json
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, List
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
 
 HELP = """\
 List the devices of devices.yaml (plus `local`). With --check, connect to each one (in parallel),
 push the agent if needed and report python, TFLite runtime, agent version, free disk, CPU
 governor, temperature and throttling.
+
+`edge-bench devices trust NAME` shows the SSH host key a device presents and, once you confirm
+its fingerprint, adds it to that device's known_hosts file.
+"""
+
+TRUST_HELP = """\
+Connect to an SSH device, show the host key it presents (type and SHA256 fingerprint) and, when
+you confirm (or with --yes), append it to the device's known_hosts file (known_hosts: in
+devices.yaml, else ~/.ssh/known_hosts; created if missing).
+
+Compare the fingerprint with the one the device itself reports before you accept it:
+    ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub      (on the device's console)
+
+If known_hosts already has a DIFFERENT key of the same type for the device, nothing is written
+unless --replace is given: a changed key means a reinstalled device or a man in the middle.
+
+exit codes: 0 trusted (or already trusted), 1 not trusted (declined, or changed key without
+--replace), 2 usage or config error, 3 device unreachable
 """
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("devices", help="list the fleet; --check probes health", description=HELP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser("devices", help="list the fleet; --check probes health; trust NAME",
+                       description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", "-c", default=None, help="devices.yaml to use")
     p.add_argument("--devices", "-d", default="all", help="names / tag:TAG to show (default: all)")
     p.add_argument("--check", action="store_true", help="probe each device")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    t = actions.add_parser("trust", help="show a device's SSH host key and add it to known_hosts",
+                           description=TRUST_HELP,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("name", metavar="NAME", help="the device (an ssh device of devices.yaml)")
+    # SUPPRESS: `devices --config F trust X` and `devices trust X --config F` both work
+    t.add_argument("--config", "-c", default=argparse.SUPPRESS, help="devices.yaml to use")
+    t.add_argument("--yes", "-y", action="store_true",
+                   help="do not ask: trust the presented key (check its fingerprint first!)")
+    t.add_argument("--replace", action="store_true",
+                   help="the device was reinstalled: replace a changed key for it")
+    t.set_defaults(func=trust)
 
 
 def _where(d: Any) -> str:
@@ -86,3 +117,110 @@ def _print(rows: List[Dict[str, Any]], check: bool, path: Any) -> None:
     print("  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip())
     for r in table:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+
+# ---------------------------------------------------------------------------- trust
+def _matching_lines(path: Path, name: str) -> List[Tuple[int, str, str]]:
+    """(line number, key type, base64) of every known_hosts line for `name` (plain or hashed)."""
+    import paramiko
+    out: List[Tuple[int, str, str]] = []
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return out
+    for i, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text or text.startswith("#") or text.startswith("@"):
+            continue
+        parts = text.split()
+        if len(parts) < 3:
+            continue
+        hit = False
+        for h in parts[0].split(","):
+            if h.startswith("|1|"):
+                try:
+                    hit = paramiko.HostKeys.hash_host(name, h) == h
+                except Exception:  # noqa: BLE001 - malformed hash
+                    hit = False
+            else:
+                hit = h == name
+            if hit:
+                break
+        if hit:
+            out.append((i, parts[1], parts[2]))
+    return out
+
+
+def trust(args: argparse.Namespace) -> int:
+    from ..config import find_config, load_fleet
+    from ..errors import UsageError
+    from ..transports.ssh import known_hosts_line, resolve_target, scan_host_key
+
+    fleet = load_fleet(find_config(getattr(args, "config", None)))
+    if args.name not in fleet.devices:
+        fleet.select(args.name)   # raises UsageError naming the known devices
+    device = fleet.devices[args.name]
+    if device.transport != "ssh":
+        raise UsageError(f"device {device.name!r} uses transport {device.transport}: only ssh"
+                         " devices have host keys to trust")
+    target = resolve_target(device)
+    name, key = scan_host_key(device)
+    line = known_hosts_line(name, key)
+    fp = key.fingerprint
+    print(f"{device.name} ({target.hostname}:{target.port}) presents this host key:")
+    print(f"  {key.get_name()} {fp}")
+    if device.host_key:
+        print(f"devices.yaml pins host_key for {device.name} ({device.source}); known_hosts is not"
+              " used for it. If this is the right key, set")
+        print(f"  host_key: {key.get_name()} {key.get_base64()}")
+        pinned = device.host_key.strip()
+        return 0 if pinned in (fp, f"{key.get_name()} {key.get_base64()}") else 1
+    kh = Path(target.known_hosts[0])
+    existing = _matching_lines(kh, name)
+    same = [e for e in existing if e[1] == key.get_name() and e[2] == key.get_base64()]
+    if same:
+        print(f"already trusted: {kh} line {same[0][0]} has this key for {name}")
+        return 0
+    changed = [e for e in existing if e[1] == key.get_name()]
+    if changed:
+        nums = ", ".join(str(e[0]) for e in changed)
+        print(f"WARNING: HOST KEY CHANGED: {kh} line {nums} has a different {key.get_name()} key"
+              f" for {name}. The device was reinstalled, or someone is in the middle.",
+              file=sys.stderr)
+        if not args.replace:
+            print(f"not trusted. If you are sure the device was reinstalled, remove line {nums}"
+                  f" of {kh} (`ssh-keygen -R '{name}' -f {kh}`), or run again with --replace",
+                  file=sys.stderr)
+            return 1
+    if not args.yes:
+        try:
+            answer = input(f"trust this key and add it to {kh}? [y/N] ")
+        except EOFError:
+            answer = ""
+        if answer.strip().lower() not in ("y", "yes"):
+            print("not trusted (nothing written); pass --yes to accept without asking",
+                  file=sys.stderr)
+            return 1
+    if changed:
+        drop = {e[0] for e in changed}
+        kept = [ln for i, ln in enumerate(kh.read_text(errors="replace").splitlines(), 1)
+                if i not in drop]
+        kh.write_text("".join(ln + "\n" for ln in kept))
+        print(f"removed the old key (line {', '.join(str(n) for n in sorted(drop))}) from {kh}")
+    _append_line(kh, line)
+    print(f"added to {kh}: {name} {key.get_name()} {fp}")
+    return 0
+
+
+def _append_line(path: Path, line: str) -> None:
+    import os
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700)
+    old = path.read_bytes() if path.exists() else b""
+    sep = b"\n" if old and not old.endswith(b"\n") else b""
+    fd = os.open(str(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, sep + line.encode() + b"\n")
+    finally:
+        os.close(fd)

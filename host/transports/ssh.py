@@ -812,10 +812,37 @@ class SSHTransport(Transport):
                 self._sftp = None
                 raise _err(self.device, f"connection to {self.where} lost while uploading"
                            f" {local.name}: {e}", retryable=True) from None
+            # SFTP reports a full disk as a generic "Failure" (or, with pipelined writes, as a
+            # short file): ask the device how much room there is to say what really happened
+            free = self._free_kb(parent or ".")
+            if free is not None and (free[0] * 1024 < size or e.errno == errno.ENOSPC
+                                     or "no space" in str(e).lower()):
+                raise DeviceError(self.device.name, f"no space left on the device: {free[0]} KB free"
+                                  f" on {free[1]} (workdir {parent or '.'}), {local.name} needs"
+                                  f" {(size + 1023) // 1024} KB",
+                                  hint="free some space there or point workdir: at a bigger"
+                                       " filesystem") from None
             raise DeviceError(self.device.name, f"cannot upload {local} to {remote}:"
                               f" {e.strerror or e}",
                               hint="check the device's workdir setting, permissions and free disk") from None
         self.bytes_pushed += size
+
+    def _free_kb(self, path: str) -> Optional[Tuple[int, str]]:
+        """(KB available, mount point) of the filesystem holding `path` on the device (POSIX
+        `df -Pk`), or None when that cannot be found out."""
+        try:
+            code, out = self._exec_simple(self.command_line(["df", "-Pk", "--", path]),
+                                          timeout=self.device.connect_timeout_s + 10)
+        except TransportError:
+            return None
+        lines = out.decode("utf-8", "replace").strip().splitlines()
+        if code != 0 or len(lines) < 2:
+            return None
+        parts = lines[-1].split()
+        try:
+            return int(parts[3]), parts[5] if len(parts) > 5 else path
+        except (IndexError, ValueError):
+            return None
 
     # -- paths
     def resolve_workdir(self, workdir: str) -> str:
