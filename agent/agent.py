@@ -1075,6 +1075,10 @@ def parse_job(text: str) -> Dict[str, Any]:
     if wait is not None and (isinstance(wait, bool) or not isinstance(wait, (int, float))
                              or wait < 0):
         raise AgentError("BadJob", "job 'lock_wait_s' must be a number >= 0, got %r" % (wait,))
+    beat = job.get("heartbeat_s")
+    if beat is not None and (isinstance(beat, bool) or not isinstance(beat, (int, float))
+                             or beat <= 0):
+        raise AgentError("BadJob", "job 'heartbeat_s' must be a number > 0, got %r" % (beat,))
     controller = job.get("controller")
     if controller is not None and not isinstance(controller, dict):
         raise AgentError("BadJob", "job 'controller' must be an object {host, user}")
@@ -1253,7 +1257,8 @@ def _crash_message(rc: int, python: List[str], tail: Deque[str]) -> Tuple[str, D
     return msg, extra
 
 
-def run_worker(python: List[str], payload: Dict[str, Any], timeout_s: Optional[float]
+def run_worker(python: List[str], payload: Dict[str, Any], timeout_s: Optional[float],
+               heartbeat_s: Optional[float] = None, position: Tuple[int, int] = (0, 1)
                ) -> Tuple[int, int]:
     """Run one task in a child process, relaying its events. (result events, error events)."""
     task_id = payload["task"].get("id")
@@ -1279,7 +1284,7 @@ def run_worker(python: List[str], payload: Dict[str, Any], timeout_s: Optional[f
         proc.stdin.close()
     except OSError:
         pass
-    results, errors, timed_out = _relay(lines, task_id, timeout_s)
+    results, errors, timed_out = _relay(lines, task_id, timeout_s, heartbeat_s, position)
     if timed_out:
         proc.kill()
     rc = proc.wait()
@@ -1298,17 +1303,27 @@ def run_worker(python: List[str], payload: Dict[str, Any], timeout_s: Optional[f
     return 0, 1
 
 
-def _relay(lines: "queue.Queue[bytes]", task_id: Optional[str], timeout_s: Optional[float]
+def _relay(lines: "queue.Queue[bytes]", task_id: Optional[str], timeout_s: Optional[float],
+           heartbeat_s: Optional[float] = None, position: Tuple[int, int] = (0, 1)
            ) -> Tuple[int, int, bool]:
-    """Forward the worker's protocol lines (non-JSON noise goes to stderr) until its EOF."""
-    deadline = time.monotonic() + timeout_s if timeout_s else None
+    """Forward the worker's protocol lines (non-JSON noise goes to stderr) until its EOF.
+    With heartbeat_s, a `progress` event with "heartbeat": true goes out whenever the worker has
+    been quiet that long, so the host can tell a long model from a dead link."""
+    start = time.monotonic()
+    deadline = start + timeout_s if timeout_s else None
     results = errors = 0
     while True:
         wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if heartbeat_s:
+            wait = heartbeat_s if wait is None else min(wait, heartbeat_s)
         try:
             raw = lines.get(timeout=wait)
         except queue.Empty:
-            return results, errors, True
+            if deadline is not None and time.monotonic() >= deadline:
+                return results, errors, True
+            emit("progress", done=position[0], total=position[1], task=task_id, heartbeat=True,
+                 elapsed_s=round(time.monotonic() - start, 1))
+            continue
         if not raw:
             return results, errors, False
         msg = _parse_event(raw)
@@ -1375,8 +1390,10 @@ def _run_tasks(job: Dict[str, Any], tasks: List[Dict[str, Any]], workdir: str,
             timeout = task.get("timeout_s")
             payload = {"task": task, "runtime": resolved, "workdir": workdir,
                        "cooldown_s": waited, "job_id": job.get("job_id")}
+            beat = job.get("heartbeat_s")
             got, errs = run_worker(job["python"], payload,
-                                   float(timeout) if timeout else None)
+                                   float(timeout) if timeout else None,
+                                   float(beat) if beat else None, (done - 1, len(tasks)))
             errors += errs if (errs or got) else 1
         except Exception as e:  # noqa: BLE001 - one task's trouble never ends the job
             emit_error(task_id, "InternalError", "%s: %s" % (type(e).__name__, e),

@@ -66,6 +66,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    import signal
+    import threading
+    if threading.current_thread() is threading.main_thread():
+        def on_term(signum: int, frame: object) -> None:
+            raise KeyboardInterrupt  # SIGTERM stops as cleanly as Ctrl-C, whenever it lands
+        signal.signal(signal.SIGTERM, on_term)
     try:
         return int(args.func(args) or 0)
     except EdgeBenchError as e:

@@ -167,6 +167,9 @@ class DeviceRun:
             "proto": 1, "job_id": self.job_id, "python": python, "runtime": self.device.runtime,
             "workdir": workdir, "cooldown": self._cooldown(),
             "lock_wait_s": float(self.device.lock_wait_s or 0.0), "controller": _controller(),
+            # the agent speaks up at least this often while a model runs, so idle_timeout_s
+            # detects dead links and stalled agents without limiting how long a model may take
+            "heartbeat_s": heartbeat_interval(self.device.idle_timeout_s),
             "tasks": [self._task_json(t, model_blob[t.id], eval_blob.get(t.id)) for t in tasks],
         }
         if self.cancelled.is_set():
@@ -208,6 +211,7 @@ class DeviceRun:
             "warmup": t.timing.warmup, "runs": t.timing.runs,
             "min_seconds": t.timing.min_seconds, "max_seconds": t.timing.max_seconds,
             "max_runs": t.timing.max_runs,
+            "timeout_s": self.device.timeout_s,  # a hung worker is killed on the device
             "eval": {"path": ev.remote_rel, "sha256": ev.sha256} if ev else None,
             "input": None,
         }
@@ -236,7 +240,10 @@ class DeviceRun:
                 if msg.get("runtime") is None:
                     self.status(name, "no TFLite runtime: " + str(msg.get("runtime_error")))
             elif ev == "progress":
-                if "waiting_for_lock" in msg:
+                if msg.get("heartbeat"):
+                    self.status(name, f"running {msg.get('done')}/{msg.get('total')}"
+                                      f" ({msg.get('elapsed_s')} s into {msg.get('task')})")
+                elif "waiting_for_lock" in msg:
                     from .health import describe_lock_holder
                     self.status(name, "waiting for the device lock: "
                                 + describe_lock_holder(msg.get("waiting_for_lock")))
@@ -282,6 +289,11 @@ class DeviceRun:
                 hint = (f"is `{argv[0]}` installed on the device? set `python:` for"
                         f" {name} in devices.yaml")
             raise DeviceError(name, what + (f": {tail}" if tail else ""), hint=hint)
+
+
+def heartbeat_interval(idle_timeout_s: float) -> float:
+    """A third of the idle timeout (so two beats can be late), between 0.5 and 10 seconds."""
+    return max(0.5, min(10.0, idle_timeout_s / 3.0))
 
 
 def _task_of(tasks: Sequence[Task], record: Dict[str, Any]) -> Task:

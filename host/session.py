@@ -47,6 +47,10 @@ class Session:
             k.join(20)
 
     def run(self) -> List[DeviceRun]:
+        # numpy imports numpy.ma lazily inside the first median; done by several device threads
+        # at once that import serializes them for seconds on a busy host: do it here, once
+        from .stats import summarize
+        summarize([1.0, 2.0])
         threads = [threading.Thread(target=r.run, name=f"device-{r.device.name}", daemon=True)
                    for r in self.runs]
         old_term = None

@@ -585,3 +585,31 @@ def test_cpu_model_names_the_core_not_the_soc_family(monkeypatch: pytest.MonkeyP
     assert A.cpu_model() == "Intel(R) Xeon(R) CPU"
     monkeypatch.setattr(A, "_cpuinfo", lambda: {"hardware": "Qualcomm SM8550"})
     assert A.cpu_model() == "Qualcomm SM8550"
+
+
+def test_heartbeats_while_a_worker_is_quiet_and_timeout_still_kills_it(tmp_path: Path) -> None:
+    """A worker that says nothing for a long time: the agent emits heartbeat progress events
+    (so the host can tell a long model from a dead link), and the task's timeout_s still ends
+    it."""
+    sleeper = tmp_path / "slowpython"
+    sleeper.write_text("#!/bin/sh\nsleep 30\n")
+    sleeper.chmod(0o755)
+    job = {"proto": 1, "job_id": "hb", "python": [str(sleeper)], "workdir": str(tmp_path),
+           "heartbeat_s": 0.3, "tasks": [{"id": "t0", "model": {"path": "none.tflite"},
+                                          "timeout_s": 2.0}]}
+    p = subprocess.run([sys.executable, str(AGENT)], input=json.dumps(job), capture_output=True,
+                       text=True, timeout=60)
+    events = [json.loads(line) for line in p.stdout.splitlines()]
+    beats = [e for e in events if e["event"] == "progress" and e.get("heartbeat")]
+    assert len(beats) >= 3 and all(b["task"] == "t0" for b in beats)
+    assert beats[-1]["elapsed_s"] > beats[0]["elapsed_s"]
+    errors = [e for e in events if e["event"] == "error"]
+    assert errors and errors[0]["type"] == "Timeout"
+    assert events[-1]["event"] == "bye"
+
+
+def test_bad_heartbeat_is_bad_job(tmp_path: Path) -> None:
+    job = {"proto": 1, "python": [sys.executable], "heartbeat_s": -1, "tasks": []}
+    p = subprocess.run([sys.executable, str(AGENT)], input=json.dumps(job), capture_output=True,
+                       text=True, timeout=60)
+    assert any(json.loads(x).get("type") == "BadJob" for x in p.stdout.splitlines())

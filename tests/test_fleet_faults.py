@@ -27,7 +27,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-JOB = ["--model", "builtin:mobilenet", "--variants", "fp32", "--runs", "10", "--warmup", "1"]
+JOB = ["--model", "builtin:mobilenet", "--variants", "fp32", "--runs", "10", "--warmup", "1",
+       "--max-runs", "1000000"]  # --min-seconds, not the sample cap, sets how long a task runs
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -355,14 +356,13 @@ def test_signal_mid_run_stops_cleanly_kills_agents_keeps_results(
         tmp_path: Path, make_fleet: Any, sig: int, code: int) -> None:
     fleet = make_fleet(3)
     cfg = fleet.write_yaml(tmp_path / "devices.yaml", idle_timeout_s=60)
-    run = Run(tmp_path, cfg, threads="1,2", min_seconds=4.0)
-    # wait until every device's first result is in the store (written the moment it arrives)
-    # and its second task is timing, then signal
+    run = Run(tmp_path, cfg, threads="1,2,3", min_seconds=6.0)  # >= 18 s per device
+    # wait until a first result is in the store (written the moment it arrives) and every
+    # device is timing, then signal
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         done = _stored_per_device(run.db)
-        if all(done.get(d.name, 0) >= 1 for d in fleet.devices) and \
-                all(d.pids("--worker") for d in fleet.devices):
+        if sum(done.values()) >= 1 and all(d.pids("--worker") for d in fleet.devices):
             break
         assert run.proc.poll() is None, run.why()
         time.sleep(0.1)
@@ -381,7 +381,8 @@ def test_signal_mid_run_stops_cleanly_kills_agents_keeps_results(
     doc = run.doc
     assert doc["status"] == "interrupted"
     ok = [r for r in doc["results"] if r["status"] == "ok"]
-    assert len(ok) >= 3, doc["results"]          # each device's first task had finished
+    assert len(ok) >= 1, doc["results"]          # what had finished is kept
+    assert len(ok) < 9, doc["results"]           # and the run really was cut short
     st = run.stored()
     assert st["status"] == "interrupted"
     assert sorted((r["device"], r["threads"]) for r in st["results"] if r["status"] == "ok") == \
@@ -395,7 +396,9 @@ def _stored_per_device(db: Path) -> Dict[str, int]:
     if not db.exists():
         return {}
     try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        # a plain connection: a read-only one cannot open a WAL database whose -shm it
+        # may not write, and would then see nothing at all
+        con = sqlite3.connect(str(db), timeout=5)
         try:
             return dict(con.execute("SELECT device, COUNT(*) FROM results GROUP BY device").fetchall())
         finally:

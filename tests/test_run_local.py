@@ -208,3 +208,18 @@ def test_bad_devices_yaml_is_one_line_exit_2(tmp_path: Path, text: str, pattern:
 def test_missing_config_file(tmp_path: Path) -> None:
     p = edge_bench(["devices", "--config", str(tmp_path / "nope.yaml")], tmp_path)
     assert p.returncode == 2 and "no such devices file" in p.stderr
+
+
+def test_a_model_longer_than_the_idle_timeout_is_not_a_stall(tmp_path: Path) -> None:
+    """idle_timeout_s detects dead links and stopped agents, it does not cap a model's run time:
+    the agent's heartbeats keep a long, quiet timing loop alive."""
+    cfg = tmp_path / "devices.yaml"
+    cfg.write_text(f"version: 1\ndevices:\n  slowpoke:\n    transport: local\n"
+                   f"    workdir: {tmp_path / 'wd'}\n    idle_timeout_s: 1.5\n")
+    out = tmp_path / "o.json"
+    p = edge_bench(["run", "--config", str(cfg), "--devices", "slowpoke", "--model",
+                    "builtin:mobilenet", "--variants", "fp32", "--runs", "10", "--min-seconds", "4",
+                    "--max-runs", "1000000", "--json", str(out), "--no-store"], tmp_path)
+    assert p.returncode == 0, p.stderr
+    r = json.loads(out.read_text())["results"][0]
+    assert r["status"] == "ok" and sum(r["samples_ms"]) >= 4000
