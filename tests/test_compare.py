@@ -10,6 +10,7 @@ from typing import Any, Dict, List
 import numpy as np
 import pytest
 
+from synth import fake_result
 from edge_bench.cli import main
 from edge_bench.compare import (compare_and_print, compare_docs, compare_results, history_noise,
                                 to_markdown)
@@ -41,18 +42,7 @@ def make_result(median: float = 2.0, seed: int = 0, n: int = 400, variant: str =
                 threads: int = 1, device: str = "local", model: str = "builtin:digits",
                 **kw: Any) -> Dict[str, Any]:
     s = synth_samples(median, n, seed, **kw)
-    return {
-        "device": device, "model": model, "variant": variant, "threads": threads,
-        "status": "ok", "error": None,
-        "runtime": {"name": "ai-edge-litert", "version": "2.3.0", "xnnpack": True},
-        "agent_version": "0.1.0",
-        "device_info": {"arch": "x86_64", "cpu": "Test CPU", "governor": "performance",
-                        "temp_c_before": 40.0, "temp_c_after": 41.0, "throttled": False},
-        "model_sha256": "cd" * 32, "model_bytes": 4321, "init_ms": 1.0, "first_inference_ms": 2.0,
-        "warmup": 5, "runs": n, "latency_ms": summarize(s.tolist()), "samples_ms": s.tolist(),
-        "peak_rss_mb": 60.0,
-        "accuracy": {"top1": 0.97, "top1_ref": 0.97, "agreement_vs_ref": 1.0, "max_abs_err": 0.0},
-    }
+    return fake_result(s, device=device, model=model, variant=variant, threads=threads)
 
 
 def make_doc(run_id: str, results: List[Dict[str, Any]], label: str = "x") -> Dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Any, Dict
 import numpy as np
 import pytest
 
+from synth import fake_result
 from edge_bench.cli import main
 from edge_bench.commands.report import render_html
 from edge_bench.stats import summarize
@@ -24,19 +25,11 @@ def make_result(variant: str, threads: int, median: float, seed: int, n: int = 4
     rng = np.random.default_rng(seed)
     s = median * np.exp(0.08 * rng.normal(size=n))
     s[rng.random(n) < 0.02] *= 2.5
-    return {
-        "device": device, "model": model, "variant": variant, "threads": threads,
-        "status": "ok", "error": None,
-        "runtime": {"name": "ai-edge-litert", "version": "2.3.0", "xnnpack": True},
-        "agent_version": "0.1.0",
-        "device_info": {"arch": "x86_64", "cpu": "Test CPU", "governor": "performance",
-                        "temp_c_before": 40.0, "temp_c_after": 41.0, "throttled": False},
-        "model_sha256": "12" * 32, "model_bytes": 80_000 if variant == "fp32" else 24_000,
-        "init_ms": 1.0, "first_inference_ms": 2.0, "warmup": 5, "runs": n,
-        "latency_ms": summarize(s.tolist()), "samples_ms": s.tolist(), "peak_rss_mb": 60.0,
-        "accuracy": {"top1": 0.97 if variant != "int8" else 0.96, "top1_ref": 0.97,
-                     "agreement_vs_ref": 1.0 if variant == "fp32" else 0.985, "max_abs_err": 0.01},
-    }
+    return fake_result(
+        s, device=device, model=model, variant=variant, threads=threads,
+        model_sha256="12" * 32, model_bytes=80_000 if variant == "fp32" else 24_000,
+        accuracy={"top1": 0.97 if variant != "int8" else 0.96, "top1_ref": 0.97,
+                  "agreement_vs_ref": 1.0 if variant == "fp32" else 0.985, "max_abs_err": 0.01})
 
 
 @pytest.fixture()

@@ -14,10 +14,10 @@ from typing import Any, Dict
 import numpy as np
 import pytest
 
+from synth import fake_result
 from edge_bench.cli import main
 from edge_bench.errors import StoreError, UsageError
 from edge_bench.results_doc import validation_errors
-from edge_bench.stats import summarize
 from edge_bench.store import MIGRATIONS, SCHEMA_VERSION, Store, default_db_path
 
 
@@ -25,18 +25,13 @@ def make_result(variant: str = "fp32", threads: int = 1, median: float = 2.0, se
                 n: int = 300, device: str = "local", model: str = "builtin:digits") -> Dict[str, Any]:
     rng = np.random.default_rng(seed)
     s = median * np.exp(0.05 * rng.normal(size=n))
-    return {
-        "device": device, "model": model, "variant": variant, "threads": threads,
-        "status": "ok", "error": None,
-        "runtime": {"name": "ai-edge-litert", "version": "2.3.0", "xnnpack": True},
-        "agent_version": "0.1.0",
-        "device_info": {"arch": "x86_64", "cpu": "Test CPU", "governor": "performance",
-                        "temp_c_before": 41.5, "temp_c_after": 43.0, "throttled": False},
-        "model_sha256": "ab" * 32, "model_bytes": 12345, "init_ms": 1.5,
-        "first_inference_ms": 3.25, "warmup": 5, "runs": n,
-        "latency_ms": summarize(s.tolist()), "samples_ms": s.tolist(), "peak_rss_mb": 55.5,
-        "accuracy": {"top1": 0.97, "top1_ref": 0.975, "agreement_vs_ref": 0.99, "max_abs_err": 0.01},
-    }
+    r = fake_result(s, device=device, model=model, variant=variant, threads=threads,
+                    model_sha256="ab" * 32, model_bytes=12345, init_ms=1.5,
+                    first_inference_ms=3.25, peak_rss_mb=55.5,
+                    accuracy={"top1": 0.97, "top1_ref": 0.975, "agreement_vs_ref": 0.99,
+                              "max_abs_err": 0.01})
+    r["device_info"].update(temp_c_before=41.5, temp_c_after=43.0)
+    return r
 
 
 def add_run(store: Store, label: str, started: str, results: Any = None, status: str = "finished") -> str:
