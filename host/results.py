@@ -41,6 +41,9 @@ def base_result(device: str, task: Any) -> Dict[str, Any]:
         "init_ms": None, "first_inference_ms": None, "warmup": task.timing.warmup, "runs": 0,
         "latency_ms": summarize([]), "median_ci_ms": None, "samples_ms": [],
         "peak_rss_mb": None, "cooldown_s": None, "accuracy": None,
+        # who made this variant and how (ai-edge-quantizer or TensorFlow's converter)
+        "quantizer": None if art.variant == "fp32" else getattr(art.model, "quantizer", None),
+        "recipe": art.recipe,
     }
 
 

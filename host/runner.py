@@ -90,7 +90,9 @@ class DeviceRun:
                     self.transport.close()
                 except Exception:  # noqa: BLE001
                     pass
-        if self.failure:
+        if self.cancelled.is_set():
+            self._fail_rest(runnable, "cancelled")
+        if self.failure and not self.cancelled.is_set():
             self.status(name, "failed: " + _strip_device(self.failure, name))
         elif self.cancelled.is_set():
             self.status(name, "cancelled")
@@ -126,10 +128,16 @@ class DeviceRun:
         self.emit(result)
 
     def _fail_rest(self, tasks: Sequence[Task], message: str) -> None:
-        msg = "cancelled" if self.cancelled.is_set() else message
+        if self.cancelled.is_set():  # interrupted before it ran: not a failure of the device
+            for t in tasks:
+                if not self.done.get(t.id):
+                    self._finish(t, error_result(self.device.name, t, "cancelled: the run was"
+                                                 " interrupted before this finished",
+                                                 status="skipped"))
+            return
         for t in tasks:
             if not self.done.get(t.id):
-                self._finish(t, error_result(self.device.name, t, msg))
+                self._finish(t, error_result(self.device.name, t, message))
 
     def _run(self, tasks: List[Task]) -> None:
         name = self.device.name

@@ -383,6 +383,10 @@ def test_signal_mid_run_stops_cleanly_kills_agents_keeps_results(
     ok = [r for r in doc["results"] if r["status"] == "ok"]
     assert len(ok) >= 1, doc["results"]          # what had finished is kept
     assert len(ok) < 9, doc["results"]           # and the run really was cut short
+    # every planned task has a row: what did not finish says it was cancelled, not failed
+    assert len(doc["results"]) == 9, doc["results"]
+    assert all(r["status"] == "skipped" and r["error"].startswith("cancelled")
+               for r in doc["results"] if r["status"] != "ok"), doc["results"]
     st = run.stored()
     assert st["status"] == "interrupted"
     assert sorted((r["device"], r["threads"]) for r in st["results"] if r["status"] == "ok") == \

@@ -55,6 +55,9 @@ def test_document_has_every_result_with_raw_samples(local_run: Dict[str, Any]) -
         assert r["device_info"]["arch"] or r["device_info"]["machine"]
         assert r["peak_rss_mb"] > 1
         assert len(r["model_sha256"]) == 64 and r["model_bytes"] > 0
+        # which quantizer made the variant, and with which recipe, travels with the result
+        assert r["quantizer"] == (None if r["variant"] == "fp32" else "ai-edge-quantizer")
+        assert r["recipe"]
         acc = r["accuracy"]
         assert acc["top1"] > 0.9 and abs(acc["top1"] - acc["top1_ref"]) <= 0.01
         assert acc["agreement_vs_ref"] >= 0.97 and not acc["flag"]
