@@ -410,11 +410,22 @@ def deploy_binary(transport: Any, workdir: str, local: Path) -> str:
     return remote
 
 
+BUSY_EXIT = 75
+BUSY_MARKER = "EDGE_BENCH_DEVICE_BUSY"
+LOCKED_SCRIPT = (
+    'lock=$0\n'
+    'if command -v flock >/dev/null 2>&1; then\n'
+    '  exec 9>>"$lock" || exit 1\n'
+    '  flock -n 9 || { echo ' + BUSY_MARKER + '; exit ' + str(BUSY_EXIT) + '; }\n'
+    'fi\n'
+    'exec "$@" 2>&1\n')
+
+
 def run_task(transport: Any, task: Any, binary_remote: str, model_remote: str, *,
              gpu: bool = False, nnapi: bool = False, op_profiling: bool = False,
              peak_memory: bool = False, exact_warmup: bool = True,
              idle_timeout: Optional[float] = None, device_info: Optional[Dict[str, Any]] = None,
-             extra: Sequence[str] = ()) -> Dict[str, Any]:
+             extra: Sequence[str] = (), lock_path: Optional[str] = None) -> Dict[str, Any]:
     """Run benchmark_model for one runner.Task and return its result record.
 
     Runs `sh -c 'exec "$0" "$@" 2>&1' BIN FLAGS...` so its log (stderr in current builds) and
@@ -426,10 +437,18 @@ def run_task(transport: Any, task: Any, binary_remote: str, model_remote: str, *
                         op_profiling=op_profiling, peak_memory=peak_memory,
                         exact_warmup=exact_warmup, extra=extra)
     argv = ["sh", "-c", 'exec "$0" "$@" 2>&1', binary_remote, *flags]
+    if lock_path:
+        # the same lock file the agent flocks: one benchmark at a time on the device, whichever
+        # runner. fd-form flock is what both util-linux and Android's toybox understand.
+        argv = ["sh", "-c", LOCKED_SCRIPT, lock_path, binary_remote, *flags]
     proc = transport.start(argv)
     out_lines = list(proc.lines(idle_timeout=idle_timeout or dev.idle_timeout_s))
     code = proc.wait(60)
     text = "\n".join(out_lines)
+    if code == BUSY_EXIT and BUSY_MARKER in text + proc.stderr_tail(500):
+        raise DeviceError(dev.name, f"device {dev.name} is busy: another benchmark holds"
+                                    f" {lock_path}",
+                          hint="it runs one benchmark at a time; try again when it is done")
     if code != 0:
         tail = "\n".join(out_lines[-8:]) + proc.stderr_tail(500)
         hint = None
@@ -470,7 +489,8 @@ def run_tasks(transport: Any, tasks: Sequence[Any], emit: Any, *, workdir: Optio
         blob = Blob.for_file(art.path)
         ensure_blobs(transport, wd, [blob])
         try:
-            rec = run_task(transport, task, binary, remote_path(wd, blob), device_info=info, **options)
+            rec = run_task(transport, task, binary, remote_path(wd, blob), device_info=info,
+                           lock_path=posixpath.join(wd, "lock"), **options)
         except TransportError:
             raise
         except EdgeBenchError as e:

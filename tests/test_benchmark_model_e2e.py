@@ -83,3 +83,27 @@ def test_devices_check_for_adb_phones(adb_server: AdbServer, standin: AdbdStandi
         assert rows[name]["phone"]["model"] == standin.props.get("ro.product.model")
     assert rows["phone"]["runtime"].startswith("benchmark_model")
     assert rows["termux"]["runtime"].startswith("ai-edge-litert")
+
+
+def test_benchmark_model_respects_the_device_lock(adb_server: AdbServer, standin: AdbdStandin,  # noqa: F811
+                                                  tmp_path: Path) -> None:
+    """The native runner takes the same lock as the agent: one benchmark at a time per device."""
+    import fcntl
+    import os
+    cfg = config(tmp_path, adb_server, standin)
+    lock = Path(standin.workdir) / "lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    args = ["run", "--config", str(cfg), "--devices", "phone", "--model", "builtin:digits",
+            "--variants", "fp32", "--runs", "5", "--no-store", "--json"]
+    with open(lock, "a") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        p = edge_bench(args + [str(tmp_path / "busy.json")], tmp_path)
+        _, stderr = p.communicate(timeout=300)
+    assert p.returncode == 3, stderr
+    (r,) = json.loads((tmp_path / "busy.json").read_text())["results"]
+    assert r["status"] == "error" and "is busy" in r["error"], r["error"]
+    # released: the same run goes through
+    p = edge_bench(args + [str(tmp_path / "free.json")], tmp_path)
+    _, stderr = p.communicate(timeout=300)
+    assert p.returncode == 0, stderr
+    assert os.path.exists(lock)
