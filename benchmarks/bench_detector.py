@@ -191,6 +191,10 @@ def _p25(r: Dict[str, Any]) -> float:
     return float(np.quantile(np.asarray(r["samples_ms"], dtype=np.float64), 0.25))
 
 
+#: at most this many same-vs-same pairs per base model in the all-pairs figure (sampled, seeded)
+MAX_PAIRS = 1000
+
+
 def evaluate(rounds: List[Dict[str, Dict[str, Any]]], levels: Sequence[float],
              threshold: Optional[float] = None, alpha: Optional[float] = None) -> Dict[str, Any]:
     from edge_bench import compare as C
@@ -224,7 +228,10 @@ def evaluate(rounds: List[Dict[str, Dict[str, Any]]], levels: Sequence[float],
                 n = noise_before(key, i)
                 if n is not None:
                     succ_h.append(verdict(rounds[i - 1][key], rounds[i][key], n))
-        for i, j in itertools.combinations(range(R), 2):
+        all_pairs = list(itertools.combinations(range(R), 2))
+        if len(all_pairs) > MAX_PAIRS:  # O(rounds^2) bootstrap comparisons: sample them
+            all_pairs = random.Random(0).sample(all_pairs, MAX_PAIRS)
+        for i, j in all_pairs:
             if key in rounds[i] and key in rounds[j]:
                 pairs.append(verdict(rounds[i][key], rounds[j][key]))
     for i in range(R):
