@@ -472,7 +472,7 @@ def run_tasks(transport: Any, tasks: Sequence[Any], emit: Any, *, workdir: Optio
     """A device's share of a run with `runner: benchmark_model`, for runner.DeviceRun to call
     in place of the agent: deploy the binary once, push each model content-addressed (sha256
     checked on the device), run the tasks one at a time and emit one result record per task the
-    moment it is known. A failing model (bad graph, delegate error) is that task's error result;
+    moment it is known, as emit(task, record). A failing model (bad graph, delegate error) is that task's error result;
     a transport failure (phone gone) propagates so the caller fails the remaining tasks."""
     from .deploy import Blob, ensure_blobs, remote_path
     from .errors import TransportError
@@ -497,7 +497,7 @@ def run_tasks(transport: Any, tasks: Sequence[Any], emit: Any, *, workdir: Optio
             text = str(e)
             prefix = f"{dev.name}: "
             rec = error_result(dev.name, task, text[len(prefix):] if text.startswith(prefix) else text)
-        emit(rec)
+        emit(task, rec)
     status(f"running {len(tasks)}/{len(tasks)}")
 
 

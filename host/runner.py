@@ -45,13 +45,12 @@ class DeviceRun:
     """One device's share of a run. `cancel()` may be called from another thread."""
 
     def __init__(self, device: Device, tasks: Sequence[Task], emit: Emit,
-                 status: Optional[Status] = None, cooldown: Optional[Dict[str, float]] = None,
+                 status: Optional[Status] = None,
                  job_id: str = "job", op_profiling: bool = False) -> None:
         self.device = device
         self.tasks = list(tasks)
         self.emit = emit
         self.status = status or (lambda d, t: None)
-        self.cooldown = cooldown
         self.job_id = job_id
         self.done: Dict[str, bool] = {}
         self.transport: Optional[Transport] = None
@@ -192,9 +191,7 @@ class DeviceRun:
         self._stream(tasks, argv)
 
     def _cooldown(self) -> Optional[Dict[str, float]]:
-        """The run's cooldown (flags), else the device's cooldown_temp_c / cooldown_max_s."""
-        if self.cooldown is not None:
-            return self.cooldown
+        """The device's cooldown_temp_c / cooldown_max_s (run flags are already applied to it)."""
         if self.device.cooldown_temp_c is None:
             return None
         max_s = self.device.cooldown_max_s
@@ -207,7 +204,7 @@ class DeviceRun:
         assert self.transport is not None
         delegate = (self.device.delegate or "").lower()
         benchmark_model.run_tasks(
-            self.transport, tasks, emit=lambda r: self._finish(_task_of(tasks, r), r),
+            self.transport, tasks, emit=self._finish,
             workdir=workdir, cancelled=self.cancelled.is_set,
             status=lambda text: self.status(name, text),
             gpu=delegate == "gpu", nnapi=delegate == "nnapi", op_profiling=self.op_profiling)
@@ -302,15 +299,6 @@ class DeviceRun:
 def heartbeat_interval(idle_timeout_s: float) -> float:
     """A third of the idle timeout (so two beats can be late), between 0.5 and 10 seconds."""
     return max(0.5, min(10.0, idle_timeout_s / 3.0))
-
-
-def _task_of(tasks: Sequence[Task], record: Dict[str, Any]) -> Task:
-    """The task a benchmark_model record belongs to (records come back in task order)."""
-    for t in tasks:
-        if (t.artifact.variant == record.get("variant") and t.threads == record.get("threads")
-                and t.artifact.model.name == record.get("model")):
-            return t
-    raise ValueError(f"no task for record {record.get('model')} {record.get('variant')}")
 
 
 def _controller() -> Dict[str, Optional[str]]:

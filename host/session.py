@@ -16,7 +16,7 @@ StatusSink = Callable[[str, str], None]
 
 class Session:
     def __init__(self, plan: Dict[Device, Sequence[Task]], on_result: Sink,
-                 on_status: Optional[StatusSink] = None, cooldown: Optional[Dict[str, float]] = None,
+                 on_status: Optional[StatusSink] = None,
                  job_id: str = "job", op_profiling: bool = False) -> None:
         self.plan = plan
         self.on_result = on_result
@@ -25,7 +25,7 @@ class Session:
         self.runs: List[DeviceRun] = [
             DeviceRun(dev, tasks, emit=lambda r: self._q.put(("result", r)),
                       status=lambda d, t: self._q.put(("status", d, t)),
-                      cooldown=cooldown, job_id=f"{job_id}-{dev.name}",
+                      job_id=f"{job_id}-{dev.name}",
                       op_profiling=op_profiling)
             for dev, tasks in plan.items()
         ]

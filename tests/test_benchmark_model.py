@@ -294,7 +294,7 @@ def test_run_tasks_emits_one_record_per_task_and_survives_a_bad_model(adb_server
     tasks[1].id, tasks[2].id = "t1", "t2"
     got = []
     with ADBTransport(dev) as tr:
-        bm.run_tasks(tr, tasks, got.append)
+        bm.run_tasks(tr, tasks, lambda task, rec: got.append(rec))
     assert [r["status"] for r in got] == ["ok", "error", "ok"]
     assert "not a valid Flatbuffer" in got[1]["error"] and not got[1]["error"].startswith("phone:")
     assert got[2]["threads"] == 2 and got[0]["device_info"]["model"] == "EdgeBenchStandin"
