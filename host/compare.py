@@ -498,18 +498,8 @@ def to_json_text(cmp: Dict[str, Any]) -> str:
 
 
 def write_text(text: str, path: str) -> None:
-    if path == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        return
-    from pathlib import Path
-    from .errors import StoreError
-    p = Path(path).expanduser()
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text, encoding="utf-8")
-    except OSError as e:
-        raise StoreError(f"cannot write {p}: {e.strerror or e}") from e
+    from .results_doc import write_text as write
+    write(text, path)
 
 
 def emit(cmp: Dict[str, Any], *, json_out: Optional[str] = None, markdown_out: Optional[str] = None,

@@ -15,11 +15,17 @@ from .stats import bootstrap_median_ci, summarize
 SCHEMA = "edge-bench/run/1"
 
 
+def new_run_id(now: Optional[datetime] = None) -> str:
+    """UTC time to the second plus 6 random hex digits: sorts by time, never collides."""
+    now = now or datetime.now(timezone.utc)
+    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+
+
 def new_run(label: Optional[str], argv: List[str]) -> Dict[str, Any]:
     now = datetime.now(timezone.utc)
     return {
         "schema": SCHEMA,
-        "run_id": now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6],
+        "run_id": new_run_id(now),
         "label": label,
         "started_at": now.isoformat(timespec="seconds"),
         "finished_at": None,

@@ -73,7 +73,11 @@ def dumps(doc: Dict[str, Any], indent: Optional[int] = 1) -> str:
 def write_json(doc: Dict[str, Any], path_or_dash: PathLike) -> None:
     """Write the document to a file (atomically: a temp file renamed into place) or to stdout
     when the path is "-"."""
-    text = dumps(doc)
+    write_text(dumps(doc), path_or_dash, "the results file")
+
+
+def write_text(text: str, path_or_dash: PathLike, what: str = "") -> None:
+    """Text to a file, atomically (a temp file renamed into place), or to stdout for "-"."""
     if str(path_or_dash) == "-":
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -93,7 +97,7 @@ def write_json(doc: Dict[str, Any], path_or_dash: PathLike) -> None:
                 pass
             raise
     except OSError as e:
-        raise StoreError(f"cannot write the results file {path}: {e}") from e
+        raise StoreError(f"cannot write {what + ' ' if what else ''}{path}: {e}") from e
 
 
 def check_schema_id(doc: Any, where: str) -> None:

@@ -442,8 +442,8 @@ def _split_sql(script: str) -> Iterable[str]:
 
 
 def _new_run_id() -> str:
-    import uuid
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+    from .results import new_run_id
+    return new_run_id()
 
 
 def open_store(path: Union[str, os.PathLike, None] = None, *, create: bool = True) -> Store:
