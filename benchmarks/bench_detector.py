@@ -60,27 +60,21 @@ def build_model(extra: int) -> bytes:
     """The MobileNet-v1-style 96x96 model of builtin:mobilenet (same weights, no feature
     centring) with `extra` additional 3x3 depthwise conv + ReLU6 layers after block 4 (12x12x128).
     extra=0 is the base model."""
-    from edge_bench.builtin.make_models import MOBILENET_BLOCKS, MOBILENET_INPUT, _he
+    from edge_bench.builtin.make_models import MOBILENET_BLOCKS, _he, _mobilenet_graph
     from edge_bench.tflite_builder import ModelBuilder
-    rng = np.random.default_rng(SEED)
     mb = ModelBuilder(f"edge-bench detector benchmark: mobilenet + {extra} extra depthwise layers")
-    h = mb.input(MOBILENET_INPUT, [1, 96, 96, 3])
-    c = 16
-    h = mb.conv2d(h, _he(rng, (c, 3, 3, 3), 27), 0.05 * rng.standard_normal(c), stride=2,
-                  activation="relu6", name="stem")
     extra_rng = np.random.default_rng(SEED + 1)
-    for i, (cout, stride) in enumerate(MOBILENET_BLOCKS):
-        h = mb.depthwise_conv2d(h, _he(rng, (1, 3, 3, c), 9), 0.05 * rng.standard_normal(c),
-                                stride=stride, activation="relu6", name=f"block_{i}/depthwise")
-        h = mb.conv2d(h, _he(rng, (cout, 1, 1, c), c), 0.05 * rng.standard_normal(cout),
-                      activation="relu6", name=f"block_{i}/pointwise")
-        c = cout
+
+    def add_extra(i: int, h: int, c: int) -> int:
         if i == 4:
             for j in range(extra):
                 h = mb.depthwise_conv2d(h, 0.3 * _he(extra_rng, (1, 3, 3, c), 9),
                                         0.05 * extra_rng.standard_normal(c), stride=1,
                                         activation="relu6", name=f"extra_{j}")
-    h = mb.mean(h, [1, 2])
+        return h
+
+    h = _mobilenet_graph(mb, SEED, after_block=add_extra)  # pooled [1, c] features
+    c = MOBILENET_BLOCKS[-1][0]
     w = (np.random.default_rng(SEED + 1000).standard_normal((1000, c)) * 0.05).astype(np.float32)
     h = mb.fully_connected(h, w, np.zeros(1000, np.float32), name="classifier")
     mb.output(mb.softmax(h), "probabilities")

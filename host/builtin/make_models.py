@@ -25,7 +25,7 @@ import argparse
 import io
 import zipfile
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -147,8 +147,10 @@ def _he(rng, shape, fan_in):
     return (rng.standard_normal(size=shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
 
 
-def _mobilenet_graph(mb: ModelBuilder, seed: int) -> int:
-    """Stem + depthwise-separable blocks + global average pool; returns the [1, C] features."""
+def _mobilenet_graph(mb: ModelBuilder, seed: int,
+                     after_block: Optional[Callable[[int, int, int], int]] = None) -> int:
+    """Stem + depthwise-separable blocks + global average pool; returns the [1, C] features.
+    `after_block(i, h, channels) -> h` may add layers after block i (benchmarks use it)."""
     rng = np.random.default_rng(seed)
     h = mb.input(MOBILENET_INPUT, [1, 96, 96, 3])
     c = 16
@@ -160,6 +162,8 @@ def _mobilenet_graph(mb: ModelBuilder, seed: int) -> int:
         h = mb.conv2d(h, _he(rng, (cout, 1, 1, c), c), 0.05 * rng.standard_normal(cout),
                       activation="relu6", name=f"block_{i}/pointwise")
         c = cout
+        if after_block is not None:
+            h = after_block(i, h, c)
     return mb.mean(h, [1, 2])  # global average pool -> [1, c]
 
 
