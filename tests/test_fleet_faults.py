@@ -356,7 +356,9 @@ def test_signal_mid_run_stops_cleanly_kills_agents_keeps_results(
         tmp_path: Path, make_fleet: Any, sig: int, code: int) -> None:
     fleet = make_fleet(3)
     cfg = fleet.write_yaml(tmp_path / "devices.yaml", idle_timeout_s=60)
-    run = Run(tmp_path, cfg, threads="1,2,3", min_seconds=6.0)  # >= 18 s per device
+    # >= 30 s per device: on this 2-core host the controller competes with the devices for CPU
+    # and can process a result seconds after it arrives; the run must not end in that window
+    run = Run(tmp_path, cfg, threads="1,2,3,4,5", min_seconds=6.0)
     # wait until a first result is in the store (written the moment it arrives) and every
     # device is timing, then signal
     deadline = time.monotonic() + 120
@@ -382,9 +384,9 @@ def test_signal_mid_run_stops_cleanly_kills_agents_keeps_results(
     assert doc["status"] == "interrupted"
     ok = [r for r in doc["results"] if r["status"] == "ok"]
     assert len(ok) >= 1, doc["results"]          # what had finished is kept
-    assert len(ok) < 9, doc["results"]           # and the run really was cut short
+    assert len(ok) < 15, doc["results"]          # and the run really was cut short
     # every planned task has a row: what did not finish says it was cancelled, not failed
-    assert len(doc["results"]) == 9, doc["results"]
+    assert len(doc["results"]) == 15, doc["results"]
     assert all(r["status"] == "skipped" and r["error"].startswith("cancelled")
                for r in doc["results"] if r["status"] != "ok"), doc["results"]
     st = run.stored()
