@@ -65,7 +65,9 @@ INSTALL_HINT = ("install a TFLite runtime into this Python: `pip install ai-edge
 
 TASK_DEFAULTS: Dict[str, Any] = {"threads": 1, "xnnpack": True, "warmup": 5, "runs": 50,
                                  "min_seconds": 1.0, "max_seconds": 150.0, "max_runs": None,
-                                 "seed": 0, "timeout_s": None}
+                                 "seed": 0, "timeout_s": None, "processes": 1}
+#: most worker processes one task may ask for
+MAX_PROCESSES = 100
 STDERR_TAIL_LINES = 40
 LOCK_NAME = "lock"
 #: tests only: a directory prefixed to the /sys and /etc paths of the thermal, cooling and
@@ -958,7 +960,15 @@ def task_params(task: Dict[str, Any]) -> Dict[str, Any]:
             "min_seconds": _num(task, "min_seconds", float, 0),
             "max_seconds": _num(task, "max_seconds", float, 0, allow_none=True),
             "max_runs": _num(task, "max_runs", int, 0, allow_none=True),
-            "seed": _num(task, "seed", int, 0)}
+            "seed": _num(task, "seed", int, 0), "processes": _processes(task)}
+
+
+def _processes(task: Dict[str, Any]) -> int:
+    k = _num(task, "processes", int, 1)
+    if k > MAX_PROCESSES:
+        raise AgentError("BadJob", "task field 'processes' must be at most %d, got %r"
+                         % (MAX_PROCESSES, k))
+    return k
 
 
 def run_task(payload: Dict[str, Any]) -> Dict[str, Any]:
@@ -1082,6 +1092,9 @@ def parse_job(text: str) -> Dict[str, Any]:
     controller = job.get("controller")
     if controller is not None and not isinstance(controller, dict):
         raise AgentError("BadJob", "job 'controller' must be an object {host, user}")
+    if not isinstance(job.get("interleave", False), bool):
+        raise AgentError("BadJob", "job 'interleave' must be true or false, got %r"
+                         % (job.get("interleave"),))
     return job
 
 
@@ -1258,10 +1271,12 @@ def _crash_message(rc: int, python: List[str], tail: Deque[str]) -> Tuple[str, D
 
 
 def run_worker(python: List[str], payload: Dict[str, Any], timeout_s: Optional[float],
-               heartbeat_s: Optional[float] = None, position: Tuple[int, int] = (0, 1)
-               ) -> Tuple[int, int]:
-    """Run one task in a child process, relaying its events. (result events, error events)."""
+               heartbeat_s: Optional[float] = None, position: Tuple[int, int] = (0, 1),
+               on_result: Optional[Callable[[Dict[str, Any]], None]] = None) -> Tuple[int, int]:
+    """Run one task in a child process. Its `error` events are relayed at once; its `result`
+    goes to `on_result` (default: relayed as is). Returns (result events, error events)."""
     task_id = payload["task"].get("id")
+    extra = {"process": payload["process"]} if "process" in payload else {}
     argv = list(python) + [os.path.abspath(__file__), "--worker"]
     try:
         # the worker inherits the lock fd: the device stays locked while any process of this
@@ -1270,7 +1285,8 @@ def run_worker(python: List[str], payload: Dict[str, Any], timeout_s: Optional[f
                                 stderr=subprocess.PIPE,
                                 pass_fds=(_LOCK_FD,) if _LOCK_FD is not None else ())
     except OSError as e:
-        emit_error(task_id, "WorkerCrashed", "cannot start the worker %s: %s" % (argv, e))
+        emit_error(task_id, "WorkerCrashed", "cannot start the worker %s: %s" % (argv, e),
+                   None, **extra)
         return 0, 1
     tail: Deque[str] = deque(maxlen=STDERR_TAIL_LINES)
     lines: "queue.Queue[bytes]" = queue.Queue()
@@ -1284,7 +1300,8 @@ def run_worker(python: List[str], payload: Dict[str, Any], timeout_s: Optional[f
         proc.stdin.close()
     except OSError:
         pass
-    results, errors, timed_out = _relay(lines, task_id, timeout_s, heartbeat_s, position)
+    results, errors, timed_out = _relay(lines, task_id, timeout_s, heartbeat_s, position,
+                                        on_result, extra)
     if timed_out:
         proc.kill()
     rc = proc.wait()
@@ -1292,20 +1309,22 @@ def run_worker(python: List[str], payload: Dict[str, Any], timeout_s: Optional[f
         t.join(5.0)
     if timed_out:
         emit_error(task_id, "Timeout", "task did not finish within timeout_s=%s; worker killed"
-                   % timeout_s)
+                   % timeout_s, None, **extra)
         return results, errors + 1
     if results or errors:
         if rc != 0 and results:
             log("worker for %s exited with %d after its result" % (task_id, rc))
         return results, errors
-    msg, extra = _crash_message(rc, python, tail)
-    emit_error(task_id, "WorkerCrashed", msg, None, **extra)
+    msg, info = _crash_message(rc, python, tail)
+    info.update(extra)
+    emit_error(task_id, "WorkerCrashed", msg, None, **info)
     return 0, 1
 
 
 def _relay(lines: "queue.Queue[bytes]", task_id: Optional[str], timeout_s: Optional[float],
-           heartbeat_s: Optional[float] = None, position: Tuple[int, int] = (0, 1)
-           ) -> Tuple[int, int, bool]:
+           heartbeat_s: Optional[float] = None, position: Tuple[int, int] = (0, 1),
+           on_result: Optional[Callable[[Dict[str, Any]], None]] = None,
+           extra: Optional[Dict[str, Any]] = None) -> Tuple[int, int, bool]:
     """Forward the worker's protocol lines (non-JSON noise goes to stderr) until its EOF.
     With heartbeat_s, a `progress` event with "heartbeat": true goes out whenever the worker has
     been quiet that long, so the host can tell a long model from a dead link."""
@@ -1322,7 +1341,7 @@ def _relay(lines: "queue.Queue[bytes]", task_id: Optional[str], timeout_s: Optio
             if deadline is not None and time.monotonic() >= deadline:
                 return results, errors, True
             emit("progress", done=position[0], total=position[1], task=task_id, heartbeat=True,
-                 elapsed_s=round(time.monotonic() - start, 1))
+                 elapsed_s=round(time.monotonic() - start, 1), **(extra or {}))
             continue
         if not raw:
             return results, errors, False
@@ -1330,11 +1349,16 @@ def _relay(lines: "queue.Queue[bytes]", task_id: Optional[str], timeout_s: Optio
         if msg is None:
             log("worker stdout (not protocol): " + raw.decode("utf-8", "replace").rstrip())
             continue
-        if msg.get("task") is None:
+        had_task = msg.get("task") is not None
+        if not had_task:
             msg["task"] = task_id
-            write_line(msg)
-        else:  # already one compact protocol line: pass it on as is (results can be large)
+        if msg["event"] == "result" and on_result is not None:
+            on_result(msg)
+        elif had_task and not extra:  # already one compact line: pass it on as is
             write_raw(raw.rstrip(b"\r\n").decode("utf-8") + "\n")
+        else:
+            msg.update(extra or {})
+            write_line(msg)
         results += msg["event"] == "result"
         errors += msg["event"] == "error"
 
@@ -1379,27 +1403,97 @@ def run_job(job: Dict[str, Any]) -> int:
         _LOCK_FD = None
 
 
+def _task_processes(task: Dict[str, Any]) -> int:
+    try:
+        return _processes(task)
+    except AgentError:
+        return 1  # the worker reports the bad field as this task's error
+
+
+def schedule(tasks: List[Dict[str, Any]], interleave: bool) -> List[Tuple[int, int]]:
+    """(task index, process index) in the order the workers run: each task's processes back
+    to back, or with `interleave` round-robin over the tasks (process 0 of every task, then
+    process 1 of every task, ...), so that slow drift (heat, other load) touches all alike."""
+    ks = [_task_processes(t) for t in tasks]
+    if not interleave:
+        return [(i, p) for i, k in enumerate(ks) for p in range(k)]
+    return [(i, p) for p in range(max(ks or [0])) for i, k in enumerate(ks) if p < k]
+
+
+def merge_results(parts: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """One task's `result` from the results of its worker processes (in process order):
+    samples concatenated in process order with the count of each in `process_runs` (the host
+    splits them again: statistics between processes are its job); init, first inference and
+    eval from process 0, the environment before from the first and after from the last."""
+    first, last = parts[0], parts[-1]
+    out = dict(first)
+    out["samples_ns"] = [x for p in parts for x in p.get("samples_ns") or []]
+    out["runs"] = len(out["samples_ns"])
+    out["processes"] = len(parts)
+    out["process_runs"] = [len(p.get("samples_ns") or []) for p in parts]
+    out["process_init_ms"] = [p.get("init_ms") for p in parts]
+    out["process_first_inference_ms"] = [p.get("first_inference_ms") for p in parts]
+    stops = [p.get("stopped_by") for p in parts]
+    out["stopped_by"] = stops[0] if len(set(stops)) == 1 else ",".join(
+        sorted(set(str(x) for x in stops)))
+    out["loop_s"] = sum(float(p.get("loop_s") or 0.0) for p in parts)
+    out["cooldown_s"] = sum(float(p.get("cooldown_s") or 0.0) for p in parts)
+    rss = [p["peak_rss_kb"] for p in parts if p.get("peak_rss_kb")]
+    out["peak_rss_kb"] = max(rss) if rss else None
+    info = dict(last.get("device_info") or {})
+    before = first.get("device_info") or {}
+    for key in ("temp_c_before", "throttled_before", "cooling_devices_before"):
+        info[key] = before.get(key)
+    out["device_info"] = info
+    return out
+
+
 def _run_tasks(job: Dict[str, Any], tasks: List[Dict[str, Any]], workdir: str,
                resolved: str) -> int:
-    errors = 0
-    for done, task in enumerate(tasks, 1):
-        task_id = task.get("id", "t%d" % (done - 1))
-        task.setdefault("id", task_id)
+    """Run every task in its worker process(es) (task field `processes`, default 1): errors
+    are relayed at once, the results of a task's processes are merged into its one `result`."""
+    for i, task in enumerate(tasks):
+        task.setdefault("id", "t%d" % i)
+    order = schedule(tasks, bool(job.get("interleave")))
+    need = [_task_processes(t) for t in tasks]
+    parts: List[List[Dict[str, Any]]] = [[] for _ in tasks]
+    failed = [False] * len(tasks)
+    done = errors = 0
+    beat = job.get("heartbeat_s")
+    for i, proc_no in order:
+        task, task_id = tasks[i], tasks[i]["id"]
+        if failed[i]:
+            continue  # one failed process fails the task: its other processes are not run
         try:
             waited = cooldown_wait(job.get("cooldown"))
             timeout = task.get("timeout_s")
+            if proc_no and task.get("eval"):
+                task = dict(task, eval=None)  # outputs are scored once, from process 0
             payload = {"task": task, "runtime": resolved, "workdir": workdir,
                        "cooldown_s": waited, "job_id": job.get("job_id")}
-            beat = job.get("heartbeat_s")
+            if need[i] > 1:
+                payload["process"] = proc_no
             got, errs = run_worker(job["python"], payload,
                                    float(timeout) if timeout else None,
-                                   float(beat) if beat else None, (done - 1, len(tasks)))
-            errors += errs if (errs or got) else 1
+                                   float(beat) if beat else None, (done, len(tasks)),
+                                   on_result=parts[i].append)
+            if errs or not got:
+                failed[i] = True
+                errors += 1
         except Exception as e:  # noqa: BLE001 - one task's trouble never ends the job
             emit_error(task_id, "InternalError", "%s: %s" % (type(e).__name__, e),
                        traceback.format_exc())
+            failed[i] = True
             errors += 1
-        emit("progress", done=done, total=len(tasks), task=task_id)
+        if failed[i] or len(parts[i]) == need[i]:
+            if not failed[i]:
+                write_line(merge_results(parts[i]))
+            parts[i] = []
+            done += 1
+            emit("progress", done=done, total=len(tasks), task=task_id)
+        else:
+            emit("progress", done=done, total=len(tasks), task=task_id, process=proc_no + 1,
+                 processes=need[i])
     emit("bye", tasks=len(tasks), errors=errors)
     return 0
 

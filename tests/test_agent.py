@@ -613,3 +613,80 @@ def test_bad_heartbeat_is_bad_job(tmp_path: Path) -> None:
     p = subprocess.run([sys.executable, str(AGENT)], input=json.dumps(job), capture_output=True,
                        text=True, timeout=60)
     assert any(json.loads(x).get("type") == "BadJob" for x in p.stdout.splitlines())
+
+
+# ------------------------------------------------------------------------------ processes
+
+def test_processes_merge_into_one_result_with_eval_from_process_0(wd: Path,
+                                                                   eval_x: np.ndarray) -> None:
+    t = task("p3", blob(wd, "dense.tflite"), wd, runs=7, processes=3,
+             eval=spec(blob(wd, "eval.npz"), wd))
+    events, p = run_agent(job(wd, [t]))
+    assert p.returncode == 0, p.stderr.decode()[-3000:]
+    assert of(events, "error") == []
+    (r,) = of(events, "result")
+    assert r["processes"] == 3 and len(r["process_runs"]) == 3
+    assert all(n >= 7 for n in r["process_runs"])       # each process met its own runs
+    assert sum(r["process_runs"]) == r["runs"] == len(r["samples_ns"])
+    assert len(r["process_init_ms"]) == 3 and all(x > 0 for x in r["process_init_ms"])
+    assert r["init_ms"] == r["process_init_ms"][0]
+    assert r["stopped_by"] == "runs"
+    assert r["eval"]["n"] == len(eval_x)                 # scored once (process 0)
+    # progress: one per process, the last one completes the task
+    prog = of(events, "progress")
+    assert [(e["done"], e.get("process")) for e in prog] == [(0, 1), (0, 2), (1, None)]
+    # the merged line is still a protocol line the host parses
+    assert events[-1] == {"proto": 1, "event": "bye", "tasks": 1, "errors": 0}
+
+
+def test_single_process_result_says_so(wd: Path) -> None:
+    events, _ = run_agent(job(wd, [task("p1", blob(wd, "dense.tflite"), wd, runs=5)]))
+    (r,) = of(events, "result")
+    assert r["processes"] == 1 and r["process_runs"] == [r["runs"]]
+
+
+def test_interleave_runs_processes_round_robin(wd: Path) -> None:
+    tasks = [task("a", blob(wd, "dense.tflite"), wd, runs=3, processes=2),
+             task("b", blob(wd, "add.tflite"), wd, runs=3, processes=3),
+             task("c", blob(wd, "dense.tflite"), wd, runs=3)]
+    events, p = run_agent(job(wd, tasks, interleave=True))
+    assert p.returncode == 0
+    order = [(e["task"], e.get("process")) for e in of(events, "progress")]
+    # round 1: a1 b1 c(done); round 2: a(done) b2; round 3: b(done)
+    assert order == [("a", 1), ("b", 1), ("c", None), ("a", None), ("b", 2), ("b", None)]
+    assert [r["task"] for r in of(events, "result")] == ["c", "a", "b"]
+    assert {r["task"]: r["processes"] for r in of(events, "result")} == {"a": 2, "b": 3, "c": 1}
+
+
+CRASH_ON_PROCESS_1 = CRASHY_PYTHON.replace("b'\"crash-me\"' in data", "b'\"process\": 1' in data")
+
+
+def test_a_crashing_process_fails_its_task_once_and_skips_the_rest(wd: Path,
+                                                                     tmp_path: Path) -> None:
+    wrapper = tmp_path / "crash_on_1.py"
+    wrapper.write_text(CRASH_ON_PROCESS_1)
+    tasks = [task("flaky", blob(wd, "dense.tflite"), wd, runs=3, processes=4),
+             task("after", blob(wd, "dense.tflite"), wd, runs=3, processes=1)]
+    events, p = run_agent(job(wd, tasks, python=PY + [str(wrapper)]))
+    assert p.returncode == 0
+    (err,) = of(events, "error")
+    assert err["task"] == "flaky" and err["type"] == "WorkerCrashed" and err["process"] == 1
+    assert [r["task"] for r in of(events, "result")] == ["after"]
+    assert events[-1]["errors"] == 1
+    # processes 2 and 3 of the failed task were never started
+    assert [(e["task"], e.get("process")) for e in of(events, "progress")] == [
+        ("flaky", 1), ("flaky", None), ("after", None)]
+
+
+@pytest.mark.parametrize("bad", [0, 101, "3", 2.5])
+def test_bad_processes_is_the_tasks_error(wd: Path, bad: Any) -> None:
+    events, _ = run_agent(job(wd, [task("t", blob(wd, "dense.tflite"), wd, processes=bad)]))
+    (err,) = of(events, "error")
+    assert err["type"] == "BadJob" and "processes" in err["message"]
+    assert of(events, "result") == []
+
+
+def test_bad_interleave_is_bad_job(wd: Path) -> None:
+    events, p = run_agent(job(wd, [], interleave="yes"))
+    assert p.returncode == 2
+    assert "interleave" in of(events, "error")[0]["message"]
