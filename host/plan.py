@@ -18,11 +18,21 @@ from .hashing import sha256_file
 
 @dataclass
 class Timing:
+    """How one task is timed. runs, min_seconds, max_seconds and max_runs are totals over the
+    task's `processes` worker processes; `per_process()` is what each process is asked for."""
     runs: int = 50
     warmup: int = 5
     min_seconds: float = 1.0
     max_seconds: float = 60.0
     max_runs: int = 10000
+    processes: int = 3          # worker processes per task (see docs/results.md)
+    interleave: bool = False    # run the tasks' processes round-robin instead of back to back
+
+    def per_process(self) -> Dict[str, Any]:
+        k = max(1, int(self.processes))
+        return {"runs": -(-self.runs // k), "warmup": self.warmup,
+                "min_seconds": self.min_seconds / k, "max_seconds": self.max_seconds / k,
+                "max_runs": max(-(-self.runs // k), self.max_runs // k), "processes": k}
 
 
 @dataclass

@@ -77,6 +77,10 @@ def ok_result(device: str, task: Any, msg: Dict[str, Any], hello: Dict[str, Any]
         "peak_rss_mb": (msg["peak_rss_kb"] / 1024.0) if msg.get("peak_rss_kb") else None,
         "cooldown_s": msg.get("cooldown_s"),
         "stopped_by": msg.get("stopped_by"),
+        # how many of samples_ms came from each worker process, in order (see docs/results.md)
+        "processes": msg.get("processes", 1),
+        "process_runs": msg.get("process_runs") or [len(samples_ms)],
+        "process_init_ms": msg.get("process_init_ms") or [msg.get("init_ms")],
     })
     lo, hi = bootstrap_median_ci(samples_ms)
     r["median_ci_ms"] = [lo, hi] if lo is not None else None

@@ -189,7 +189,7 @@ RESULT_CSV_COLUMNS = [
     "run_id", "label", "started_at", "device", "model", "variant", "threads", "status", "error",
     "runtime", "runtime_version", "xnnpack", "agent_version", "arch", "cpu", "governor",
     "temp_c_before", "temp_c_after", "throttled", "model_sha256", "model_bytes", "init_ms",
-    "first_inference_ms", "warmup", "runs", "mean_ms", "std_ms", "min_ms", "median_ms",
+    "first_inference_ms", "warmup", "runs", "processes", "process_runs", "mean_ms", "std_ms", "min_ms", "median_ms",
     "median_ci_lo_ms", "median_ci_hi_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "cov",
     "peak_rss_mb", "top1", "top1_ref", "agreement_vs_ref", "max_abs_err",
 ]
@@ -211,7 +211,8 @@ def result_row(doc: Dict[str, Any], r: Dict[str, Any]) -> Dict[str, Any]:
         "temp_c_after": di.get("temp_c_after"), "throttled": di.get("throttled"),
         "model_sha256": r.get("model_sha256"), "model_bytes": r.get("model_bytes"),
         "init_ms": r.get("init_ms"), "first_inference_ms": r.get("first_inference_ms"),
-        "warmup": r.get("warmup"), "runs": r.get("runs"),
+        "warmup": r.get("warmup"), "runs": r.get("runs"), "processes": r.get("processes"),
+        "process_runs": " ".join(str(n) for n in r.get("process_runs") or []) or None,
         "median_ci_lo_ms": ci[0], "median_ci_hi_ms": ci[1],
         "peak_rss_mb": r.get("peak_rss_mb"),
     }

@@ -178,6 +178,7 @@ class DeviceRun:
             # detects dead links and stalled agents without limiting how long a model may take
             "heartbeat_s": heartbeat_interval(self.device.idle_timeout_s),
             "tasks": [self._task_json(t, model_blob[t.id], eval_blob.get(t.id)) for t in tasks],
+            "interleave": any(t.timing.interleave for t in tasks),
         }
         if self.cancelled.is_set():
             return
@@ -213,9 +214,8 @@ class DeviceRun:
         return {
             "id": t.id, "model": {"path": model.remote_rel, "sha256": model.sha256},
             "threads": t.threads, "xnnpack": self.device.xnnpack,
-            "warmup": t.timing.warmup, "runs": t.timing.runs,
-            "min_seconds": t.timing.min_seconds, "max_seconds": t.timing.max_seconds,
-            "max_runs": t.timing.max_runs,
+            # runs/min_seconds/max_seconds/max_runs are per process: the totals split evenly
+            **t.timing.per_process(),
             "timeout_s": self.device.timeout_s,  # a hung worker is killed on the device
             "eval": {"path": ev.remote_rel, "sha256": ev.sha256} if ev else None,
             "input": None,
@@ -252,6 +252,10 @@ class DeviceRun:
                     from .health import describe_lock_holder
                     self.status(name, "waiting for the device lock: "
                                 + describe_lock_holder(msg.get("waiting_for_lock")))
+                elif msg.get("process"):  # one of a task's worker processes finished
+                    self.status(name, f"running {msg.get('done')}/{msg.get('total')}"
+                                      f" ({msg.get('task')}: process {msg.get('process')}"
+                                      f"/{msg.get('processes')})")
                 else:
                     self.status(name, f"running {msg.get('done')}/{msg.get('total')}")
             elif ev == "result":

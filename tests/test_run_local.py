@@ -47,6 +47,9 @@ def test_document_has_every_result_with_raw_samples(local_run: Dict[str, Any]) -
         assert r["status"] == "ok", r["error"]
         assert r["device"] == "local" and r["model"] == "builtin:digits"
         assert len(r["samples_ms"]) == r["runs"] >= 20
+        # timed in 3 worker processes (the default) that share --runs: 7 each
+        assert r["processes"] == 3 and len(r["process_runs"]) == 3
+        assert sum(r["process_runs"]) == r["runs"] and min(r["process_runs"]) >= 7
         lat = r["latency_ms"]
         assert lat["min"] <= lat["median"] <= lat["p95"] <= lat["max"]
         assert r["init_ms"] > 0 and r["first_inference_ms"] > 0
@@ -109,6 +112,22 @@ def test_min_seconds_and_max_seconds_bound_the_loop(tmp_path: Path) -> None:
     assert 1 <= r["runs"] < 100000000
 
 
+def test_one_process_and_interleave(tmp_path: Path) -> None:
+    out = tmp_path / "o.json"
+    p = edge_bench(["run", "--model", "builtin:digits", "--variants", "fp32,int8", "--runs", "9",
+                    "--min-seconds", "0", "--processes", "1", "--json", str(out), "--no-store"],
+                   tmp_path)
+    assert p.returncode == 0, p.stderr
+    for r in json.loads(out.read_text())["results"]:
+        assert r["processes"] == 1 and r["process_runs"] == [r["runs"]] and r["runs"] >= 9
+    p = edge_bench(["run", "--model", "builtin:digits", "--variants", "fp32,int8", "--runs", "9",
+                    "--min-seconds", "0", "--processes", "2", "--interleave", "--json", str(out),
+                    "--no-store"], tmp_path)
+    assert p.returncode == 0, p.stderr
+    for r in json.loads(out.read_text())["results"]:
+        assert r["status"] == "ok" and r["processes"] == 2 and r["process_runs"][0] >= 5
+
+
 def test_second_run_pushes_nothing_new(tmp_path: Path) -> None:
     from edge_bench.config import Device
     from edge_bench.deploy import Blob, agent_blob, ensure_blobs
@@ -128,6 +147,7 @@ def test_second_run_pushes_nothing_new(tmp_path: Path) -> None:
     (["run", "--devices", "pi9"], "unknown device 'pi9'", 2),
     (["run", "--variants", "fp32,int3"], "int3", 2),
     (["run", "--threads", "two"], "--threads", 2),
+    (["run", "--processes", "0"], "--processes 0: expected 1 to 100", 2),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: List[str], pattern: str,
                                           code: int) -> None:

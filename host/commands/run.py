@@ -19,7 +19,9 @@ With no arguments: the built-in models (builtin:digits, builtin:mobilenet) as fp
 
 Timing follows TFLite's benchmark_model: a first inference timed on its own, --warmup runs,
 then timed runs until BOTH --runs and --min-seconds are reached (never past --max-seconds, nor
-past --max-runs samples).
+past --max-runs samples). Each model is timed in --processes fresh worker processes (default 3)
+that share those totals: a process can land at a slower level for all its samples (memory
+layout, a busy core), and comparisons judge on the typical process, not on one unlucky one.
 Every result is stored the moment it arrives (SQLite, --db); --json writes the whole document.
 """
 
@@ -57,6 +59,14 @@ def add_parser(sub: Any) -> None:
                    help="stop timing after this many samples even if --min-seconds is not reached"
                         " (keeps microsecond models from returning millions of samples;"
                         " default: 10000)")
+    p.add_argument("--processes", type=int, default=3, metavar="N",
+                   help="time each model in N worker processes, sharing --runs/--min-seconds"
+                        " (default: 3; 1 = one process, as before; compare needs >= 3 to set"
+                        " aside one unlucky process)")
+    p.add_argument("--interleave", action="store_true",
+                   help="run the models' worker processes round-robin (model A, B, C, A, B, C,"
+                        " ...) so slow drift such as heating hits all alike; results then arrive"
+                        " only in the last round")
     p.add_argument("--calibration", default=None,
                    help="calibration data (.npz, .npy, folder of .npy, or `random`) for int8/int16x8")
     p.add_argument("--quantizer", default="ai-edge-quantizer",
@@ -116,6 +126,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.runs < 1 or args.warmup < 0 or args.min_seconds < 0 or args.max_seconds <= 0:
         raise UsageError("--runs must be >= 1, --warmup and --min-seconds >= 0, --max-seconds > 0")
+    if not 1 <= args.processes <= 100:
+        raise UsageError(f"--processes {args.processes}: expected 1 to 100 worker processes per"
+                         " model (3 is the default)")
     fleet = load_fleet(find_config(args.config))
     devices = fleet.select(args.devices)
     overrides: Dict[str, Any] = {}
@@ -135,7 +148,8 @@ def run(args: argparse.Namespace) -> int:
     variants = parse_variants(args.variants or DEFAULT_VARIANTS)
     threads = _int_list(args.threads, "--threads")
     timing = Timing(runs=args.runs, warmup=args.warmup, min_seconds=args.min_seconds,
-                    max_seconds=args.max_seconds, max_runs=max(args.max_runs, args.runs))
+                    max_seconds=args.max_seconds, max_runs=max(args.max_runs, args.runs),
+                    processes=args.processes, interleave=args.interleave)
     model_names = args.model or DEFAULT_MODELS
     models = [resolve_model(m, args.calibration, args.eval, args.quantizer) for m in model_names]
 
