@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -175,7 +175,97 @@ def block_mannwhitney(base_ms: Sequence[float], cand_ms: Sequence[float],
                       q: float = 0.5) -> Optional[float]:
     """Two-sided Mann-Whitney U p-value on the block medians (q=0.5) or other block quantiles
     of two runs (None if too few)."""
-    ba, bb = block_quantiles(base_ms, q), block_quantiles(cand_ms, q)
+    return grouped_mannwhitney([np.asarray(base_ms, dtype=np.float64)],
+                               [np.asarray(cand_ms, dtype=np.float64)], q)
+
+
+# --- several worker processes per result ---------------------------------------------------
+#
+# A fresh process can land at its own level for ALL of its samples (memory layout and page
+# alignment, the core it is scheduled on): measured here, about 1 process in 40 ran 4-13%
+# slower than the others, with no correlation between neighbouring processes
+# (docs/benchmarks.md). No statistic of one process's samples can see that, so results are
+# timed in several processes (`process_runs` says how many samples each gave) and the level of
+# a result is the MEDIAN over its processes of each process's quantile: one unlucky process
+# out of three or more does not move it. Blocks never span two processes.
+
+
+def split_processes(samples: Sequence[float], process_runs: Optional[Sequence[int]]
+                    ) -> List[np.ndarray]:
+    """The samples of each worker process (in order); one group when `process_runs` is missing
+    or does not add up to the number of samples (older results). Non-finite values dropped."""
+    a = np.asarray(samples, dtype=np.float64)
+    counts = [int(c) for c in process_runs or []]
+    if len(counts) < 2 or sum(counts) != a.size or min(counts) < 0:
+        groups = [a]
+    else:
+        groups = np.split(a, np.cumsum(counts)[:-1])
+    groups = [g[np.isfinite(g)] for g in groups]
+    return [g for g in groups if g.size] or [a[np.isfinite(a)]]
+
+
+def process_quantiles(groups: Sequence[np.ndarray], q: float = 0.5) -> np.ndarray:
+    """The q-quantile of each process's samples."""
+    return np.array([float(np.quantile(g, q)) for g in groups if g.size], dtype=np.float64)
+
+
+def process_level(groups: Sequence[np.ndarray], q: float = 0.5) -> Optional[float]:
+    """The level of a result: the median over its processes of each process's q-quantile."""
+    pq = process_quantiles(groups, q)
+    return float(np.median(pq)) if pq.size else None
+
+
+def grouped_block_quantiles(groups: Sequence[np.ndarray], q: float = 0.5) -> np.ndarray:
+    """`block_quantiles` of each process, concatenated (no block spans two processes)."""
+    parts = [block_quantiles(g, q) for g in groups if g.size]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def _boot_level(groups: Sequence[np.ndarray], q: float, n_boot: int,
+                rng: np.random.Generator) -> Tuple[np.ndarray, float]:
+    """Bootstrap replicates of `process_level` (blocks resampled within each process) and the
+    same statistic computed from the blocks (the centre of the replicates)."""
+    boots, centres = [], []
+    for g in groups:
+        bq = block_quantiles(g, q)
+        if bq.size >= 2:
+            boots.append(np.median(bq[rng.integers(0, bq.size, size=(n_boot, bq.size))], axis=1))
+        else:
+            boots.append(np.full(n_boot, float(np.quantile(g, q))))
+        centres.append(float(np.median(bq)) if bq.size else float(np.quantile(g, q)))
+    return np.median(np.vstack(boots), axis=0), float(np.median(centres))
+
+
+def level_ratio_ci(base: Sequence[np.ndarray], cand: Sequence[np.ndarray], q: float = 0.25,
+                   confidence: float = 0.95, n_boot: int = 4000, seed: int = 0
+                   ) -> Tuple[Optional[float], Optional[float], Optional[float]]:
+    """(ratio, lo, hi): cand `process_level` / base `process_level` (both lists of per-process
+    sample arrays) with a bootstrap interval that resamples blocks within each process. With
+    one process per result this is `ratio_of_medians_ci(..., q=q)`."""
+    la, lb = process_level(base, q), process_level(cand, q)
+    if la is None or lb is None or la <= 0 or lb <= 0:
+        return (None, None, None)
+    ratio = lb / la
+    if grouped_block_quantiles(base, q).size < 2 or grouped_block_quantiles(cand, q).size < 2:
+        return (ratio, None, None)
+    rng = np.random.default_rng(seed)
+    ba, ca_ = _boot_level(base, q, n_boot, rng)
+    bb, cb = _boot_level(cand, q, n_boot, rng)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logr = np.log(bb) - np.log(ba)
+    logr = logr[np.isfinite(logr)]
+    if logr.size == 0 or ca_ <= 0 or cb <= 0:
+        return (ratio, None, None)
+    shift = math.log(ratio) - (math.log(cb) - math.log(ca_))
+    a = (1 - confidence) / 2
+    lo, hi = np.quantile(logr, [a, 1 - a])
+    return (ratio, float(math.exp(lo + shift)), float(math.exp(hi + shift)))
+
+
+def grouped_mannwhitney(base: Sequence[np.ndarray], cand: Sequence[np.ndarray],
+                        q: float = 0.5) -> Optional[float]:
+    """Two-sided Mann-Whitney U p-value on the per-process block quantiles of two results."""
+    ba, bb = grouped_block_quantiles(base, q), grouped_block_quantiles(cand, q)
     if ba.size < 3 or bb.size < 3:
         return None
     from scipy.stats import mannwhitneyu

@@ -299,3 +299,57 @@ def test_unknown_schema_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="not valid JSON"):
         read_json(p)
     assert main(["compare", str(p), str(p)]) == 2
+
+
+# --- several worker processes per result ------------------------------------------------------
+
+def multi_process_result(levels: List[float], seed: int, n: int = 300) -> Dict[str, Any]:
+    """A result timed in len(levels) processes, each process at its own level (one process can
+    land at a slower level for ALL its samples, as fresh processes do on a real machine)."""
+    parts = [synth_samples(lv, n, seed * 10 + i) for i, lv in enumerate(levels)]
+    r = fake_result(np.concatenate(parts))
+    r["processes"], r["process_runs"] = len(levels), [n] * len(levels)
+    return r
+
+
+def test_one_unlucky_process_is_set_aside() -> None:
+    base = multi_process_result([2.0, 2.0 * 1.12, 2.0], seed=1)
+    same = multi_process_result([2.0, 2.0, 2.0], seed=2)
+    row = compare_results(base, same)
+    assert row["verdict"] == "same", row
+    assert row["processes_base"] == row["processes_cand"] == 3
+    assert len(row["base_process_p25_ms"]) == 3
+    assert any("baseline processes disagree" in n and "+1" in n and "median process" in n
+               for n in row["notes"]), row["notes"]
+    # ...and the same the other way round (an unlucky candidate process)
+    assert compare_results(same, base)["verdict"] == "same"
+    # what one process per run would have said if the unlucky one had been the only one
+    lone_unlucky = fake_result(synth_samples(2.0 * 1.12, 300, 7))
+    lone_ok = fake_result(synth_samples(2.0, 300, 8))
+    assert compare_results(lone_ok, lone_unlucky)["verdict"] == "slower"
+
+
+def test_a_slowdown_of_every_process_is_slower() -> None:
+    base = multi_process_result([2.0, 2.0, 2.0], seed=3)
+    slow = multi_process_result([2.2, 2.2 * 1.12, 2.2], seed=4)   # one process unlucky as well
+    row = compare_results(base, slow)
+    assert row["verdict"] == "slower", row
+    assert 1.07 < row["p25_ratio"] < 1.13 and row["p25_ci_lo"] > 1.0
+
+
+def test_fewer_than_three_processes_cannot_set_one_aside() -> None:
+    base = multi_process_result([2.0, 2.0], seed=5)
+    cand = multi_process_result([2.0, 2.0 * 1.14], seed=6)
+    row = compare_results(base, cand)
+    assert any("--processes 3" in n for n in row["notes"]), row["notes"]
+
+
+def test_run_level_is_the_median_process_and_old_results_still_work() -> None:
+    from edge_bench.compare import run_level
+    r = multi_process_result([2.0, 3.0, 2.0], seed=9)
+    assert abs(run_level(r) / 2.0 - 1) < 0.1      # the 3.0 process does not count
+    old = fake_result(synth_samples(2.0, 300, 10))  # no process_runs: one process
+    assert abs(run_level(old) / float(np.quantile(old["samples_ms"], 0.25)) - 1) < 1e-12
+    # counts that do not add up are ignored (one series), never an error
+    bad = dict(r, process_runs=[1, 2])
+    assert run_level(bad) == pytest.approx(float(np.quantile(bad["samples_ms"], 0.25)))
