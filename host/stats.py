@@ -145,30 +145,9 @@ def ratio_of_medians_ci(base_ms: Sequence[float], cand_ms: Sequence[float],
     With q != 0.5 the same for another quantile (q=0.25: the fast quartile): ratio of the
     sample q-quantiles, interval from the blocks' q-quantiles.
     """
-    a = np.asarray(base_ms, dtype=np.float64)
-    b = np.asarray(cand_ms, dtype=np.float64)
-    if a.size == 0 or b.size == 0:
-        return (None, None, None)
-    ma, mb = float(np.quantile(a, q)), float(np.quantile(b, q))
-    if ma <= 0:
-        return (None, None, None)
-    ratio = mb / ma
-    ba, bb = block_quantiles(a, q), block_quantiles(b, q)
-    if ba.size < 2 or bb.size < 2 or mb <= 0:
-        return (ratio, None, None)
-    rng = np.random.default_rng(seed)
-    mba = np.median(ba[rng.integers(0, ba.size, size=(n_boot, ba.size))], axis=1)
-    mbb = np.median(bb[rng.integers(0, bb.size, size=(n_boot, bb.size))], axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        logr = np.log(mbb) - np.log(mba)
-    logr = logr[np.isfinite(logr)]
-    if logr.size == 0:
-        return (ratio, None, None)
-    centre = float(np.log(np.median(bb)) - np.log(np.median(ba)))
-    q = (1 - confidence) / 2
-    lo, hi = np.quantile(logr, [q, 1 - q])
-    shift = np.log(ratio) - centre
-    return (ratio, float(np.exp(lo + shift)), float(np.exp(hi + shift)))
+    return quantile_ratio_ci([np.asarray(base_ms, dtype=np.float64)],
+                             [np.asarray(cand_ms, dtype=np.float64)],
+                             q=q, confidence=confidence, n_boot=n_boot, seed=seed)
 
 
 def block_mannwhitney(base_ms: Sequence[float], cand_ms: Sequence[float],
@@ -182,12 +161,12 @@ def block_mannwhitney(base_ms: Sequence[float], cand_ms: Sequence[float],
 # --- several worker processes per result ---------------------------------------------------
 #
 # A fresh process can land at its own level for ALL of its samples (memory layout and page
-# alignment, the core it is scheduled on): measured here, about 1 process in 40 ran 4-13%
-# slower than the others, with no correlation between neighbouring processes
-# (docs/benchmarks.md). No statistic of one process's samples can see that, so results are
-# timed in several processes (`process_runs` says how many samples each gave) and the level of
-# a result is the MEDIAN over its processes of each process's quantile: one unlucky process
-# out of three or more does not move it. Blocks never span two processes.
+# alignment, the core it is scheduled on): measured here, 2-3% of processes ran 4-18% slower
+# than their siblings (docs/benchmarks.md), and always slower, never faster. No statistic of one
+# process's samples can see that, so results are timed in several processes (`process_runs`
+# says how many samples each gave). The fast quartile of all their samples pooled then comes
+# from the processes that were not unlucky (`quantile_ratio_ci`). Blocks never span two
+# processes.
 
 
 def split_processes(samples: Sequence[float], process_runs: Optional[Sequence[int]]
@@ -209,56 +188,56 @@ def process_quantiles(groups: Sequence[np.ndarray], q: float = 0.5) -> np.ndarra
     return np.array([float(np.quantile(g, q)) for g in groups if g.size], dtype=np.float64)
 
 
-def process_level(groups: Sequence[np.ndarray], q: float = 0.5) -> Optional[float]:
-    """The level of a result: the median over its processes of each process's q-quantile."""
-    pq = process_quantiles(groups, q)
-    return float(np.median(pq)) if pq.size else None
-
-
 def grouped_block_quantiles(groups: Sequence[np.ndarray], q: float = 0.5) -> np.ndarray:
     """`block_quantiles` of each process, concatenated (no block spans two processes)."""
     parts = [block_quantiles(g, q) for g in groups if g.size]
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
-def _boot_level(groups: Sequence[np.ndarray], q: float, n_boot: int,
-                rng: np.random.Generator) -> Tuple[np.ndarray, float]:
-    """Bootstrap replicates of `process_level` (blocks resampled within each process) and the
-    same statistic computed from the blocks (the centre of the replicates)."""
-    boots, centres = [], []
-    for g in groups:
-        bq = block_quantiles(g, q)
-        if bq.size >= 2:
-            boots.append(np.median(bq[rng.integers(0, bq.size, size=(n_boot, bq.size))], axis=1))
-        else:
-            boots.append(np.full(n_boot, float(np.quantile(g, q))))
-        centres.append(float(np.median(bq)) if bq.size else float(np.quantile(g, q)))
-    return np.median(np.vstack(boots), axis=0), float(np.median(centres))
+def _boot_blocks(groups: Sequence[np.ndarray], q: float, n_boot: int,
+                 rng: np.random.Generator) -> Tuple[np.ndarray, float]:
+    """Bootstrap replicates of the median of the block q-quantiles, blocks resampled within
+    each process (stratified), and the same statistic on the blocks as they are."""
+    blocks = [block_quantiles(g, q) for g in groups if g.size]
+    allb = np.concatenate(blocks)
+    idx, off = [], 0
+    for b in blocks:
+        idx.append(off + rng.integers(0, b.size, size=(n_boot, b.size)))
+        off += b.size
+    return np.median(allb[np.hstack(idx)], axis=1), float(np.median(allb))
 
 
-def level_ratio_ci(base: Sequence[np.ndarray], cand: Sequence[np.ndarray], q: float = 0.25,
-                   confidence: float = 0.95, n_boot: int = 4000, seed: int = 0
-                   ) -> Tuple[Optional[float], Optional[float], Optional[float]]:
-    """(ratio, lo, hi): cand `process_level` / base `process_level` (both lists of per-process
-    sample arrays) with a bootstrap interval that resamples blocks within each process. With
-    one process per result this is `ratio_of_medians_ci(..., q=q)`."""
-    la, lb = process_level(base, q), process_level(cand, q)
-    if la is None or lb is None or la <= 0 or lb <= 0:
+def quantile_ratio_ci(base: Sequence[np.ndarray], cand: Sequence[np.ndarray], q: float = 0.5,
+                      confidence: float = 0.95, n_boot: int = 4000, seed: int = 0
+                      ) -> Tuple[Optional[float], Optional[float], Optional[float]]:
+    """(ratio, lo, hi): the q-quantile of all the candidate's samples / that of the baseline's
+    (each given as a list of per-process sample arrays), with a block-bootstrap interval:
+    blocks are cut and resampled within each process, and the interval is centred on the
+    plain ratio. Pooling is what makes an unlucky process harmless: it runs SLOWER for all its
+    samples, so it hardly reaches the pooled fast quartile (one of three processes offset moves
+    the pooled p25 to about the others' p37.5; two of three to about their p75)."""
+    a = np.concatenate([np.asarray(g, dtype=np.float64) for g in base]) if base else np.zeros(0)
+    b = np.concatenate([np.asarray(g, dtype=np.float64) for g in cand]) if cand else np.zeros(0)
+    if a.size == 0 or b.size == 0:
         return (None, None, None)
-    ratio = lb / la
-    if grouped_block_quantiles(base, q).size < 2 or grouped_block_quantiles(cand, q).size < 2:
+    ma, mb = float(np.quantile(a, q)), float(np.quantile(b, q))
+    if ma <= 0:
+        return (None, None, None)
+    ratio = mb / ma
+    if grouped_block_quantiles(base, q).size < 2 or grouped_block_quantiles(cand, q).size < 2 \
+            or mb <= 0:
         return (ratio, None, None)
     rng = np.random.default_rng(seed)
-    ba, ca_ = _boot_level(base, q, n_boot, rng)
-    bb, cb = _boot_level(cand, q, n_boot, rng)
+    mba, ca_ = _boot_blocks(base, q, n_boot, rng)
+    mbb, cb = _boot_blocks(cand, q, n_boot, rng)
     with np.errstate(divide="ignore", invalid="ignore"):
-        logr = np.log(bb) - np.log(ba)
+        logr = np.log(mbb) - np.log(mba)
     logr = logr[np.isfinite(logr)]
     if logr.size == 0 or ca_ <= 0 or cb <= 0:
         return (ratio, None, None)
     shift = math.log(ratio) - (math.log(cb) - math.log(ca_))
-    a = (1 - confidence) / 2
-    lo, hi = np.quantile(logr, [a, 1 - a])
+    alpha = (1 - confidence) / 2
+    lo, hi = np.quantile(logr, [alpha, 1 - alpha])
     return (ratio, float(math.exp(lo + shift)), float(math.exp(hi + shift)))
 
 

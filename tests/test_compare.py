@@ -303,10 +303,11 @@ def test_unknown_schema_is_refused(tmp_path: Path) -> None:
 
 # --- several worker processes per result ------------------------------------------------------
 
-def multi_process_result(levels: List[float], seed: int, n: int = 300) -> Dict[str, Any]:
+def multi_process_result(levels: List[float], seed: int, n: int = 300,
+                         **kw: Any) -> Dict[str, Any]:
     """A result timed in len(levels) processes, each process at its own level (one process can
     land at a slower level for ALL its samples, as fresh processes do on a real machine)."""
-    parts = [synth_samples(lv, n, seed * 10 + i) for i, lv in enumerate(levels)]
+    parts = [synth_samples(lv, n, seed * 10 + i, **kw) for i, lv in enumerate(levels)]
     r = fake_result(np.concatenate(parts))
     r["processes"], r["process_runs"] = len(levels), [n] * len(levels)
     return r
@@ -319,7 +320,7 @@ def test_one_unlucky_process_is_set_aside() -> None:
     assert row["verdict"] == "same", row
     assert row["processes_base"] == row["processes_cand"] == 3
     assert len(row["base_process_p25_ms"]) == 3
-    assert any("baseline processes disagree" in n and "+1" in n and "median process" in n
+    assert any("baseline processes disagree" in n and "+1" in n and "faster ones" in n
                for n in row["notes"]), row["notes"]
     # ...and the same the other way round (an unlucky candidate process)
     assert compare_results(same, base)["verdict"] == "same"
@@ -337,19 +338,24 @@ def test_a_slowdown_of_every_process_is_slower() -> None:
     assert 1.07 < row["p25_ratio"] < 1.13 and row["p25_ci_lo"] > 1.0
 
 
-def test_fewer_than_three_processes_cannot_set_one_aside() -> None:
-    base = multi_process_result([2.0, 2.0], seed=5)
-    cand = multi_process_result([2.0, 2.0 * 1.14], seed=6)
+def test_two_unlucky_processes_of_three_move_the_pooled_fast_quartile_little() -> None:
+    """The median of the per-process p25s would follow two unlucky processes all the way
+    (+12%); the pooled p25 comes from the one good process's upper half (its p75), which for
+    samples as tight as the real agent's (p75/p25 within 1% for the MobileNet-style model in
+    docs/benchmarks.md) is close to its p25: not `slower`."""
+    tight = {"sigma": 0.006, "drift": 0.002}
+    base = multi_process_result([2.0, 2.0, 2.0], seed=11, **tight)
+    cand = multi_process_result([2.0 * 1.12, 2.0, 2.0 * 1.12], seed=12, **tight)
     row = compare_results(base, cand)
-    assert any("--processes 3" in n for n in row["notes"]), row["notes"]
+    assert row["verdict"] == "same", row
+    assert row["p25_ratio"] < 1.05
 
 
-def test_run_level_is_the_median_process_and_old_results_still_work() -> None:
+def test_run_level_is_the_pooled_fast_quartile() -> None:
     from edge_bench.compare import run_level
     r = multi_process_result([2.0, 3.0, 2.0], seed=9)
-    assert abs(run_level(r) / 2.0 - 1) < 0.1      # the 3.0 process does not count
-    old = fake_result(synth_samples(2.0, 300, 10))  # no process_runs: one process
-    assert abs(run_level(old) / float(np.quantile(old["samples_ms"], 0.25)) - 1) < 1e-12
-    # counts that do not add up are ignored (one series), never an error
+    assert abs(run_level(r) / 2.0 - 1) < 0.1      # the 3.0 process hardly counts
+    assert run_level(r) == pytest.approx(float(np.quantile(r["samples_ms"], 0.25)))
+    # counts that do not add up are ignored by the block split, never an error
     bad = dict(r, process_runs=[1, 2])
-    assert run_level(bad) == pytest.approx(float(np.quantile(bad["samples_ms"], 0.25)))
+    assert compare_results(bad, r)["verdict"] == "same"

@@ -6,7 +6,8 @@ relies on: the faulty device is marked failed with the reason, the others finish
 (partial), every finished result is in the JSON document AND in the SQLite store, and nothing is
 left running on the devices where the controller could still reach them.
 
-Jobs use builtin:mobilenet fp32 (0.4 ms per invoke here) with --min-seconds so that each task
+Jobs use builtin:mobilenet fp32 (0.4 ms per invoke here), one worker process per task
+(--processes 1), with --min-seconds so that each task
 really times for a couple of seconds: builtin:digits (1.4 us per invoke) hits --max-runs in
 14 ms, far too short for a fault to land "mid-run". A fault is triggered when the device's
 agent worker process appears in /proc (found through the device's cgroup), so it lands inside
@@ -27,8 +28,11 @@ from typing import Any, Dict, List, Optional, Tuple
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# --min-seconds, not the sample cap, sets how long a task runs; one worker process per task, so
+# that a fault triggered by "the worker has appeared" lands inside that task's only timing loop
+# (several processes per task: tests/test_agent.py::test_a_crashing_process_fails_its_task_once...)
 JOB = ["--model", "builtin:mobilenet", "--variants", "fp32", "--runs", "10", "--warmup", "1",
-       "--max-runs", "1000000"]  # --min-seconds, not the sample cap, sets how long a task runs
+       "--max-runs", "1000000", "--processes", "1"]
 
 
 # ---------------------------------------------------------------------------- helpers

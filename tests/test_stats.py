@@ -32,20 +32,21 @@ def test_bootstrap_ci_contains_median() -> None:
     assert hi - lo < 0.5
 
 
-def test_split_processes_and_level() -> None:
-    from edge_bench.stats import (level_ratio_ci, process_level, ratio_of_medians_ci,
+def test_split_processes_and_pooled_quantile_ratio() -> None:
+    from edge_bench.stats import (process_quantiles, quantile_ratio_ci, ratio_of_medians_ci,
                                   split_processes)
     s = [1.0, 1.0, 5.0, 5.0, 5.0, 2.0]
     g = split_processes(s, [2, 3, 1])
     assert [x.tolist() for x in g] == [[1.0, 1.0], [5.0, 5.0, 5.0], [2.0]]
-    assert process_level(g, 0.5) == 2.0                 # median of 1, 5, 2
+    assert process_quantiles(g, 0.5).tolist() == [1.0, 5.0, 2.0]
     assert len(split_processes(s, [2, 2])) == 1          # counts that do not add up: one series
     assert len(split_processes(s, None)) == 1
     assert [x.tolist() for x in split_processes([1.0, float("nan"), 3.0], [2, 1])] == [[1.0], [3.0]]
-    # with one process per result the interval is the single-series one
     rng = np.random.default_rng(0)
     a, b = rng.lognormal(0, 0.1, 400), rng.lognormal(0.1, 0.1, 400)
-    one = level_ratio_ci([a], [b], q=0.25, seed=3)
-    ref = ratio_of_medians_ci(a, b, q=0.25, seed=3)
-    assert one[0] == pytest.approx(ref[0])
-    assert one[1] == pytest.approx(ref[1], rel=0.02) and one[2] == pytest.approx(ref[2], rel=0.02)
+    # one process per result: exactly the single-series interval
+    assert quantile_ratio_ci([a], [b], q=0.25, seed=3) == ratio_of_medians_ci(a, b, q=0.25, seed=3)
+    # split into processes: the same pooled point estimate, an interval that still covers it
+    r, lo, hi = quantile_ratio_ci(np.split(a, 4), np.split(b, 2), q=0.25, seed=3)
+    assert r == pytest.approx(float(np.quantile(b, 0.25) / np.quantile(a, 0.25)))
+    assert lo < r < hi
