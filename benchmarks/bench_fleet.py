@@ -41,8 +41,10 @@ from typing import Any, Dict, List
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
+# one worker process per job (--processes 1), as when docs/benchmarks.md was measured: this
+# benchmark is about the controller and the links, not about the timing loop
 JOB = ["--model", "builtin:digits", "--variants", "fp32", "--threads", "1", "--runs", "50",
-       "--warmup", "5", "--min-seconds", "0.5", "--no-store", "--quiet"]
+       "--warmup", "5", "--min-seconds", "0.5", "--processes", "1", "--no-store", "--quiet"]
 
 
 def one_run(cfg: Path, n: int, tmp: Path, env: Dict[str, str]) -> Dict[str, Any]:

@@ -55,7 +55,8 @@ def agent_median(model: str, runs: int, warmup: int) -> float:
         env = dict(os.environ, EDGE_BENCH_CACHE=os.path.join(tmp, "cache"))
         out = subprocess.run([sys.executable, "-m", "edge_bench.cli", "run", "--model", model,
                               "--variants", "fp32", "--runs", str(runs), "--warmup", str(warmup),
-                              "--min-seconds", "0", "--json", "-", "--no-store", "--quiet"],
+                              "--min-seconds", "0", "--json", "-", "--no-store", "--quiet",
+                              "--processes", "1"],  # one process, like the bare loop
                              capture_output=True, text=True, check=True, env=env, cwd=tmp)
     r = json.loads(out.stdout)["results"][0]
     return float(r["latency_ms"]["median"])

@@ -63,7 +63,8 @@ def run_once(model: str, variants: List[str], args: argparse.Namespace, env: Dic
            "--variants", ",".join(variants), "--threads", str(args.threads),
            "--runs", str(args.runs), "--warmup", str(args.warmup),
            "--min-seconds", str(args.min_seconds), "--json", "-", "--no-store", "--quiet",
-           "--quantizer", args.quantizer]
+           "--quantizer", args.quantizer,
+           "--processes", "1"]  # one worker per variant, as when docs/benchmarks.md was measured
     if args.calibration:
         cmd += ["--calibration", args.calibration]
     if args.eval:
