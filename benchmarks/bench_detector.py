@@ -407,7 +407,7 @@ def report_markdown(ev: Dict[str, Any], meta: Dict[str, Any]) -> str:
         " does more arithmetic; the slowdown achieved is measured in the runs and reported). Same"
         " vs same: each run of a base model against the previous round's run (the nightly"
         " `--baseline last` case), with and without the history guard (which only sees earlier"
-        " rounds), pairs of rounds far apart, and the two copies within a round. Detection: each slow"
+        " rounds), a seeded sample of up to 1000 pairs of rounds per base model, and the two copies within a round. Detection: each slow"
         " model against the previous round's `base_a`. Verdicts come from"
         " `edge_bench.compare.compare_results`, the code `compare` and `run --baseline` use.",
         "",
