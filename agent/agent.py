@@ -1465,7 +1465,8 @@ def _run_tasks(job: Dict[str, Any], tasks: List[Dict[str, Any]], workdir: str,
         if failed[i]:
             continue  # one failed process fails the task: its other processes are not run
         try:
-            waited = cooldown_wait(job.get("cooldown"))
+            # cool down before a task's first process only: "before each model", as configured
+            waited = cooldown_wait(job.get("cooldown")) if proc_no == 0 else 0.0
             timeout = task.get("timeout_s")
             if proc_no and task.get("eval"):
                 task = dict(task, eval=None)  # outputs are scored once, from process 0

@@ -120,6 +120,8 @@ def test_second_run_fails_fast_naming_the_first_then_lock_wait_queues(box: Path)
     (r3,) = results(tmp / "third.json")
     (r1,) = results(tmp / "first.json")
     assert r1["status"] == "ok" and r1["cooldown_s"] >= HOLD_S - 1
+    # once per model (before its first worker process), not once per process
+    assert r1["processes"] == 3 and r1["cooldown_s"] < 2 * HOLD_S
     assert r3["status"] == "ok" and r3["cooldown_s"] < 1.0
 
 
