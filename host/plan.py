@@ -26,7 +26,7 @@ class Timing:
     max_seconds: float = 60.0
     max_runs: int = 10000
     processes: int = 3          # worker processes per task (see docs/results.md)
-    interleave: bool = False    # run the tasks' processes round-robin instead of back to back
+    interleave: bool = True     # run the tasks' processes round-robin, not back to back
 
     def per_process(self) -> Dict[str, Any]:
         k = max(1, int(self.processes))

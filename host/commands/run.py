@@ -20,8 +20,10 @@ With no arguments: the built-in models (builtin:digits, builtin:mobilenet) as fp
 Timing follows TFLite's benchmark_model: a first inference timed on its own, --warmup runs,
 then timed runs until BOTH --runs and --min-seconds are reached (never past --max-seconds, nor
 past --max-runs samples). Each model is timed in --processes fresh worker processes (default 3)
-that share those totals: a process can land at a slower level for all its samples (memory
-layout, a busy core), and comparisons judge on the typical process, not on one unlucky one.
+that share those totals, run round-robin across the models (--no-interleave: back to back): a
+process, or a few seconds of the device, can run slower for all its samples (memory layout, a
+busy core, another tenant), and comparisons take the fast quartile of all the processes'
+samples, which such a process hardly reaches.
 Every result is stored the moment it arrives (SQLite, --db); --json writes the whole document.
 """
 
@@ -63,10 +65,13 @@ def add_parser(sub: Any) -> None:
                    help="time each model in N worker processes, sharing --runs/--min-seconds"
                         " (default: 3; 1 = one process, as before; compare needs >= 3 to set"
                         " aside one unlucky process)")
-    p.add_argument("--interleave", action="store_true",
-                   help="run the models' worker processes round-robin (model A, B, C, A, B, C,"
-                        " ...) so slow drift such as heating hits all alike; results then arrive"
-                        " only in the last round")
+    p.add_argument("--interleave", action=argparse.BooleanOptionalAction, default=True,
+                   help="run the models' worker processes round-robin (A, B, C, A, B, C, ...;"
+                        " default) so that a few slow seconds of the device (heat, another"
+                        " tenant, a busy sibling core) hit every model a little instead of one"
+                        " model entirely; results then arrive in the last round."
+                        " --no-interleave: each model's processes back to back, results as"
+                        " each model finishes")
     p.add_argument("--calibration", default=None,
                    help="calibration data (.npz, .npy, folder of .npy, or `random`) for int8/int16x8")
     p.add_argument("--quantizer", default="ai-edge-quantizer",
