@@ -550,9 +550,24 @@ An unlucky process is always slower, so it sits above its siblings and hardly re
 fast quartile (one of three offset moves it to about the others' p37.5, two of three to about
 their p75, which is within 1% of their p25 for this model), while the median process follows
 two unlucky ones all the way. So `compare` takes the fast quartile of all the samples (blocks
-still cut within processes). That choice was made on these runs; the table at the top of this
-section is a fresh 150-round run measured after the change, so the rule is judged on runs it
-was not chosen on.
+still cut within processes).
+
+**Why interleaved** (2026-11-27 10:17 UTC, 150 rounds, `--processes 3`, each model's processes
+back to back, pooled fast quartile; load average 0.6-1.6). A fresh run with that rule, so that
+it was judged on runs it had not been chosen on, gave 2.7% (8/298) false `slower` run vs
+previous run (2.8% (8/290) with the history guard), 2.7% (4/150) for the identical copies in
+one run, 6.5% (129/2000) over sampled pairs, and caught 94.6% (141/149) of the 10% slowdowns.
+The runs show why. For rounds 0-103 the pooled p25 of the base model stayed within
+0.369-0.374 ms, single unlucky processes (up to +10%) notwithstanding: the pooled rule did its
+job. From round 104 on, the machine had slow spells: 9 times all three processes of a base model
+(about 3 s) ran 5% or more above its usual level, at 0.40-0.42 ms (+8 to +13%), 8 times two of
+the three. Mostly the other copy of the same model, timed seconds before or after in the same
+run, was at its usual level; once (rounds 126-128) a spell lasted about 25 s. Back-to-back processes sit inside one spell together, so no rule on the
+samples can tell such a model from a slower one. `run` therefore now runs the models'
+processes round-robin (`--interleave`, the default): a spell of a few seconds touches one or
+two processes of several models instead of all processes of one, and the pooled fast quartile
+comes from the others. The table at the top of this section is a fresh 150-round run with
+interleaving.
 """
 
 
