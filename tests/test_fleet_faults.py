@@ -200,7 +200,9 @@ def test_agent_worker_killed_that_task_errors_job_continues(tmp_path: Path, make
 def test_agent_process_killed_device_fails_cleanly_no_orphans(tmp_path: Path, make_fleet: Any) -> None:
     fleet = make_fleet(3)
     cfg = fleet.write_yaml(tmp_path / "devices.yaml", idle_timeout_s=30)
-    run = Run(tmp_path, cfg)
+    # 4 s tasks: on a loaded machine this test's poller can lag the job by seconds, and the
+    # job process must still be there when the fault lands (a CI run once found it gone)
+    run = Run(tmp_path, cfg, min_seconds=4.0)
     bad = fleet[1]
     workers = wait_worker(bad, run)
     main = [p for p in bad.agent_pids() if "--worker" not in _cmd(p)]
