@@ -61,8 +61,8 @@ from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
 import numpy as np
 
-from .stats import (grouped_block_quantiles, grouped_mannwhitney, process_quantiles,
-                    quantile_ratio_ci, split_processes)
+from .stats import (mannwhitney_blocks, process_blocks, process_quantiles, quantile_ratio_ci,
+                    split_processes)
 
 Key = Tuple[str, str, str, Optional[int]]
 
@@ -227,12 +227,15 @@ def compare_results(base: Optional[Dict[str, Any]], cand: Optional[Dict[str, Any
         ga, gb = _groups(base), _groups(cand)
         ratio, lo, hi = quantile_ratio_ci(ga, gb, q=0.5, confidence=confidence, seed=seed)
         row["ratio"], row["ci_lo"], row["ci_hi"] = ratio, lo, hi
-        # decided on the fast quartile of all processes' samples (see "Several processes")
-        qr, qlo, qhi = quantile_ratio_ci(ga, gb, q=q, confidence=confidence, seed=seed)
+        # decided on the fast quartile of all processes' samples (see "Several processes");
+        # the blocks (cut within each process) serve the interval, the test and the counts
+        qa, qb = process_blocks(ga, q), process_blocks(gb, q)
+        qr, qlo, qhi = quantile_ratio_ci(ga, gb, q=q, confidence=confidence, seed=seed,
+                                         blocks=(qa, qb))
         row["p25_ratio"], row["p25_ci_lo"], row["p25_ci_hi"] = qr, qlo, qhi
-        row["p_value"] = grouped_mannwhitney(ga, gb, q=q)
-        row["blocks_base"] = int(grouped_block_quantiles(ga, q).size)
-        row["blocks_cand"] = int(grouped_block_quantiles(gb, q).size)
+        row["p_value"] = mannwhitney_blocks(qa, qb)
+        row["blocks_base"] = sum(int(x.size) for x in qa)
+        row["blocks_cand"] = sum(int(x.size) for x in qb)
         row["processes_base"], row["processes_cand"] = len(ga), len(gb)
         for who, g in (("baseline", ga), ("candidate", gb)):
             pq = process_quantiles(g, q)

@@ -154,8 +154,7 @@ def block_mannwhitney(base_ms: Sequence[float], cand_ms: Sequence[float],
                       q: float = 0.5) -> Optional[float]:
     """Two-sided Mann-Whitney U p-value on the block medians (q=0.5) or other block quantiles
     of two runs (None if too few)."""
-    return grouped_mannwhitney([np.asarray(base_ms, dtype=np.float64)],
-                               [np.asarray(cand_ms, dtype=np.float64)], q)
+    return mannwhitney_blocks([block_quantiles(base_ms, q)], [block_quantiles(cand_ms, q)])
 
 
 # --- several worker processes per result ---------------------------------------------------
@@ -188,18 +187,20 @@ def process_quantiles(groups: Sequence[np.ndarray], q: float = 0.5) -> np.ndarra
     return np.array([float(np.quantile(g, q)) for g in groups if g.size], dtype=np.float64)
 
 
-def grouped_block_quantiles(groups: Sequence[np.ndarray], q: float = 0.5) -> np.ndarray:
-    """`block_quantiles` of each process, concatenated (no block spans two processes)."""
-    parts = [block_quantiles(g, q) for g in groups if g.size]
-    return np.concatenate(parts) if parts else np.zeros(0)
+def process_blocks(groups: Sequence[np.ndarray], q: float = 0.5) -> List[np.ndarray]:
+    """`block_quantiles` of each process (no block spans two processes)."""
+    return [block_quantiles(g, q) for g in groups if g.size]
 
 
-def _boot_blocks(groups: Sequence[np.ndarray], q: float, n_boot: int,
+def _concat(blocks: Sequence[np.ndarray]) -> np.ndarray:
+    return np.concatenate(blocks) if len(blocks) else np.zeros(0)
+
+
+def _boot_blocks(blocks: Sequence[np.ndarray], n_boot: int,
                  rng: np.random.Generator) -> Tuple[np.ndarray, float]:
-    """Bootstrap replicates of the median of the block q-quantiles, blocks resampled within
+    """Bootstrap replicates of the median of the blocks' quantiles, blocks resampled within
     each process (stratified), and the same statistic on the blocks as they are."""
-    blocks = [block_quantiles(g, q) for g in groups if g.size]
-    allb = np.concatenate(blocks)
+    allb = _concat(blocks)
     idx, off = [], 0
     for b in blocks:
         idx.append(off + rng.integers(0, b.size, size=(n_boot, b.size)))
@@ -208,28 +209,30 @@ def _boot_blocks(groups: Sequence[np.ndarray], q: float, n_boot: int,
 
 
 def quantile_ratio_ci(base: Sequence[np.ndarray], cand: Sequence[np.ndarray], q: float = 0.5,
-                      confidence: float = 0.95, n_boot: int = 4000, seed: int = 0
+                      confidence: float = 0.95, n_boot: int = 4000, seed: int = 0,
+                      blocks: Optional[Tuple[List[np.ndarray], List[np.ndarray]]] = None
                       ) -> Tuple[Optional[float], Optional[float], Optional[float]]:
     """(ratio, lo, hi): the q-quantile of all the candidate's samples / that of the baseline's
     (each given as a list of per-process sample arrays), with a block-bootstrap interval:
     blocks are cut and resampled within each process, and the interval is centred on the
     plain ratio. Pooling is what makes an unlucky process harmless: it runs SLOWER for all its
     samples, so it hardly reaches the pooled fast quartile (one of three processes offset moves
-    the pooled p25 to about the others' p37.5; two of three to about their p75)."""
-    a = np.concatenate([np.asarray(g, dtype=np.float64) for g in base]) if base else np.zeros(0)
-    b = np.concatenate([np.asarray(g, dtype=np.float64) for g in cand]) if cand else np.zeros(0)
+    the pooled p25 to about the others' p37.5; two of three to about their p75).
+    `blocks`: the two sides' `process_blocks(..., q)` when the caller has them already."""
+    a = _concat([np.asarray(g, dtype=np.float64) for g in base])
+    b = _concat([np.asarray(g, dtype=np.float64) for g in cand])
     if a.size == 0 or b.size == 0:
         return (None, None, None)
     ma, mb = float(np.quantile(a, q)), float(np.quantile(b, q))
     if ma <= 0:
         return (None, None, None)
     ratio = mb / ma
-    if grouped_block_quantiles(base, q).size < 2 or grouped_block_quantiles(cand, q).size < 2 \
-            or mb <= 0:
+    qa, qb = blocks if blocks is not None else (process_blocks(base, q), process_blocks(cand, q))
+    if sum(x.size for x in qa) < 2 or sum(x.size for x in qb) < 2 or mb <= 0:
         return (ratio, None, None)
     rng = np.random.default_rng(seed)
-    mba, ca_ = _boot_blocks(base, q, n_boot, rng)
-    mbb, cb = _boot_blocks(cand, q, n_boot, rng)
+    mba, ca_ = _boot_blocks(qa, n_boot, rng)
+    mbb, cb = _boot_blocks(qb, n_boot, rng)
     with np.errstate(divide="ignore", invalid="ignore"):
         logr = np.log(mbb) - np.log(mba)
     logr = logr[np.isfinite(logr)]
@@ -241,10 +244,11 @@ def quantile_ratio_ci(base: Sequence[np.ndarray], cand: Sequence[np.ndarray], q:
     return (ratio, float(math.exp(lo + shift)), float(math.exp(hi + shift)))
 
 
-def grouped_mannwhitney(base: Sequence[np.ndarray], cand: Sequence[np.ndarray],
-                        q: float = 0.5) -> Optional[float]:
-    """Two-sided Mann-Whitney U p-value on the per-process block quantiles of two results."""
-    ba, bb = grouped_block_quantiles(base, q), grouped_block_quantiles(cand, q)
+def mannwhitney_blocks(base_blocks: Sequence[np.ndarray], cand_blocks: Sequence[np.ndarray]
+                       ) -> Optional[float]:
+    """Two-sided Mann-Whitney U p-value on the block quantiles of two results (each a list of
+    per-process block arrays, `process_blocks`); None if too few."""
+    ba, bb = _concat(base_blocks), _concat(cand_blocks)
     if ba.size < 3 or bb.size < 3:
         return None
     from scipy.stats import mannwhitneyu
