@@ -1410,11 +1410,11 @@ def _task_processes(task: Dict[str, Any]) -> int:
         return 1  # the worker reports the bad field as this task's error
 
 
-def schedule(tasks: List[Dict[str, Any]], interleave: bool) -> List[Tuple[int, int]]:
-    """(task index, process index) in the order the workers run: each task's processes back
-    to back, or with `interleave` round-robin over the tasks (process 0 of every task, then
-    process 1 of every task, ...), so that slow drift (heat, other load) touches all alike."""
-    ks = [_task_processes(t) for t in tasks]
+def schedule(ks: List[int], interleave: bool) -> List[Tuple[int, int]]:
+    """(task index, process index) in the order the workers run, for tasks of ks[i] processes:
+    each task's processes back to back, or with `interleave` round-robin over the tasks
+    (process 0 of every task, then process 1 of every task, ...), so that slow drift (heat,
+    other load) touches all alike."""
     if not interleave:
         return [(i, p) for i, k in enumerate(ks) for p in range(k)]
     return [(i, p) for p in range(max(ks or [0])) for i, k in enumerate(ks) if p < k]
@@ -1454,8 +1454,8 @@ def _run_tasks(job: Dict[str, Any], tasks: List[Dict[str, Any]], workdir: str,
     are relayed at once, the results of a task's processes are merged into its one `result`."""
     for i, task in enumerate(tasks):
         task.setdefault("id", "t%d" % i)
-    order = schedule(tasks, bool(job.get("interleave")))
     need = [_task_processes(t) for t in tasks]
+    order = schedule(need, bool(job.get("interleave")))
     parts: List[List[Dict[str, Any]]] = [[] for _ in tasks]
     failed = [False] * len(tasks)
     done = errors = 0

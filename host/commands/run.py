@@ -63,8 +63,8 @@ def add_parser(sub: Any) -> None:
                         " default: 10000)")
     p.add_argument("--processes", type=int, default=3, metavar="N",
                    help="time each model in N worker processes, sharing --runs/--min-seconds"
-                        " (default: 3; 1 = one process, as before; compare needs >= 3 to set"
-                        " aside one unlucky process)")
+                        " (default: 3; 1 = one process, as before; compare's fast quartile of"
+                        " all their samples hardly reaches a process that ran slow throughout)")
     p.add_argument("--interleave", action=argparse.BooleanOptionalAction, default=True,
                    help="run the models' worker processes round-robin (A, B, C, A, B, C, ...;"
                         " default) so that a few slow seconds of the device (heat, another"
