@@ -1,4 +1,4 @@
-"""How good is the regression detector (edge_bench.compare) on the real agent, on this machine?
+"""How good is the regression detector (edge_bench.analysis.compare) on the real agent, on this machine?
 
 What it measures
   * false positives: many runs of the SAME model on `local` (real `edge-bench run`, real agent,
@@ -15,7 +15,7 @@ What it measures
 Every round is ONE `edge-bench run --model base_a --model base_b --model slow05 --model slow10
 --model slow20` (order shuffled per round, each model timed in --processes worker processes, the
 CLI's defaults unless given), stored in a fresh SQLite store. Verdicts come
-from `edge_bench.compare.compare_results`, the code `compare` and `run --baseline` use; the
+from `edge_bench.analysis.compare.compare_results`, the code `compare` and `run --baseline` use; the
 history guard gets only the runs stored BEFORE the candidate (as it would at night).
 
 Why not a cgroup CPU quota (not tried): CFS bandwidth control throttles in whole periods (100 ms
@@ -62,8 +62,8 @@ def build_model(extra: int) -> bytes:
     """The MobileNet-v1-style 96x96 model of builtin:mobilenet (same weights, no feature
     centring) with `extra` additional 3x3 depthwise conv + ReLU6 layers after block 4 (12x12x128).
     extra=0 is the base model."""
-    from edge_bench.builtin.make_models import MOBILENET_BLOCKS, _he, _mobilenet_graph
-    from edge_bench.tflite_builder import ModelBuilder
+    from edge_bench.models.builtin.make_models import MOBILENET_BLOCKS, _he, _mobilenet_graph
+    from edge_bench.models.tflite_builder import ModelBuilder
     mb = ModelBuilder(f"edge-bench detector benchmark: mobilenet + {extra} extra depthwise layers")
     extra_rng = np.random.default_rng(SEED + 1)
 
@@ -225,7 +225,7 @@ def apply_process_rule(r: Dict[str, Any], rule: str) -> Dict[str, Any]:
 def load_rounds(work: Path, manifest: Dict[str, Any],
                 rule: str = "processes") -> List[Dict[str, Dict[str, Any]]]:
     """[{model name: result}] per round, oldest first, from the store."""
-    from edge_bench.store import Store
+    from edge_bench.results.store import Store
     by_path = {str(v): k for k, v in manifest["models"].items()}
     out = []
     with Store(work / "bench.sqlite", create=False) as st:
@@ -244,14 +244,14 @@ def _median(r: Dict[str, Any]) -> float:
 def _p25(r: Dict[str, Any]) -> float:
     """The level the verdict is decided on (compare.run_level: the median over the worker
     processes of each one's DECISION_QUANTILE; the 25th percentile by default)."""
-    from edge_bench.compare import run_level
+    from edge_bench.analysis.compare import run_level
     return float(run_level(r))
 
 
 def process_offsets(rounds: List[Dict[str, Dict[str, Any]]]) -> Dict[str, Any]:
     """How far each worker process's 25th percentile sits from its result's median process:
     the per-process level that several processes per result are there to absorb."""
-    from edge_bench.stats import process_quantiles, split_processes
+    from edge_bench.analysis.stats import process_quantiles, split_processes
     offs: List[float] = []
     results = 0
     for rd in rounds:
@@ -271,7 +271,7 @@ def process_offsets(rounds: List[Dict[str, Dict[str, Any]]]) -> Dict[str, Any]:
 def evaluate(rounds: List[Dict[str, Dict[str, Any]]], levels: Sequence[float],
              threshold: Optional[float] = None, alpha: Optional[float] = None,
              max_pairs: int = 1000) -> Dict[str, Any]:
-    from edge_bench import compare as C
+    from edge_bench.analysis import compare as C
     kw = {"threshold": C.DEFAULT_THRESHOLD if threshold is None else threshold,
           "alpha": C.DEFAULT_ALPHA if alpha is None else alpha}
 
@@ -409,7 +409,7 @@ def report_markdown(ev: Dict[str, Any], meta: Dict[str, Any]) -> str:
         " `--baseline last` case), with and without the history guard (which only sees earlier"
         " rounds), a seeded sample of up to 1000 pairs of rounds per base model, and the two copies within a round. Detection: each slow"
         " model against the previous round's `base_a`. Verdicts come from"
-        " `edge_bench.compare.compare_results`, the code `compare` and `run --baseline` use.",
+        " `edge_bench.analysis.compare.compare_results`, the code `compare` and `run --baseline` use.",
         "",
         "```sh",
         "python benchmarks/bench_detector.py [--rounds N] [--quick] [--keep DIR] [--json FILE]",
@@ -741,7 +741,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                     busy_end=other_processes(), minutes=(time.monotonic() - t_start) / 60)
         (work / "manifest.json").write_text(json.dumps(meta, indent=1))
 
-    from edge_bench import compare as C
+    from edge_bench.analysis import compare as C
     if a.quantile is not None:
         C.DECISION_QUANTILE = a.quantile
     rounds = load_rounds(work, meta, a.process_rule)

@@ -24,7 +24,7 @@ from datetime import date
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO / "host" / "builtin" / "data"
+DATA = REPO / "host" / "models" / "builtin" / "data"
 
 BARE = r"""
 import sys, time, numpy as np

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Sequence
 
-from edge_bench.stats import summarize
+from edge_bench.analysis.stats import summarize
 
 
 def fake_result(samples: Sequence[float], *, device: str = "local", model: str = "builtin:digits",

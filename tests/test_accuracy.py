@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from edge_bench import quantize as Q
-from edge_bench.accuracy import TOLERANCES, reference_outputs, run_model, score
-from edge_bench.builtin import resolve
+from edge_bench.models import quantize as Q
+from edge_bench.models.accuracy import TOLERANCES, reference_outputs, run_model, score
+from edge_bench.models.builtin import resolve
 from edge_bench.errors import UsageError
 
 DIGITS = resolve("builtin:digits")

@@ -25,7 +25,7 @@ from procs import alive, wait_dead  # noqa: F401
 from adb_fixtures import (AdbServer, adb_binaries, adb_server, adb_server_each,  # noqa: F401
                           make_adb_device, standin)
 from adbd_standin import AdbdStandin
-from edge_bench.deploy import Blob, ensure_blobs
+from edge_bench.fleet.deploy import Blob, ensure_blobs
 from edge_bench.errors import RemoteCommandError, TransportError
 from edge_bench.transports import open_transport
 from edge_bench.transports.adb import ADBTransport, build_script, find_adb
@@ -34,8 +34,8 @@ pytestmark = pytest.mark.timeout(180)
 
 REPO = Path(__file__).resolve().parents[1]
 AGENT = REPO / "agent" / "agent.py"
-DIGITS = REPO / "host" / "builtin" / "data" / "digits.tflite"
-MOBILENET = REPO / "host" / "builtin" / "data" / "mobilenet.tflite"
+DIGITS = REPO / "host" / "models" / "builtin" / "data" / "digits.tflite"
+MOBILENET = REPO / "host" / "models" / "builtin" / "data" / "mobilenet.tflite"
 
 
 def pids_with(text: str) -> List[int]:

@@ -22,7 +22,7 @@ import arm_rootfs  # noqa: E402
 
 pytestmark = [pytest.mark.arm, pytest.mark.timeout(900)]
 
-DATA = Path(__file__).resolve().parents[1] / "host" / "builtin" / "data"
+DATA = Path(__file__).resolve().parents[1] / "host" / "models" / "builtin" / "data"
 DIGITS = DATA / "digits.tflite"
 DIGITS_EVAL = DATA / "digits_eval.npz"
 DIGITS_CALIB = DATA / "digits_calib.npz"
@@ -63,7 +63,7 @@ def mobilenet_int8(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
     """Full-integer int8 of the built-in MobileNet-style model (conv, depthwise, mean, FC), and a
     few of its calibration images as eval inputs."""
     from ai_edge_quantizer import quantizer, recipe
-    from edge_bench.builtin.make_models import MOBILENET_INPUT
+    from edge_bench.models.builtin.make_models import MOBILENET_INPUT
     d = tmp_path_factory.mktemp("arm-mobilenet")
     x = np.load(MOBILENET_CALIB)["x"].astype(np.float32)
     qt = quantizer.Quantizer(str(MOBILENET), recipe.static_wi8_ai8())
@@ -77,7 +77,7 @@ def mobilenet_int8(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
 def digits_int8(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Full-integer int8 digits (ai-edge-quantizer static_wi8_ai8, calibrated)."""
     from tflite_models import write_int8_model
-    from edge_bench.builtin.make_models import DIGITS_INPUT
+    from edge_bench.models.builtin.make_models import DIGITS_INPUT
     out = tmp_path_factory.mktemp("arm-models") / "digits_int8.tflite"
     return write_int8_model(DIGITS, out, np.load(DIGITS_CALIB)["x"], input_name=DIGITS_INPUT)
 
@@ -219,7 +219,7 @@ def test_probe_over_ssh_reports_an_aarch64_pi4(fleet: Path, rootfs: Path, tmp_pa
     assert row["cores"] == os.cpu_count()
     # the full hello facts (the CLI's JSON leaves device_info out): probe in-process too
     from edge_bench.config import load_fleet
-    from edge_bench.probe import probe_device
+    from edge_bench.fleet.probe import probe_device
     (dev,) = load_fleet(fleet).select(DEVICE)
     pr = probe_device(dev)
     assert pr["ok"], pr

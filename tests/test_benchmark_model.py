@@ -13,11 +13,11 @@ import pytest
 
 from adb_fixtures import AdbServer, adb_server, make_adb_device, standin  # noqa: F401
 from adbd_standin import AdbdStandin
-from edge_bench import benchmark_model as bm
+from edge_bench.fleet import benchmark_model as bm
 from edge_bench.errors import DeviceError, RemoteCommandError
 from edge_bench.hashing import sha256_file
-from edge_bench.plan import Artifact, ModelSpec, Timing
-from edge_bench.runner import Task
+from edge_bench.fleet.plan import Artifact, ModelSpec, Timing
+from edge_bench.fleet.runner import Task
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -171,7 +171,7 @@ def test_result_record_is_a_valid_document_entry(tmp_path: Path) -> None:
     assert rec["status"] == "ok" and rec["runs"] == 25 and rec["samples_ms"] == []
     assert rec["samples_source"] == "benchmark_model-summary" and rec["median_ci_ms"] is None
     assert rec["runtime"]["name"] == "benchmark_model" and rec["runtime"]["threads"] == 4
-    schema = json.loads((REPO / "host" / "schemas" / "run-1.json").read_text())
+    schema = json.loads((REPO / "host" / "results" / "schemas" / "run-1.json").read_text())
     doc = {"schema": "edge-bench/run/1", "run_id": "x", "label": None, "started_at": "2024-01-01T00:00:00+00:00",
            "host": {"edge_bench": "0", "python": "3"}, "results": [rec]}
     jsonschema.validate(json.loads(json.dumps(doc)), schema)
@@ -208,7 +208,7 @@ def test_missing_binary_says_what_to_set(tmp_path: Path) -> None:
 
 # --- push/run path through real adb to the stand-in ---------------------------------------------------
 def _digits_or_tmp(tmp_path: Path) -> Path:
-    d = REPO / "host" / "builtin" / "data" / "digits.tflite"
+    d = REPO / "host" / "models" / "builtin" / "data" / "digits.tflite"
     if d.exists():
         return d
     m = tmp_path / "model.tflite"
@@ -218,7 +218,7 @@ def _digits_or_tmp(tmp_path: Path) -> Path:
 
 def test_benchmark_model_pushed_and_run_over_adb(adb_server: AdbServer, standin: AdbdStandin,  # noqa: F811
                                                  make_adb_device, tmp_path: Path) -> None:
-    from edge_bench.deploy import Blob, ensure_blobs, remote_path
+    from edge_bench.fleet.deploy import Blob, ensure_blobs, remote_path
     from edge_bench.transports.adb import ADBTransport
     dev = make_adb_device(adb_server, standin, runner="benchmark_model", taskset="1",
                           benchmark_model=str(DATA / "fake_benchmark_model.sh"))

@@ -49,7 +49,7 @@ def test_benchmark_model_runner_end_to_end(adb_server: AdbServer, standin: AdbdS
     assert "--enable_op_profiling=true" in args
     assert doc["results"][0].get("op_profile"), "the per-op profile table was parsed"
     assert any(a.startswith("--graph=") and a.endswith(".tflite") for a in args)
-    from edge_bench.results_doc import validate
+    from edge_bench.results.document import validate
     validate(doc)
 
 

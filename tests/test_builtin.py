@@ -6,9 +6,9 @@ import io
 import numpy as np
 import pytest
 
-from edge_bench.builtin import BUILTINS, DATA_DIR, resolve
+from edge_bench.models.builtin import BUILTINS, DATA_DIR, resolve
 from edge_bench.errors import UsageError
-from edge_bench.tflite_builder import ModelBuilder
+from edge_bench.models.tflite_builder import ModelBuilder
 
 
 def _run(model_bytes_or_path, x):
@@ -171,7 +171,7 @@ def _top1(model: bytes, ev) -> float:
 
 
 def test_make_models_is_deterministic(tmp_path):
-    from edge_bench.builtin.make_models import make_all
+    from edge_bench.models.builtin.make_models import make_all
 
     a = make_all(tmp_path / "a")
     b = make_all(tmp_path / "b")

@@ -12,13 +12,13 @@ import pytest
 
 from synth import fake_result
 from edge_bench.cli import main
-from edge_bench.compare import (compare_and_print, compare_docs, compare_results, history_noise,
+from edge_bench.analysis.compare import (compare_and_print, compare_docs, compare_results, history_noise,
                                 to_markdown)
 from edge_bench.errors import StoreError
-from edge_bench.results_doc import (build_doc, load_schema, read_json, validate, validation_errors,
+from edge_bench.results.document import (build_doc, load_schema, read_json, validate, validation_errors,
                                     write_json)
-from edge_bench.stats import block_mannwhitney, block_medians, summarize
-from edge_bench.store import Store
+from edge_bench.analysis.stats import block_mannwhitney, block_medians, summarize
+from edge_bench.results.store import Store
 
 
 def synth_samples(median: float, n: int, seed: int, sigma: float = 0.08, drift: float = 0.02,
@@ -352,7 +352,7 @@ def test_two_unlucky_processes_of_three_move_the_pooled_fast_quartile_little() -
 
 
 def test_run_level_is_the_pooled_fast_quartile() -> None:
-    from edge_bench.compare import run_level
+    from edge_bench.analysis.compare import run_level
     r = multi_process_result([2.0, 3.0, 2.0], seed=9)
     assert abs(run_level(r) / 2.0 - 1) < 0.1      # the 3.0 process hardly counts
     assert run_level(r) == pytest.approx(float(np.quantile(r["samples_ms"], 0.25)))

@@ -74,7 +74,7 @@ class Run:
         return json.loads(self.out.read_text())
 
     def stored(self) -> Dict[str, Any]:
-        from edge_bench.store import Store
+        from edge_bench.results.store import Store
         with Store(self.db) as st:
             return st.get_run(self.doc["run_id"], samples=False)
 
@@ -433,7 +433,7 @@ def test_metacharacters_in_workdir_model_path_and_device_name_inject_nothing(
                               f" \"dq\" `touch {canaries[4]}` & |<>*?") for i in range(2)]
     # (a file name cannot hold "/": this canary is relative, checked in every likely cwd)
     model = tmp_path / "my model $(touch eb-pwned-m); touch eb-pwned-m; 'x' \"y\".tflite"
-    shutil.copy(REPO / "host/builtin/data/digits.tflite", model)
+    shutil.copy(REPO / "host/models/builtin/data/digits.tflite", model)
     cfg = fleet.write_yaml(tmp_path / "devices.yaml",
                            per_device={n: {"workdir": str(w)} for n, w in zip(names, workdirs)})
     out = tmp_path / "q.json"

@@ -14,7 +14,7 @@ from typing import Any, Dict, List
 
 import pytest
 
-from edge_bench.health import annotate, cooling_reasons, is_clock_cooling, throttle_decision
+from edge_bench.fleet.health import annotate, cooling_reasons, is_clock_cooling, throttle_decision
 
 DATA = Path(__file__).resolve().parent / "data" / "tegrastats"
 
@@ -79,7 +79,7 @@ def test_annotate_sets_device_info_and_parses_jetson_facts() -> None:
 
 
 def test_display_shows_throttled_results() -> None:
-    from edge_bench.display import row_cells
+    from edge_bench.render.display import row_cells
     r = {"device": "pi4", "model": "m", "variant": "fp32", "threads": 1, "status": "ok",
          "latency_ms": {"median": 1.0, "p95": 1.2}, "accuracy": None,
          "device_info": {"throttled_during": True}}
@@ -88,7 +88,7 @@ def test_display_shows_throttled_results() -> None:
 
 def test_cooldown_precedence_flag_over_device_setting() -> None:
     from edge_bench.config import Device
-    from edge_bench.runner import DeviceRun
+    from edge_bench.fleet.runner import DeviceRun
     dev = Device(name="pi4", transport="local", cooldown_temp_c=55.0, cooldown_max_s=30.0)
     assert DeviceRun(dev, [], emit=print)._cooldown() == {"temp_c": 55.0, "max_s": 30.0}
     flagged = dev.with_overrides(cooldown_temp_c=None, cooldown_max_s=5.0)  # --cooldown-max-s 5

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_bench import quantize as Q
-from edge_bench.accuracy import run_model
-from edge_bench.builtin import resolve
+from edge_bench.models import quantize as Q
+from edge_bench.models.accuracy import run_model
+from edge_bench.models.builtin import resolve
 from edge_bench.cli import main
 from edge_bench.errors import ModelError, UsageError
 

@@ -162,7 +162,7 @@ def test_killed_run_keeps_finished_results(tmp_path: Path) -> None:
             proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
 
-    from edge_bench.store import Store
+    from edge_bench.results.store import Store
     with Store(db, create=False) as st:
         doc = st.get_run("killed")
     kept = doc["results"]
@@ -234,6 +234,6 @@ def test_first_night_has_no_baseline_and_passes(tmp_path: Path) -> None:
     p = edge_bench(args + ["--label", "nightly-3", "--baseline", "no-such-label"], tmp_path)
     assert p.returncode == 2 and "no run `no-such-label`" in p.stderr
     # refused before benchmarking: no run was started in the store
-    from edge_bench.store import Store
+    from edge_bench.results.store import Store
     with Store(db) as st:
         assert [r["label"] for r in st.list_runs()] == ["nightly-2", "nightly-1"]

@@ -16,8 +16,8 @@ import pytest
 from synth import fake_result
 from edge_bench.cli import main
 from edge_bench.commands.report import render_html
-from edge_bench.stats import summarize
-from edge_bench.store import Store
+from edge_bench.analysis.stats import summarize
+from edge_bench.results.store import Store
 
 
 def make_result(variant: str, threads: int, median: float, seed: int, n: int = 400,
@@ -72,7 +72,7 @@ def test_report_html_is_self_contained(db: Path, tmp_path: Path) -> None:
 
 
 def test_report_from_json_file_without_store(db: Path, tmp_path: Path) -> None:
-    from edge_bench.results_doc import write_json
+    from edge_bench.results.document import write_json
     doc = Store(db).get_run("run-2")
     write_json(doc, tmp_path / "run.json")
     out = tmp_path / "r.html"

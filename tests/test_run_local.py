@@ -69,7 +69,7 @@ def test_document_has_every_result_with_raw_samples(local_run: Dict[str, Any]) -
 
 
 def test_document_validates_against_schema(local_run: Dict[str, Any]) -> None:
-    from edge_bench.results_doc import validate
+    from edge_bench.results.document import validate
     validate(local_run["doc"])
 
 
@@ -80,7 +80,7 @@ def test_plain_output_when_not_a_tty(local_run: Dict[str, Any]) -> None:
 
 
 def test_results_are_in_the_store(local_run: Dict[str, Any]) -> None:
-    from edge_bench.store import Store
+    from edge_bench.results.store import Store
     with Store(local_run["tmp"] / "r.sqlite") as st:
         run = st.get_run("t1")
     assert len(run["results"]) == 6
@@ -130,9 +130,9 @@ def test_one_process_and_interleave(tmp_path: Path) -> None:
 
 def test_second_run_pushes_nothing_new(tmp_path: Path) -> None:
     from edge_bench.config import Device
-    from edge_bench.deploy import Blob, agent_blob, ensure_blobs
+    from edge_bench.fleet.deploy import Blob, agent_blob, ensure_blobs
     from edge_bench.transports.local import LocalTransport
-    model = REPO / "host" / "builtin" / "data" / "digits.tflite"
+    model = REPO / "host" / "models" / "builtin" / "data" / "digits.tflite"
     dev = Device(name="local", transport="local", workdir=str(tmp_path / "wd"))
     blobs = [agent_blob(), Blob.for_file(model)]
     with LocalTransport(dev) as tr:

@@ -60,11 +60,11 @@ def test_changed_model_is_pushed_again(tmp_path: Path, sshd_server: Any) -> None
     cfg = fleet_yaml(tmp_path, sshd_server)
     repo = Path(__file__).resolve().parents[1]
     model = tmp_path / "m.tflite"
-    shutil.copy(repo / "host/builtin/data/digits.tflite", model)
+    shutil.copy(repo / "host/models/builtin/data/digits.tflite", model)
     a = run_json(tmp_path, cfg, "--devices", "box", "--model", str(model), "--variants", "fp32",
                  "--runs", "5", "--min-seconds", "0")
     assert a["proc"].returncode == 0, a["proc"].stderr
-    shutil.copy(repo / "host/builtin/data/mobilenet.tflite", model)
+    shutil.copy(repo / "host/models/builtin/data/mobilenet.tflite", model)
     b = run_json(tmp_path, cfg, "--devices", "box", "--model", str(model), "--variants", "fp32",
                  "--runs", "5", "--min-seconds", "0")
     assert b["proc"].returncode == 0, b["proc"].stderr

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_bench.stats import bootstrap_median_ci, summarize
+from edge_bench.analysis.stats import bootstrap_median_ci, summarize
 
 
 def test_summarize_matches_numpy() -> None:
@@ -33,7 +33,7 @@ def test_bootstrap_ci_contains_median() -> None:
 
 
 def test_split_processes_and_pooled_quantile_ratio() -> None:
-    from edge_bench.stats import (process_quantiles, quantile_ratio_ci, ratio_of_medians_ci,
+    from edge_bench.analysis.stats import (process_quantiles, quantile_ratio_ci, ratio_of_medians_ci,
                                   split_processes)
     s = [1.0, 1.0, 5.0, 5.0, 5.0, 2.0]
     g = split_processes(s, [2, 3, 1])

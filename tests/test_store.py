@@ -17,8 +17,8 @@ import pytest
 from synth import fake_result
 from edge_bench.cli import main
 from edge_bench.errors import StoreError, UsageError
-from edge_bench.results_doc import validation_errors
-from edge_bench.store import MIGRATIONS, SCHEMA_VERSION, Store, default_db_path
+from edge_bench.results.document import validation_errors
+from edge_bench.results.store import MIGRATIONS, SCHEMA_VERSION, Store, default_db_path
 
 
 def make_result(variant: str = "fp32", threads: int = 1, median: float = 2.0, seed: int = 0,
@@ -150,7 +150,7 @@ KILL_SCRIPT = textwrap.dedent("""
     import os, signal, sys
     sys.path.insert(0, {tests!r})
     from test_store import make_result
-    from edge_bench.store import Store
+    from edge_bench.results.store import Store
     st = Store({db!r})
     rid = st.begin_run({{"run_id": "killed-run", "label": "nightly"}})
     for i in range(3):

@@ -1,4 +1,4 @@
-"""host/tegrastats.py on REAL tegrastats lines (tests/data/tegrastats/*.txt, sources in each file),
+"""host/fleet/tegrastats.py on REAL tegrastats lines (tests/data/tegrastats/*.txt, sources in each file),
 the INA3221 sysfs power parser, and the agent's one-line tegrastats reader (never blocks)."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import List
 
 import pytest
 
-from edge_bench.tegrastats import parse_nvpmodel, parse_power_sysfs, parse_tegrastats
+from edge_bench.fleet.tegrastats import parse_nvpmodel, parse_power_sysfs, parse_tegrastats
 
 DATA = Path(__file__).resolve().parent / "data" / "tegrastats"
 

@@ -18,8 +18,8 @@ from typing import Dict, List
 import numpy as np
 import pytest
 
-from edge_bench import quantize as Q
-from edge_bench.builtin import resolve
+from edge_bench.models import quantize as Q
+from edge_bench.models.builtin import resolve
 from edge_bench.errors import ModelError, UsageError
 
 DIGITS = resolve("builtin:digits")
@@ -57,7 +57,7 @@ def edge_bench(args: List[str], tmp: Path, hide_tf: bool = False) -> subprocess.
 
 # ---- without TensorFlow: wiring and messages ---------------------------------------------------
 def test_tf_convert_imports_no_tensorflow() -> None:
-    code = ("import sys, edge_bench.tf_convert as t, edge_bench.quantize as q, edge_bench.plan; "
+    code = ("import sys, edge_bench.models.tf_convert as t, edge_bench.models.quantize as q, edge_bench.fleet.plan; "
             "assert t.is_tf_model(sys.argv[1]) is False; "
             "assert 'tensorflow' not in sys.modules, 'imported TF'")
     p = subprocess.run([sys.executable, "-c", code, str(DIGITS.path)], capture_output=True,
@@ -66,7 +66,7 @@ def test_tf_convert_imports_no_tensorflow() -> None:
 
 
 def test_is_tf_model(tmp_path: Path) -> None:
-    from edge_bench.tf_convert import is_tf_model
+    from edge_bench.models.tf_convert import is_tf_model
     (tmp_path / "m.keras").write_bytes(b"x")
     (tmp_path / "m.h5").write_bytes(b"x")
     (tmp_path / "sm").mkdir()
@@ -161,7 +161,7 @@ def evalset():
 
 @pytest.fixture(scope="module")
 def reference(evalset):
-    from edge_bench.accuracy import reference_outputs
+    from edge_bench.models.accuracy import reference_outputs
     return reference_outputs(DIGITS.path, evalset[0])
 
 
@@ -172,7 +172,7 @@ def tfcache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def converted(keras_digits, tfcache) -> Dict[str, "Q.QuantizeResult"]:
-    from edge_bench.tf_convert import SUPPORTED
+    from edge_bench.models.tf_convert import SUPPORTED
     fp32, src = Q.float_model(keras_digits["keras"])
     out = {}
     for v in SUPPORTED:
@@ -183,7 +183,7 @@ def converted(keras_digits, tfcache) -> Dict[str, "Q.QuantizeResult"]:
 
 
 def test_converted_fp32_equals_builtin_digits(keras_digits, evalset, reference) -> None:
-    from edge_bench.accuracy import run_model
+    from edge_bench.models.accuracy import run_model
     for kind in ("keras", "h5", "savedmodel"):
         fp32, src = Q.float_model(keras_digits[kind])
         assert src == keras_digits[kind] and fp32.suffix == ".tflite"
@@ -192,7 +192,7 @@ def test_converted_fp32_equals_builtin_digits(keras_digits, evalset, reference) 
 
 
 def test_every_converter_variant_runs_and_is_not_flagged(converted, evalset, reference) -> None:
-    from edge_bench.accuracy import run_model, score
+    from edge_bench.models.accuracy import run_model, score
     x, y = evalset
     for v, res in converted.items():
         s = score(run_model(res.path, x), reference, y, variant=v)

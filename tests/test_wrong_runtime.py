@@ -35,7 +35,7 @@ from typing import Any, Dict, List
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO / "host" / "builtin" / "data"
+DATA = REPO / "host" / "models" / "builtin" / "data"
 CACHE = Path(os.environ.get("EDGE_BENCH_TEST_CACHE", "~/.cache/edge-bench-test")).expanduser()
 RECIPE = ("numpy<2", "tflite-runtime==2.14.0")
 
@@ -186,7 +186,7 @@ def test_same_files_on_litert_are_correct_and_not_flagged(digits_run) -> None:
 
 
 def test_failed_and_flagged_results_are_stored(digits_run) -> None:
-    from edge_bench.store import Store
+    from edge_bench.results.store import Store
     with Store(digits_run["tmp"] / "r.sqlite") as st:
         run = st.get_run(digits_run["doc"]["run_id"])
     stored = {(r["device"], r["variant"]): r for r in run["results"]}
@@ -201,7 +201,7 @@ def test_dynamic_int4_model_gives_nan_or_segfaults_on_old_runtime(old_runtime_py
     result must say so: flagged for non-finite outputs, or a WorkerCrashed error (SIGSEGV)."""
     from ai_edge_quantizer import quantizer, recipe
 
-    from edge_bench.quantize import _quiet
+    from edge_bench.models.quantize import _quiet
     model = tmp_path / "mobilenet-dynamic-int4.tflite"
     with _quiet():
         qt = quantizer.Quantizer(str(DATA / "mobilenet.tflite"), recipe.dynamic_wi4_afp32())

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..compare import (DEFAULT_ACCURACY_THRESHOLD, DEFAULT_ALPHA, DEFAULT_THRESHOLD, compare_docs,
+from ..analysis.compare import (DEFAULT_ACCURACY_THRESHOLD, DEFAULT_ALPHA, DEFAULT_THRESHOLD, compare_docs,
                        emit, history_noise, load_doc)
 from ..errors import UsageError
 
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     for ref in (args.base, args.cand):
         import os
         if store is None and not (os.path.isfile(ref) or ref.endswith(".json") or ref == "-"):
-            from ..store import Store
+            from ..results.store import Store
             store = Store(args.db, create=False)
         docs.append(load_doc(ref, store=store))
     noise = None

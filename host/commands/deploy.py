@@ -106,9 +106,9 @@ class _Printer:
 
 def deploy_one(device: Any, bootstrap: bool, out: _Printer) -> Dict[str, Any]:
     """Never raises: the outcome is data."""
-    from ..deploy import Blob, agent_blob, ensure_blobs, remote_path
+    from ..fleet.deploy import Blob, agent_blob, ensure_blobs, remote_path
     from ..errors import EdgeBenchError
-    from ..probe import probe_device
+    from ..fleet.probe import probe_device
     from ..transports import open_transport
 
     name = device.name
@@ -155,7 +155,7 @@ def deploy_one(device: Any, bootstrap: bool, out: _Printer) -> Dict[str, Any]:
 
 def _run_bootstrap(tr: Any, device: Any, workdir: str, blob: Any, script: Path,
                    out: _Printer) -> Dict[str, Any]:
-    from ..deploy import ensure_blobs, remote_path
+    from ..fleet.deploy import ensure_blobs, remote_path
     from ..errors import EdgeBenchError
     ensure_blobs(tr, workdir, [blob])
     path = remote_path(workdir, blob)

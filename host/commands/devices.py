@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
                                    "tags": list(d.tags), "workdir": d.workdir} for d in devices]
     code = 0
     if args.check:
-        from ..probe import probe_device
+        from ..fleet.probe import probe_device
         with ThreadPoolExecutor(max_workers=max(1, min(16, len(devices)))) as ex:
             probes = list(ex.map(probe_device, devices))
         for row, pr in zip(rows, probes):

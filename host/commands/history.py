@@ -67,7 +67,7 @@ def _ms(x: Optional[float]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import UsageError
-    from ..store import Store
+    from ..results.store import Store
     if args.last is not None and args.last < 1:
         raise UsageError("--last must be >= 1")
     store = Store(args.db, create=False)
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if args.csv:
-        from ..results_doc import RESULT_CSV_COLUMNS, result_row, write_rows_csv
+        from ..results.document import RESULT_CSV_COLUMNS, result_row, write_rows_csv
         write_rows_csv([result_row(r, r["result"]) for r in rows], RESULT_CSV_COLUMNS, args.csv)
     out = sys.stderr if args.csv == "-" else sys.stdout
     print_history(rows, runs, filtered=any(getattr(args, k) is not None for k in

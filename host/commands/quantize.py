@@ -62,9 +62,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _resolve_model(spec: str) -> Tuple[Path, Optional[Path], str]:
-    from ..builtin import is_builtin, resolve
-    from ..quantize import check_tflite
-    from ..tf_convert import is_tf_model
+    from ..models.builtin import is_builtin, resolve
+    from ..models.quantize import check_tflite
+    from ..models.tf_convert import is_tf_model
 
     if is_builtin(spec):
         m = resolve(spec)
@@ -111,7 +111,7 @@ def _print_table(rows: List[dict], out_dir: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..quantize import (RANDOM, STATIC_VARIANTS, VARIANTS, CalibrationWarning,
+    from ..models.quantize import (RANDOM, STATIC_VARIANTS, VARIANTS, CalibrationWarning,
                             check_quantizer, float_model, load_calibration, make_variant,
                             parse_variants)
 

@@ -47,9 +47,9 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import os
     import sys
-    from ..compare import load_doc
+    from ..analysis.compare import load_doc
     from ..errors import StoreError, UsageError
-    from ..store import Store
+    from ..results.store import Store
     if not args.html and not args.csv:
         raise UsageError("nothing to write: give --html FILE and/or --csv FILE")
     is_file = os.path.isfile(args.ref) or args.ref.endswith(".json")
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         if store is not None:
             store.close()
     if args.csv:
-        from ..results_doc import write_csv
+        from ..results.document import write_csv
         write_csv(doc, args.csv)
     if args.html:
         text = render_html(doc, history)
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
 def collect_history(store: Any, doc: Dict[str, Any], last: int) -> Dict[Key, List[Dict[str, Any]]]:
     """For each key of the run: its stored results over the last `last` runs (oldest first)."""
-    from ..compare import result_key
+    from ..analysis.compare import result_key
     out: Dict[Key, List[Dict[str, Any]]] = {}
     for r in doc.get("results") or []:
         k = result_key(r)
@@ -426,7 +426,7 @@ def results_table(doc: Dict[str, Any]) -> str:
 def render_html(doc: Dict[str, Any], history: Optional[Dict[Key, List[Dict[str, Any]]]] = None) -> str:
     """The whole report page as one HTML string (no external resources)."""
     from .. import __version__
-    from ..compare import result_key
+    from ..analysis.compare import result_key
     results = doc.get("results") or []
     n_ok = sum(1 for r in results if r.get("status") == "ok")
     n_err = sum(1 for r in results if r.get("status") == "error")

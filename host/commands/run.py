@@ -125,9 +125,9 @@ def _int_list(text: str, flag: str) -> List[int]:
 
 def run(args: argparse.Namespace) -> int:
     from ..config import find_config, load_fleet
-    from ..plan import Timing, make_artifacts, resolve_model
-    from ..quantize import parse_variants
-    from ..runner import Task
+    from ..fleet.plan import Timing, make_artifacts, resolve_model
+    from ..models.quantize import parse_variants
+    from ..fleet.runner import Task
 
     if args.runs < 1 or args.warmup < 0 or args.min_seconds < 0 or args.max_seconds <= 0:
         raise UsageError("--runs must be >= 1, --warmup and --min-seconds >= 0, --max-seconds > 0")
@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     models = [resolve_model(m, args.calibration, args.eval, args.quantizer) for m in model_names]
 
     json_to_stdout = args.json == "-"
-    from ..display import LiveDisplay
+    from ..render.display import LiveDisplay
     display = LiveDisplay(stream=sys.stderr if json_to_stdout else sys.stdout, quiet=args.quiet)
 
     artifacts = make_artifacts(models, variants, progress=display.note)
@@ -171,11 +171,11 @@ def run(args: argparse.Namespace) -> int:
                 tasks.append(Task(id=f"t{len(tasks)}", artifact=a, threads=th, timing=timing))
         plan[d] = tasks
 
-    from ..results import new_run
+    from ..results.record import new_run
     doc = new_run(args.label, list(getattr(args, "argv", ["edge-bench", "run"])))
     store = None
     if not args.no_store:
-        from ..store import Store
+        from ..results.store import Store
         store = Store(args.db) if args.db else Store()
         if args.baseline and not args.baseline.startswith("last"):
             store.resolve(args.baseline)  # a typo fails now, not after the whole benchmark
@@ -189,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
             store.add_result(doc["run_id"], r)
         display.on_result(r)
 
-    from ..session import Session
+    from ..fleet.session import Session
     # cooldown and lock wait travel on each Device (flags > devices.yaml), see DeviceRun
     session = Session(plan, on_result=on_result, on_status=display.on_status, job_id=doc["run_id"],
                       op_profiling=args.op_profiling)
@@ -209,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
         if store is not None:
             store.finish_run(doc["run_id"], doc["status"])
         if args.json:
-            from ..results_doc import write_json
+            from ..results.document import write_json
             write_json(doc, args.json)
     display.print_final_table()
     if interrupted:
@@ -224,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
     if args.baseline:
         if store is None:
             raise UsageError("--baseline needs the results store (drop --no-store)")
-        from ..compare import compare_and_print
+        from ..analysis.compare import compare_and_print
         _rows, regressed = compare_and_print(store, args.baseline, doc, threshold=args.threshold,
                                              file=sys.stderr if json_to_stdout else None,
                                              quiet=args.quiet)

@@ -34,7 +34,7 @@ import struct
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from .errors import DeviceError, EdgeBenchError, RemoteCommandError
+from ..errors import DeviceError, EdgeBenchError, RemoteCommandError
 
 SAMPLES_SOURCE = "benchmark_model-summary"
 
@@ -334,7 +334,7 @@ def result_fields(parsed: Dict[str, Any]) -> Dict[str, Any]:
 def result_record(device: str, task: Any, parsed: Dict[str, Any], device_info: Optional[Dict[str, Any]] = None,
                   runtime: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """A full "edge-bench/run/1" result for a runner.Task from a benchmark_model parse."""
-    from .results import base_result
+    from ..results.record import base_result
     r = base_result(device, task)
     fields = result_fields(parsed)
     if fields["runs"] is None or fields["latency_ms"]["mean"] is None:
@@ -475,8 +475,8 @@ def run_tasks(transport: Any, tasks: Sequence[Any], emit: Any, *, workdir: Optio
     moment it is known, as emit(task, record). A failing model (bad graph, delegate error) is that task's error result;
     a transport failure (phone gone) propagates so the caller fails the remaining tasks."""
     from .deploy import Blob, ensure_blobs, remote_path
-    from .errors import TransportError
-    from .results import error_result
+    from ..errors import TransportError
+    from ..results.record import error_result
     dev = transport.device
     wd = workdir or transport.resolve_workdir(dev.workdir)
     binary = deploy_binary(transport, wd, check_local_binary(dev.name, dev.benchmark_model))

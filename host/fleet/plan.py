@@ -12,8 +12,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .errors import EdgeBenchError, UsageError
-from .hashing import sha256_file
+from ..errors import EdgeBenchError, UsageError
+from ..hashing import sha256_file
 
 
 @dataclass
@@ -60,7 +60,7 @@ class ModelSpec:
             return None
         with self._ref_lock:
             if self._reference is None:
-                from .accuracy import reference_outputs
+                from ..models.accuracy import reference_outputs
                 self._reference = reference_outputs(self.path, self.eval.inputs)
             return self._reference
 
@@ -82,9 +82,9 @@ def resolve_model(name: str, calibration: Optional[str], eval_file: Optional[str
                   quantizer: Optional[str] = None) -> ModelSpec:
     """builtin:NAME, a float .tflite, or a Keras/SavedModel (converted to fp32, needs [tf]);
     built-ins bring their calibration and eval."""
-    from .quantize import check_quantizer, float_model
+    from ..models.quantize import check_quantizer, float_model
     if name.startswith("builtin:"):
-        from .builtin import resolve
+        from ..models.builtin import resolve
         b = resolve(name)
         cal = calibration or (str(b.calibration) if b.calibration else None)
         ev = eval_file or (str(b.eval) if b.eval else None)
@@ -114,7 +114,7 @@ def load_eval(path: Path, model_path: Path) -> EvalData:
     except Exception as e:  # noqa: BLE001 - any unreadable file is a user error
         raise UsageError(f"--eval {path}: not a readable .npz file ({e})",
                          hint="save with numpy.savez(path, x=inputs, y=labels)")
-    from .modelinfo import model_inputs
+    from ..models.modelinfo import model_inputs
     inputs_meta = model_inputs(model_path)
     names = [m["name"] for m in inputs_meta]
     inputs: Dict[str, np.ndarray] = {}
@@ -141,7 +141,7 @@ def make_artifacts(models: Sequence[ModelSpec], variants: Sequence[str],
                    progress: Optional[Callable[[str], None]] = None,
                    cache_dir: Optional[Path] = None) -> List[Artifact]:
     """Quantize every model into every variant (cached). A failed variant never stops the rest."""
-    from .quantize import make_variant
+    from ..models.quantize import make_variant
     out: List[Artifact] = []
     for m in models:
         for v in variants:

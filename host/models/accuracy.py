@@ -48,7 +48,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 
-from .errors import ModelError, UsageError
+from ..errors import ModelError, UsageError
 
 
 class Tolerance(NamedTuple):

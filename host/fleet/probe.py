@@ -5,12 +5,12 @@ import json
 import time
 from typing import Any, Dict
 
-from .config import Device
+from ..config import Device
 from .deploy import agent_blob, ensure_blobs, remote_path
-from .errors import EdgeBenchError
-from .protocol import parse_line
+from ..errors import EdgeBenchError
+from ..protocol import parse_line
 from .runner import device_python
-from .transports import open_transport
+from ..transports import open_transport
 
 
 def probe_device(device: Device) -> Dict[str, Any]:

@@ -12,14 +12,14 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from .config import Device
+from ..config import Device
 from .deploy import Blob, agent_blob, ensure_blobs, remote_path
-from .errors import AgentError, DeviceError, EdgeBenchError, ProtocolError, TransportError
+from ..errors import AgentError, DeviceError, EdgeBenchError, ProtocolError, TransportError
 from .plan import Artifact, Timing
-from .protocol import parse_line
-from .results import error_result, ok_result
-from .transports import open_transport
-from .transports.base import RemoteProcess, Transport
+from ..protocol import parse_line
+from ..results.record import error_result, ok_result
+from ..transports import open_transport
+from ..transports.base import RemoteProcess, Transport
 
 Emit = Callable[[Dict[str, Any]], None]
 Status = Callable[[str, str], None]  # (device, text)

@@ -8,7 +8,7 @@ lower clocks for many reasons and the agent samples the clock after the loop, no
   * Linux thermal cooling devices that cap clocks (cpufreq / devfreq cooling, Jetson's
     `*-balanced` throttle devices): `cur_state > 0` before or after. Fans are not throttling.
 The decision is `device_info.throttled_during` (true / false / null when the device exposes
-none of these) plus `device_info.throttle_reasons`; host/display.py shows "ok (throttled)".
+none of these) plus `device_info.throttle_reasons`; host/render/display.py shows "ok (throttled)".
 """
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """Regenerate the built-in models and their data in edge_bench/builtin/data/.
 
-    python -m edge_bench.builtin.make_models [--out DIR]
+    python -m edge_bench.models.builtin.make_models [--out DIR]
 
 Needs scikit-learn (for its bundled 8x8 digits set, no download) and numpy; no TensorFlow.
-The .tflite files are written with edge_bench.tflite_builder. Everything is seeded, so two runs
+The .tflite files are written with edge_bench.models.tflite_builder. Everything is seeded, so two runs
 on the same machine give byte-identical files.
 
 * digits.tflite: an MLP 64 -> 128 (ReLU) -> 64 (ReLU) -> 10 (softmax) trained here with numpy
@@ -261,7 +261,7 @@ def make_all(out_dir: Path = DATA_DIR) -> Dict[str, Path]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m edge_bench.builtin.make_models",
+    ap = argparse.ArgumentParser(prog="python -m edge_bench.models.builtin.make_models",
                                  description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=DATA_DIR, help=f"output folder (default {DATA_DIR})")
     args = ap.parse_args(argv)

@@ -9,8 +9,8 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from . import __version__
-from .stats import bootstrap_median_ci, summarize
+from .. import __version__
+from ..analysis.stats import bootstrap_median_ci, summarize
 
 SCHEMA = "edge-bench/run/1"
 
@@ -103,6 +103,6 @@ def score_eval(task: Any, ev: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     spec = task.artifact.model
     if spec.eval is None:
         return None
-    from .accuracy import score
+    from ..models.accuracy import score
     outputs = decode_outputs(ev)
     return score(outputs, spec.reference(), labels=spec.eval.labels, variant=task.artifact.variant)

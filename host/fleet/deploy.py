@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Sequence
 
-from .errors import DeviceError
-from .hashing import sha256_file
-from .transports.base import Transport
+from ..errors import DeviceError
+from ..hashing import sha256_file
+from ..transports.base import Transport
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, TextIO, Union
 
-from .errors import StoreError
+from ..errors import StoreError
 
 SCHEMA = "edge-bench/run/1"
 SCHEMA_FILE = Path(__file__).resolve().parent / "schemas" / "run-1.json"
@@ -31,7 +31,7 @@ def load_schema() -> Dict[str, Any]:
         return json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
     except OSError:  # pragma: no cover - zipped installs
         from importlib import resources
-        return json.loads(resources.files("edge_bench").joinpath("schemas/run-1.json").read_text("utf-8"))
+        return json.loads(resources.files("edge_bench.results").joinpath("schemas/run-1.json").read_text("utf-8"))
 
 
 def _clean(x: Any) -> Any:
@@ -112,7 +112,7 @@ def check_schema_id(doc: Any, where: str) -> None:
                          hint=f"expected \"schema\": \"{SCHEMA}\", as `edge-bench run --json FILE` writes")
     m = _SCHEMA_RE.match(str(schema))
     if m and int(m.group(1)) > 1:
-        from . import __version__
+        from .. import __version__
         raise StoreError(f"{where} has schema {schema!r}, newer than this edge-bench {__version__}"
                          f" reads ({SCHEMA})", hint="upgrade edge-bench (pip install -U edge-bench)")
     raise StoreError(f"{where} has an unknown schema {schema!r}; this edge-bench reads {SCHEMA!r}",

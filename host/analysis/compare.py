@@ -309,7 +309,7 @@ def compare_docs(base_doc: Dict[str, Any], cand_doc: Dict[str, Any], *,
     """Compare two results documents. Returns {base, cand, settings, rows, summary, regressed}.
     `noise`: per key run-to-run spread from the store (see `history_noise`), optional."""
     if threshold < 0 or not math.isfinite(threshold):
-        from .errors import UsageError
+        from ..errors import UsageError
         raise UsageError(f"--threshold must be a fraction >= 0 (0.05 = 5%), got {threshold}")
     bi, ci = _index(base_doc), _index(cand_doc)
     keys = list(bi) + [k for k in ci if k not in bi]
@@ -402,12 +402,12 @@ def load_doc(ref: str, store: Any = None, db: Optional[str] = None,
     """A results document from a --json file path, or from the store by run id / label /
     last / last~N. `store` is an open Store (opened from `db` when None and needed)."""
     if os.path.isfile(ref) or ref == "-" or ref.endswith(".json"):
-        from .results_doc import read_json
+        from ..results.document import read_json
         doc = read_json(ref)
         doc["_source"] = ref
         return doc
     if store is None:
-        from .store import Store
+        from ..results.store import Store
         store = Store(db, create=False)
     run_id = store.resolve(ref, exclude=exclude)
     doc = store.get_run(run_id)
@@ -531,12 +531,12 @@ def to_markdown(cmp: Dict[str, Any]) -> str:
 
 
 def to_json_text(cmp: Dict[str, Any]) -> str:
-    from .results_doc import _clean
+    from ..results.document import _clean
     return json.dumps(_clean(cmp), indent=1) + "\n"
 
 
 def write_text(text: str, path: str) -> None:
-    from .results_doc import write_text as write
+    from ..results.document import write_text as write
     write(text, path)
 
 
@@ -565,7 +565,7 @@ def compare_and_print(store: Any, base_ref: str, cand_doc: Dict[str, Any],
     With `use_history`, keys with enough stored runs also need to clear their run-to-run noise.
     """
     import re
-    from .errors import UsageError
+    from ..errors import UsageError
     try:
         base_doc = load_doc(base_ref, store=store, exclude=cand_doc.get("run_id"))
     except UsageError:

@@ -7,7 +7,7 @@ import signal
 import threading
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from .config import Device
+from ..config import Device
 from .runner import DeviceRun, Task
 
 Sink = Callable[[Dict[str, Any]], None]
@@ -49,7 +49,7 @@ class Session:
     def run(self) -> List[DeviceRun]:
         # numpy imports numpy.ma lazily inside the first median; done by several device threads
         # at once that import serializes them for seconds on a busy host: do it here, once
-        from .stats import summarize
+        from ..analysis.stats import summarize
         summarize([1.0, 2.0])
         threads = [threading.Thread(target=r.run, name=f"device-{r.device.name}", daemon=True)
                    for r in self.runs]

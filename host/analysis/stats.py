@@ -63,7 +63,7 @@ def finite_or_none(x: Optional[float]) -> Optional[float]:
     return x if x is not None and math.isfinite(x) else None
 
 
-# --- autocorrelation-aware comparison helpers (used by edge_bench.compare) -------------------
+# --- autocorrelation-aware comparison helpers (used by edge_bench.analysis.compare) -------------------
 #
 # Latency samples of one run are a time series, not independent draws: CPU frequency, thermal
 # state, cache and page-cache effects and other load make neighbouring samples alike (drift).

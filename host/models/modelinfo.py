@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List
 
-from .errors import ModelError
+from ..errors import ModelError
 
 
 def model_inputs(path: Path) -> List[Dict[str, Any]]:

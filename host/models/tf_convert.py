@@ -46,8 +46,8 @@ from typing import Dict, Iterator, List, Union
 
 import numpy as np
 
-from .errors import ModelError, UsageError
-from .hashing import sha256_bytes, sha256_file
+from ..errors import ModelError, UsageError
+from ..hashing import sha256_bytes, sha256_file
 
 QUANTIZER = "tflite-converter"
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")

@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Unio
 
 import numpy as np
 
-from .errors import StoreError, UsageError
+from ..errors import StoreError, UsageError
 
 SCHEMA = "edge-bench/run/1"
 
@@ -168,7 +168,7 @@ class Store:
             row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             version = int(row[0]) if row else 0
             if version > SCHEMA_VERSION:
-                from . import __version__
+                from .. import __version__
                 raise StoreError(
                     f"the results store {self.path} has schema version {version}, newer than this "
                     f"edge-bench {__version__} understands (version {SCHEMA_VERSION})",
@@ -250,7 +250,7 @@ class Store:
         rt = r.get("runtime") or {}
         ci = r.get("median_ci_ms") or [None, None]
         if (ci[0] is None) and len(samples) >= 2:
-            from .stats import bootstrap_median_ci
+            from ..analysis.stats import bootstrap_median_ci
             lo, hi = bootstrap_median_ci(samples, n_boot=1000)
             ci = [lo, hi]
             r["median_ci_ms"] = ci if lo is not None else None
@@ -442,7 +442,7 @@ def _split_sql(script: str) -> Iterable[str]:
 
 
 def _new_run_id() -> str:
-    from .results import new_run_id
+    from .record import new_run_id
     return new_run_id()
 
 

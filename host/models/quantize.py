@@ -39,8 +39,8 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tu
 
 import numpy as np
 
-from .errors import EdgeBenchError, ModelError, UsageError
-from .hashing import sha256_bytes, sha256_file
+from ..errors import EdgeBenchError, ModelError, UsageError
+from ..hashing import sha256_bytes, sha256_file
 
 VARIANTS: Tuple[str, ...] = (
     "fp32", "fp16", "dynamic-int8", "int8", "int16x8", "weight-int8", "weight-int4")

@@ -1,0 +1,1 @@
+"""Pure statistics and verdicts: no I/O."""

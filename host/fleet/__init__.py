@@ -1,0 +1,1 @@
+"""The fleet: planning tasks, deploying blobs, running jobs on devices, device health."""

@@ -1,0 +1,1 @@
+"""Models: built-ins, model inspection, quantizers, accuracy scoring."""

@@ -1,0 +1,1 @@
+"""Everything that draws: live table, compare/history tables, HTML and SVG."""

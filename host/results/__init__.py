@@ -1,0 +1,1 @@
+"""Result records, the results document (schema) and the store."""
