@@ -123,17 +123,43 @@ def _int_list(text: str, flag: str) -> List[int]:
     return vals
 
 
+#: flag -> (smallest, largest, smallest allowed); every number must be finite
+FLAG_LIMITS = {
+    "runs": (1, 10_000_000, True), "warmup": (0, 1_000_000, True),
+    "min_seconds": (0, 86400, True), "max_seconds": (0, 7 * 86400, False),
+    "max_runs": (1, 100_000_000, True), "timeout": (0, 7 * 86400, False),
+    "lock_wait": (0, 86400, True), "cooldown_temp": (0, 150, False),
+    "cooldown_max_s": (0, 86400, True), "threshold": (0, 100, True),
+}
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    """Every number flag finite and in range, before any work (NaN compares false with
+    everything, so it would slip through `x < 0` checks)."""
+    import math
+    for name, (lo, hi, lo_ok) in FLAG_LIMITS.items():
+        v = getattr(args, name, None)
+        if v is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if not math.isfinite(v) or v > hi or v < lo or (v == lo and not lo_ok):
+            raise UsageError(f"{flag} {v:g}: expected a number {'>=' if lo_ok else '>'} {lo:g}"
+                             f" and <= {hi:g}")
+    if not 1 <= args.processes <= 100:
+        raise UsageError(f"--processes {args.processes}: expected 1 to 100 worker processes per"
+                         " model (3 is the default)")
+    if args.label is not None:
+        from ..results.record import check_label
+        check_label(args.label)
+
+
 def run(args: argparse.Namespace) -> int:
     from ..config import find_config, load_fleet
     from ..fleet.plan import Timing, make_artifacts, resolve_model
     from ..models.quantize import parse_variants
     from ..fleet.runner import Task
 
-    if args.runs < 1 or args.warmup < 0 or args.min_seconds < 0 or args.max_seconds <= 0:
-        raise UsageError("--runs must be >= 1, --warmup and --min-seconds >= 0, --max-seconds > 0")
-    if not 1 <= args.processes <= 100:
-        raise UsageError(f"--processes {args.processes}: expected 1 to 100 worker processes per"
-                         " model (3 is the default)")
+    _check_flags(args)
     fleet = load_fleet(find_config(args.config))
     devices = fleet.select(args.devices)
     overrides: Dict[str, Any] = {}
@@ -141,12 +167,8 @@ def run(args: argparse.Namespace) -> int:
         overrides["xnnpack"] = False
     if args.runtime:
         overrides["runtime"] = args.runtime
-    if args.timeout:
+    if args.timeout is not None:
         overrides["timeout_s"] = args.timeout
-    if args.lock_wait is not None and args.lock_wait < 0:
-        raise UsageError(f"--lock-wait {args.lock_wait:g}: expected seconds >= 0")
-    if args.cooldown_max_s is not None and args.cooldown_max_s < 0:
-        raise UsageError(f"--cooldown-max-s {args.cooldown_max_s:g}: expected seconds >= 0")
     overrides.update(lock_wait_s=args.lock_wait, cooldown_temp_c=args.cooldown_temp,
                      cooldown_max_s=args.cooldown_max_s)  # None = keep the device's setting
     devices = [d.with_overrides(**overrides) for d in devices]

@@ -21,6 +21,27 @@ def new_run_id(now: Optional[datetime] = None) -> str:
     return now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
 
 
+MAX_LABEL_CHARS = 200
+
+
+def check_label(label: str) -> None:
+    """A label names runs for `compare`, `history --label` and `--baseline`: it must be printable
+    text that no other kind of run reference (last, last~N, a .json file) would shadow."""
+    import re
+    from ..errors import UsageError
+    if not label.strip():
+        raise UsageError("--label is empty", hint="give the run a name, e.g. nightly-2026-11-27")
+    if len(label) > MAX_LABEL_CHARS:
+        raise UsageError(f"--label is {len(label)} characters long; at most {MAX_LABEL_CHARS}")
+    if not label.isprintable():
+        raise UsageError(f"--label {label!r} contains a control character (newline, tab...)")
+    if label != label.strip():
+        raise UsageError(f"--label {label!r} starts or ends with a space")
+    if re.match(r"^last(~\d+)?$", label) or label.endswith(".json") or label == "-":
+        raise UsageError(f"--label {label!r} would be read as a run reference or a file by"
+                         " compare and --baseline", hint="pick another name")
+
+
 def new_run(label: Optional[str], argv: List[str]) -> Dict[str, Any]:
     now = datetime.now(timezone.utc)
     return {
