@@ -494,7 +494,8 @@ def print_rich(cmp: Dict[str, Any], file: Optional[TextIO] = None) -> None:
     from rich.console import Console
     from rich.table import Table
     console = Console(file=file or sys.stdout, width=None if (file or sys.stdout).isatty() else 160)
-    t = Table(title=f"compare {_title(cmp)}", expand=False)
+    from ..render.display import escape, texts
+    t = Table(title=escape(f"compare {_title(cmp)}"), expand=False)
     for c in COLUMNS:
         t.add_column(c, justify="right" if c in ("thr", "base ms", "cand ms", "p") else "left",
                      overflow="fold", max_width=50 if c.startswith("environment") else None)
@@ -502,9 +503,10 @@ def print_rich(cmp: Dict[str, Any], file: Optional[TextIO] = None) -> None:
         style = VERDICT_STYLE.get(r["verdict"], "")
         if r["mismatches"] and not style:
             style = "yellow"
-        t.add_row(*cells, style=style or None)
+        t.add_row(*texts(cells), style=style or None)
     console.print(t)
-    console.print(summary_line(cmp), style="bold red" if cmp["regressed"] else "bold green")
+    console.print(summary_line(cmp), style="bold red" if cmp["regressed"] else "bold green",
+                  markup=False)
 
 
 def to_markdown(cmp: Dict[str, Any]) -> str:

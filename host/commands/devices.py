@@ -106,11 +106,12 @@ def _print(rows: List[Dict[str, Any]], check: bool, path: Any) -> None:
     if sys.stdout.isatty():
         from rich.console import Console
         from rich.table import Table
-        t = Table(title=f"devices ({path or 'no devices.yaml: built-in local only'})")
+        from ..render.display import escape, texts
+        t = Table(title=escape(f"devices ({path or 'no devices.yaml: built-in local only'})"))
         for c in cols:
             t.add_column(c, overflow="fold")
         for cells, st in zip(table, styles):
-            t.add_row(*cells, style=st)
+            t.add_row(*texts(cells), style=st)
         Console().print(t)
         return
     widths = [max(len(c), *(len(r[i]) for r in table)) for i, c in enumerate(cols)]

@@ -91,6 +91,8 @@ def print_history(rows: List[Dict[str, Any]], runs: List[Dict[str, Any]], *, fil
                   summary: bool = False, file: Any = None) -> None:
     from rich.console import Console
     from rich.table import Table
+
+    from ..render.display import escape, texts
     file = file or sys.stdout
     console = Console(file=file, width=None if file.isatty() else 160)
     if not rows and not runs:
@@ -101,9 +103,9 @@ def print_history(rows: List[Dict[str, Any]], runs: List[Dict[str, Any]], *, fil
         for c in ("run", "label", "started", "finished", "status", "results"):
             t.add_column(c)
         for r in runs:
-            t.add_row(r["run_id"], r.get("label") or "", r.get("started_at") or "",
-                      r.get("finished_at") or "", r.get("status") or "",
-                      f"{r.get('n_ok', 0)}/{r.get('n_results', 0)} ok")
+            t.add_row(*texts([r["run_id"], r.get("label") or "", r.get("started_at") or "",
+                              r.get("finished_at") or "", r.get("status") or "",
+                              f"{r.get('n_ok', 0)}/{r.get('n_results', 0)} ok"]))
         console.print(t)
     if not rows:
         console.print("no stored results match")
@@ -122,14 +124,15 @@ def print_history(rows: List[Dict[str, Any]], runs: List[Dict[str, Any]], *, fil
         ci = "-"
         if last and last["ci_lo"] is not None:
             ci = f"[{_ms(last['ci_lo'])}, {_ms(last['ci_hi'])}]"
-        t.add_row(k[0], k[1], k[2], "-" if k[3] is None else str(k[3]), str(len(rs)),
-                  _ms(first["median_ms"]) if first else "-", _ms(last["median_ms"]) if last else "-",
-                  change, ci, sparkline([r["median_ms"] if r["status"] == "ok" else None for r in rs]))
+        t.add_row(*texts([k[0], k[1], k[2], "-" if k[3] is None else str(k[3]), str(len(rs)),
+                          _ms(first["median_ms"]) if first else "-",
+                          _ms(last["median_ms"]) if last else "-", change, ci,
+                          sparkline([r["median_ms"] if r["status"] == "ok" else None for r in rs])]))
     console.print(t)
     if summary:
         return
     for k, rs in groups.items():
-        t = Table(title=f"{k[0]}  {k[1]}  {k[2]}  threads={k[3]}", title_justify="left")
+        t = Table(title=escape(f"{k[0]}  {k[1]}  {k[2]}  threads={k[3]}"), title_justify="left")
         for c in ("run", "label", "started", "median ms", "95% CI", "n", "vs previous", "runtime", "status"):
             t.add_column(c, justify="right" if c in ("median ms", "n", "vs previous") else "left")
         prev = None
@@ -140,8 +143,8 @@ def print_history(rows: List[Dict[str, Any]], runs: List[Dict[str, Any]], *, fil
             ci = f"[{_ms(r['ci_lo'])}, {_ms(r['ci_hi'])}]" if r["ci_lo"] is not None else "-"
             rt = " ".join(x for x in (r.get("runtime"), r.get("runtime_version")) if x)
             st = r["status"] if r["status"] == "ok" else f"{r['status']}: {r.get('error') or ''}"
-            t.add_row(r["run_id"], r.get("label") or "", r.get("started_at") or "", _ms(r["median_ms"]),
-                      ci, str(r["n_samples"]), vs, rt, st,
+            t.add_row(*texts([r["run_id"], r.get("label") or "", r.get("started_at") or "",
+                              _ms(r["median_ms"]), ci, str(r["n_samples"]), vs, rt, st]),
                       style=None if r["status"] == "ok" else "red")
             if r["status"] == "ok":
                 prev = r

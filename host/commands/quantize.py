@@ -90,13 +90,14 @@ def _print_table(rows: List[dict], out_dir: Path) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        t = Table(title=f"quantized variants in {out_dir}")
+        from ..render.display import escape, texts
+        t = Table(title=escape(f"quantized variants in {out_dir}"))
         for h in headers:
             t.add_column(h, justify="right" if h in ("bytes", "vs fp32") else "left",
                          overflow="fold")
         for c, r in zip(cells, rows):
             style = "red" if r["error"] else None
-            t.add_row(*c, style=style)
+            t.add_row(*texts(c), style=style)
         Console().print(t)
         return
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers[:-1])]

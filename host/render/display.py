@@ -13,6 +13,23 @@ COLUMNS = ["device", "model", "variant", "thr", "size", "median ms", "p95 ms", "
            "top-1", "agree", "status"]
 
 
+def text(value: Any, style: str = "") -> Any:
+    """User or device text as a rich Text: shown as written, never read as markup (a label
+    `exp[v2]` or a device error `[/x]` is text, not a style tag)."""
+    from rich.text import Text
+    return Text("" if value is None else str(value), style=style)
+
+
+def texts(cells: Any) -> List[Any]:
+    return [text(c) for c in cells]
+
+
+def escape(value: Any) -> str:
+    """For the few places rich takes a markup string (table titles): escape it."""
+    from rich.markup import escape as rich_escape
+    return rich_escape("" if value is None else str(value))
+
+
 def fmt_bytes(n: Optional[int]) -> str:
     if n is None:
         return "-"
@@ -89,7 +106,7 @@ class ResultsView:
                                                       "speedup", "top-1", "agree") else "left",
                          overflow="fold", max_width=60 if c == "status" else None)
         for cells, style in self.rows():
-            t.add_row(*cells, style=styles[style])
+            t.add_row(*texts(cells), style=styles[style])
         return t
 
 
@@ -125,14 +142,14 @@ class LiveDisplay:
         lines = [Text(f"{d}: {s}", style="cyan") for d, s in sorted(self.view.status.items())]
         return Group(*lines, self.view.rich_table())
 
-    def note(self, text: str) -> None:
+    def note(self, message: str) -> None:
         """A message about preparation (quantizing...)."""
         if self.quiet:
             return
         if self._live is not None:
-            self._live.console.print(text, style="dim")
+            self._live.console.print(text(message, style="dim"))
         else:
-            print(text, file=sys.stderr, flush=True)
+            print(message, file=sys.stderr, flush=True)
 
     def on_status(self, device: str, text: str) -> None:
         self.view.status[device] = text
