@@ -25,8 +25,10 @@ devices.yaml, else ~/.ssh/known_hosts; created if missing).
 Compare the fingerprint with the one the device itself reports before you accept it:
     ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub      (on the device's console)
 
-If known_hosts already has a DIFFERENT key of the same type for the device, nothing is written
-unless --replace is given: a changed key means a reinstalled device or a man in the middle.
+If known_hosts already has a DIFFERENT key for the device (of any type: a device that used to
+present ed25519 and now offers ecdsa counts as changed), both fingerprints are shown and nothing
+is written unless --replace is given: a changed key means a reinstalled device or a man in the
+middle.
 
 exit codes: 0 trusted (or already trusted), 1 not trusted (declined, or changed key without
 --replace), 2 usage or config error, 3 device unreachable
@@ -183,12 +185,16 @@ def trust(args: argparse.Namespace) -> int:
     if same:
         print(f"already trusted: {kh} line {same[0][0]} has this key for {name}")
         return 0
-    changed = [e for e in existing if e[1] == key.get_name()]
+    # any other key for this host, of any type: a server that used to present ed25519 and now
+    # offers only ecdsa is as suspicious as a new ed25519 key
+    changed = existing
     if changed:
         nums = ", ".join(str(e[0]) for e in changed)
-        print(f"WARNING: HOST KEY CHANGED: {kh} line {nums} has a different {key.get_name()} key"
-              f" for {name}. The device was reinstalled, or someone is in the middle.",
-              file=sys.stderr)
+        print(f"WARNING: HOST KEY CHANGED: {kh} line {nums} has a different key for {name}."
+              " The device was reinstalled, or someone is in the middle.", file=sys.stderr)
+        for num, ktype, b64 in changed:
+            print(f"  known (line {num}): {ktype} {_fingerprint(b64)}", file=sys.stderr)
+        print(f"  presented now:  {key.get_name()} {fp}", file=sys.stderr)
         if not args.replace:
             print(f"not trusted. If you are sure the device was reinstalled, remove line {nums}"
                   f" of {kh} (`ssh-keygen -R '{name}' -f {kh}`), or run again with --replace",
@@ -212,6 +218,18 @@ def trust(args: argparse.Namespace) -> int:
     _append_line(kh, line)
     print(f"added to {kh}: {name} {key.get_name()} {fp}")
     return 0
+
+
+def _fingerprint(b64: str) -> str:
+    """OpenSSH's SHA256 fingerprint of a known_hosts key (base64 blob)."""
+    import base64
+    import binascii
+    import hashlib
+    try:
+        blob = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        return "(unreadable key)"
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
 
 
 def _append_line(path: Path, line: str) -> None:
