@@ -125,9 +125,9 @@ def _int_list(text: str, flag: str) -> List[int]:
 
 #: flag -> (smallest, largest, smallest allowed); every number must be finite
 FLAG_LIMITS = {
-    "runs": (1, 10_000_000, True), "warmup": (0, 1_000_000, True),
+    "runs": (1, 1_000_000_000, True), "warmup": (0, 1_000_000, True),
     "min_seconds": (0, 86400, True), "max_seconds": (0, 7 * 86400, False),
-    "max_runs": (1, 100_000_000, True), "timeout": (0, 7 * 86400, False),
+    "max_runs": (1, 1_000_000_000, True), "timeout": (0, 7 * 86400, False),
     "lock_wait": (0, 86400, True), "cooldown_temp": (0, 150, False),
     "cooldown_max_s": (0, 86400, True), "threshold": (0, 100, True),
 }
@@ -143,7 +143,8 @@ def _check_flags(args: argparse.Namespace) -> None:
             continue
         flag = "--" + name.replace("_", "-")
         if not math.isfinite(v) or v > hi or v < lo or (v == lo and not lo_ok):
-            raise UsageError(f"{flag} {v:g}: expected a number {'>=' if lo_ok else '>'} {lo:g}"
+            shown = v if isinstance(v, int) else f"{v:g}"
+            raise UsageError(f"{flag} {shown}: expected a number {'>=' if lo_ok else '>'} {lo:g}"
                              f" and <= {hi:g}")
     if not 1 <= args.processes <= 100:
         raise UsageError(f"--processes {args.processes}: expected 1 to 100 worker processes per"
@@ -181,10 +182,30 @@ def run(args: argparse.Namespace) -> int:
     models = [resolve_model(m, args.calibration, args.eval, args.quantizer) for m in model_names]
 
     json_to_stdout = args.json == "-"
+    if args.json:
+        from ..results.document import check_writable
+        check_writable(args.json, "--json")
     from ..render.display import LiveDisplay
     display = LiveDisplay(stream=sys.stderr if json_to_stdout else sys.stdout, quiet=args.quiet)
+    if fleet.path is not None:
+        display.note(f"devices from {fleet.path.resolve()}")
+
+    from ..results.record import new_run
+    doc = new_run(args.label, list(getattr(args, "argv", ["edge-bench", "run"])))
+    store = None
+    if not args.no_store:
+        # opened and tried before any work: an unwritable --db fails now
+        from ..results.store import Store
+        store = Store(args.db) if args.db else Store()
+        store.check_writable()
+        if args.baseline and not args.baseline.startswith("last"):
+            store.resolve(args.baseline)  # a typo fails now, not after the whole benchmark
+    elif args.baseline:
+        raise UsageError("--baseline needs the results store (drop --no-store)")
 
     artifacts = make_artifacts(models, variants, progress=display.note)
+    if store is not None:
+        doc["run_id"] = store.begin_run(doc) or doc["run_id"]
     plan = {}
     for d in devices:
         tasks = []
@@ -192,18 +213,6 @@ def run(args: argparse.Namespace) -> int:
             for th in threads:
                 tasks.append(Task(id=f"t{len(tasks)}", artifact=a, threads=th, timing=timing))
         plan[d] = tasks
-
-    from ..results.record import new_run
-    doc = new_run(args.label, list(getattr(args, "argv", ["edge-bench", "run"])))
-    store = None
-    if not args.no_store:
-        from ..results.store import Store
-        store = Store(args.db) if args.db else Store()
-        if args.baseline and not args.baseline.startswith("last"):
-            store.resolve(args.baseline)  # a typo fails now, not after the whole benchmark
-        doc["run_id"] = store.begin_run(doc) or doc["run_id"]
-    elif args.baseline:
-        raise UsageError("--baseline needs the results store (drop --no-store)")
 
     def on_result(r: Dict[str, Any]) -> None:
         doc["results"].append(r)

@@ -218,6 +218,11 @@ class Store:
                 raise StoreError(f"cannot read the results store {self.path}: {e}") from e
 
     # --- writing --------------------------------------------------------------------------
+    def check_writable(self) -> None:
+        """A real (no-op) write, so that a read-only or locked store fails before a run."""
+        self._write(lambda db: db.execute(
+            "UPDATE meta SET value = value WHERE key = 'schema_version'"))
+
     def begin_run(self, run_meta: Dict[str, Any]) -> str:
         """Record a new run. run_meta: run_id (made if missing), label, started_at, host, argv,
         status (default "running"); any other keys except results are kept too."""
