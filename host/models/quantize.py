@@ -31,6 +31,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -488,10 +489,15 @@ def cache_get_or_make(out: Path, make: Callable[[str], QuantizeResult],
     if out.is_file() and meta.is_file():
         try:
             info = json.loads(meta.read_text())
+            # size first (cheap), then the bytes themselves: a cached file corrupted in place
+            # (same size) would otherwise be benchmarked and scored as the variant
             if info.get("bytes") == out.stat().st_size:
-                return QuantizeResult(variant, out, info["bytes"], info["sha256"],
-                                      info["recipe_description"], True)
-        except (ValueError, KeyError, OSError):
+                if sha256_file(out) == info["sha256"]:
+                    return QuantizeResult(variant, out, info["bytes"], info["sha256"],
+                                          info["recipe_description"], True)
+                print(f"edge-bench: warning: cached {out} does not match its sha256 (corrupted);"
+                      " making it again", file=sys.stderr)
+        except (ValueError, KeyError, OSError, TypeError, AttributeError):
             pass  # a broken entry is simply rebuilt
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".tflite", dir=out.parent)
