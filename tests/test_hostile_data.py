@@ -25,3 +25,59 @@ def test_cached_variant_corrupted_in_place_is_made_again(tmp_path: Path, capsys)
     assert "does not match its sha256" in capsys.readouterr().err
     third = Q.cached_variant(digits.path, "int8", digits.calibration, cache)
     assert third.cached and third.path.read_bytes() == good
+
+
+def _zip_bomb(path: Path, n_samples: int) -> None:
+    """A valid .npz whose x.npy (float32 [n, 64] of zeros) inflates to n*256 bytes: a few MB on
+    disk, streamed so the test itself never holds it in memory."""
+    import io
+    import zipfile
+
+    import numpy as np
+    header = io.BytesIO()
+    np.lib.format.write_array_header_2_0(header, {"descr": "<f4", "fortran_order": False,
+                                                  "shape": (n_samples, 64)})
+    chunk = bytes(16 << 20)
+    left = n_samples * 64 * 4
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        with z.open("x.npy", "w", force_zip64=True) as m:
+            m.write(header.getvalue())
+            while left > 0:
+                m.write(chunk[:min(left, len(chunk))])
+                left -= len(chunk)
+
+
+def test_eval_and_calibration_zip_bomb_is_refused_before_loading(tmp_path: Path) -> None:
+    from edge_bench.models.datafiles import MAX_DATA_BYTES
+    from test_hostile_config import one_clean_line
+    from test_run_local import edge_bench
+    bomb = tmp_path / "bomb.npz"
+    _zip_bomb(bomb, MAX_DATA_BYTES // 256 + 1000)
+    assert bomb.stat().st_size < 50 << 20
+    for flag in ("--eval", "--calibration"):
+        p = edge_bench(["run", "--no-store", "--model", "builtin:digits", "--variants", "int8",
+                        flag, str(bomb)], tmp_path)
+        assert p.returncode in (2, 3), p.stdout + p.stderr
+        assert "once decompressed; at most 2048 MB" in p.stdout + p.stderr
+        assert "Traceback" not in p.stderr
+
+
+def test_eval_arrays_that_are_not_batches_of_numbers_are_one_line(tmp_path: Path) -> None:
+    import numpy as np
+    from test_hostile_config import one_clean_line
+    from test_run_local import edge_bench
+    cases = {
+        "scalar.npz": dict(x=np.float32(1.0)),
+        "empty.npz": dict(x=np.zeros((0, 64), np.float32)),
+        "text.npz": dict(x=np.array([["a"] * 64])),
+        "labels2d.npz": dict(x=np.zeros((2, 64), np.float32), y=np.zeros((2, 2), np.int64)),
+        "labels0d.npz": dict(x=np.zeros((2, 64), np.float32), y=np.int64(3)),
+        "labelsfloat.npz": dict(x=np.zeros((2, 64), np.float32), y=np.array([0.5, 1.5])),
+    }
+    for name, arrays in cases.items():
+        np.savez(tmp_path / name, **arrays)
+        p = edge_bench(["run", "--no-store", "--model", "builtin:digits", "--variants", "fp32",
+                        "--eval", str(tmp_path / name)], tmp_path)
+        assert p.returncode == 2, (name, p.stdout + p.stderr)
+        one_clean_line(p)
+        assert str(tmp_path / name) in p.stderr

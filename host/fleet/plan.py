@@ -108,6 +108,8 @@ def load_eval(path: Path, model_path: Path) -> EvalData:
     """An .npz with the model inputs (by input name, or `x` for one input) and optional labels `y`."""
     if not path.is_file():
         raise UsageError(f"--eval {path}: no such file")
+    from ..models.datafiles import check_data_file
+    check_data_file(path, "--eval")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -125,6 +127,9 @@ def load_eval(path: Path, model_path: Path) -> EvalData:
                              f" (arrays in the file: {', '.join(sorted(arrays)) or 'none'})",
                              hint="name arrays after the model inputs, or `x` for a one-input model")
         a = arrays[key]
+        if a.ndim < 1 or len(a) < 1 or a.dtype.kind not in "biuf":
+            raise UsageError(f"--eval {path}: array {key!r} ({a.dtype}, shape {list(a.shape)}) is"
+                             " not a batch of numbers [N, ...] with N >= 1")
         want = list(m["shape"][1:])
         if list(a.shape[1:]) != want:
             raise UsageError(f"--eval {path}: array {key!r} has shape {list(a.shape)}; model input"
@@ -132,6 +137,12 @@ def load_eval(path: Path, model_path: Path) -> EvalData:
         inputs[m["name"]] = a
     labels = arrays.get("y")
     n = len(next(iter(inputs.values())))
+    if any(len(a) != n for a in inputs.values()):
+        raise UsageError(f"--eval {path}: the input arrays have different sample counts"
+                         f" ({', '.join(f'{k}: {len(a)}' for k, a in inputs.items())})")
+    if labels is not None and (labels.ndim != 1 or labels.dtype.kind not in "iu"):
+        raise UsageError(f"--eval {path}: labels 'y' ({labels.dtype}, shape {list(labels.shape)})"
+                         " must be one whole-number class index per sample")
     if labels is not None and len(labels) != n:
         raise UsageError(f"--eval {path}: {len(labels)} labels in 'y' for {n} samples")
     return EvalData(path=path, sha256=sha256_file(path), inputs=inputs, labels=labels)

@@ -256,6 +256,8 @@ def _match(arrays: Dict[str, np.ndarray], specs: List[InputSpec], source: str,
 
 
 def _load_npz(path: Path) -> Dict[str, np.ndarray]:
+    from .datafiles import check_data_file
+    check_data_file(path, "calibration file")
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
@@ -264,6 +266,8 @@ def _load_npz(path: Path) -> Dict[str, np.ndarray]:
 
 
 def _load_npy(path: Path) -> np.ndarray:
+    from .datafiles import check_data_file
+    check_data_file(path, "calibration file")
     try:
         return np.load(path, allow_pickle=False)
     except Exception as e:
