@@ -81,3 +81,25 @@ def test_eval_arrays_that_are_not_batches_of_numbers_are_one_line(tmp_path: Path
         assert p.returncode == 2, (name, p.stdout + p.stderr)
         one_clean_line(p)
         assert str(tmp_path / name) in p.stderr
+
+
+def test_uint8_eval_data_is_quantized_by_value_for_int8_inputs(tmp_path: Path) -> None:
+    """Binarized digits as uint8 0/1: the int8 variant must see the same values as the fp32
+    reference (1 -> 1.0 quantized), not a raw cast (1 -> int8 1 = 0.5 after dequantization)."""
+    import json
+
+    import numpy as np
+    from test_run_local import edge_bench
+    digits = builtin("digits")
+    z = np.load(digits.eval)
+    x = (z["x"] > 0.5).astype(np.uint8)
+    np.savez(tmp_path / "bin.npz", x=x, y=z["y"])
+    out = tmp_path / "out.json"
+    p = edge_bench(["run", "--no-store", "--model", "builtin:digits", "--variants", "fp32,int8",
+                    "--eval", str(tmp_path / "bin.npz"), "--runs", "3", "--warmup", "0",
+                    "--min-seconds", "0", "--processes", "1", "--json", str(out)], tmp_path)
+    assert p.returncode == 0, p.stdout + p.stderr
+    res = {r["variant"]: r for r in json.loads(out.read_text())["results"]}
+    ref, q = res["fp32"]["accuracy"], res["int8"]["accuracy"]
+    assert q["flag"] is None and q["agreement_vs_ref"] > 0.9, q
+    assert abs(q["top1"] - ref["top1"]) < 0.05
