@@ -58,6 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    for arg in argv:
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = arg.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            print(f"edge-bench: error: argument {shown!r} is not valid UTF-8 (a file name in"
+                  " another encoding?); rename the file or pass a symlink with a UTF-8 name",
+                  file=sys.stderr)
+            return 2
     parser = build_parser()
     if not argv:
         argv = ["run"]  # the embedded default: built-in models on `local`

@@ -97,8 +97,13 @@ def check_tflite(path: Union[str, Path]) -> Path:
         raise ModelError(f"model file {p} does not exist")
     if not p.is_file():
         raise ModelError(f"model path {p} is not a file")
-    with open(p, "rb") as f:
-        head = f.read(8)
+    try:
+        with open(p, "rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        raise ModelError(f"model file {p} cannot be read: {e.strerror or e}",
+                         hint="check its permissions" if isinstance(e, PermissionError) else None
+                         ) from e
     if len(head) < 8 or head[4:8] != TFLITE_IDENTIFIER:
         what = "empty" if not head else f"starts with {head[:8]!r}"
         raise ModelError(f"{p} is not a TFLite model (no 'TFL3' flatbuffer identifier; file {what})",
@@ -139,13 +144,22 @@ def model_ops(model_path: Union[str, Path]) -> List[str]:
     from ai_edge_litert import schema_py_generated as schema
 
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    buf = Path(model_path).read_bytes()
-    model = schema.Model.GetRootAs(buf, 0)
-    ops = []
-    for i in range(model.OperatorCodesLength()):
-        oc = model.OperatorCodes(i)
-        code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
-        ops.append(names.get(code, oc.CustomCode().decode() if oc.CustomCode() else str(code)))
+    try:
+        buf = Path(model_path).read_bytes()
+    except OSError as e:
+        raise ModelError(f"model file {model_path} cannot be read: {e.strerror or e}") from e
+    try:
+        model = schema.Model.GetRootAs(buf, 0)
+        ops = []
+        for i in range(model.OperatorCodesLength()):
+            oc = model.OperatorCodes(i)
+            code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
+            custom = oc.CustomCode()
+            ops.append(names.get(code, custom.decode("utf-8", "replace") if custom else str(code)))
+    except Exception as e:  # noqa: BLE001 - struct.error / IndexError from a cut flatbuffer
+        raise ModelError(f"{model_path} is truncated or corrupt (its flatbuffer cannot be"
+                         f" read: {str(e)[:120]})",
+                         hint="copy or download the model again") from e
     return ops
 
 
