@@ -21,6 +21,7 @@ import glob
 import hashlib
 import importlib
 import json
+import math
 import os
 import platform
 import queue
@@ -948,7 +949,8 @@ def _num(task: Dict[str, Any], key: str, kind: type, minimum: float,
     value = task.get(key, TASK_DEFAULTS[key])
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum \
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or value < minimum \
             or (kind is int and int(value) != value):
         raise AgentError("BadJob", "task field %r must be %s >= %s, got %r"
                          % (key, kind.__name__, minimum, value))
@@ -1079,7 +1081,8 @@ def parse_job(text: str) -> Dict[str, Any]:
     python = job.get("python", [sys.executable])
     if isinstance(python, str):
         python = python.split()
-    if not python or not all(isinstance(x, str) and x for x in python):
+    if not isinstance(python, list) or not python \
+            or not all(isinstance(x, str) and x for x in python):
         raise AgentError("BadJob", "job 'python' must be a non-empty argv list, got %r"
                          % (job.get("python"),))
     job["python"] = python
@@ -1091,11 +1094,11 @@ def parse_job(text: str) -> Dict[str, Any]:
         raise AgentError("BadJob", "job 'cooldown' must be an object {temp_c, max_s}")
     wait = job.get("lock_wait_s")
     if wait is not None and (isinstance(wait, bool) or not isinstance(wait, (int, float))
-                             or wait < 0):
+                             or not math.isfinite(wait) or wait < 0):
         raise AgentError("BadJob", "job 'lock_wait_s' must be a number >= 0, got %r" % (wait,))
     beat = job.get("heartbeat_s")
     if beat is not None and (isinstance(beat, bool) or not isinstance(beat, (int, float))
-                             or beat <= 0):
+                             or not math.isfinite(beat) or beat <= 0):
         raise AgentError("BadJob", "job 'heartbeat_s' must be a number > 0, got %r" % (beat,))
     controller = job.get("controller")
     if controller is not None and not isinstance(controller, dict):
