@@ -86,6 +86,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     except EdgeBenchError as e:
         print(f"edge-bench: error: {e}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:
+        # a path the system refuses (name too long, a loop of symlinks, an I/O error) that no
+        # check above caught: still one line naming the file
+        name = str(e.filename) if e.filename is not None else ""
+        name = name if len(name) <= 120 else name[:120] + "..."
+        print(f"edge-bench: error: {name + ': ' if name else ''}{e.strerror or e}",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("edge-bench: interrupted", file=sys.stderr)
         return 130

@@ -392,6 +392,8 @@ class Store:
             raise UsageError("empty run reference")
         self.reap_abandoned()
         m = _REF_LAST.match(ref)
+        if m and len(m.group(1) or "") > 9:
+            self._unknown(ref, "there are not that many complete runs")
         if m:
             n = int(m.group(1) or 0)
             sql = f"SELECT run_id FROM runs WHERE {_COMPLETE_SQL if complete else '1'}"
