@@ -116,6 +116,8 @@ def _print(rows: List[Dict[str, Any]], check: bool, path: Any) -> None:
             t.add_row(*texts(cells), style=st)
         Console().print(t)
         return
+    if path:
+        print(f"devices from {Path(path).resolve()}", file=sys.stderr)
     widths = [max(len(c), *(len(r[i]) for r in table)) for i, c in enumerate(cols)]
     print("  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip())
     for r in table:
