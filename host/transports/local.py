@@ -1,7 +1,9 @@
 """The host itself as a device: the agent runs in a subprocess."""
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 import shutil
 import subprocess
 import sys
@@ -81,9 +83,20 @@ class LocalTransport(Transport):
         return LocalProcess(self.device.name, argv, stdin, env)
 
     def put(self, local: Path, remote: str) -> None:
+        """Copy to a temp file in the destination's directory, then rename it into place: the
+        rename replaces whatever is at `remote` (a planted symlink included) and never writes
+        through it; a reader never sees half a file."""
         dest = Path(remote)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(local, dest)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=str(dest.parent))
+        try:
+            with os.fdopen(fd, "wb") as out, open(local, "rb") as src:
+                shutil.copyfileobj(src, out, 1 << 20)
+            os.replace(tmp, dest)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         self.bytes_pushed += dest.stat().st_size
 
     def sha256_many(self, paths: Sequence[str], timeout: Optional[float] = 300) -> Dict[str, str]:
