@@ -111,9 +111,9 @@ def _print_table(rows: List[dict], out_dir: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..models.quantize import (RANDOM, STATIC_VARIANTS, VARIANTS, CalibrationWarning,
-                            check_quantizer, float_model, load_calibration, make_variant,
-                            parse_variants)
+    from ..models.dispatch import check_quantizer, float_model, make_variant
+    from ..models.quantize import RANDOM, CalibrationWarning, load_calibration
+    from ..models.variants import STATIC_VARIANTS, VARIANTS, parse_variants
 
     variants = list(VARIANTS) if args.variants.strip().lower() == "all" \
         else parse_variants(args.variants)
