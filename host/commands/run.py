@@ -123,7 +123,6 @@ def run(args: argparse.Namespace) -> int:
 
     req = service.RunRequest(**{f.name: getattr(args, f.name) for f in fields(service.RunRequest)
                                 if hasattr(args, f.name)})
-    service.check(req)
     json_to_stdout = args.json == "-"
     out_stream = sys.stderr if json_to_stdout else sys.stdout
     display = LiveDisplay(stream=out_stream, quiet=args.quiet)
