@@ -6,7 +6,6 @@ import os
 import tempfile
 import shutil
 import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Dict, Iterator, Optional, Sequence
@@ -111,7 +110,3 @@ class LocalTransport(Transport):
 
     def resolve_workdir(self, workdir: str) -> str:
         return str(Path(workdir).expanduser())
-
-    @staticmethod
-    def default_python() -> Sequence[str]:
-        return [sys.executable]
