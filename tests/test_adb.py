@@ -20,6 +20,8 @@ from typing import List
 
 import pytest
 
+from edge_bench.fleet.artifact import agent_artifact
+
 from procs import alive, wait_dead  # noqa: F401
 
 from adb_fixtures import (AdbServer, adb_binaries, adb_server, adb_server_each,  # noqa: F401
@@ -33,7 +35,7 @@ from edge_bench.transports.adb import ADBTransport, build_script, find_adb
 pytestmark = pytest.mark.timeout(180)
 
 REPO = Path(__file__).resolve().parents[1]
-AGENT = REPO / "agent" / "agent.py"
+AGENT = agent_artifact()[0]  # the built agent zipapp
 DIGITS = REPO / "host" / "models" / "builtin" / "data" / "digits.tflite"
 MOBILENET = REPO / "host" / "models" / "builtin" / "data" / "mobilenet.tflite"
 
@@ -321,7 +323,7 @@ def test_phone_facts_from_getprop_and_sys(phone: ADBTransport) -> None:
 # --- the real agent over adb ------------------------------------------------------------------
 def _needs_agent(model: Path = DIGITS) -> None:
     if not AGENT.exists():
-        pytest.skip("agent/agent.py not written yet")
+        pytest.skip("the agent artifact is not built")
     if not model.exists():
         pytest.skip(f"{model.relative_to(REPO)} not built yet")
 
@@ -370,7 +372,7 @@ def test_agent_runs_on_the_phone_end_to_end(adb_server: AdbServer, standin: Adbd
     assert r["accuracy"] and r["accuracy"]["top1"] > 0.8
     # the agent and the model really went through adb push into the phone's workdir
     wd = Path(standin.workdir)
-    assert list(wd.glob("agent-*.py")) and list(wd.glob("blobs/*.tflite"))
+    assert list(wd.glob("agent-*.pyz")) and list(wd.glob("blobs/*.tflite"))
     assert any(s.startswith("sync:") for s in standin.services_opened)
     assert any("agent-" in s and s.startswith("shell,v2") for s in standin.services_opened)
 

@@ -34,6 +34,7 @@ import struct
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from edge_bench_agent.protocol import LOCK_NAME
 from ..errors import DeviceError, EdgeBenchError, RemoteCommandError
 
 SAMPLES_SOURCE = "benchmark_model-summary"
@@ -490,7 +491,7 @@ def run_tasks(transport: Any, tasks: Sequence[Any], emit: Any, *, workdir: Optio
         ensure_blobs(transport, wd, [blob])
         try:
             rec = run_task(transport, task, binary, remote_path(wd, blob), device_info=info,
-                           lock_path=posixpath.join(wd, "lock"), **options)
+                           lock_path=posixpath.join(wd, LOCK_NAME), **options)
         except TransportError:
             raise
         except EdgeBenchError as e:

@@ -16,7 +16,7 @@ from ..config import Device
 from .deploy import Blob, agent_blob, ensure_blobs, remote_path
 from ..errors import AgentError, DeviceError, EdgeBenchError, ProtocolError, TransportError
 from .plan import Artifact, Timing
-from ..protocol import parse_line
+from edge_bench_agent import protocol
 from ..results.record import error_result, ok_result
 from ..transports import open_transport
 from ..transports.base import RemoteProcess, Transport
@@ -31,6 +31,15 @@ class Task:
     artifact: Artifact
     threads: int
     timing: Timing
+
+
+def agent_message(device: str, line: str) -> Dict[str, Any]:
+    """One stdout line of the agent -> its message (edge_bench_agent.protocol.parse_line), or
+    ProtocolError naming the device."""
+    try:
+        return protocol.parse_line(line)
+    except protocol.BadMessage as e:
+        raise ProtocolError(device, e.message, hint=e.hint) from None
 
 
 def device_python(device: Device) -> List[str]:
@@ -170,16 +179,7 @@ class DeviceRun:
             self.status(name, f"pushed {len(rep.pushed)} file(s), {rep.bytes_pushed / 1024:.1f} KB"
                               f" ({len(rep.present)} already there)")
         python = device_python(self.device)
-        job = {
-            "proto": 1, "job_id": self.job_id, "python": python, "runtime": self.device.runtime,
-            "workdir": workdir, "cooldown": self._cooldown(),
-            "lock_wait_s": float(self.device.lock_wait_s or 0.0), "controller": _controller(),
-            # the agent speaks up at least this often while a model runs, so idle_timeout_s
-            # detects dead links and stalled agents without limiting how long a model may take
-            "heartbeat_s": heartbeat_interval(self.device.idle_timeout_s),
-            "tasks": [self._task_json(t, model_blob[t.id], eval_blob.get(t.id)) for t in tasks],
-            "interleave": any(t.timing.interleave for t in tasks),
-        }
+        job = self.job(tasks, workdir, model_blob, eval_blob)
         if self.cancelled.is_set():
             return
         self.status(name, f"running 0/{len(tasks)}")
@@ -190,6 +190,19 @@ class DeviceRun:
             self.proc.cancel()
             return
         self._stream(tasks, argv)
+
+    def job(self, tasks: Sequence[Task], workdir: str, model_blob: Dict[str, Blob],
+            eval_blob: Dict[str, Blob]) -> Dict[str, Any]:
+        """The job for the agent, built (and checked) by the shared protocol module."""
+        return protocol.build_job(
+            [self._task_json(t, model_blob[t.id], eval_blob.get(t.id)) for t in tasks],
+            job_id=self.job_id, python=device_python(self.device), runtime=self.device.runtime,
+            workdir=workdir, cooldown=self._cooldown(),
+            lock_wait_s=float(self.device.lock_wait_s or 0.0), controller=_controller(),
+            # the agent speaks up at least this often while a model runs, so idle_timeout_s
+            # detects dead links and stalled agents without limiting how long a model may take
+            heartbeat_s=heartbeat_interval(self.device.idle_timeout_s),
+            interleave=any(t.timing.interleave for t in tasks))
 
     def _cooldown(self) -> Optional[Dict[str, float]]:
         """The device's cooldown_temp_c / cooldown_max_s (run flags are already applied to it)."""
@@ -211,15 +224,13 @@ class DeviceRun:
             gpu=delegate == "gpu", nnapi=delegate == "nnapi", op_profiling=self.op_profiling)
 
     def _task_json(self, t: Task, model: Blob, ev: Optional[Blob]) -> Dict[str, Any]:
-        return {
-            "id": t.id, "model": {"path": model.remote_rel, "sha256": model.sha256},
-            "threads": t.threads, "xnnpack": self.device.xnnpack,
+        return protocol.build_task(
+            t.id, protocol.file_ref(model.remote_rel, model.sha256),
+            threads=t.threads, xnnpack=self.device.xnnpack,
             # runs/min_seconds/max_seconds/max_runs are per process: the totals split evenly
             **t.timing.per_process(),
-            "timeout_s": self.device.timeout_s,  # a hung worker is killed on the device
-            "eval": {"path": ev.remote_rel, "sha256": ev.sha256} if ev else None,
-            "input": None,
-        }
+            timeout_s=self.device.timeout_s,  # a hung worker is killed on the device
+            eval_file=protocol.file_ref(ev.remote_rel, ev.sha256) if ev else None)
 
     def _stream(self, tasks: List[Task], argv: List[str]) -> None:
         name = self.device.name
@@ -234,7 +245,7 @@ class DeviceRun:
                 proc.cancel()
                 raise TransportError(name, f"job exceeded timeout_s={self.device.timeout_s:g}")
             try:
-                msg = parse_line(name, line)
+                msg = agent_message(name, line)
             except ProtocolError:
                 proc.cancel()
                 raise

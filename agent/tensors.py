@@ -1,0 +1,160 @@
+"""The tensor rules, ONE home for host and agent (docs/protocol.md "eval"): .npz loading,
+matching arrays to model inputs (tensor name, signature name, `x`, order), fitting a sample's
+shape to an input, random inputs and (de)quantization. Python >= 3.8, stdlib + numpy.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Tuple
+
+try:
+    import numpy as np
+except Exception:  # noqa: BLE001 - reported in hello / as NoRuntime, never a bare traceback
+    np = None  # type: ignore[assignment]
+
+from .protocol import AgentError
+
+def tensor_info(detail: Dict[str, Any], sig_name: Optional[str] = None) -> Dict[str, Any]:
+    scale, zero_point = detail.get("quantization", (0.0, 0)) or (0.0, 0)
+    out = {"name": detail.get("name"), "shape": [int(x) for x in detail["shape"]],
+           "dtype": np.dtype(detail["dtype"]).name, "scale": float(scale),
+           "zero_point": int(zero_point)}
+    if sig_name is not None and sig_name != out["name"]:
+        out["signature_name"] = sig_name
+    return out
+
+
+def signature_names(interp: Any, kind: str) -> Dict[int, str]:
+    """{tensor index: signature name} for inputs/outputs of the model's signatures."""
+    out: Dict[int, str] = {}
+    try:
+        full = interp._get_full_signature_list()
+        for sig in full.values():
+            for name, index in (sig.get(kind) or {}).items():
+                out.setdefault(int(index), str(name))
+    except Exception:  # noqa: BLE001 - older runtimes: tensor names only
+        pass
+    return out
+
+
+def _qparams(detail: Dict[str, Any]) -> Tuple[float, int]:
+    scale, zero_point = detail.get("quantization", (0.0, 0)) or (0.0, 0)
+    return float(scale), int(zero_point)
+
+
+def quantize(x: "np.ndarray", dtype: Any, scale: float, zero_point: int) -> "np.ndarray":
+    """Float -> integer with TFLite's rounding (half away from zero), clipped to the dtype."""
+    v = np.asarray(x, dtype=np.float64) / scale + zero_point
+    v = np.sign(v) * np.floor(np.abs(v) + 0.5)
+    info = np.iinfo(dtype)
+    return np.clip(v, info.min, info.max).astype(dtype)
+
+
+def dequantize(y: "np.ndarray", detail: Dict[str, Any]) -> "np.ndarray":
+    scale, zero_point = _qparams(detail)
+    if np.issubdtype(y.dtype, np.integer) and scale > 0:
+        return ((y.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
+                ).astype(np.float32)
+    return y.astype(np.float32)
+
+
+def random_input(detail: Dict[str, Any], rng: "np.random.Generator") -> "np.ndarray":
+    """Seeded random data of the tensor's dtype/shape: floats in [-1, 1), ints over their range."""
+    dtype = np.dtype(detail["dtype"])
+    shape = tuple(int(x) for x in detail["shape"])
+    if dtype.kind == "f":
+        return rng.uniform(-1.0, 1.0, size=shape).astype(dtype)
+    if dtype.kind == "b":
+        return rng.integers(0, 2, size=shape).astype(dtype)
+    if dtype.kind in "iu":
+        if dtype.itemsize <= 2:
+            info = np.iinfo(dtype)
+            lo, hi = int(info.min), int(info.max) + 1
+        else:  # int32/int64 inputs are usually indices or lengths: keep them small
+            lo, hi = 0, 100
+        return rng.integers(lo, hi, size=shape, dtype=dtype)
+    raise AgentError("InvokeError", "cannot make random data for input %r of dtype %s; "
+                     "send an `input` file" % (detail.get("name"), dtype))
+
+
+def convert_for(arr: "np.ndarray", detail: Dict[str, Any], what: str) -> "np.ndarray":
+    """User data -> the input tensor's dtype (quantizing floats for quantized integer inputs)."""
+    target = np.dtype(detail["dtype"])
+    if arr.dtype == target:
+        return arr
+    scale, zero_point = _qparams(detail)
+    if target.kind in "iu" and arr.dtype.kind == "f":
+        if scale > 0:
+            return quantize(arr, target, scale, zero_point)
+        return np.rint(arr).astype(target)
+    if arr.dtype.kind in "biuf" and target.kind in "biuf":
+        return arr.astype(target)
+    raise AgentError("EvalDataError", "%s has dtype %s, the model input %r wants %s"
+                     % (what, arr.dtype, detail.get("name"), target))
+
+
+def load_npz(path: str, what: str) -> Dict[str, "np.ndarray"]:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: np.asarray(data[k]) for k in data.files}
+    except Exception as e:  # noqa: BLE001
+        raise AgentError("EvalDataError", "%s file %s is not a readable .npz of plain arrays: "
+                         "%s: %s" % (what, path, type(e).__name__, e))
+
+
+def _expected(detail: Dict[str, Any]) -> str:
+    sig = detail.get("shape_signature")
+    shape = [int(x) for x in (sig if sig is not None and len(sig) else detail["shape"])]
+    return "[N, %s] (one sample %s) %s" % (", ".join(str(x) for x in shape[1:]) or "...",
+                                           shape, np.dtype(detail["dtype"]).name)
+
+
+def match_arrays(data: Dict[str, "np.ndarray"], details: List[Dict[str, Any]],
+                 sig_names: Dict[int, str], what: str) -> List["np.ndarray"]:
+    """The array for each model input: by tensor name, signature name, or `x` for one input."""
+    arrays: List["np.ndarray"] = []
+    for d in details:
+        names = [d.get("name"), sig_names.get(int(d["index"]))]
+        if len(details) == 1:
+            names.append("x")
+        found = next((data[n] for n in names if n is not None and n in data), None)
+        if found is None and len(details) == 1 and len(data) == 1:
+            found = next(iter(data.values()))
+        if found is None:
+            raise AgentError("EvalDataError", "%s has no array for model input %r (expected %s);"
+                             " arrays in the file: %s" % (what, d.get("name"), _expected(d),
+                                                          sorted(data)))
+        if found.ndim == 0 or found.shape[0] == 0:
+            raise AgentError("EvalDataError", "%s array for input %r is empty or a scalar "
+                             "(shape %s); expected %s" % (what, d.get("name"),
+                                                          list(found.shape), _expected(d)))
+        arrays.append(found)
+    counts = sorted(set(int(a.shape[0]) for a in arrays))
+    if len(counts) > 1:
+        raise AgentError("EvalDataError", "%s arrays have different sample counts %s"
+                         % (what, counts))
+    return arrays
+
+
+def fit_shape(sample_shape: Tuple[int, ...], detail: Dict[str, Any]) -> Optional[List[int]]:
+    """The batch-1 tensor shape that feeds one sample, honouring -1 dims; None if impossible."""
+    sig = detail.get("shape_signature")
+    sig = [int(x) for x in (sig if sig is not None and len(sig) else detail["shape"])]
+    for cand in ([1] + list(sample_shape), list(sample_shape)):
+        if len(cand) == len(sig) and all(s == -1 or s == c for s, c in zip(sig, cand)):
+            if sig and sig[0] in (-1, 1) and cand[0] == 1:
+                return cand
+            if sig and sig[0] not in (-1, 1) and cand[0] == sig[0]:
+                return cand
+    return None
+
+
+def sample_for(arr: "np.ndarray", i: int, detail: Dict[str, Any], what: str
+               ) -> Tuple["np.ndarray", List[int]]:
+    """(sample i converted to the input dtype and reshaped for batch 1, tensor shape it needs)."""
+    sample = arr[i]
+    shape = fit_shape(tuple(int(x) for x in sample.shape), detail)
+    if shape is None:
+        raise AgentError("EvalDataError", "%s array for input %r has samples of shape %s; "
+                         "expected %s" % (what, detail.get("name"), list(sample.shape),
+                                          _expected(detail)))
+    return convert_for(np.ascontiguousarray(sample).reshape(shape), detail, what), shape
