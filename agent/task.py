@@ -19,8 +19,8 @@ from .facts import _safe, collect_device_info, cooling_devices, read_temp_c, thr
 from .output import emit, emit_error
 from .protocol import AgentError, task_params
 from .runtime import Runtime, load_runtime, numpy_major
-from .tensors import (dequantize, load_npz, match_arrays, random_input, sample_for,
-                      signature_names, tensor_info)
+from .tensors import (dequantize, load_npz, match_arrays, model_inputs, random_input,
+                      sample_for, signature_names, tensor_info)
 
 def resolve_path(workdir: str, path: str) -> str:
     path = os.path.expanduser(path)
@@ -83,8 +83,7 @@ def open_interpreter(rt: Runtime, path: str, threads: Optional[int], xnnpack: bo
                          % (rt.name, path, type(e).__name__, e, hint))
     matched = None
     if user_first is not None:
-        matched = match_arrays(user_first, interp.get_input_details(),
-                               signature_names(interp, "inputs"), "input")
+        matched = match_arrays(user_first, model_inputs(interp), "input")
     try:
         _initial_shapes(interp, matched, "input")
         interp.allocate_tensors()
@@ -154,9 +153,9 @@ def _invoke_checked(interp: Any, what: str) -> Callable[[], Any]:
 
 def run_eval(interp: Any, data: Dict[str, "np.ndarray"]) -> Dict[str, Any]:
     """Every eval sample through the model (batch 1); outputs dequantized, stacked, base64."""
-    in_details = interp.get_input_details()
+    in_details = model_inputs(interp)
     out_details = interp.get_output_details()
-    arrays = match_arrays(data, in_details, signature_names(interp, "inputs"), "eval")
+    arrays = match_arrays(data, in_details, "eval")
     current = {int(d["index"]): [int(x) for x in d["shape"]] for d in in_details}
     n = int(arrays[0].shape[0])
     collected: List[List["np.ndarray"]] = []

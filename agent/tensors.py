@@ -13,6 +13,10 @@ except Exception:  # noqa: BLE001 - reported in hello / as NoRuntime, never a ba
 
 from .protocol import AgentError
 
+#: the signature whose names win when a model has several (TF's default export name)
+SIGNATURE_KEY = "serving_default"
+
+
 def tensor_info(detail: Dict[str, Any], sig_name: Optional[str] = None) -> Dict[str, Any]:
     scale, zero_point = detail.get("quantization", (0.0, 0)) or (0.0, 0)
     out = {"name": detail.get("name"), "shape": [int(x) for x in detail["shape"]],
@@ -28,7 +32,8 @@ def signature_names(interp: Any, kind: str) -> Dict[int, str]:
     out: Dict[int, str] = {}
     try:
         full = interp._get_full_signature_list()
-        for sig in full.values():
+        keys = sorted(full, key=lambda k: k != SIGNATURE_KEY)  # serving_default first
+        for sig in (full[k] for k in keys):
             for name, index in (sig.get(kind) or {}).items():
                 out.setdefault(int(index), str(name))
     except Exception:  # noqa: BLE001 - older runtimes: tensor names only
@@ -41,8 +46,29 @@ def _qparams(detail: Dict[str, Any]) -> Tuple[float, int]:
     return float(scale), int(zero_point)
 
 
+def model_inputs(interp: Any) -> List[Dict[str, Any]]:
+    """The model's input details (as the runtime gives them), each with "signature_name" (its
+    name in the model's signature, serving_default first; None without signatures). The ONE
+    description of a model's inputs, on host and device."""
+    sig = signature_names(interp, "inputs")
+    out = []
+    for d in interp.get_input_details():
+        d = dict(d)
+        d["signature_name"] = sig.get(int(d["index"]))
+        out.append(d)
+    return out
+
+
+def input_name(detail: Dict[str, Any]) -> str:
+    """How an input is called to a user: its signature name, else its tensor name."""
+    return str(detail.get("signature_name") or detail.get("name"))
+
+
 def quantize(x: "np.ndarray", dtype: Any, scale: float, zero_point: int) -> "np.ndarray":
-    """Float -> integer with TFLite's rounding (half away from zero), clipped to the dtype."""
+    """Float -> integer with TFLite's rounding, clipped to the dtype. TFLite's QUANTIZE kernel
+    (tensorflow/lite/kernels/internal/reference/quantize.h) computes
+    TfLiteRound(x / scale) + zero_point, and TfLiteRound is std::round: half AWAY from zero
+    (numpy's np.round would round half to even). Host and agent both use this function."""
     v = np.asarray(x, dtype=np.float64) / scale + zero_point
     v = np.sign(v) * np.floor(np.abs(v) + 0.5)
     info = np.iinfo(dtype)
@@ -92,12 +118,22 @@ def convert_for(arr: "np.ndarray", detail: Dict[str, Any], what: str) -> "np.nda
                      % (what, arr.dtype, detail.get("name"), target))
 
 
-def load_npz(path: str, what: str) -> Dict[str, "np.ndarray"]:
+def load_npz(path: Any, what: str) -> Dict[str, "np.ndarray"]:
+    """{name: array} of an .npz (no pickles); AgentError EvalDataError naming the file."""
     try:
         with np.load(path, allow_pickle=False) as data:
             return {k: np.asarray(data[k]) for k in data.files}
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - zipfile.BadZipFile, ValueError (pickles), OSError
         raise AgentError("EvalDataError", "%s file %s is not a readable .npz of plain arrays: "
+                         "%s: %s" % (what, path, type(e).__name__, e))
+
+
+def load_npy(path: Any, what: str) -> "np.ndarray":
+    """The array of an .npy (no pickles); AgentError EvalDataError naming the file."""
+    try:
+        return np.asarray(np.load(path, allow_pickle=False))
+    except Exception as e:  # noqa: BLE001
+        raise AgentError("EvalDataError", "%s file %s is not a readable .npy of a plain array: "
                          "%s: %s" % (what, path, type(e).__name__, e))
 
 
@@ -108,24 +144,36 @@ def _expected(detail: Dict[str, Any]) -> str:
                                            shape, np.dtype(detail["dtype"]).name)
 
 
-def match_arrays(data: Dict[str, "np.ndarray"], details: List[Dict[str, Any]],
-                 sig_names: Dict[int, str], what: str) -> List["np.ndarray"]:
-    """The array for each model input: by tensor name, signature name, or `x` for one input."""
-    arrays: List["np.ndarray"] = []
-    for d in details:
-        names = [d.get("name"), sig_names.get(int(d["index"]))]
-        if len(details) == 1:
+def match_keys(data: Dict[str, Any], inputs: List[Dict[str, Any]], what: str) -> List[str]:
+    """The key in `data` for each model input (model_inputs()): its tensor name, its signature
+    name, `x` for a one-input model, or the only array of a one-input model. AgentError
+    EvalDataError naming the input otherwise. Other keys (labels `y`) are not looked at."""
+    keys: List[str] = []
+    for d in inputs:
+        names = [d.get("name"), d.get("signature_name")]
+        if len(inputs) == 1:
             names.append("x")
-        found = next((data[n] for n in names if n is not None and n in data), None)
-        if found is None and len(details) == 1 and len(data) == 1:
-            found = next(iter(data.values()))
+        found = next((n for n in names if n is not None and n in data), None)
+        if found is None and len(inputs) == 1 and len(data) == 1:
+            found = next(iter(data))
         if found is None:
             raise AgentError("EvalDataError", "%s has no array for model input %r (expected %s);"
-                             " arrays in the file: %s" % (what, d.get("name"), _expected(d),
+                             " arrays in the file: %s" % (what, input_name(d), _expected(d),
                                                           sorted(data)))
+        keys.append(found)
+    return keys
+
+
+def match_arrays(data: Dict[str, "np.ndarray"], inputs: List[Dict[str, Any]],
+                 what: str) -> List["np.ndarray"]:
+    """The array for each model input (match_keys), checked to hold >= 1 sample each and the
+    same number of samples."""
+    arrays: List["np.ndarray"] = []
+    for d, key in zip(inputs, match_keys(data, inputs, what)):
+        found = np.asarray(data[key])
         if found.ndim == 0 or found.shape[0] == 0:
             raise AgentError("EvalDataError", "%s array for input %r is empty or a scalar "
-                             "(shape %s); expected %s" % (what, d.get("name"),
+                             "(shape %s); expected %s" % (what, input_name(d),
                                                           list(found.shape), _expected(d)))
         arrays.append(found)
     counts = sorted(set(int(a.shape[0]) for a in arrays))
