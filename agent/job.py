@@ -16,6 +16,7 @@ from .protocol import (EXIT_BAD_JOB, EXIT_BUSY, EXIT_INTERNAL, AgentError, lock_
 from .runtime import hello_event
 from .supervise import run_worker
 
+
 def _read_job_text(stream: IO[bytes]) -> str:
     """The job text: up to EOF, or as soon as the lines read so far form one JSON object."""
     text = ""

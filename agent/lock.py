@@ -16,6 +16,7 @@ from .facts import _read
 from .output import log
 from .protocol import LOCK_NAME, AgentError, describe_holder
 
+
 def read_lock_holder(path: str, tries: int = 10) -> Optional[Dict[str, Any]]:
     """The holder info in a lock file (retried briefly: the holder writes it just after
     taking the lock); None when unreadable."""

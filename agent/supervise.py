@@ -27,6 +27,7 @@ def worker_entry() -> List[str]:
         return [entry]
     return ["-m", "edge_bench_agent"]
 
+
 def _pump(stream: IO[bytes], sink: Callable[[bytes], None]) -> None:
     try:
         for line in iter(stream.readline, b""):

@@ -22,6 +22,7 @@ from .runtime import Runtime, load_runtime, numpy_major
 from .tensors import (dequantize, load_npz, match_arrays, model_inputs, random_input,
                       sample_for, signature_names, tensor_info)
 
+
 def resolve_path(workdir: str, path: str) -> str:
     path = os.path.expanduser(path)
     return path if os.path.isabs(path) else os.path.join(workdir, path)
