@@ -65,12 +65,14 @@ def input_name(detail: Dict[str, Any]) -> str:
 
 
 def quantize(x: "np.ndarray", dtype: Any, scale: float, zero_point: int) -> "np.ndarray":
-    """Float -> integer with TFLite's rounding, clipped to the dtype. TFLite's QUANTIZE kernel
-    (tensorflow/lite/kernels/internal/reference/quantize.h) computes
-    TfLiteRound(x / scale) + zero_point, and TfLiteRound is std::round: half AWAY from zero
-    (numpy's np.round would round half to even). Host and agent both use this function."""
-    v = np.asarray(x, dtype=np.float64) / scale + zero_point
-    v = np.sign(v) * np.floor(np.abs(v) + 0.5)
+    """Float -> integer as LiteRT quantizes by default: rint(x / scale) + zero_point, ties to
+    EVEN, clipped to the dtype. That is what the QUANTIZE op does under the runtimes' default
+    op resolver (XNNPACK, on by default in ai-edge-litert, tflite-runtime and TensorFlow);
+    tests/test_tensors.py checks it against a real QUANTIZE model. (TFLite's reference kernel,
+    BUILTIN_REF, rounds ties away from zero; the builtin kernel without delegates is not
+    consistent between signs. Ties only happen at exact half steps.) Host and agent both
+    quantize with this function."""
+    v = np.rint(np.asarray(x, dtype=np.float64) / scale) + zero_point
     info = np.iinfo(dtype)
     return np.clip(v, info.min, info.max).astype(dtype)
 

@@ -506,7 +506,7 @@ def test_quantize_dequantize_roundtrip() -> None:
     d = tensors.dequantize(q, {"quantization": (0.01, 3)})
     assert d.dtype == np.float32
     np.testing.assert_allclose(d[:5], x[:5], atol=0.005 + 1e-6)
-    assert tensors.quantize(np.array([0.5, -0.5]), np.int16, 1.0, 0).tolist() == [1, -1]  # half away
+    assert tensors.quantize(np.array([0.5, -0.5, 1.5]), np.int16, 1.0, 0).tolist() == [0, 0, 2]  # ties to even
 
 
 def test_random_inputs_have_dtype_shape_and_range() -> None:

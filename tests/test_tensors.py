@@ -41,12 +41,54 @@ def renamed_digits(out: Path) -> Path:
     return out
 
 
-def test_tflite_rounding_half_away_from_zero() -> None:
-    """TFLite's QUANTIZE rounds with std::round (half away from zero), numpy's round does not."""
-    ties = np.array([0.5, -0.5, 1.5, -1.5, 2.5, -2.5], np.float32)
-    assert tensors.quantize(ties, np.int8, 1.0, 0).tolist() == [1, -1, 2, -2, 3, -3]
-    assert np.round(ties).tolist() != [1, -1, 2, -2, 3, -3]  # what the host used to do
+def test_quantize_clips_to_the_dtype() -> None:
     assert tensors.quantize(np.array([1e9, -1e9]), np.int8, 0.1, 3).tolist() == [127, -128]
+    assert tensors.quantize(np.array([300.0]), np.uint8, 1.0, 0).tolist() == [255]
+
+
+def write_quantize_model(path: Path, n: int, scale: float, zero_point: int) -> Path:
+    """float32 x[1, n] -> QUANTIZE -> int8 q[1, n] with (scale, zero_point): LiteRT's own rule."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import tflite_models as tm
+    q = tm._tensor("q", [1, n], 0, ttype=s.TensorType.INT8)
+    q.quantization = s.QuantizationParametersT()
+    q.quantization.scale = [scale]
+    q.quantization.zeroPoint = [zero_point]
+    op = s.OperatorT()
+    op.opcodeIndex = 0
+    op.inputs = [0]
+    op.outputs = [1]
+    sg = s.SubGraphT()
+    sg.tensors = [tm._tensor("x", [1, n], 0), q]
+    sg.inputs, sg.outputs, sg.operators, sg.name = [0], [1], [op], "main"
+    model = s.ModelT()
+    model.version = 3
+    model.operatorCodes = [tm._opcode(s.BuiltinOperator.QUANTIZE)]
+    model.subgraphs = [sg]
+    model.buffers = [tm._buffer()]
+    model.signatureDefs = [tm._signature({"x": 0}, {"q": 1})]
+    return tm._finish(model, path)
+
+
+@pytest.mark.parametrize("scale,zero_point", [(1.0, 0), (0.5, -3), (0.25, 7)])
+def test_quantize_rounds_exactly_like_litert(tmp_path: Path, scale: float, zero_point: int) -> None:
+    """The ONE rounding rule is LiteRT's default (XNNPACK): compared with a real QUANTIZE op on
+    exact ties (x / scale = k + 0.5, representable in float32), both signs, and clipping."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    k = np.arange(-6, 6, dtype=np.float32)
+    x = np.concatenate([(k + 0.5) * scale, k * scale, [1e4, -1e4]]).astype(np.float32)
+    model = write_quantize_model(tmp_path / "q.tflite", len(x), scale, zero_point)
+
+    def litert(resolver: "OpResolverType") -> list:
+        it = Interpreter(model_path=str(model), experimental_op_resolver_type=resolver)
+        it.allocate_tensors()
+        it.set_tensor(it.get_input_details()[0]["index"], x[None, :])
+        it.invoke()
+        return it.get_tensor(it.get_output_details()[0]["index"])[0].tolist()
+
+    assert tensors.quantize(x, np.int8, scale, zero_point).tolist() == litert(OpResolverType.AUTO)
+    # the reference kernel rounds ties away from zero: the test would notice the other rule
+    assert litert(OpResolverType.BUILTIN_REF) != litert(OpResolverType.AUTO)
 
 
 def test_no_host_module_keeps_its_own_copy() -> None:
