@@ -56,13 +56,17 @@ def check_tflite(path: Union[str, Path]) -> Path:
     return p
 
 
-def interpreter(model_path: Union[str, Path], num_threads: Optional[int] = None) -> Any:
-    """A LiteRT interpreter of the model with its tensors allocated; ModelError otherwise."""
+def interpreter(model_path: Union[str, Path], num_threads: Optional[int] = None,
+                allocate: bool = True) -> Any:
+    """A LiteRT interpreter of the model (tensors allocated unless `allocate` is false: reading
+    the inputs needs no allocation, and allocating creates the XNNPACK delegate, which logs);
+    ModelError otherwise."""
     from ai_edge_litert.interpreter import Interpreter
 
     try:
         it = Interpreter(model_path=str(model_path), num_threads=num_threads)
-        it.allocate_tensors()
+        if allocate:
+            it.allocate_tensors()
     except (ValueError, RuntimeError) as e:
         raise ModelError(f"LiteRT cannot load {model_path}: {str(e).strip()}") from e
     return it
@@ -79,4 +83,4 @@ def inputs_of(it: Any) -> List[InputSpec]:
 def model_inputs(model_path: Union[str, Path]) -> List[InputSpec]:
     """The model's inputs, named by its SignatureDef (serving_default first) when it has one."""
     check_tflite(model_path)
-    return inputs_of(interpreter(model_path))
+    return inputs_of(interpreter(model_path, allocate=False))
