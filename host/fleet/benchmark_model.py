@@ -34,7 +34,7 @@ import struct
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from ..errors import DeviceError, EdgeBenchError, RemoteCommandError
+from ..errors import DeviceBusy, DeviceError, EdgeBenchError, RemoteCommandError, detail_of
 
 SAMPLES_SOURCE = "benchmark_model-summary"
 
@@ -446,9 +446,9 @@ def run_task(transport: Any, task: Any, binary_remote: str, model_remote: str, *
     code = proc.wait(60)
     text = "\n".join(out_lines)
     if code == BUSY_EXIT and BUSY_MARKER in text + proc.stderr_tail(500):
-        raise DeviceError(dev.name, f"device {dev.name} is busy: another benchmark holds"
-                                    f" {lock_path}",
-                          hint="it runs one benchmark at a time; try again when it is done")
+        raise DeviceBusy(dev.name, f"device {dev.name} is busy: another benchmark holds"
+                                   f" {lock_path}",
+                         hint="it runs one benchmark at a time; try again when it is done")
     if code != 0:
         tail = "\n".join(out_lines[-8:]) + proc.stderr_tail(500)
         hint = None
@@ -494,9 +494,7 @@ def run_tasks(transport: Any, tasks: Sequence[Any], emit: Any, *, workdir: Optio
         except TransportError:
             raise
         except EdgeBenchError as e:
-            text = str(e)
-            prefix = f"{dev.name}: "
-            rec = error_result(dev.name, task, text[len(prefix):] if text.startswith(prefix) else text)
+            rec = error_result(dev.name, task, e.detail(), detail=detail_of(e))
         emit(task, rec)
     status(f"running {len(tasks)}/{len(tasks)}")
 
