@@ -76,6 +76,12 @@ class TransportError(DeviceError):
         return self.message
 
 
+class DeviceTimeout(TransportError):
+    """The device's job went past its timeout_s (and the agent did not report a Timeout itself)."""
+
+    error_type = "Timeout"
+
+
 class HostKeyError(TransportError):
     """Unknown or changed SSH host key. Never auto-accepted (and never retried)."""
 

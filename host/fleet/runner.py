@@ -14,13 +14,16 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..config import Device
 from .deploy import Blob, agent_blob, ensure_blobs, remote_path
-from ..errors import (AgentError, DeviceBusy, EdgeBenchError, ProtocolError, TransportError,
+from ..errors import (AgentError, DeviceBusy, DeviceTimeout, EdgeBenchError, ProtocolError,
                       detail_of, error_detail)
 from .plan import Artifact, Timing
 from ..protocol import parse_line
 from ..results.record import error_result, ok_result
 from ..transports import open_transport
 from ..transports.base import RemoteProcess, Transport
+
+#: seconds past timeout_s the host waits for the agent's own `Timeout` before giving up on a job
+AGENT_GRACE_S = 15.0
 
 Emit = Callable[[Dict[str, Any]], None]
 Status = Callable[[str, str], None]  # (device, text)
@@ -227,14 +230,17 @@ class DeviceRun:
         name = self.device.name
         by_id = {t.id: t for t in tasks}
         hello: Dict[str, Any] = {}
-        deadline = time.monotonic() + self.device.timeout_s + float(self.device.lock_wait_s or 0.0)
+        # a backstop: the agent kills a task's worker after timeout_s and reports `Timeout`
+        # itself (with the process index); the host gives it AGENT_GRACE_S to do so
+        deadline = (time.monotonic() + self.device.timeout_s + float(self.device.lock_wait_s or 0.0)
+                    + AGENT_GRACE_S)
         got_bye = False
         assert self.proc is not None
         proc = self.proc
         for line in proc.lines(idle_timeout=self.device.idle_timeout_s):
             if time.monotonic() > deadline:
                 proc.cancel()
-                raise TransportError(name, f"job exceeded timeout_s={self.device.timeout_s:g}")
+                raise DeviceTimeout(name, f"job exceeded timeout_s={self.device.timeout_s:g}")
             try:
                 msg = parse_line(name, line)
             except ProtocolError:
