@@ -11,7 +11,7 @@ from typing import Any, Dict, Iterator, Optional, Sequence
 
 from ...errors import TransportError
 from ..base import RemoteProcess
-from ..streams import LineQueue, TailBuffer, kill_local_group
+from ..streams import LineQueue, TailBuffer, kill_local_group, write_and_close
 from .tool import _ENV_NAME, _PID_MARK, _RC_MARK, INSTALL_HINT
 
 def build_script(argv: Sequence[str], nonce: str, env: Optional[Dict[str, str]] = None,
@@ -78,13 +78,7 @@ class ADBProcess(RemoteProcess):
 
     # --- pumps ---------------------------------------------------------------------------------
     def _write_stdin(self, data: Optional[bytes]) -> None:
-        assert self.proc.stdin is not None
-        try:
-            if data:
-                self.proc.stdin.write(data)
-            self.proc.stdin.close()   # adb sends shell v2 close-stdin: the command sees EOF
-        except OSError:
-            pass
+        write_and_close(self.proc.stdin, data)   # adb sends shell v2 close-stdin
 
     def _pump_stderr(self) -> None:
         assert self.proc.stderr is not None
