@@ -5,6 +5,7 @@ ONE TransportError saying what to do, with `retryable` set for connection-level 
 """
 from __future__ import annotations
 
+import dataclasses
 import errno
 import signal
 import socket
@@ -18,19 +19,22 @@ from paramiko.ssh_exception import (AuthenticationException, BadHostKeyException
 from ...config import Device
 from ...errors import TransportError
 from .hostkeys import apply_policy, changed_key_error
-from .target import SSHTarget, resolve_target
+from .target import SSHTarget, parse_proxy_jump, resolve_target
 
 #: seconds between SSH keepalive packets (dead links are caught by the idle timeout, not these)
 KEEPALIVE_S = 15
 
 
-def connect_client(device: Device, target: SSHTarget) -> paramiko.SSHClient:
-    """One connection attempt: an authenticated SSHClient whose host key passed the policy."""
+def connect_client(device: Device, target: SSHTarget
+                   ) -> Tuple[paramiko.SSHClient, Optional[paramiko.SSHClient]]:
+    """One connection attempt: an authenticated SSHClient whose host key passed the policy, and
+    the client of its ProxyJump host (None without one), which the caller closes after it."""
     timeout = float(device.connect_timeout_s)
     client = paramiko.SSHClient()
     apply_policy(client, device, target)
+    jump: Optional[paramiko.SSHClient] = None
     try:
-        sock = open_socket(device, target, timeout)
+        sock, jump = open_socket(device, target, timeout)
         client.connect(target.hostname, port=target.port, username=target.user,
                        key_filename=target.key_filenames or None,
                        allow_agent=target.allow_agent, look_for_keys=target.look_for_keys,
@@ -38,12 +42,14 @@ def connect_client(device: Device, target: SSHTarget) -> paramiko.SSHClient:
                        channel_timeout=timeout, sock=sock)
     except Exception as e:  # noqa: BLE001 - mapped to TransportError / HostKeyError
         client.close()
+        if jump is not None:
+            jump.close()
         raise map_connect_error(device, target, e) from None
     t = client.get_transport()
     assert t is not None
     t.set_keepalive(KEEPALIVE_S)
     install_exit_signal_handler(t)
-    return client
+    return client, jump
 
 
 def scan_host_key(device: Device, timeout: Optional[float] = None) -> Tuple[str, paramiko.PKey]:
@@ -52,7 +58,7 @@ def scan_host_key(device: Device, timeout: Optional[float] = None) -> Tuple[str,
     appends known_hosts_line(name, key) to the device's known_hosts."""
     target = resolve_target(device)
     timeout = timeout or device.connect_timeout_s
-    sock = open_socket(device, target, timeout)
+    sock, jump = open_socket(device, target, timeout)
     t = paramiko.Transport(sock)
     try:
         t.banner_timeout = timeout
@@ -62,6 +68,8 @@ def scan_host_key(device: Device, timeout: Optional[float] = None) -> Tuple[str,
         raise map_connect_error(device, target, e) from None
     finally:
         t.close()
+        if jump is not None:
+            jump.close()
 
 
 def _auth_error(device: Device, target: SSHTarget, detail: str = "") -> TransportError:
@@ -142,9 +150,13 @@ def map_connect_error(device: Device, target: SSHTarget, e: BaseException) -> Tr
     return TransportError(device.name, f"cannot connect to {hp}: {type(e).__name__}: {e}", retryable=False)
 
 
-def open_socket(device: Device, target: SSHTarget, timeout: float) -> Any:
+def open_socket(device: Device, target: SSHTarget, timeout: float
+                ) -> Tuple[Any, Optional[paramiko.SSHClient]]:
+    """(socket-like object to the target's sshd, ProxyJump client or None)."""
     if target.proxy_command:
-        return paramiko.ProxyCommand(target.proxy_command)
+        return paramiko.ProxyCommand(target.proxy_command), None
+    if target.proxy_jump:
+        return open_jump_channel(device, target, timeout)
     try:
         infos = socket.getaddrinfo(target.hostname, target.port, 0, socket.SOCK_STREAM)
     except socket.gaierror as e:
@@ -156,7 +168,7 @@ def open_socket(device: Device, target: SSHTarget, timeout: float) -> Any:
         try:
             s.connect(addr)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-            return s
+            return s, None
         except OSError as e:
             s.close()
             last = e
@@ -164,6 +176,39 @@ def open_socket(device: Device, target: SSHTarget, timeout: float) -> Any:
         raise TransportError(device.name, f"connection refused by {target.hostname}:{target.port}", retryable=True,
                    hint="is the device on and sshd running? check host: and port:")
     raise map_connect_error(device, target, last or OSError("no address"))
+
+
+def jump_device(device: Device, spec: str) -> Device:
+    """The Device for a ProxyJump `[user@]host[:port]` (an ~/.ssh/config alias too): the same
+    key, known_hosts and ssh_config as the device, its own host key verified the same way."""
+    user, host, port = parse_proxy_jump(device, spec)
+    return dataclasses.replace(device, name=f"{device.name} (ProxyJump {host})", host=host,
+                               port=port, user=user, host_key=None)
+
+
+def open_jump_channel(device: Device, target: SSHTarget, timeout: float
+                      ) -> Tuple[paramiko.Channel, paramiko.SSHClient]:
+    """ProxyJump in paramiko: an authenticated, host-key-verified connection to the jump host,
+    then a direct-tcpip channel from it to the target's sshd (what `ssh -J` does)."""
+    assert target.proxy_jump
+    jdev = jump_device(device, target.proxy_jump)
+    jump, nested = connect_client(jdev, resolve_target(jdev))
+    if nested is not None:  # the jump host's own ProxyJump: keep its client alive with ours
+        jump._eb_nested = nested  # type: ignore[attr-defined]
+    try:
+        t = jump.get_transport()
+        assert t is not None
+        chan = t.open_channel("direct-tcpip", (target.hostname, target.port), ("127.0.0.1", 0),
+                              timeout=timeout)
+        return chan, jump
+    except (paramiko.ChannelException, SSHException, OSError, EOFError) as e:
+        jump.close()
+        why = e.text if isinstance(e, paramiko.ChannelException) else str(e)
+        raise TransportError(device.name, f"jump host {target.proxy_jump} could not open a"
+                             f" connection to {target.hostname}:{target.port}: {why}",
+                             retryable=True,
+                             hint="is the device up, and does the jump host's sshd allow"
+                                  " forwarding (AllowTcpForwarding yes)?") from None
 
 
 def install_exit_signal_handler(t: paramiko.Transport) -> None:

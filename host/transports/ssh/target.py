@@ -2,16 +2,16 @@
 
 devices.yaml fields win, then ~/.ssh/config (or `ssh_config:`) for the Host alias (HostName,
 Port, User, IdentityFile, UserKnownHostsFile, ProxyCommand, ProxyJump), then OpenSSH defaults.
-ProxyJump becomes `ssh -W host:port JUMP` (OpenSSH's own client verifies the jump host's key).
+ProxyJump is done in paramiko (connect.py), the jump host's key verified like the device's.
 """
 from __future__ import annotations
 
 import base64
 import getpass
-import shlex
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import paramiko
 
@@ -33,6 +33,8 @@ class SSHTarget:
     pinned_keys: List[paramiko.PKey] = field(default_factory=list)
     pinned_fingerprint: Optional[str] = None
     proxy_command: Optional[str] = None
+    #: ProxyJump `[user@]host[:port]`: reached through a direct-tcpip channel (connect.py)
+    proxy_jump: Optional[str] = None
 
     @property
     def host_key_name(self) -> str:
@@ -64,6 +66,23 @@ def parse_pinned_key(text: str) -> paramiko.PKey:
         return paramiko.PKey.from_type_string(parts[0], blob)
     except Exception as e:  # noqa: BLE001 - binascii.Error, SSHException, UnknownKeyType...
         raise ValueError(f"not a valid {parts[0]} public key ({e})") from None
+
+
+_JUMP = re.compile(r"^\[([^\]]+)\](?::(\d{1,5}))?$|^([^:\[\]]+)(?::(\d{1,5}))?$")
+
+
+def parse_proxy_jump(device: Device, spec: str) -> Tuple[Optional[str], str, Optional[int]]:
+    """ProxyJump `[user@]host[:port]` -> (user, host, port); ConfigError for anything else
+    (a chain, or a word that starts with `-` and would be read as an option)."""
+    user, _, hostport = spec.strip().rpartition("@")
+    m = _JUMP.match(hostport)
+    if "," in spec or not m or hostport.startswith("-") or user.startswith("-"):
+        raise ConfigError(f"{device.source}: device {device.name!r}: ProxyJump {spec!r} is not"
+                          " one [user@]host[:port]",
+                          hint="for a chain, give the first jump host its own ProxyJump entry in"
+                               " the ssh config")
+    port = m.group(2) or m.group(4)
+    return user or None, m.group(1) or m.group(3), int(port) if port else None
 
 
 def resolve_target(device: Device) -> SSHTarget:
@@ -111,12 +130,16 @@ def resolve_target(device: Device) -> SSHTarget:
                                   hint="copy the line from the device's /etc/ssh/ssh_host_ed25519_key.pub"
                                        " or use its SHA256:... fingerprint") from None
     proxy = cfg.get("proxycommand")
-    if cfg.get("proxyjump") and not proxy:
-        j = cfg["proxyjump"]
-        proxy = f"ssh -W {shlex.quote(hostname)}:{port} {shlex.quote(j)}"
+    if proxy and proxy.strip().lower() == "none":
+        proxy = None
+    jump = cfg.get("proxyjump")
+    if proxy or (jump and jump.strip().lower() == "none"):
+        jump = None
+    if jump:
+        parse_proxy_jump(device, jump)
     return SSHTarget(alias=device.host, hostname=hostname, port=port, user=user,
                      key_filenames=keys, allow_agent=allow_agent, look_for_keys=look_for_keys,
                      known_hosts=known, pinned_keys=pinned, pinned_fingerprint=pinned_fp,
-                     proxy_command=proxy)
+                     proxy_command=proxy, proxy_jump=jump.strip() if jump else None)
 
 

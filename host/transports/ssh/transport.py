@@ -28,6 +28,7 @@ class SSHTransport(SSHFiles, Transport):
         self.target: Optional[SSHTarget] = None
         self._sftp: Optional[paramiko.SFTPClient] = None
         self._procs: List[SSHProcess] = []
+        self._jump: Optional[paramiko.SSHClient] = None   # the ProxyJump host's connection
         #: SHA256 fingerprint of the host key of the open connection
         self.host_key_fingerprint: Optional[str] = None
 
@@ -48,7 +49,7 @@ class SSHTransport(SSHFiles, Transport):
         self.connect_with_retries(lambda: self._connect_once(target))
 
     def _connect_once(self, target: SSHTarget) -> None:
-        client = connect_client(self.device, target)
+        client, self._jump = connect_client(self.device, target)
         t = client.get_transport()
         key = t.get_remote_server_key() if t is not None else None
         self.host_key_fingerprint = key.fingerprint if key is not None else None
@@ -71,6 +72,9 @@ class SSHTransport(SSHFiles, Transport):
         if self.client is not None:
             self.client.close()
             self.client = None
+        if self._jump is not None:
+            self._jump.close()
+            self._jump = None
 
     def _transport(self) -> paramiko.Transport:
         t = self.client.get_transport() if self.client is not None else None
