@@ -32,7 +32,8 @@ import struct
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from ..errors import DeviceBusy, DeviceError, EdgeBenchError, RemoteCommandError, detail_of
+from ..errors import DeviceError, EdgeBenchError, RemoteCommandError
+from ..errors import DeviceBusy, detail_of  # noqa: I001 - kept apart: a merge-friendly line
 from .benchmark_model_output import (SAMPLES_SOURCE, parse_output, parse_stat, result_fields,
                                      result_record, strip_prefix)
 
