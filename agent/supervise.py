@@ -62,6 +62,7 @@ def _crash_message(rc: int, python: List[str], tail: Deque[str]) -> Tuple[str, D
         head = "worker exited with code %d without a result" % rc
         extra = {"signal": None, "exit_code": rc}
     text = "\n".join(tail).strip()
+    extra["stderr_tail"] = text or None
     msg = "%s (python: %s)%s" % (head, " ".join(python),
                                  "; stderr tail:\n" + text if text else "; no stderr output")
     return msg, extra
@@ -108,7 +109,7 @@ def run_worker(python: List[str], payload: Dict[str, Any], timeout_s: Optional[f
         t.join(5.0)
     if timed_out:
         emit_error(task_id, "Timeout", "task did not finish within timeout_s=%s; worker killed"
-                   % timeout_s, None, **extra)
+                   % timeout_s, None, stderr_tail="\n".join(tail).strip() or None, **extra)
         return results, errors + 1
     if results or errors:
         if rc != 0 and results:
