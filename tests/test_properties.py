@@ -240,7 +240,7 @@ def test_results_reader_mutated_documents(edits: Any) -> None:
 # ---------------------------------------------------------------------------- agent job parser
 
 def _parse(text: str) -> None:
-    from edge_bench_agent.agent import AgentError, parse_job, task_params
+    from edge_bench_agent.protocol import AgentError, parse_job, task_params
     try:
         job = parse_job(text)
     except AgentError as e:
