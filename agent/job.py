@@ -75,7 +75,7 @@ def run_job(job: Dict[str, Any]) -> int:
     try:
         return _run_tasks(job, tasks, workdir, resolved, lock_fd)
     finally:
-        lock.release_lock(lock_fd)
+        lock.release_lock(lock_fd, workdir)
 
 
 def _task_processes(task: Dict[str, Any]) -> int:

@@ -23,7 +23,7 @@ EVENTS = ("hello", "progress", "result", "error", "bye")
 #: every `type` an `error` event may carry (docs/protocol.md "Error types")
 ERROR_TYPES = ("BadJob", "NoRuntime", "FileMissing", "ChecksumMismatch", "ModelLoadError",
                "InvokeError", "EvalDataError", "WorkerCrashed", "DeviceBusy", "Timeout",
-               "InternalError")
+               "UnsafeWorkdir", "InternalError")
 #: exit codes of the job process
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_JOB, EXIT_BUSY = 0, 1, 2, 3
 
@@ -36,8 +36,25 @@ TASK_DEFAULTS: Dict[str, Any] = {"threads": 1, "xnnpack": True, "warmup": 5, "ru
                                  "seed": 0, "timeout_s": None, "processes": 1}
 #: most worker processes one task may ask for
 MAX_PROCESSES = 100
-#: the device lock file, in the workdir (docs/protocol.md "Device lock")
+#: the device lock file, in the workdir (docs/protocol.md "Device lock"), and the file beside
+#: it that names the holder (written by rename: the lock file itself is never written)
 LOCK_NAME = "lock"
+LOCK_HOLDER_NAME = "lock.holder"
+
+
+def workdir_problem(path: str, owner_uid: int, mode: int, my_uid: int) -> Optional[str]:
+    """Why a workdir is unsafe to write into, or None: one rule for the host (before it pushes)
+    and the agent (before it locks). Another user's directory, or one that others may write to
+    without the sticky bit, lets them plant symlinks or swap files under us."""
+    if owner_uid != my_uid:
+        return ("workdir %s belongs to another user (uid %d, this login is uid %d); give each"
+                " login its own workdir" % (path, owner_uid, my_uid))
+    if mode & 0o022 and not mode & 0o1000:
+        who = "everyone" if mode & 0o002 else "its group"
+        return ("workdir %s is writable by %s (mode %03o) without the sticky bit, so others can"
+                " plant symlinks or replace files in it; run `chmod go-w %s` on the device (or"
+                " use a private workdir)" % (path, who, mode & 0o7777, path))
+    return None
 
 
 class AgentError(Exception):

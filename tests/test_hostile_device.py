@@ -12,7 +12,6 @@ from edge_bench.hashing import sha256_file
 from test_run_local import REPO, edge_bench
 import pytest
 
-PENDING = pytest.mark.xfail(strict=True, reason="agent lock / workdir checks: after the issue-12 merge")
 
 DIGITS = REPO / "host" / "models" / "builtin" / "data" / "digits.tflite"
 FAST = ["--model", "builtin:digits", "--variants", "fp32", "--runs", "3", "--warmup", "0",
@@ -52,7 +51,6 @@ def test_pushed_blob_replaces_a_planted_symlink_never_writes_through_it(tmp_path
     assert not list(work.rglob("*.part"))
 
 
-@PENDING
 def test_lock_symlink_is_not_followed_or_truncated(tmp_path: Path) -> None:
     work = tmp_path / "work"
     work.mkdir()
@@ -67,7 +65,6 @@ def test_lock_symlink_is_not_followed_or_truncated(tmp_path: Path) -> None:
     assert "symlink" in (p.stdout + p.stderr)
 
 
-@PENDING
 def test_lock_file_is_never_truncated(tmp_path: Path) -> None:
     """The lock file's contents are not the lock (flock is); the holder is written beside it."""
     work = tmp_path / "work"
@@ -82,7 +79,6 @@ def test_lock_file_is_never_truncated(tmp_path: Path) -> None:
     _unchanged(lock)
 
 
-@PENDING
 def test_workdir_others_can_write_is_refused(tmp_path: Path) -> None:
     work = tmp_path / "shared"
     work.mkdir()

@@ -78,9 +78,10 @@ def run(cfg: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
 def wait_for_holder(lock: Path, proc: Optional[subprocess.Popen] = None,
                     timeout: float = 120) -> Dict[str, Any]:
     deadline = time.monotonic() + timeout
+    holder_file = lock.parent / "lock.holder"   # the lock file itself is never written
     while time.monotonic() < deadline:
         try:
-            data = json.loads(lock.read_text())
+            data = json.loads(holder_file.read_text())
             if data.get("pid"):
                 return data
         except (OSError, ValueError):
@@ -143,13 +144,14 @@ def test_kill_9_holder_does_not_leave_a_stale_lock(box: Path) -> None:
             time.sleep(0.05)
         except ProcessLookupError:
             break
-    # the dead holder's info is still in the file: recovery comes from flock, not from cleanup
-    assert json.loads(lock.read_text())["pid"] == holder["pid"]
+    # the dead holder's info is still there: recovery comes from flock, not from cleanup
+    assert json.loads((lock.parent / "lock.holder").read_text())["pid"] == holder["pid"]
     nxt = run(box, tmp / "next.json", "--cooldown-max-s", "0")
     assert nxt.returncode == 0, nxt.stderr
     (r,) = results(tmp / "next.json")
     assert r["status"] == "ok"
-    assert lock.read_text() == ""  # released (and cleared) by the job that ended normally
+    assert lock.read_text() == ""  # the lock file is never written
+    assert not (lock.parent / "lock.holder").exists()  # removed by the job that ended normally
 
 
 # ------------------------------------------------------------------------------ agent alone

@@ -189,12 +189,15 @@ def test_put_failure_is_clear_and_leaves_nothing(tr, tmp_path, sshd_device):
 
 # ------------------------------------------------------------------------------ workdir
 def test_resolve_workdir(tr):
-    assert tr.resolve_workdir("~/x/y") == "x/y"
-    assert tr.resolve_workdir("~/.cache/edge-bench/") == ".cache/edge-bench"
-    assert tr.resolve_workdir("~") == "."
-    assert tr.resolve_workdir("/abs/path") == "/abs/path"
     import pwd
     home = pwd.getpwnam(tr.target.user).pw_dir
+    # always absolute: a relative `-c...` would reach a program as an option
+    assert tr.resolve_workdir("~/x/y") == os.path.join(home, "x/y")
+    assert tr.resolve_workdir("~/.cache/edge-bench/") == os.path.join(home, ".cache/edge-bench")
+    assert tr.resolve_workdir("~") == home
+    assert tr.resolve_workdir("rel/dir") == os.path.join(home, "rel/dir")
+    assert tr.resolve_workdir("~/-cimport os") == os.path.join(home, "-cimport os")
+    assert tr.resolve_workdir("/abs/path") == "/abs/path"
     assert tr.resolve_workdir("~root/x") == os.path.join(pwd.getpwnam("root").pw_dir, "x")
     assert home
 
@@ -205,7 +208,7 @@ def test_tilde_workdir_is_the_same_place_for_exec_and_sftp(tr, tmp_path):
     name = f".cache/edge-bench-test-{secrets.token_hex(4)}"
     try:
         wd = tr.resolve_workdir(f"~/{name}")
-        assert wd == name
+        assert wd == str(home / name)
         src = tmp_path / "f.txt"
         src.write_text("hello\n")
         tr.put(src, f"{wd}/sub/f.txt")
