@@ -1,10 +1,11 @@
 """Fuzz every subcommand with random, truncated, binary and misplaced inputs (issue 16).
 
 Each case runs the real CLI (`edge_bench.cli.main`) in this process with HOME, the cache, the
-store and the working directory inside the test's tmp dir. Asserted for every case: no exception
-escapes (no traceback), the exit code is a documented one for that command, an error is one line
-on stderr; and after all cases: nothing outside the tmp dir was written (the real
-~/.cache/edge-bench and ~/.local/share/edge-bench and the repository checkout are unchanged).
+store and the working directory inside the test's tmp dir. Symlinks to files of an `outside`
+directory are planted where the `local` device writes (its blob, lock and lock-holder paths).
+Asserted for every case: no exception escapes (no traceback), the exit code is a documented one
+for that command, an error is one line on stderr; and after all cases: nothing outside the
+workdir was written (the `outside` files and the repository checkout are unchanged).
 The number of cases is reported in docs/security.md."""
 from __future__ import annotations
 
@@ -144,9 +145,19 @@ def _run(argv: List[str]) -> Tuple[object, str, str]:
 @pytest.mark.parametrize("seed", SEEDS)
 def test_every_subcommand_survives_hostile_inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                   seed: int) -> None:
-    real_home = Path(os.path.expanduser("~"))
-    watched = [real_home / ".cache" / "edge-bench", real_home / ".local" / "share" / "edge-bench"]
-    before = {str(w): _snapshot(w) for w in watched}
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    workdir = tmp_path / "home" / ".cache" / "edge-bench"     # the `local` device's workdir
+    (workdir / "blobs").mkdir(parents=True)
+    from edge_bench.hashing import sha256_file
+    plants = {workdir / "blobs" / f"{sha256_file(DIGITS)}.tflite": "blob",
+              workdir / "lock.holder": "holder"}
+    if seed % 2:                              # a planted lock makes every local run refuse
+        plants[workdir / "lock"] = "lock"
+    for link, name in plants.items():
+        (outside / name).write_bytes(f"outside file {name}\n".encode())
+        link.symlink_to(outside / name)
+    before = _snapshot(outside)
     git_before = subprocess.run(["git", "status", "--porcelain"], cwd=REPO,
                                 capture_output=True, text=True).stdout
     rng = random.Random(seed)
@@ -172,8 +183,9 @@ def test_every_subcommand_survives_hostile_inputs(tmp_path: Path, monkeypatch: p
             failures.append(f"{argv!r}: rc={rc} stderr={err[-600:]!r}")
     assert not failures, f"{len(failures)} of {len(cases)} cases:\n" + "\n".join(failures[:15])
     assert len(cases) == CASES_PER_COMMAND * len(EXIT_CODES)
-    for w in watched:
-        assert _snapshot(w) == before[str(w)], f"{w} was written by the fuzz cases"
+    assert _snapshot(outside) == before, "a file outside the workdir was written"
+    assert all((outside / n).read_bytes() == f"outside file {n}\n".encode()
+               for n in plants.values())
     git_after = subprocess.run(["git", "status", "--porcelain"], cwd=REPO,
                                capture_output=True, text=True).stdout
     assert git_after == git_before, "the fuzz cases wrote into the repository checkout"
