@@ -96,3 +96,47 @@ def test_killed_run_is_abandoned_and_never_the_baseline(tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr
     assert f"compare {good}" in " ".join(p.stdout.split()), p.stdout
     assert not any(alive(pid) for pid in _pids_mentioning(str(tmp_path / "home2")))
+
+
+LOCKER = r"""
+import sqlite3, sys, time
+db = sys.argv[1]
+con = sqlite3.connect(db, timeout=60, isolation_level=None)
+while not con.execute("SELECT 1 FROM runs WHERE status = 'running'").fetchone():
+    time.sleep(0.02)
+con.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+sys.stdin.read()            # hold the lock until the test closes stdin
+con.execute("ROLLBACK")
+"""
+
+
+def test_store_locked_by_another_process_loses_no_result(tmp_path: Path) -> None:
+    """The store is locked (another process holds an exclusive transaction) for the whole run:
+    the benchmark goes on, every result reaches the table and --json, the run ends `partial`
+    with the reason and exit 3; it never says `ok`, and no traceback."""
+    db = tmp_path / "r.sqlite"
+    p = edge_bench(["run", *FAST, "--db", str(db)], tmp_path)        # creates the store
+    assert p.returncode == 0, p.stderr
+    locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(db)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        out = tmp_path / "out.json"
+        p = edge_bench(["run", "--model", "builtin:digits", "--variants", "fp32,dynamic-int8",
+                        "--runs", "3", "--warmup", "0", "--min-seconds", "1", "--processes", "1",
+                        "--db", str(db), "--json", str(out)], tmp_path)
+    finally:
+        locker.stdin.close()
+        locker.wait(timeout=60)
+    assert "locked" in locker.stdout.read()
+    assert p.returncode == 3, p.stdout + p.stderr
+    assert "Traceback" not in p.stderr
+    doc = json.loads(out.read_text())
+    assert doc["status"] == "partial" and "not in the results store" in doc["store_error"]
+    assert sorted(r["variant"] for r in doc["results"]) == ["dynamic-int8", "fp32"]
+    assert all(r["status"] == "ok" for r in doc["results"])
+    rows = [ln for ln in p.stdout.splitlines() if ln.startswith("device=local")]
+    assert len(rows) == 2                                   # both results reached the table
+    assert "not in the results store" in p.stderr and str(out) in p.stderr
+    stored = {r["run_id"]: r["status"] for r in _runs(db)}
+    assert "ok" not in [s for rid, s in stored.items() if rid == doc["run_id"]]

@@ -73,6 +73,7 @@ class RunOutcome:
     interrupted: bool = False
     signal: Optional[int] = None
     store: Any = None
+    store_error: Optional[str] = None   # results the store could not take (they are in --json)
 
 
 def int_list(text: str, flag: str) -> List[int]:
@@ -178,6 +179,55 @@ def failed_results(results: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
     return [r for r in results if r["status"] != "ok" or (r.get("accuracy") or {}).get("flag")]
 
 
+class StoreWriter:
+    """Writes results into the store as they arrive without ever stopping the run: a write that
+    fails (the store locked by another process past its busy timeout, a corrupt page, a full
+    disk) keeps the result in `pending`, says so once, and later results are queued behind it;
+    `flush` tries the queue again at the end. The results always reach --json and the table."""
+
+    def __init__(self, store: Any, run_id: str, note: Callable[[str], None]) -> None:
+        self.store, self.run_id, self.note = store, run_id, note
+        self.pending: List[Dict[str, Any]] = []
+        self.error: Optional[str] = None
+
+    def add(self, r: Dict[str, Any]) -> None:
+        if self.pending:                      # keep the store's order; retried in flush()
+            self.pending.append(r)
+            return
+        self._try(r)
+
+    def _try(self, r: Dict[str, Any]) -> bool:
+        from ..errors import StoreError
+        try:
+            self.store.add_result(self.run_id, r)
+            return True
+        except StoreError as e:
+            if self.error is None:
+                self.note(f"edge-bench: warning: {e}; results go on to the table and --json,"
+                          " the store is tried again at the end")
+            self.error = str(e)
+            self.pending.append(r)
+            return False
+
+    def flush(self) -> None:
+        queued, self.pending = self.pending, []
+        for i, r in enumerate(queued):
+            if not self._try(r):
+                self.pending.extend(queued[i + 1:])
+                return
+        if queued and not self.pending:
+            self.error = None                 # everything made it in the end
+
+    def finish(self, status: str) -> None:
+        from ..errors import StoreError
+        try:
+            self.store.finish_run(self.run_id, status)
+        except StoreError as e:
+            self.error = self.error or str(e)
+            self.note(f"edge-bench: warning: {e}; the run stays `running` in the store until"
+                      " it is read again (then `abandoned`)")
+
+
 def execute(req: RunRequest, display: Display, json_out: Optional[str] = None) -> RunOutcome:
     """Run `req` to the end (or to Ctrl-C / SIGTERM), storing as it goes; --json written last."""
     check(req)
@@ -201,10 +251,12 @@ def execute(req: RunRequest, display: Display, json_out: Optional[str] = None) -
     if store is not None:
         doc["run_id"] = store.begin_run(doc) or doc["run_id"]
 
+    writer = StoreWriter(store, doc["run_id"], display.note) if store is not None else None
+
     def on_result(r: Dict[str, Any]) -> None:
         doc["results"].append(r)
-        if store is not None:
-            store.add_result(doc["run_id"], r)
+        if writer is not None:
+            writer.add(r)      # never raises: a store failure must not stop the benchmark
         display.on_result(r)
 
     from ..fleet.session import Session
@@ -222,13 +274,22 @@ def execute(req: RunRequest, display: Display, json_out: Optional[str] = None) -
         doc["devices"] = {r.device.name: r.summary() for r in session.runs}
         doc["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         doc["status"] = run_status(doc["results"], interrupted)
-        if store is not None:
-            store.finish_run(doc["run_id"], doc["status"])
+        if writer is not None:
+            writer.flush()     # the results the store refused, once more (busy timeout)
+            if writer.error is not None:
+                doc["status"] = "interrupted" if interrupted else "partial"
+            if not writer.pending:
+                writer.finish(doc["status"])   # else it would only wait out the lock again
+            if writer.error is not None:
+                doc["status"] = "interrupted" if interrupted else "partial"
+                doc["store_error"] = (f"{len(writer.pending)} of {len(doc['results'])} results"
+                                      f" not in the results store: {writer.error}")
         if json_out:
             from ..results.document import write_json
             write_json(doc, json_out)
     return RunOutcome(doc=doc, failed=failed_results(doc["results"]), interrupted=interrupted,
-                      signal=session.signal, store=store)
+                      signal=session.signal, store=store,
+                      store_error=doc.get("store_error"))
 
 
 def compare_baseline(req: RunRequest, out: RunOutcome) -> Optional[Dict[str, Any]]:
@@ -248,4 +309,4 @@ def exit_code(out: RunOutcome, comparison: Optional[Dict[str, Any]],
         return 128 + int(out.signal or 2)
     if fail_on_regression and comparison is not None and comparison["regressed"]:
         return 1
-    return 3 if out.failed else 0
+    return 3 if out.failed or out.store_error else 0

@@ -132,6 +132,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"edge-bench: interrupted; {len(out.doc['results'])} finished results kept"
               f" (run {out.doc['run_id']})", file=sys.stderr)
         return service.exit_code(out, None, args.fail_on_regression)
+    if out.store_error:
+        print(f"edge-bench: {out.store_error}; every result is in the table"
+              + (f" and in {args.json}" if args.json and args.json != "-" else
+                 " (use --json FILE to keep them)" if not args.json else ""), file=sys.stderr)
     if out.failed:
         print(f"edge-bench: {len(out.failed)} of {len(out.doc['results'])} results failed or"
               " disagree with fp32 (see status column)", file=sys.stderr)
