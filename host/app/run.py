@@ -61,6 +61,7 @@ class RunRequest:
     label: Optional[str] = None
     baseline: Optional[str] = None
     threshold: float = DEFAULT_THRESHOLD
+    allow_inconclusive: bool = False
     argv: List[str] = field(default_factory=lambda: ["edge-bench", "run"])
 
 
@@ -302,11 +303,14 @@ def compare_baseline(req: RunRequest, out: RunOutcome) -> Optional[Dict[str, Any
 
 
 def exit_code(out: RunOutcome, comparison: Optional[Dict[str, Any]],
-              fail_on_regression: bool) -> int:
+              fail_on_regression: bool, allow_inconclusive: bool = False) -> int:
     """128 + signal when interrupted (130 Ctrl-C, 143 SIGTERM); 1 for a regression with
-    --fail-on-regression; 3 when a result failed; else 0."""
+    --fail-on-regression (or keys it could not judge, unless allow_inconclusive); 3 when a
+    result failed or the store lost results; else 0."""
+    from ..analysis.verdict import gate_failures
     if out.interrupted:
         return 128 + int(out.signal or 2)
-    if fail_on_regression and comparison is not None and comparison["regressed"]:
+    if fail_on_regression and comparison is not None \
+            and gate_failures(comparison, allow_inconclusive):
         return 1
     return 3 if out.failed or out.store_error else 0

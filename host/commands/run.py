@@ -111,7 +111,11 @@ def add_parser(sub: Any) -> None:
                    help="smallest slowdown that counts as a regression"
                         f" (default: {DEFAULT_THRESHOLD:g} = {DEFAULT_THRESHOLD * 100:g}%%)")
     p.add_argument("--fail-on-regression", action="store_true",
-                   help="exit 1 when the comparison with --baseline finds a regression")
+                   help="exit 1 when the comparison with --baseline finds a regression, or"
+                        " (unless --allow-inconclusive) keys it could not judge")
+    p.add_argument("--allow-inconclusive", action="store_true",
+                   help="with --fail-on-regression: do not fail on inconclusive keys or keys"
+                        " missing from the baseline")
     p.add_argument("--quiet", "-q", action="store_true", help="no table, only errors and --json")
     p.set_defaults(func=run)
 
@@ -148,4 +152,9 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr if json_to_stdout else sys.stdout)
         else:
             emit(cmp, file=sys.stderr if json_to_stdout else None, quiet=args.quiet)
-    return service.exit_code(out, cmp, args.fail_on_regression)
+            if args.fail_on_regression:
+                from ..analysis.verdict import gate_failures
+                why = gate_failures(cmp, args.allow_inconclusive)
+                if why:
+                    print(f"edge-bench: --fail-on-regression: {', '.join(why)}", file=sys.stderr)
+    return service.exit_code(out, cmp, args.fail_on_regression, args.allow_inconclusive)

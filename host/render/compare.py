@@ -85,7 +85,8 @@ def table_rows(cmp: Dict[str, Any]) -> List[List[str]]:
 
 
 VERDICT_STYLE = {"slower": "bold red", "accuracy-drop": "bold red", "error": "red",
-                 "faster": "green", "same": "", "missing": "yellow", "new": "cyan"}
+                 "faster": "green", "same": "", "inconclusive": "yellow", "missing": "yellow",
+                 "new": "cyan"}
 
 
 def print_rich(cmp: Dict[str, Any], file: Optional[TextIO] = None) -> None:
@@ -111,7 +112,7 @@ def print_rich(cmp: Dict[str, Any], file: Optional[TextIO] = None) -> None:
 def to_markdown(cmp: Dict[str, Any]) -> str:
     """A Markdown report (for a CI comment)."""
     icon = {"slower": "🔴", "accuracy-drop": "🔴", "error": "🔴", "faster": "🟢", "same": "⚪",
-            "missing": "🟡", "new": "🔵"}
+            "inconclusive": "🟠", "missing": "🟡", "new": "🔵"}
 
     def cell(s: str) -> str:
         return s.replace("|", "\\|").replace("\n", " ")
