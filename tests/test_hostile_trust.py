@@ -35,3 +35,25 @@ def test_key_of_another_type_is_host_key_changed(tmp_path: Path, sshd_server: An
     p = _trust(tmp_path, cfg, "box", "--yes", "--replace")
     assert p.returncode == 0, p.stdout + p.stderr
     assert kh.read_text() == f"{sshd_server.known_hosts_name} {sshd_server.host_key_line}\n"
+
+
+def test_run_and_check_call_a_key_of_another_type_changed(tmp_path: Path, sshd_server: Any) -> None:
+    from edge_bench.errors import HostKeyError
+    from edge_bench.transports.ssh import SSHTransport
+    from test_run_local import edge_bench
+    typ, b64, old_fp = _ecdsa_key(tmp_path)
+    kh = tmp_path / "known_hosts"
+    kh.write_text(f"{sshd_server.known_hosts_name} {typ} {b64}\n")
+    t = SSHTransport(sshd_server.device("box", known_hosts=str(kh), retries=0))
+    try:
+        t.connect()
+        raise AssertionError("a host key of another type was accepted")
+    except HostKeyError as e:
+        assert "HOST KEY CHANGED" in str(e) and old_fp in str(e)
+        assert sshd_server.host_key_fingerprint in str(e)
+    finally:
+        t.close()
+    cfg = _yaml(tmp_path, sshd_server, kh)
+    p = edge_bench(["devices", "--config", str(cfg), "--check"], tmp_path)
+    assert p.returncode == 3 and "HOST KEY CHANGED" in p.stdout + p.stderr, p.stdout + p.stderr
+    assert kh.read_text() == f"{sshd_server.known_hosts_name} {typ} {b64}\n"
