@@ -38,6 +38,8 @@ def test_key_of_another_type_is_host_key_changed(tmp_path: Path, sshd_server: An
 
 
 def test_run_and_check_call_a_key_of_another_type_changed(tmp_path: Path, sshd_server: Any) -> None:
+    """Already true before issue 16 (paramiko compares against the known key of any type);
+    kept so that `run`, `devices --check` and `devices trust` stay in agreement."""
     from edge_bench.errors import HostKeyError
     from edge_bench.transports.ssh import SSHTransport
     from test_run_local import edge_bench
