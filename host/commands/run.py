@@ -110,6 +110,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--fail-on-regression", action="store_true",
                    help="exit 1 when the comparison with --baseline finds a regression")
     p.add_argument("--quiet", "-q", action="store_true", help="no table, only errors and --json")
+    p.add_argument("--verbose", "-v", action="store_true",
+                   help="show the libraries' own output (LiteRT, ai-edge-quantizer) as it comes")
     p.set_defaults(func=run)
 
 
@@ -162,7 +164,11 @@ def run(args: argparse.Namespace) -> int:
     from ..render.display import LiveDisplay
     display = LiveDisplay(stream=sys.stderr if json_to_stdout else sys.stdout, quiet=args.quiet)
 
-    artifacts = make_artifacts(models, variants, progress=display.note)
+    try:
+        artifacts = make_artifacts(models, variants, progress=display.on_quantize)
+    except BaseException:
+        display.stop()
+        raise
     plan = {}
     for d in devices:
         tasks = []
@@ -170,6 +176,8 @@ def run(args: argparse.Namespace) -> int:
             for th in threads:
                 tasks.append(Task(id=f"t{len(tasks)}", artifact=a, threads=th, timing=timing))
         plan[d] = tasks
+    display.plan({d.name: [(t.id, t.artifact.model.name, t.artifact.variant, t.threads)
+                           for t in tasks] for d, tasks in plan.items()}, timing)
 
     from ..results.record import new_run
     doc = new_run(args.label, list(getattr(args, "argv", ["edge-bench", "run"])))
@@ -192,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
     from ..fleet.session import Session
     # cooldown and lock wait travel on each Device (flags > devices.yaml), see DeviceRun
     session = Session(plan, on_result=on_result, on_status=display.on_status, job_id=doc["run_id"],
-                      op_profiling=args.op_profiling)
+                      op_profiling=args.op_profiling, on_progress=display.on_progress)
     interrupted = False
     try:
         with display:

@@ -4,13 +4,17 @@ verified by sha256 ON the device after the push (and the agent checks again befo
 from __future__ import annotations
 
 import posixpath
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..errors import DeviceError
 from ..hashing import sha256_file
 from ..transports.base import Transport
+
+#: pushes of files at least this big are reported to `on_push` (the live display shows them)
+BIG_PUSH_BYTES = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -51,8 +55,10 @@ def remote_path(workdir: str, blob: Blob) -> str:
     return posixpath.join(workdir, blob.remote_rel)
 
 
-def ensure_blobs(transport: Transport, workdir: str, blobs: Sequence[Blob]) -> DeployReport:
-    """Make every blob present and verified under workdir on the device."""
+def ensure_blobs(transport: Transport, workdir: str, blobs: Sequence[Blob],
+                 on_push: Optional[Callable[[Dict[str, Any]], None]] = None) -> DeployReport:
+    """Make every blob present and verified under workdir on the device. `on_push` hears of
+    each push of a file over BIG_PUSH_BYTES: {file, total, bytes, elapsed_s, finished}."""
     report = DeployReport()
     unique = list({b.remote_rel: b for b in blobs}.values())
     dirs = sorted({posixpath.dirname(remote_path(workdir, b)) for b in unique})
@@ -68,7 +74,15 @@ def ensure_blobs(transport: Transport, workdir: str, blobs: Sequence[Blob]) -> D
             missing.append((b, p))
     before = transport.bytes_pushed
     for b, p in missing:
+        size = b.local.stat().st_size
+        big = on_push is not None and size >= BIG_PUSH_BYTES
+        t0 = time.monotonic()
+        if big:
+            on_push({"file": b.local.name, "total": size, "bytes": 0, "first": True})
         transport.put(b.local, p)
+        if big:
+            on_push({"file": b.local.name, "total": size, "bytes": size, "finished": True,
+                     "elapsed_s": time.monotonic() - t0})
     if missing:
         got = transport.sha256_many([p for _, p in missing])
         for b, p in missing:

@@ -10,8 +10,10 @@ from ..errors import ModelError
 def model_inputs(path: Path) -> List[Dict[str, Any]]:
     """[{name, shape, dtype, scale, zero_point}] of the model's inputs."""
     from ai_edge_litert.interpreter import Interpreter
+    from ..quiet import quiet
     try:
-        it = Interpreter(model_path=str(path))
+        with quiet("LiteRT"):
+            it = Interpreter(model_path=str(path))
     except Exception as e:  # noqa: BLE001 - the runtime raises plain RuntimeError/ValueError
         raise ModelError(f"{path}: LiteRT cannot load this model: {e}")
     out = []

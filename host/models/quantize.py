@@ -26,7 +26,6 @@ ai-edge-quantizer version; written to a temp file and renamed, so concurrent run
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import re
@@ -41,6 +40,7 @@ import numpy as np
 
 from ..errors import EdgeBenchError, ModelError, UsageError
 from ..hashing import sha256_bytes, sha256_file
+from ..quiet import quiet
 
 VARIANTS: Tuple[str, ...] = (
     "fp32", "fp16", "dynamic-int8", "int8", "int16x8", "weight-int8", "weight-int4")
@@ -109,8 +109,9 @@ def _interpreter(model_path: Union[str, Path], num_threads: Optional[int] = None
     from ai_edge_litert.interpreter import Interpreter
 
     try:
-        it = Interpreter(model_path=str(model_path), num_threads=num_threads)
-        it.allocate_tensors()
+        with quiet("LiteRT"):  # "INFO: Created TensorFlow Lite XNNPACK delegate" goes to fd 2
+            it = Interpreter(model_path=str(model_path), num_threads=num_threads)
+            it.allocate_tensors()
     except (ValueError, RuntimeError) as e:
         raise ModelError(f"LiteRT cannot load {model_path}: {str(e).strip()}") from e
     return it
@@ -353,7 +354,7 @@ def _quiet():
     """ai-edge-quantizer prints progress bars/reports and warns about debugging options."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors.*")
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        with quiet("ai-edge-quantizer"):
             yield
 
 
