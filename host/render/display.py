@@ -67,7 +67,7 @@ def results_columns(results: Sequence[Dict[str, Any]], fp32: Dict[Key, Dict[str,
     tname, tsize = time_unit([x.get("median") for x in lats] + [x.get("p95") for x in lats])
     bname, bsize = byte_unit([r.get("model_bytes") for r in results])
     cols = {k: c for k, c in (
-        ("device", Col("device")), ("model", Col("model", flex=True, min_width=8)),
+        ("device", Col("device")), ("model", Col("model", flex=True, min_width=8, prefer=24)),
         ("variant", Col("variant")), ("thr", Col("thr", numeric=True)),
         ("size", Col(f"size {bname}", numeric=True, priority=4)),
         ("med", Col(f"median {tname}", numeric=True)),
@@ -76,7 +76,7 @@ def results_columns(results: Sequence[Dict[str, Any]], fp32: Dict[Key, Dict[str,
         ("top1", Col("top-1 %", numeric=True, priority=3)),
         ("dtop1", Col("Δtop-1", numeric=True, priority=5)),
         ("agree", Col("agree %", numeric=True, priority=1)),
-        ("status", Col("status", flex=True, min_width=6)))}
+        ("status", Col("status", flex=True, min_width=6, prefer=10)))}
     for r, lat in zip(results, lats):
         acc = r.get("accuracy") or {}
         sp = speedup(r, fp32.get((r["device"], r["model"], r["threads"])))
@@ -106,6 +106,8 @@ class ResultsView:
         self.fp32: Dict[Key, Dict[str, Any]] = {}
         self.status: Dict[str, str] = {}
         self.models, self.devices, self.threads = list(models), list(devices), list(threads)
+        #: (device, model, variant, threads) -> position in the plan: the final table's order
+        self.order: Dict[Tuple[str, str, str, int], int] = {}
 
     def add(self, r: Dict[str, Any]) -> None:
         self.results.append(r)
@@ -131,6 +133,11 @@ class ResultsView:
             extra.append(f"{threads[0]} thread{'s' if threads[0] != 1 else ''}")
         return TITLE + (" · " + ", ".join(extra) if extra else "")
 
+    def in_plan_order(self) -> List[Dict[str, Any]]:
+        last = len(self.order)
+        return sorted(self.results, key=lambda r: self.order.get(
+            (r["device"], r["model"], r["variant"], r["threads"]), last))
+
     def columns(self, results: Optional[Sequence[Dict[str, Any]]] = None) -> List[Col]:
         models, devices, threads = self._sets()
         return results_columns(self.results if results is None else results, self.fp32,
@@ -138,8 +145,8 @@ class ResultsView:
                                one_threads=len(threads) == 1)
 
     def rich_table(self, width: Optional[int], last: Optional[int] = None) -> Any:
-        shown = self.results if last is None or last >= len(self.results) else \
-            self.results[len(self.results) - last:]
+        """All results in plan order, or while running the `last` ones in arrival order."""
+        shown = self.in_plan_order() if last is None else self.results[-last:]
         styles = [STYLES[status_of(r)[1]] for r in shown]
         caption = None
         if len(shown) < len(self.results):
@@ -181,6 +188,9 @@ class LiveDisplay:
                 processes=processes, unit_budget_s=unit)
         self.view = ResultsView(models, list(plan), [th for tasks in plan.values()
                                                      for _, _, _, th in tasks])
+        for dev, tasks in plan.items():
+            for _, m, v, th in tasks:
+                self.view.order.setdefault((dev, m, v, th), len(self.view.order))
 
     def __enter__(self) -> "LiveDisplay":
         self.start()
@@ -277,7 +287,7 @@ class LiveDisplay:
             return
         print("", file=self.stream)
         print(self.view.title(), file=self.stream)
-        for line in plain_table(self.view.columns(), None):
+        for line in plain_table(self.view.columns(self.view.in_plan_order()), None):
             print(line, file=self.stream)
         self.stream.flush()
 

@@ -22,12 +22,15 @@ class Col:
 
     `priority`: columns with the lowest value are dropped first when the width is too small
     (0 = never dropped). `flex`: this column absorbs the leftover width and is cut with an
-    ellipsis (status, error text). `min_width`: never narrower than this (flex columns)."""
+    ellipsis (status, error text). `min_width`: never narrower than this (flex columns);
+    `prefer`: a flex column keeps this much (or its natural width) before any column with a
+    priority is dropped."""
     header: str
     numeric: bool = False
     priority: int = 0
     flex: bool = False
     min_width: int = 4
+    prefer: int = 12
     cells: List[str] = field(default_factory=list)
 
     def natural(self) -> int:
@@ -41,7 +44,7 @@ def fit(cols: Sequence[Col], width: Optional[int]) -> Tuple[List[Col], Dict[int,
     kept = [c for c in cols if any(x not in ("", "-") for x in c.cells) or not c.cells]
     if width is not None:
         def need(cs: Sequence[Col]) -> int:
-            return sum(min(c.natural(), c.min_width) if c.flex else c.natural() for c in cs) + \
+            return sum(min(c.natural(), c.prefer) if c.flex else c.natural() for c in cs) + \
                 GAP * max(0, len(cs) - 1)
         while need(kept) > width:
             droppable = [c for c in kept if c.priority > 0]
@@ -51,12 +54,24 @@ def fit(cols: Sequence[Col], width: Optional[int]) -> Tuple[List[Col], Dict[int,
     widths = {i: c.natural() for i, c in enumerate(kept)}
     if width is not None:
         fixed = sum(w for i, w in widths.items() if not kept[i].flex) + GAP * max(0, len(kept) - 1)
-        flex = sorted((i for i, c in enumerate(kept) if c.flex), key=lambda j: widths[j])
+        flex = [i for i, c in enumerate(kept) if c.flex]
         room = width - fixed
-        for n, i in enumerate(flex):  # the narrowest first: what it leaves goes to the others
-            share = room // (len(flex) - n)
-            widths[i] = max(min(kept[i].min_width, widths[i]), min(widths[i], share))
-            room -= widths[i]
+        natural = {i: widths[i] for i in flex}
+        # each flex column first gets its preferred width (an equal share when that is too
+        # much), then what is left goes to them in column order, up to their natural width
+        base = {i: min(natural[i], kept[i].prefer) for i in flex}
+        if sum(base.values()) > room:
+            for n, i in enumerate(sorted(flex, key=lambda j: base[j])):
+                share = max(0, room) // (len(flex) - n)
+                base[i] = min(base[i], share)
+                room -= base[i]
+            room = 0
+        else:
+            room -= sum(base.values())
+        for i in flex:
+            extra = min(room, natural[i] - base[i])
+            widths[i] = max(min(kept[i].min_width, natural[i]), base[i] + extra)
+            room -= extra
         if not flex and fixed > width:  # nothing left to drop: cut the widest text column
             texts = [i for i, c in enumerate(kept) if not c.numeric]
             if texts:

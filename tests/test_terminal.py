@@ -1,0 +1,114 @@
+"""What a person sees in a real terminal: the real `edge-bench run` (real agent, real LiteRT) in a
+tmux pane of 80, 100 and 160 columns, read back from the screen."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+
+from ttyscreen import Terminal, ansi_to_png
+
+REPO = Path(__file__).resolve().parents[1]
+DIGITS = REPO / "host" / "models" / "builtin" / "data" / "digits.tflite"
+ROW = re.compile(r"^\s*(\S+)\s+(fp32|int8|dynamic-int8)\s")
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Any]:
+    tmp = tmp_path_factory.mktemp("tty")
+    # a model at a long path whose file name collides with builtin:digits
+    deep = tmp / "models-from-the-vendor-drop-2026-11" / "classifier-small" / "digits.tflite"
+    deep.parent.mkdir(parents=True)
+    shutil.copy(DIGITS, deep)
+    env = {"EDGE_BENCH_CACHE": str(tmp / "cache"), "HOME": str(tmp / "home"),
+           "PYTHONPATH": os.environ.get("PYTHONPATH", ""), "EDGE_BENCH_DB": str(tmp / "r.sqlite")}
+    return {"tmp": tmp, "deep": deep, "env": env}
+
+
+def command(work: Dict[str, Any], *extra: str) -> str:
+    args = [sys.executable, "-m", "edge_bench.cli", "run", "--model", "builtin:digits",
+            "--model", str(work["deep"]), "--variants", "fp32,int8,dynamic-int8", "--runs", "30",
+            "--min-seconds", "0.6", "--processes", "2", *extra]
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def result_rows(text: str) -> List[str]:
+    return [ln for ln in text.splitlines() if ROW.match(ln)]
+
+
+@pytest.mark.parametrize("width", [80, 100, 160])
+def test_run_fits_the_terminal_and_shows_progress(work: Dict[str, Any], width: int) -> None:
+    out = work["tmp"] / f"run-{width}.json"
+    with Terminal(width, 40, env=work["env"], cwd=work["tmp"]) as t:
+        t.run(command(work, "--json", str(out), "--label", f"w{width}"))
+        frames = t.wait_done(timeout=400)
+        # int8 of the copied model has no calibration data: skipped with a long reason
+        assert t.exit_code() == 3, t.scrollback()
+        screen = t.scrollback()
+        colored = t.scrollback(escapes=True)
+    doc = json.loads(out.read_text())
+    assert len(doc["results"]) == 6
+    skipped = [r for r in doc["results"] if r["status"] == "skipped"]
+    assert len(skipped) == 1 and len(skipped[0]["error"]) > 120
+    # progress while it ran: a bar line for the device with its elapsed time and ETA
+    progress = [f for f in frames if re.search(r"^local\s.*\d/6\s.*ETA \d+:\d\d", f, re.M)]
+    assert progress, "no progress line seen while the run went on:\n" + "\n----\n".join(frames)
+    assert any("quantiz" in f for f in frames) or all(r["variant"] == "fp32" for r in doc["results"])
+    # the final table: printed once, one line per result, nothing wider than the terminal
+    assert screen.count("edge-bench results") == 1, screen
+    rows = result_rows(screen)
+    assert len(rows) == 6, screen
+    for ln in screen.splitlines():
+        assert len(ln) <= width
+    # every row carries its whole story on its line: model, variant ... status; a status too
+    # long for the line is cut with an ellipsis, never wrapped onto the next line
+    assert sum(1 for ln in rows if re.search(r"\sok$", ln.rstrip())) == 5, screen
+    (cut,) = [ln for ln in rows if "skipped" in ln]
+    assert cut.rstrip().endswith("…") and len(cut) <= width
+    # short labels: the file name, and the shortest suffix that tells the two digits apart
+    assert str(work["deep"]) not in screen and "builtin:digits" not in screen
+    deep = [ln for ln in rows if not ln.lstrip().startswith("digits ")]
+    assert len(deep) == 3 and all(ln.lstrip().startswith("classifie") for ln in deep)
+    if width >= 100:  # at 80 columns the label itself may be cut: classifie…
+        assert all(ln.lstrip().startswith("classifier-small/digits") for ln in deep)
+    assert sum(1 for ln in rows if ln.lstrip().startswith("digits ")) == 3
+    header = next(ln for ln in screen.splitlines() if ln.lstrip().startswith("model "))
+    assert re.search(r"median (ns|µs|ms)", header) and "device" not in header  # one device
+    assert "thr" not in header.split()  # one thread count: said in the title instead
+    if width >= 160:
+        assert "p95" in header and "agree %" in header
+    # the libraries' own chatter stays off the terminal
+    assert "XNNPACK" not in screen and "Calibration" not in screen
+    assert "\x1b[" in colored  # a terminal gets colour ...
+    dest = os.environ.get("EDGE_BENCH_SCREENSHOTS")
+    if dest and width in (80, 160):
+        final = colored[colored.index("edge-bench results"):]
+        final = final[:final.index("__TTY_DONE__")]
+        png = ansi_to_png(final, work["tmp"] / f"table-{width}.png", width,
+                          f"edge-bench run, {width} columns", work["tmp"])
+        shutil.copy(png, Path(dest) / f"table-{width}.png")
+
+
+def test_no_color_and_json_to_stdout_in_a_terminal(work: Dict[str, Any]) -> None:
+    """NO_COLOR: no colours; `--json -` with stdout redirected: the file is pure JSON while
+    the terminal (stderr) still shows the table."""
+    out = work["tmp"] / "stdout.json"
+    env = dict(work["env"], NO_COLOR="1")
+    with Terminal(100, 40, env=env, cwd=work["tmp"]) as t:
+        t.run(command(work, "--json", "-", "--no-store") + f" > {shlex.quote(str(out))}")
+        t.wait_done(timeout=400)
+        assert t.exit_code() == 3, t.scrollback()
+        colored = t.scrollback(escapes=True)
+        screen = t.scrollback()
+    doc = json.loads(out.read_text())
+    assert len(doc["results"]) == 6
+    assert len(result_rows(screen)) == 6 and screen.count("edge-bench results") == 1
+    # colour SGR codes (30-37, 38;..., 90-97) are gone; bold/dim may stay
+    assert not re.search(r"\x1b\[[0-9;]*(3[0-8]|9[0-7])[;m]", colored), colored[:2000]
