@@ -24,6 +24,7 @@ RUN is a run id, a label, last, last~N, or a results file from `edge-bench run -
 examples:
   edge-bench report last --html report.html
   edge-bench report nightly-2024-05-01 --html nightly.html --csv nightly.csv
+  edge-bench report --site public/ --db postgresql://ci@db/bench
 """
 
 Key = Tuple[str, str, str, Optional[int]]
@@ -34,7 +35,16 @@ PALETTE = ["#2b6cb0", "#c05621", "#2f855a", "#9b2c2c", "#6b46c1", "#b7791f", "#2
 def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser("report", help=HELP, description=HELP, epilog=EPILOG,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("ref", metavar="RUN", help="run id, label, last, last~N, or a .json results file")
+    p.add_argument("ref", metavar="RUN", nargs="?", default=None,
+                   help="run id, label, last, last~N, or a .json results file")
+    p.add_argument("--site", metavar="DIR", default=None,
+                   help="write the static history site of the whole store into DIR"
+                        " (index of every device x model x variant, a page per key and per run)")
+    p.add_argument("--verdicts", metavar="N", type=int, default=1,
+                   help="with --site: judge the newest N pairs of consecutive runs of each key"
+                        " with compare (kept in DIR/verdicts.json; default 1)")
+    p.add_argument("--threshold", type=float, default=0.05,
+                   help="with --site: smallest slowdown that counts as a regression (default 0.05)")
     p.add_argument("--html", metavar="FILE", default=None, help="write the HTML report here")
     p.add_argument("--csv", metavar="FILE|-", default=None, help="write the run's results as CSV")
     p.add_argument("--db", metavar="PATH", default=None,
@@ -50,6 +60,11 @@ def run(args: argparse.Namespace) -> int:
     from ..analysis.compare import load_doc
     from ..errors import StoreError, UsageError
     from ..results.store import Store
+    if args.site:
+        return _site(args)
+    if args.ref is None:
+        raise UsageError("which run? give RUN (a run id, label, last, or a .json file),"
+                         " or --site DIR for the history of the whole store")
     if not args.html and not args.csv:
         raise UsageError("nothing to write: give --html FILE and/or --csv FILE")
     is_file = os.path.isfile(args.ref) or args.ref.endswith(".json")
@@ -81,6 +96,30 @@ def run(args: argparse.Namespace) -> int:
         except OSError as e:
             raise StoreError(f"cannot write {path}: {e.strerror or e}") from e
         print(f"wrote {path} ({len(text) // 1024} KB)", file=sys.stderr)
+    return 0
+
+
+def _site(args: argparse.Namespace) -> int:
+    import sys
+    from ..errors import StoreError, UsageError
+    from ..render.site import build_site
+    from ..results.store import open_store
+    if args.ref is not None or args.html or args.csv:
+        raise UsageError("--site DIR writes the history of the whole store: give it without RUN,"
+                         " --html or --csv")
+    if args.verdicts < 0:
+        raise UsageError(f"--verdicts {args.verdicts}: expected a number >= 0")
+    out = Path(args.site).expanduser()
+    store = open_store(args.db, create=False)
+    try:
+        rep = build_site(store, out, verdict_pairs=args.verdicts, threshold=args.threshold)
+    except OSError as e:
+        raise StoreError(f"cannot write the site into {out}: {e.strerror or e}") from e
+    finally:
+        store.close()
+    print(f"wrote {out / 'index.html'} ({rep.pages} pages, {rep.bytes / 1e6:.1f} MB,"
+          f" {rep.seconds:.1f} s; {rep.judged} comparisons run, {rep.cached} from the cache)",
+          file=sys.stderr)
     return 0
 
 
