@@ -23,18 +23,21 @@ ROW = re.compile(r"^\s*(\S+)\s+(fp32|int8|dynamic-int8)\s")
 @pytest.fixture(scope="module")
 def work(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Any]:
     tmp = tmp_path_factory.mktemp("tty")
-    # a model at a long path whose file name collides with builtin:digits
-    deep = tmp / "models-from-the-vendor-drop-2026-11" / "classifier-small" / "digits.tflite"
-    deep.parent.mkdir(parents=True)
-    shutil.copy(DIGITS, deep)
+    # two vendors' models with the same file name, at long paths
+    deep = [tmp / "models-from-the-vendor-drop-2026-11" / v / "digits.tflite"
+            for v in ("acme-v2", "globex")]
+    for p in deep:
+        p.parent.mkdir(parents=True)
+        shutil.copy(DIGITS, p)
     env = {"EDGE_BENCH_CACHE": str(tmp / "cache"), "HOME": str(tmp / "home"),
            "PYTHONPATH": os.environ.get("PYTHONPATH", ""), "EDGE_BENCH_DB": str(tmp / "r.sqlite")}
     return {"tmp": tmp, "deep": deep, "env": env}
 
 
-def command(work: Dict[str, Any], *extra: str) -> str:
-    args = [sys.executable, "-m", "edge_bench.cli", "run", "--model", "builtin:digits",
-            "--model", str(work["deep"]), "--variants", "fp32,int8,dynamic-int8", "--runs", "30",
+def command(models: List[str], *extra: str) -> str:
+    args = [sys.executable, "-m", "edge_bench.cli", "run",
+            *[a for m in models for a in ("--model", m)],
+            "--variants", "fp32,int8,dynamic-int8", "--runs", "30",
             "--min-seconds", "0.6", "--processes", "2", *extra]
     return " ".join(shlex.quote(a) for a in args)
 
@@ -47,16 +50,16 @@ def result_rows(text: str) -> List[str]:
 def test_run_fits_the_terminal_and_shows_progress(work: Dict[str, Any], width: int) -> None:
     out = work["tmp"] / f"run-{width}.json"
     with Terminal(width, 40, env=work["env"], cwd=work["tmp"]) as t:
-        t.run(command(work, "--json", str(out), "--label", f"w{width}"))
+        t.run(command([str(p) for p in work["deep"]], "--json", str(out), "--label", f"w{width}"))
         frames = t.wait_done(timeout=400)
-        # int8 of the copied model has no calibration data: skipped with a long reason
+        # int8 of a model without calibration data: skipped with a long reason
         assert t.exit_code() == 3, t.scrollback()
         screen = t.scrollback()
         colored = t.scrollback(escapes=True)
     doc = json.loads(out.read_text())
     assert len(doc["results"]) == 6
     skipped = [r for r in doc["results"] if r["status"] == "skipped"]
-    assert len(skipped) == 1 and len(skipped[0]["error"]) > 120
+    assert len(skipped) == 2 and len(skipped[0]["error"]) > 120
     # progress while it ran: a bar line for the device with its elapsed time and ETA
     progress = [f for f in frames if re.search(r"^local\s.*\d/6\s.*ETA \d+:\d\d", f, re.M)]
     assert progress, "no progress line seen while the run went on:\n" + "\n----\n".join(frames)
@@ -69,21 +72,22 @@ def test_run_fits_the_terminal_and_shows_progress(work: Dict[str, Any], width: i
         assert len(ln) <= width
     # every row carries its whole story on its line: model, variant ... status; a status too
     # long for the line is cut with an ellipsis, never wrapped onto the next line
-    assert sum(1 for ln in rows if re.search(r"\sok$", ln.rstrip())) == 5, screen
-    (cut,) = [ln for ln in rows if "skipped" in ln]
-    assert cut.rstrip().endswith("…") and len(cut) <= width
-    # short labels: the file name, and the shortest suffix that tells the two digits apart
-    assert str(work["deep"]) not in screen and "builtin:digits" not in screen
-    deep = [ln for ln in rows if not ln.lstrip().startswith("digits ")]
-    assert len(deep) == 3 and all(ln.lstrip().startswith("classifie") for ln in deep)
-    if width >= 100:  # at 80 columns the label itself may be cut: classifie…
-        assert all(ln.lstrip().startswith("classifier-small/digits") for ln in deep)
-    assert sum(1 for ln in rows if ln.lstrip().startswith("digits ")) == 3
+    assert sum(1 for ln in rows if re.search(r"\sok$", ln.rstrip())) == 4, screen
+    cut = [ln for ln in rows if "skipped" in ln]
+    assert len(cut) == 2 and all(ln.rstrip().endswith("…") and len(ln) <= width for ln in cut)
+    # short labels: the shortest path suffix that tells the two digits.tflite apart
+    assert str(work["deep"][0]) not in screen and "models-from-the-vendor" not in screen
+    for vendor in ("acme-v2", "globex"):
+        mine = [ln for ln in rows if ln.lstrip().startswith(vendor)]
+        assert len(mine) == 3, screen
+        if width >= 100:  # at 80 columns the label itself may be cut with …
+            assert all(ln.lstrip().startswith(f"{vendor}/digits.tflite ") for ln in mine)
     header = next(ln for ln in screen.splitlines() if ln.lstrip().startswith("model "))
     assert re.search(r"median (ns|µs|ms)", header) and "device" not in header  # one device
     assert "thr" not in header.split()  # one thread count: said in the title instead
+    assert "top-1" not in header and "agree" not in header  # no eval data: no accuracy columns
     if width >= 160:
-        assert "p95" in header and "agree %" in header
+        assert "p95" in header and "size" in header
     # the libraries' own chatter stays off the terminal
     assert "XNNPACK" not in screen and "Calibration" not in screen
     assert "\x1b[" in colored  # a terminal gets colour ...
@@ -102,13 +106,17 @@ def test_no_color_and_json_to_stdout_in_a_terminal(work: Dict[str, Any]) -> None
     out = work["tmp"] / "stdout.json"
     env = dict(work["env"], NO_COLOR="1")
     with Terminal(100, 40, env=env, cwd=work["tmp"]) as t:
-        t.run(command(work, "--json", "-", "--no-store") + f" > {shlex.quote(str(out))}")
+        t.run(command(["builtin:digits", str(work["deep"][0])], "--json", "-", "--no-store")
+              + f" > {shlex.quote(str(out))}")
         t.wait_done(timeout=400)
         assert t.exit_code() == 3, t.scrollback()
         colored = t.scrollback(escapes=True)
         screen = t.scrollback()
     doc = json.loads(out.read_text())
     assert len(doc["results"]) == 6
+    # builtin:digits has eval data: its accuracy is shown, the other model's cells are "-"
+    header = next(ln for ln in screen.splitlines() if ln.lstrip().startswith("model "))
+    assert "top-1 %" in header and "Δtop-1" in header
     assert len(result_rows(screen)) == 6 and screen.count("edge-bench results") == 1
     # colour SGR codes (30-37, 38;..., 90-97) are gone; bold/dim may stay
     assert not re.search(r"\x1b\[[0-9;]*(3[0-8]|9[0-7])[;m]", colored), colored[:2000]

@@ -124,14 +124,13 @@ def _parts(name: str) -> List[str]:
     if name.startswith("builtin:"):
         return [name[len("builtin:"):]]
     parts = [p for p in name.replace("\\", "/").split("/") if p]
-    if parts and parts[-1].endswith(".tflite"):
-        parts[-1] = parts[-1][:-len(".tflite")]
     return parts or [name]
 
 
 def short_labels(names: Iterable[str]) -> Dict[str, str]:
-    """Model name -> a short label: the file name without .tflite (`builtin:digits` -> digits);
-    when two names share it, the shortest path suffix that tells them apart."""
+    """Model name -> a short label: the file name (`/m/mobilenet_v2.tflite` ->
+    mobilenet_v2.tflite; `builtin:digits` -> digits); when two names share it, the shortest
+    path suffix that tells them apart."""
     uniq = list(dict.fromkeys(names))
     parts = {n: _parts(n) for n in uniq}
     depth = {n: 1 for n in uniq}
