@@ -240,8 +240,6 @@ class LiveDisplay:
         if done < total:
             self.start()
             self._say(f"quantizing {model} {variant} ({done + 1}/{total})")
-        else:
-            self.stop()  # the run's block starts with the session (`with display:`)
 
     def note(self, text: str) -> None:
         """A message about preparation."""

@@ -12,17 +12,14 @@
 from __future__ import annotations
 
 import hashlib
-import html
 import re
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .site_data import Key, SiteData, Series, key_text, load
-from .svgplot import nice_ticks, tick_labels
+from .svg import esc, nice_ticks, tick_labels
 from .table import fmt_time, short_labels
 
+Key = Tuple[str, str, str, Optional[int]]
 VERDICT_CLASS = {"slower": "bad", "accuracy-drop": "bad", "error": "bad", "faster": "good"}
 SPARK_RUNS = 60
 
@@ -54,8 +51,9 @@ nav { margin-bottom: 10px; font-size: 13px; }
 """
 
 
-def esc(x: Any) -> str:
-    return html.escape("" if x is None else str(x), quote=True)
+def key_text(k: Key) -> str:
+    return f"{k[0]} · {k[1]} · {k[2]} · t{k[3]}"
+
 
 
 def slug(text: str) -> str:
@@ -97,7 +95,7 @@ def change(a: Optional[float], b: Optional[float]) -> str:
 
 # --- plots -------------------------------------------------------------------------------------
 
-def sparkline(s: Series) -> str:
+def sparkline(s: Any) -> str:
     rows = s.rows[-SPARK_RUNS:]
     vals = [r["median_ms"] if r["status"] == "ok" else None for r in rows]
     pts = [(i, v) for i, v in enumerate(vals) if v]
@@ -117,7 +115,7 @@ def sparkline(s: Series) -> str:
             f'r="2.6" class="{cls}"/></svg>')
 
 
-def trend_plot(s: Series, width: int = 1200, height: int = 320) -> str:
+def trend_plot(s: Any, width: int = 1200, height: int = 320) -> str:
     """Median (line) and 95% interval (band) over every run of the key; verdicts as coloured
     markers, environment changes as dashed lines with what changed."""
     rows = s.rows
@@ -170,7 +168,7 @@ def trend_plot(s: Series, width: int = 1200, height: int = 320) -> str:
 
 # --- pages -------------------------------------------------------------------------------------
 
-def index_page(data: SiteData) -> str:
+def index_page(data: Any) -> str:
     labels = short_labels(k[1] for k in data.series)
     rows = []
     for k in sorted(data.series, key=lambda k: (k[0], k[1], k[2], k[3] or 0)):
@@ -202,7 +200,7 @@ def index_page(data: SiteData) -> str:
     return page("edge-bench history", "\n".join(body), 0)
 
 
-def runs_table(runs: Sequence[Dict[str, Any]], data: SiteData, depth: int) -> str:
+def runs_table(runs: Sequence[Dict[str, Any]], data: Any, depth: int) -> str:
     up = "../" * depth
     rows = [f'<tr><td><a href="{up}{run_file(r["run_id"])}">{esc(r["run_id"])}</a></td>'
             f'<td>{esc(r.get("label"))}</td><td>{esc(r.get("started_at"))}</td>'
@@ -212,7 +210,7 @@ def runs_table(runs: Sequence[Dict[str, Any]], data: SiteData, depth: int) -> st
             "<th>ok</th><th>edge-bench</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
 
 
-def key_page(s: Series) -> str:
+def key_page(s: Any) -> str:
     k = s.key
     rows = []
     for i in range(len(s.rows) - 1, -1, -1):
@@ -238,7 +236,7 @@ def key_page(s: Series) -> str:
     return page(key_text(k), body, 1)
 
 
-def run_page(run: Dict[str, Any], entries: List[Tuple[Series, int]]) -> str:
+def run_page(run: Dict[str, Any], entries: List[Tuple[Any, int]]) -> str:
     rows = []
     labels = short_labels(s.key[1] for s, _ in entries)
     for s, i in sorted(entries, key=lambda e: tuple(str(x) for x in e[0].key)):
@@ -263,39 +261,16 @@ def run_page(run: Dict[str, Any], entries: List[Tuple[Series, int]]) -> str:
     return page(f"run {run.get('label') or run['run_id']}", body, 1)
 
 
-@dataclass
-class SiteReport:
-    pages: int
-    bytes: int
-    seconds: float
-    judged: int
-    cached: int
-
-
-def build_site(store: Any, out_dir: Path, *, verdict_pairs: int = 1,
-               threshold: float = 0.05) -> SiteReport:
-    t0 = time.perf_counter()
-    out_dir = Path(out_dir)
-    data = load(store, out_dir, verdict_pairs=verdict_pairs, threshold=threshold)
-    (out_dir / "keys").mkdir(parents=True, exist_ok=True)
-    (out_dir / "runs").mkdir(parents=True, exist_ok=True)
+def render_site(data: Any) -> Dict[str, str]:
+    """Every file of the site (relative path -> text) from the service's Any."""
     files: Dict[str, str] = {"style.css": CSS, "index.html": index_page(data),
                              "runs.html": page("all runs", "<h1>All runs</h1>" + runs_table(
                                  data.runs[::-1], data, depth=0), 0)}
-    by_run: Dict[str, List[Tuple[Series, int]]] = {}
+    by_run: Dict[str, List[Tuple[Any, int]]] = {}
     for s in data.series.values():
         files[key_file(s.key)] = key_page(s)
         for i, r in enumerate(s.rows):
             by_run.setdefault(r["run_id"], []).append((s, i))
     for run in data.runs:
         files[run_file(run["run_id"])] = run_page(run, by_run.get(run["run_id"], []))
-    total = 0
-    for name, text in files.items():
-        raw = text.encode("utf-8")
-        path = out_dir / name
-        if not path.is_file() or path.stat().st_size != len(raw) or path.read_bytes() != raw:
-            path.write_bytes(raw)
-        total += len(raw)
-    return SiteReport(pages=len(files) - 1, bytes=total, seconds=time.perf_counter() - t0,
-                      judged=data.judged, cached=data.cached)
-
+    return files

@@ -11,18 +11,14 @@ latency, whisker = 95% interval of the median), for a fleet of more than one dev
 """
 from __future__ import annotations
 
-import html
 import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .svgplot import nice_ticks, tick_labels
+from .svg import esc, nice_ticks, tick_labels
 
 DEVICE_COLORS = ["#2b6cb0", "#c05621", "#2f855a", "#6b46c1", "#b7791f", "#2c7a7b", "#97266d",
                  "#9b2c2c"]
 
-
-def esc(x: Any) -> str:
-    return html.escape("" if x is None else str(x), quote=True)
 
 
 def accuracy_change(r: Dict[str, Any]) -> Tuple[Optional[float], str]:

@@ -1,5 +1,6 @@
-"""What the history site shows, read from the store: every key's series over the runs, the
-environment changes along it, and compare's verdicts between consecutive runs.
+"""The history site service (`edge-bench report --site DIR`): read every key's series over the
+runs from the store, the environment changes along it and compare's verdicts between
+consecutive runs, and write the pages (render/site.py) into DIR.
 
 Verdicts are compare's own (`compare_results`, the same rule as `edge-bench compare` and
 `run --baseline`), between each run and the previous run of the same key. One comparison costs
@@ -17,7 +18,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 Key = Tuple[str, str, str, Optional[int]]
 
@@ -54,10 +55,6 @@ class SiteData:
     series: Dict[Key, Series]
     judged: int = 0                     # comparisons run in this build
     cached: int = 0                     # verdicts taken from DIR/verdicts.json
-
-
-def key_text(k: Key) -> str:
-    return f"{k[0]} · {k[1]} · {k[2]} · t{k[3]}"
 
 
 def _pair_id(a: Dict[str, Any], b: Dict[str, Any]) -> str:
@@ -125,7 +122,7 @@ def load(store: Any, out_dir: Path, *, verdict_pairs: int = 1,
 
 def _judge(store: Any, s: Series, todo: List[int], cache: Dict[str, Any],
            threshold: float) -> None:
-    from ..analysis.compare import compare_results
+    from ..analysis.verdict import compare_results
     need_samples = [i for i in todo if not _screened_same(s.rows[i - 1], s.rows[i], threshold)]
     full: Dict[str, Dict[str, Any]] = {}
     if need_samples:
@@ -147,3 +144,51 @@ def _judge(store: Any, s: Series, todo: List[int], cache: Dict[str, Any],
                  "p_value": row["p_value"], "notes": row["notes"][:3]}
         cache[pid] = v
         s.verdicts[i] = v
+
+
+@dataclass
+class SiteReport:
+    path: Path
+    pages: int
+    bytes: int
+    seconds: float
+    judged: int
+    cached: int
+
+
+def build_site(store: Any, out_dir: Union[str, Path], *, verdict_pairs: int = 1,
+               threshold: float = 0.05) -> SiteReport:
+    """Write the site of `store` into out_dir; files whose text did not change are left alone."""
+    import time
+    from ..render.site import render_site
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir).expanduser()
+    data = load(store, out_dir, verdict_pairs=verdict_pairs, threshold=threshold)
+    files = render_site(data)
+    total = 0
+    for name, text in files.items():
+        raw = text.encode("utf-8")
+        path = out_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.is_file() or path.stat().st_size != len(raw) or path.read_bytes() != raw:
+            path.write_bytes(raw)
+        total += len(raw)
+    return SiteReport(path=out_dir / "index.html", pages=sum(n.endswith(".html") for n in files),
+                      bytes=total, seconds=time.perf_counter() - t0, judged=data.judged,
+                      cached=data.cached)
+
+
+def write_site(out_dir: Union[str, Path], db: Optional[str] = None, *, verdict_pairs: int = 1,
+               threshold: float = 0.05) -> SiteReport:
+    """`edge-bench report --site DIR [--db PATH|URL]`."""
+    from ..errors import StoreError, UsageError
+    from ..results.store import open_store
+    if verdict_pairs < 0:
+        raise UsageError(f"--verdicts {verdict_pairs}: expected a number >= 0")
+    store = open_store(db, create=False)
+    try:
+        return build_site(store, out_dir, verdict_pairs=verdict_pairs, threshold=threshold)
+    except OSError as e:
+        raise StoreError(f"cannot write the site into {out_dir}: {e.strerror or e}") from e
+    finally:
+        store.close()
