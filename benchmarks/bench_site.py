@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 
 from edge_bench.analysis.stats import summarize
-from edge_bench.render.site import build_site
+from edge_bench.app.site import build_site
 from edge_bench.results.store import Store
 
 DEVICES = ["local", "pi4", "pi5", "jetson-orin", "pixel7"]
