@@ -120,3 +120,23 @@ def test_no_color_and_json_to_stdout_in_a_terminal(work: Dict[str, Any]) -> None
     assert len(result_rows(screen)) == 6 and screen.count("edge-bench results") == 1
     # colour SGR codes (30-37, 38;..., 90-97) are gone; bold/dim may stay
     assert not re.search(r"\x1b\[[0-9;]*(3[0-8]|9[0-7])[;m]", colored), colored[:2000]
+
+
+def test_history_and_compare_fit_80_columns(work: Dict[str, Any]) -> None:
+    """After the runs above (labels w80, w100, w160 in the store): `history` and `compare` at
+    80 columns, one line per key, nothing wider than the screen."""
+    py = shlex.quote(sys.executable)
+    with Terminal(80, 50, env=work["env"], cwd=work["tmp"]) as t:
+        t.run(f"{py} -m edge_bench.cli history --summary; {py} -m edge_bench.cli compare w80 w160")
+        t.wait_done(timeout=300)
+        screen = t.scrollback()
+    assert "Traceback" not in screen, screen
+    for ln in screen.splitlines():
+        assert len(ln) <= 80, ln
+    trend = screen[screen.index("trend per key"):screen.index("compare ")]
+    assert len(result_rows(trend)) == 6, trend  # 2 models x 3 variants, one line each
+    cmp = screen[screen.index("compare "):]
+    rows = result_rows(cmp)
+    assert len(rows) == 6, cmp
+    assert all(re.search(r"\b(same|slower|faster|missing|new)\b", ln) for ln in rows), cmp
+    assert re.search(r"(no regression|REGRESSION):", cmp)
