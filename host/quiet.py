@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -31,6 +32,8 @@ _log: Deque[str] = deque(maxlen=200)
 _verbose = False
 _failure: Optional[str] = None
 _depth = 0
+#: a progress bar's frame (tqdm: " 24%|##4       | 292/1200"): says nothing about an error
+_PROGRESS_BAR = re.compile(r"\d+%\|")
 
 
 def set_verbose(on: bool) -> None:
@@ -48,9 +51,9 @@ def take_failure_output(max_lines: int = 20) -> str:
     """The library output captured by the call that raised last (once), its last lines."""
     global _failure
     text, _failure = _failure, None
-    if not text or not text.strip():
-        return ""
-    return "\n".join(text.strip().splitlines()[-max_lines:])
+    lines = [ln.strip() for ln in re.split(r"[\r\n]+", text or "")]
+    lines = [ln for ln in lines if ln and not _PROGRESS_BAR.search(ln)]
+    return "\n".join(lines[-max_lines:])
 
 
 def _flush_c_stdio() -> None:

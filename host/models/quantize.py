@@ -37,7 +37,7 @@ import numpy as np
 
 from ..errors import EdgeBenchError, ModelError, UsageError
 from ..hashing import sha256_bytes, sha256_file
-from ..quiet import quiet
+from ..quiet import quiet, take_failure_output
 from .quantcache import cache_get_or_make, default_cache_dir, write_atomic
 from .variants import STATIC_VARIANTS, VARIANTS, QuantizeResult, needs_calibration, parse_variants
 
@@ -392,8 +392,10 @@ def quantize_model(model_path: Union[str, Path], variant: str, out_path: Union[s
         msg = " ".join(str(e).split()) or type(e).__name__
         op = _op_in_message(msg, ops)
         where = f" (op {op})" if op else ""
+        said = take_failure_output(max_lines=3).replace("\n", " | ")
         raise ModelError(f"variant {variant} of {model_path.name} failed{where}: {msg}",
-                         hint=f"model ops: {', '.join(ops)}") from e
+                         hint=f"model ops: {', '.join(ops)}"
+                         + (f"; the quantizer printed: {said}" if said else "")) from e
     write_atomic(out_path, data)
     try:
         load_interpreter(out_path)
