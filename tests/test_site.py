@@ -3,7 +3,9 @@ Chromium renders it."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -112,6 +114,10 @@ def test_site_renders_in_chromium_with_plots(site: Dict[str, Any], tmp_path: Pat
     # median line and interval band with one vertex per run
     assert sum(1 for d in page.svg_paths() if d.count("L") >= NIGHTS - 1) >= 2
     assert inked(page.png) > 0.03
+    dest = os.environ.get("EDGE_BENCH_SCREENSHOTS")
+    if dest:
+        shutil.copy(idx.png, Path(dest) / "site-index.png")
+        shutil.copy(page.png, Path(dest) / "site-key.png")
 
 
 def test_site_usage_errors(site: Dict[str, Any], tmp_path: Path) -> None:
