@@ -140,3 +140,25 @@ def test_history_and_compare_fit_80_columns(work: Dict[str, Any]) -> None:
     assert len(rows) == 6, cmp
     assert all(re.search(r"\b(same|slower|faster|missing|new)\b", ln) for ln in rows), cmp
     assert re.search(r"(no regression|REGRESSION):", cmp)
+
+
+def test_two_devices_each_get_a_progress_line_and_a_device_column(work: Dict[str, Any]) -> None:
+    cfg = work["tmp"] / "two.yaml"
+    cfg.write_text("version: 1\ndevices:\n"
+                   f"  local:\n    transport: local\n    workdir: {work['tmp'] / 'w1'}\n"
+                   f"  bench-b:\n    transport: local\n    workdir: {work['tmp'] / 'w2'}\n")
+    args = [sys.executable, "-m", "edge_bench.cli", "run", "--config", str(cfg),
+            "--devices", "local,bench-b", "--model", "builtin:digits", "--variants", "fp32,int8",
+            "--runs", "20", "--min-seconds", "0.6", "--no-store"]
+    with Terminal(80, 30, env=work["env"], cwd=work["tmp"]) as t:
+        t.run(" ".join(shlex.quote(a) for a in args))
+        frames = t.wait_done(timeout=400)
+        assert t.exit_code() == 0, t.scrollback()
+        screen = t.scrollback()
+    both = [f for f in frames if re.search(r"^local\s.*ETA", f, re.M)
+            and re.search(r"^bench-b\s.*ETA", f, re.M)]
+    assert both, "\n----\n".join(frames)
+    header = next(ln for ln in screen.splitlines() if ln.lstrip().startswith("device "))
+    assert header.split()[:3] == ["device", "model", "variant"]
+    rows = [ln for ln in screen.splitlines() if re.match(r"^(local|bench-b)\s+digits\s", ln)]
+    assert len(rows) == 4 and all(ln.rstrip().endswith("ok") and len(ln) <= 80 for ln in rows)
