@@ -16,6 +16,8 @@ from ..transports.base import Transport
 
 #: pushes of files at least this big are reported to `on_push` (the live display shows them)
 BIG_PUSH_BYTES = 4 << 20
+#: how often a big push reports its bytes and rate
+PUSH_PROGRESS_EVERY_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,21 @@ class DeployReport:
     bytes_pushed: int = 0
 
 
+def _throttled(name: str, t0: float, on_push: Callable[[Dict[str, Any]], None]
+               ) -> Callable[[int, int], None]:
+    """A transport's byte progress as `on_push` events, one per PUSH_PROGRESS_EVERY_S at most,
+    with the rate so far."""
+    last = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= PUSH_PROGRESS_EVERY_S and done < total:
+            last[0] = now
+            on_push({"file": name, "total": total, "bytes": done,
+                     "rate": done / max(1e-6, now - t0)})
+    return progress
+
+
 def remote_path(workdir: str, blob: Blob) -> str:
     return posixpath.join(workdir, blob.remote_rel)
 
@@ -70,14 +87,14 @@ def ensure_blobs(transport: Transport, workdir: str, blobs: Sequence[Blob],
     before = transport.bytes_pushed
     for b, p in missing:
         size = b.local.stat().st_size
-        big = on_push is not None and size >= BIG_PUSH_BYTES
+        if on_push is None or size < BIG_PUSH_BYTES:
+            transport.put(b.local, p)
+            continue
         t0 = time.monotonic()
-        if big:
-            on_push({"file": b.local.name, "total": size, "bytes": 0, "first": True})
-        transport.put(b.local, p)
-        if big:
-            on_push({"file": b.local.name, "total": size, "bytes": size, "finished": True,
-                     "elapsed_s": time.monotonic() - t0})
+        on_push({"file": b.local.name, "total": size, "bytes": 0, "first": True})
+        transport.put(b.local, p, progress=_throttled(b.local.name, t0, on_push))
+        on_push({"file": b.local.name, "total": size, "bytes": size, "finished": True,
+                 "elapsed_s": time.monotonic() - t0})
     if missing:
         got = transport.sha256_many([p for _, p in missing])
         for b, p in missing:
