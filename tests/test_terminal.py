@@ -63,6 +63,9 @@ def test_run_fits_the_terminal_and_shows_progress(work: Dict[str, Any], width: i
     # progress while it ran: a bar line for the device with its elapsed time and ETA
     progress = [f for f in frames if re.search(r"^local\s.*\d/6\s.*ETA \d+:\d\d", f, re.M)]
     assert progress, "no progress line seen while the run went on:\n" + "\n----\n".join(frames)
+    # the model and worker process at work (announced by the agent as each process starts)
+    assert any(re.search(r"digits\.tflite (fp32|int8|dynamic-int8) · proc [12]/2\s+\d+:\d\d", f)
+               for f in frames), "\n----\n".join(frames)
     assert any("quantiz" in f for f in frames) or all(r["variant"] == "fp32" for r in doc["results"])
     # the final table: printed once, one line per result, nothing wider than the terminal
     assert screen.count("edge-bench results") == 1, screen
