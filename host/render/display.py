@@ -21,6 +21,23 @@ STYLES = {"ok": "", "bad": "bold red", "warn": "yellow", "skip": "dim"}
 TITLE = "edge-bench results"
 
 
+def text(value: Any, style: str = "") -> Any:
+    """User or device text as a rich Text: shown as written, never read as markup (a label
+    `exp[v2]` or a device error `[/x]` is text, not a style tag)."""
+    from rich.text import Text
+    return Text("" if value is None else str(value), style=style)
+
+
+def texts(cells: Any) -> List[Any]:
+    return [text(c) for c in cells]
+
+
+def escape(value: Any) -> str:
+    """For the few places rich takes a markup string (table titles): escape it."""
+    from rich.markup import escape as rich_escape
+    return rich_escape("" if value is None else str(value))
+
+
 def status_of(r: Dict[str, Any]) -> Tuple[str, str]:
     """A result's status text and style name: ok / bad / warn / skip."""
     acc = r.get("accuracy") or {}
