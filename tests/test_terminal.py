@@ -63,6 +63,9 @@ def test_run_fits_the_terminal_and_shows_progress(work: Dict[str, Any], width: i
     # progress while it ran: a bar line for the device with its elapsed time and ETA
     progress = [f for f in frames if re.search(r"^local\s.*\d/6\s.*ETA \d+:\d\d", f, re.M)]
     assert progress, "no progress line seen while the run went on:\n" + "\n----\n".join(frames)
+    # results show in the table while the device is still at work (the table then fills up)
+    live = [f for f in frames if "edge-bench results" in f and re.search(r"^local\s.*ETA", f, re.M)]
+    assert live and min(len(result_rows(f)) for f in live) < 6, "\n----\n".join(frames)
     # the model and worker process at work (announced by the agent as each process starts)
     assert any(re.search(r"digits\.tflite (fp32|int8|dynamic-int8) · proc [12]/2\s+\d+:\d\d", f)
                for f in frames), "\n----\n".join(frames)

@@ -178,11 +178,8 @@ class LiveDisplay:
 
     def __init__(self, stream: Optional[TextIO] = None, live: Optional[bool] = None,
                  quiet: bool = False) -> None:
-        from ..quiet import terminal_file
         self.stream = stream or sys.stdout
         self.live = self.stream.isatty() if live is None else live
-        # the live block draws on its own copy of the terminal: library captures never eat it
-        self.out = terminal_file(self.stream) if self.live and not quiet else self.stream
         self.view = ResultsView()
         self.quiet = quiet
         self.devices: Dict[str, DeviceProgress] = {}
@@ -218,7 +215,9 @@ class LiveDisplay:
             return
         from rich.console import Console
         from rich.live import Live
-        self._console = Console(file=self.out)
+        from ..quiet import terminal_file
+        # the live block draws on its own copy of the terminal: library captures never eat it
+        self._console = Console(file=terminal_file(self.stream))
         self._live = Live(_Frame(self), console=self._console, refresh_per_second=4,
                           transient=True, redirect_stdout=False, redirect_stderr=False)
         self._live.__enter__()
@@ -235,6 +234,8 @@ class LiveDisplay:
         live.__exit__(None, None, None)
         if self.view.results:
             self._console.print(self.view.rich_table(self._console.width))
+        if self._console.file is not self.stream:
+            self._console.file.close()
 
     def _frame(self, width: int, height: int) -> Any:
         from rich.console import Group
