@@ -26,7 +26,7 @@ def test_unwritable_outputs_fail_before_any_work(tmp_path: Path, flag: str, wher
     assert p.returncode == 2, p.stdout + p.stderr
     one_clean_line(p)
     assert str(tmp_path / where) in p.stderr
-    assert "local" not in p.stdout                 # no result row: refused before the benchmark
+    assert "result device=" not in p.stdout        # no result row: refused before the benchmark
     assert not list((tmp_path / "home").glob(".cache/edge-bench/*"))   # nothing pushed to local
 
 
@@ -40,8 +40,8 @@ def test_truncated_and_unreadable_models_are_errors_not_tracebacks(tmp_path: Pat
     assert p.returncode == 3, p.stdout + p.stderr          # one failed task each, run goes on
     assert "Traceback" not in p.stderr
     rows = [ln for ln in p.stdout.splitlines()
-            if "truncated or corrupt" in ln and ln.startswith("device=")]
-    assert {r.split()[2] for r in rows} == {"variant=fp16", "variant=dynamic-int8"}
+            if "truncated or corrupt" in ln and ln.startswith("result device=")]
+    assert {r.split()[3] for r in rows} == {"variant=fp16", "variant=dynamic-int8"}
     assert "not a valid Flatbuffer" in p.stdout             # fp32: the runtime says so
     # a model file that cannot be read (EIO here; EACCES for a normal user's unreadable file)
     p = edge_bench(["run", "--no-store", "--model", "/proc/self/mem", *FAST[2:]], tmp_path)

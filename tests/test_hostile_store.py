@@ -135,7 +135,7 @@ def test_store_locked_by_another_process_loses_no_result(tmp_path: Path) -> None
     assert doc["status"] == "partial" and "not in the results store" in doc["store_error"]
     assert sorted(r["variant"] for r in doc["results"]) == ["dynamic-int8", "fp32"]
     assert all(r["status"] == "ok" for r in doc["results"])
-    rows = [ln for ln in p.stdout.splitlines() if ln.startswith("device=local")]
+    rows = [ln for ln in p.stdout.splitlines() if ln.startswith("result device=local")]
     assert len(rows) == 2                                   # both results reached the table
     assert "not in the results store" in p.stderr and str(out) in p.stderr
     stored = {r["run_id"]: r["status"] for r in _runs(db)}

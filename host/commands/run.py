@@ -117,6 +117,8 @@ def add_parser(sub: Any) -> None:
                    help="with --fail-on-regression: do not fail on inconclusive keys or keys"
                         " missing from the baseline")
     p.add_argument("--quiet", "-q", action="store_true", help="no table, only errors and --json")
+    p.add_argument("--verbose", "-v", action="store_true",
+                   help="show the libraries' own output (LiteRT, ai-edge-quantizer) as it comes")
     p.set_defaults(func=run)
 
 

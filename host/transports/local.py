@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Dict, Iterator, Optional, Sequence
 
 from ..errors import TransportError
-from .base import RemoteProcess, Transport
+from .base import PutProgress, RemoteProcess, Transport
 from .streams import LineQueue, TailBuffer, kill_local_group, write_and_close
 
 
@@ -75,16 +75,24 @@ class LocalTransport(Transport):
               env: Optional[dict] = None) -> LocalProcess:
         return LocalProcess(self.device.name, argv, stdin, env)
 
-    def put(self, local: Path, remote: str) -> None:
-        """Copy to a temp file in the destination's directory, then rename it into place: the
-        rename replaces whatever is at `remote` (a planted symlink included) and never writes
-        through it; a reader never sees half a file."""
+    def put(self, local: Path, remote: str, progress: Optional[PutProgress] = None) -> None:
+        """Copy to a temp file in the destination's directory (in 1 MiB pieces, telling
+        `progress` how far it got), then rename it into place: the rename replaces whatever is
+        at `remote` (a planted symlink included) and never writes through it; a reader never
+        sees half a file."""
         dest = Path(remote)
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=str(dest.parent))
         try:
+            total, done = Path(local).stat().st_size, 0
             with os.fdopen(fd, "wb") as out, open(local, "rb") as src:
-                shutil.copyfileobj(src, out, 1 << 20)
+                for chunk in iter(lambda: src.read(1 << 20), b""):
+                    out.write(chunk)
+                    done += len(chunk)
+                    if progress is not None:
+                        progress(done, total)
+            if progress is not None and not total:
+                progress(0, 0)
             os.replace(tmp, dest)
         except BaseException:
             with contextlib.suppress(OSError):
