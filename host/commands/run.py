@@ -9,6 +9,9 @@ from ..errors import UsageError
 
 DEFAULT_MODELS = ["builtin:digits", "builtin:mobilenet"]
 DEFAULT_VARIANTS = "fp32,int8"
+#: the defaults for a model without calibration data: int8 is shown skipped (it needs
+#: calibration), dynamic-int8 (no calibration needed) is made instead of nothing quantized
+DEFAULT_VARIANTS_NO_CALIBRATION = "fp32,dynamic-int8,int8"
 
 HELP = """\
 Time models (and their quantized variants) on devices and score their accuracy.
@@ -47,8 +50,15 @@ def add_parser(sub: Any) -> None:
                    help="a float .tflite file or builtin:NAME; repeat for several"
                         f" (default: {', '.join(DEFAULT_MODELS)})")
     p.add_argument("--variants", default=None,
-                   help="fp32,fp16,dynamic-int8,int8,int16x8,weight-int8,weight-int4"
-                        f" (default: {DEFAULT_VARIANTS})")
+                   help="fp32,fp16,dynamic-int8,int8,int16x8,weight-int8,weight-int4, and"
+                        " `given` (the .tflite exactly as given, e.g. fp16-stored; an"
+                        f" already-quantized file is always timed as given) (default: {DEFAULT_VARIANTS};"
+                        f" {DEFAULT_VARIANTS_NO_CALIBRATION} for a model without calibration data,"
+                        " whose int8 is then a skip, not a failure)")
+    p.add_argument("--reference", action="append", default=None, metavar="FLOAT.tflite",
+                   help="the float model of an already-quantized --model: its fp32 row, the"
+                        " reference the given file is scored against, and what the variants are"
+                        " made from (one per --model, in order)")
     p.add_argument("--threads", default="1", help="interpreter threads, e.g. 1,2,4 (default: 1)")
     p.add_argument("--runs", type=int, default=50, help="minimum timed runs (default: 50)")
     p.add_argument("--warmup", type=int, default=5, help="warmup runs after the first inference"
@@ -150,19 +160,30 @@ def run(args: argparse.Namespace) -> int:
     overrides.update(lock_wait_s=args.lock_wait, cooldown_temp_c=args.cooldown_temp,
                      cooldown_max_s=args.cooldown_max_s)  # None = keep the device's setting
     devices = [d.with_overrides(**overrides) for d in devices]
-    variants = parse_variants(args.variants or DEFAULT_VARIANTS)
+    from ..models.quantize import GIVEN, VARIANTS
+    allowed = VARIANTS + (GIVEN,)
+    variants = parse_variants(args.variants or DEFAULT_VARIANTS, allowed)
     threads = _int_list(args.threads, "--threads")
     timing = Timing(runs=args.runs, warmup=args.warmup, min_seconds=args.min_seconds,
                     max_seconds=args.max_seconds, max_runs=max(args.max_runs, args.runs),
                     processes=args.processes, interleave=args.interleave)
     model_names = args.model or DEFAULT_MODELS
-    models = [resolve_model(m, args.calibration, args.eval, args.quantizer) for m in model_names]
+    refs = args.reference or []
+    if refs and len(refs) != len(model_names):
+        raise UsageError(f"--reference given {len(refs)} times for {len(model_names)} --model(s)",
+                         hint="give one --reference per --model, in the same order")
+    models = [resolve_model(m, args.calibration, args.eval, args.quantizer,
+                            refs[i] if refs else None) for i, m in enumerate(model_names)]
 
     json_to_stdout = args.json == "-"
     from ..render.display import LiveDisplay
     display = LiveDisplay(stream=sys.stderr if json_to_stdout else sys.stdout, quiet=args.quiet)
 
-    artifacts = make_artifacts(models, variants, progress=display.note)
+    artifacts = []
+    for m in models:
+        mine = variants if args.variants or m.calibration else parse_variants(
+            DEFAULT_VARIANTS_NO_CALIBRATION, allowed)
+        artifacts += make_artifacts([m], mine, progress=display.note)
     plan = {}
     for d in devices:
         tasks = []
@@ -204,7 +225,9 @@ def run(args: argparse.Namespace) -> int:
         doc["devices"] = {r.device.name: r.summary() for r in session.runs}
         from datetime import datetime, timezone
         doc["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        failed = [r for r in doc["results"] if r["status"] != "ok" or (r.get("accuracy") or {}).get("flag")]
+        # a deliberate skip (its reason is shown) is not a failure; an error or a flag is
+        failed = [r for r in doc["results"] if r["status"] not in ("ok", "skipped")
+                  or (r.get("accuracy") or {}).get("flag")]
         doc["status"] = "interrupted" if interrupted else ("partial" if failed else "ok")
         if store is not None:
             store.finish_run(doc["run_id"], doc["status"])

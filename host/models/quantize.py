@@ -39,11 +39,14 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tu
 
 import numpy as np
 
-from ..errors import EdgeBenchError, ModelError, UsageError
+from ..errors import EdgeBenchError, ModelError, UsageError, VariantSkipped
 from ..hashing import sha256_bytes, sha256_file
 
 VARIANTS: Tuple[str, ...] = (
     "fp32", "fp16", "dynamic-int8", "int8", "int16x8", "weight-int8", "weight-int4")
+
+#: `edge-bench run` only: the .tflite exactly as given (an fp16-stored or already-quantized file)
+GIVEN = "given"
 
 #: variants whose recipe needs calibration data (static activation ranges)
 STATIC_VARIANTS = frozenset({"int8", "int16x8"})
@@ -149,7 +152,8 @@ def model_ops(model_path: Union[str, Path]) -> List[str]:
 
 
 # ---- variants ----------------------------------------------------------------------------------
-def parse_variants(spec: Union[str, Sequence[str]]) -> List[str]:
+def parse_variants(spec: Union[str, Sequence[str]], allowed: Sequence[str] = VARIANTS
+                   ) -> List[str]:
     """"fp32,int8" -> ["fp32", "int8"] (order kept, duplicates dropped). Unknown -> UsageError."""
     items = spec.split(",") if isinstance(spec, str) else list(spec)
     out: List[str] = []
@@ -157,8 +161,8 @@ def parse_variants(spec: Union[str, Sequence[str]]) -> List[str]:
         v = raw.strip().lower()
         if not v:
             continue
-        if v not in VARIANTS:
-            raise UsageError(f"unknown variant {raw.strip()!r}", hint="valid: " + ", ".join(VARIANTS))
+        if v not in allowed:
+            raise UsageError(f"unknown variant {raw.strip()!r}", hint="valid: " + ", ".join(allowed))
         if v not in out:
             out.append(v)
     if not out:
@@ -378,7 +382,9 @@ def _run_quantizer(model_path: Path, variant: str,
         if qt.need_calibration:
             n = len(next(iter(calibration.values())))
             samples = [{name: arr[i:i + 1] for name, arr in calibration.items()} for i in range(n)]
-            cal = qt.calibrate({SIGNATURE_KEY: samples}, num_threads=max(1, os.cpu_count() or 1))
+            from .baseline import signature_key
+            key = signature_key(model_path) or SIGNATURE_KEY
+            cal = qt.calibrate({key: samples}, num_threads=max(1, os.cpu_count() or 1))
         result = qt.quantize(cal, enable_progress_report=False)
     return bytes(result.quantized_model)
 
@@ -396,10 +402,20 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def _needs_calibration(variant: str) -> UsageError:
-    return UsageError(f"variant {variant} needs calibration data",
-                      hint="pass --calibration FILE (.npz/.npy/folder of .npy) or "
-                           "--calibration random (accuracy will be meaningless)")
+def _needs_calibration(variant: str) -> VariantSkipped:
+    return VariantSkipped(variant, "it needs calibration data",
+                          hint="pass --calibration FILE (.npz/.npy/folder of .npy) or "
+                               "--calibration random (accuracy will be meaningless)")
+
+
+def host_cannot_run(model_path: Union[str, Path]) -> Optional[str]:
+    """Why the host's LiteRT cannot run the model (e.g. a custom op it lacks), or None."""
+    try:
+        _interpreter(model_path)
+    except ModelError as e:
+        m = re.search(r"custom op:? ?'?([A-Za-z0-9_]+)", str(e))
+        return f"custom op {m.group(1)}" if m else str(e)
+    return None
 
 
 def quantize_model(model_path: Union[str, Path], variant: str, out_path: Union[str, Path],
@@ -419,9 +435,13 @@ def quantize_model(model_path: Union[str, Path], variant: str, out_path: Union[s
             out_path.parent.mkdir(parents=True, exist_ok=True)
             _write_atomic(out_path, model_path.read_bytes())
         return _result(variant, out_path, RECIPES[variant])
+    unrunnable = host_cannot_run(model_path)
     if variant in STATIC_VARIANTS:
         if calibration is None:
             raise _needs_calibration(variant)
+        if unrunnable:
+            raise VariantSkipped(variant, f"calibration runs the model on this host, whose LiteRT "
+                                          f"cannot run it ({unrunnable})")
         if not isinstance(calibration, dict):
             label = "random" if str(calibration) == RANDOM else Path(calibration).name
             calibration = load_calibration(calibration, model_path)
@@ -429,13 +449,14 @@ def quantize_model(model_path: Union[str, Path], variant: str, out_path: Union[s
         calibration = None
     ops = model_ops(model_path)
     quantized_ops = sorted({"QUANTIZE", "DEQUANTIZE"} & set(ops))
-    int_inputs = [f"{i.name} ({i.dtype})" for i in model_inputs(model_path)
+    int_inputs = [f"{i.name} ({i.dtype})" for i in ([] if unrunnable else model_inputs(model_path))
                   if i.dtype in (np.dtype(np.int8), np.dtype(np.int16), np.dtype(np.uint8))]
     if quantized_ops or int_inputs:
         why = (f"it has {'/'.join(quantized_ops)} ops" if quantized_ops
                else f"its inputs are integer: {', '.join(int_inputs)}")
-        raise ModelError(f"variant {variant}: {model_path.name} looks already quantized ({why})",
-                         hint="quantize the float (fp32) model")
+        raise VariantSkipped(variant, f"{model_path.name} is already quantized ({why})",
+                             hint="variants are made from a float model: quantize that one, or "
+                                  "time this file as given (variant `given`)")
     try:
         data = _run_quantizer(model_path, variant, calibration)
     except EdgeBenchError:
@@ -446,7 +467,11 @@ def quantize_model(model_path: Union[str, Path], variant: str, out_path: Union[s
         where = f" (op {op})" if op else ""
         raise ModelError(f"variant {variant} of {model_path.name} failed{where}: {msg}",
                          hint=f"model ops: {', '.join(ops)}") from e
+    from .variant_check import check_changed
+    check_changed(variant, model_path.name, model_path.read_bytes(), data)
     _write_atomic(out_path, data)
+    if unrunnable:  # the device runs it (or names the op it lacks); the host cannot load it
+        return _result(variant, out_path, _describe(variant, calibration, label))
     try:
         _interpreter(out_path)
     except ModelError as e:
@@ -557,13 +582,16 @@ def parse_quantizer(name: Optional[str]) -> str:
 
 def float_model(path: Union[str, Path]) -> Tuple[Path, Optional[Path]]:
     """(float .tflite, Keras/SavedModel source or None). A Keras file (.keras/.h5) or SavedModel
-    folder is converted to fp32 by TFLiteConverter (cached; needs the [tf] extra)."""
+    folder is converted to fp32 by TFLiteConverter (cached; needs the [tf] extra); a .tflite
+    from the wild becomes its float32 baseline (baseline.py: op codes normalized, fp16 weights
+    folded, a signature added); an already-quantized .tflite is returned as given."""
+    from .baseline import model_baseline
     from .tf_convert import cached_convert, is_tf_model
 
     p = Path(path).expanduser()
     if is_tf_model(p):
         return Path(cached_convert(p, "fp32").path), p
-    return check_tflite(p), None
+    return model_baseline(check_tflite(p)).path, None
 
 
 def check_quantizer(quantizer: str, source: Optional[Path], model_name: str) -> str:

@@ -31,6 +31,15 @@ def fmt_ms(x: Optional[float]) -> str:
     return f"{x:.3f}" if x < 10 else f"{x:.1f}"
 
 
+def similarity(acc: Dict[str, Any]) -> str:
+    """Compact output similarity vs fp32: the worst output's SNR ("inf dB" = identical)."""
+    snrs = [o.get("snr_db") for o in acc.get("outputs") or [] if o.get("snr_db") is not None]
+    if not snrs:
+        return "-"
+    worst = min(snrs)
+    return "inf dB" if worst == float("inf") else f"{worst:.0f} dB"
+
+
 def row_cells(r: Dict[str, Any], fp32: Optional[Dict[str, Any]]) -> Tuple[List[str], str]:
     """Cells of one result row and a style name: ok / bad / warn / skip."""
     lat = r.get("latency_ms") or {}
@@ -47,6 +56,8 @@ def row_cells(r: Dict[str, Any], fp32: Optional[Dict[str, Any]]) -> Tuple[List[s
         if ref is not None:
             top1 += f" ({(acc['top1'] - ref) * 100:+.1f})"
     agree = f"{acc['agreement_vs_ref'] * 100:.1f}%" if acc.get("agreement_vs_ref") is not None else "-"
+    if "collapse_snr_db" in (acc.get("tolerance") or {}):
+        agree = similarity(acc)  # unlabelled inputs: the worst output's SNR vs fp32
     style = "ok"
     status = r["status"]
     if r["status"] != "ok":
