@@ -156,6 +156,11 @@ def _accuracy(base: Dict[str, Any], cand: Dict[str, Any], thr: float) -> Tuple[b
         if a is not None and b is not None and (a - b) > thr + 1e-12:
             drop = True
             notes.append(f"{name} {a * 100:.1f}% -> {b * 100:.1f}% ({(b - a) * 100:+.1f} pt)")
+    from ..models.accuracy import snr_drop
+    why = snr_drop(ba, ca)  # output similarity vs fp32 (models without labels)
+    if why:
+        drop = True
+        notes.append(why)
     if ca.get("flag") and not ba.get("flag"):
         drop = True
         notes.append(f"outputs flagged: {ca.get('flag')}")

@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from ..errors import EdgeBenchError, UsageError
+from ..errors import EdgeBenchError, UsageError, VariantSkipped
 
 DESCRIPTION = """\
 Write one .tflite per quantization variant of a float TFLite model, using ai-edge-quantizer
@@ -84,7 +84,7 @@ def _print_table(rows: List[dict], out_dir: Path) -> None:
     for r in rows:
         cells.append((r["variant"], f"{r['bytes']:,}" if r["bytes"] is not None else "-",
                       f"{r['ratio']:.3f}x" if r["ratio"] is not None else "-",
-                      "ok" if r["error"] is None else "FAILED",
+                      "ok" if r["error"] is None else ("skipped" if r.get("skipped") else "FAILED"),
                       r["recipe"] if r["error"] is None else r["error"]))
     if sys.stdout.isatty():
         from rich.console import Console
@@ -151,6 +151,10 @@ def run(args: argparse.Namespace) -> int:
                                quantizer=quantizer, source=source)
             rows.append({"variant": v, "bytes": res.bytes, "ratio": res.bytes / fp32_bytes,
                          "recipe": res.recipe_description, "error": None, "path": str(out)})
+        except VariantSkipped as e:  # deliberate (already quantized, custom op): not a failure
+            rows.append({"variant": v, "bytes": None, "ratio": None, "recipe": "",
+                         "error": str(e), "path": None, "skipped": True})
+            print(f"edge-bench: {e}", file=sys.stderr)
         except EdgeBenchError as e:
             failed += 1
             rows.append({"variant": v, "bytes": None, "ratio": None, "recipe": "",

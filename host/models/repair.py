@@ -10,7 +10,8 @@ Production models shipped in packages are mostly not what ai-edge-quantizer 0.10
 - **fp16-stored weights**: constant float16 tensors feeding DEQUANTIZE ops in front of the float
   ops. The quantizer leaves such a file unchanged. `fold_fp16_dequantize` replaces each such
   DEQUANTIZE by an fp32 constant holding the same values (fp16 -> fp32 is exact; sparse fp16
-  constants are densified first), rewires its consumers and drops the dead tensors and buffers.
+  constants, fed directly or through a DENSIFY op, are densified first), rewires its consumers
+  and drops the dead tensors, buffers and op codes.
   The folded model computes the same outputs as the file given.
 - **no SignatureDef**: calibration goes through a signature (`serving_default`).
   `add_signature` adds one over subgraph 0's inputs and outputs, named after the tensors.
@@ -46,14 +47,22 @@ def _schema():
 
 
 def load(data: bytes, name: str = "model"):
-    """The ModelT of a flatbuffer; ModelError when it is not a readable TFLite model."""
+    """The ModelT of a flatbuffer, buffers stored after it (offset/size) read into `data`;
+    ModelError when it is not a readable TFLite model."""
     schema = _schema()
     if len(data) < 8 or data[4:8] != FILE_IDENTIFIER:
         raise ModelError(f"{name} is not a TFLite model (no 'TFL3' flatbuffer identifier)")
     try:
-        return schema.ModelT.InitFromPackedBuf(data, 0)
+        model = schema.ModelT.InitFromPackedBuf(data, 0)
     except Exception as e:  # noqa: BLE001 - a corrupt flatbuffer raises anything
         raise ModelError(f"{name}: the TFLite flatbuffer cannot be read: {type(e).__name__}: {e}")
+    for b in model.buffers or []:  # data stored after the flatbuffer (ai-edge-quantizer does)
+        if b is not None and (b.offset or 0) > 1 and b.size:
+            if b.offset + b.size > len(data):
+                raise ModelError(f"{name}: a buffer lies past the end of the file (truncated?)")
+            b.data = np.frombuffer(data, np.uint8, count=int(b.size), offset=int(b.offset))
+            b.offset = b.size = 0
+    return model
 
 
 def dump(model) -> bytes:
@@ -137,7 +146,7 @@ def _const_data(model, tensor) -> Optional[np.ndarray]:
     return np.asarray(buf.data, dtype=np.uint8)
 
 
-def _fold_subgraph(model, sg, dequantize_codes: Set[int]) -> int:
+def _fold_subgraph(model, sg, dequantize_codes: Set[int], densify_codes: Set[int]) -> int:
     schema = _schema()
     tt = schema.TensorType
     used_elsewhere: Dict[int, int] = {}
@@ -148,6 +157,8 @@ def _fold_subgraph(model, sg, dequantize_codes: Set[int]) -> int:
     graph_outputs = {int(i) for i in (sg.outputs if sg.outputs is not None else [])}
     keep, folded = [], 0
     for op in sg.operators or []:
+        if op.opcodeIndex in densify_codes and _fold_densify(model, sg, op):
+            continue  # its (dense, constant) output usually feeds a DEQUANTIZE folded next
         if (op.opcodeIndex in dequantize_codes and op.inputs is not None and len(op.inputs) == 1
                 and op.outputs is not None and len(op.outputs) == 1):
             src, dst = sg.tensors[int(op.inputs[0])], sg.tensors[int(op.outputs[0])]
@@ -167,6 +178,27 @@ def _fold_subgraph(model, sg, dequantize_codes: Set[int]) -> int:
         keep.append(op)
     sg.operators = keep
     return folded
+
+
+def _fold_densify(model, sg, op) -> bool:
+    """A DENSIFY of a constant sparse tensor becomes the dense constant (same type)."""
+    if op.inputs is None or len(op.inputs) != 1 or op.outputs is None or len(op.outputs) != 1:
+        return False
+    src, dst = sg.tensors[int(op.inputs[0])], sg.tensors[int(op.outputs[0])]
+    raw = _const_data(model, src)
+    dtypes = {_schema().TensorType.FLOAT16: np.float16, _schema().TensorType.FLOAT32: np.float32,
+              _schema().TensorType.INT8: np.int8}
+    if raw is None or src.sparsity is None or src.type != dst.type or src.type not in dtypes:
+        return False
+    if int(op.outputs[0]) in {int(i) for i in (sg.outputs if sg.outputs is not None else [])}:
+        return False
+    shape = [int(x) for x in (dst.shape if dst.shape is not None else [])]
+    dense = densify(raw.view(dtypes[src.type]), shape, src.sparsity)
+    buf = _AlignedBufferT()
+    buf.data = np.ascontiguousarray(dense).view(np.uint8).ravel()
+    model.buffers.append(buf)
+    dst.buffer = len(model.buffers) - 1
+    return True
 
 
 def _drop_dead(model) -> None:
@@ -220,13 +252,15 @@ def fold_fp16_dequantize(model) -> int:
     schema = _schema()
     codes = {i for i, oc in enumerate(model.operatorCodes or [])
              if op_code(oc) == schema.BuiltinOperator.DEQUANTIZE}
+    dens = {i for i, oc in enumerate(model.operatorCodes or [])
+            if op_code(oc) == schema.BuiltinOperator.DENSIFY}
     if not codes:
         return 0
-    folded = sum(_fold_subgraph(model, sg, codes) for sg in model.subgraphs or [])
+    folded = sum(_fold_subgraph(model, sg, codes, dens) for sg in model.subgraphs or [])
     if folded:
         _drop_dead(model)
         used = {op.opcodeIndex for sg in model.subgraphs or [] for op in sg.operators or []}
-        if not used & codes:
+        if len(used) < len(model.operatorCodes or []):
             _drop_unused_op_codes(model)
     return folded
 

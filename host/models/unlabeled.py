@@ -25,7 +25,7 @@ import numpy as np
 
 from ..hashing import sha256_file
 
-EVAL_SAMPLES = 8
+EVAL_SAMPLES = 4
 SEED = 0
 
 

@@ -1,0 +1,161 @@
+"""Repair of models from the wild (host/models/repair.py, baseline.py, variant_check.py).
+
+Fast and offline: builtin:mobilenet is rewritten into what old-converter fp16 files look like
+(weights as float16 constants feeding DEQUANTIZE ops, op codes only in deprecated_builtin_code,
+no SignatureDef), then repaired. The real files are in tests/test_real_models.py.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ai_edge_litert import schema_py_generated as schema
+
+from edge_bench.errors import ModelError, VariantSkipped
+from edge_bench.models import repair as rep
+from edge_bench.models.accuracy import run_model
+from edge_bench.models.baseline import float_baseline, inspect_model, model_baseline
+from edge_bench.models.builtin import resolve
+from edge_bench.models.quantize import quantize_model
+from edge_bench.models.unlabeled import random_inputs
+from edge_bench.models.variant_check import check_changed
+
+MOBILENET = resolve("builtin:mobilenet").path
+
+
+def make_wild(src: Path, out: Path, fp16: bool = True) -> Path:
+    """`src` as an old converter would write it: fp16 weights + DEQUANTIZE (when fp16), op codes
+    in deprecated_builtin_code only, no signature."""
+    m = schema.ModelT.InitFromPackedBuf(src.read_bytes(), 0)
+    sg = m.subgraphs[0]
+    if fp16:
+        deq = len(m.operatorCodes)
+        oc = schema.OperatorCodeT()
+        oc.builtinCode, oc.deprecatedBuiltinCode, oc.version = \
+            schema.BuiltinOperator.DEQUANTIZE, schema.BuiltinOperator.DEQUANTIZE, 1
+        m.operatorCodes.append(oc)
+        new_ops = []
+        for op in sg.operators:
+            op.inputs = [int(i) for i in op.inputs]
+            for k, i in enumerate(op.inputs):
+                t = sg.tensors[i] if i >= 0 else None
+                if t is None or t.type != schema.TensorType.FLOAT32 or \
+                        m.buffers[t.buffer].data is None or len(t.shape) < 2:
+                    continue
+                half = schema.TensorT()
+                half.name, half.shape, half.type = t.name + b"_fp16", t.shape, \
+                    schema.TensorType.FLOAT16
+                b = schema.BufferT()
+                b.data = np.frombuffer(bytes(m.buffers[t.buffer].data), np.float32
+                                       ).astype(np.float16).view(np.uint8)
+                m.buffers.append(b)
+                half.buffer = len(m.buffers) - 1
+                sg.tensors.append(half)
+                full = schema.TensorT()
+                full.name, full.shape, full.type, full.buffer = \
+                    t.name + b"_dequantized", t.shape, schema.TensorType.FLOAT32, 0
+                sg.tensors.append(full)
+                d = schema.OperatorT()
+                d.opcodeIndex, d.inputs, d.outputs = deq, [len(sg.tensors) - 2], \
+                    [len(sg.tensors) - 1]
+                new_ops.append(d)
+                op.inputs[k] = len(sg.tensors) - 1
+            new_ops.append(op)
+        sg.operators = new_ops
+    for oc in m.operatorCodes:
+        oc.deprecatedBuiltinCode, oc.builtinCode = oc.builtinCode, 0
+    m.signatureDefs = []
+    out.write_bytes(rep.dump(m))
+    return out
+
+
+@pytest.fixture(scope="module")
+def wild(tmp_path_factory) -> Path:
+    return make_wild(MOBILENET, tmp_path_factory.mktemp("wild") / "wild.tflite")
+
+
+def test_kinds(wild: Path, tmp_path: Path) -> None:
+    assert inspect_model(MOBILENET).kind == "float32"
+    facts = inspect_model(wild)
+    assert facts.kind == "fp16-stored" and facts.signatures == () and not facts.quantized
+    assert inspect_model(make_wild(MOBILENET, tmp_path / "old.tflite", fp16=False)).kind == "float32"
+
+
+def test_repair_is_exact_and_says_what_it_did(wild: Path, tmp_path: Path) -> None:
+    base = float_baseline(wild, tmp_path)
+    assert base.derived and base.given == wild and base.path.parent == tmp_path
+    text = base.recipe()
+    assert text.startswith("float32 baseline derived from wild.tflite (fp16-stored")
+    assert "op codes normalized" in text and "fp16 constants folded" in text
+    assert "serving_default signature added" in text
+    fixed = inspect_model(base.path)
+    assert fixed.kind == "float32" and fixed.signatures == ("serving_default",)
+    m = schema.ModelT.InitFromPackedBuf(base.path.read_bytes(), 0)
+    assert all(oc.builtinCode == max(oc.builtinCode, oc.deprecatedBuiltinCode)
+               for oc in m.operatorCodes)
+    assert not any(t.type == schema.TensorType.FLOAT16 for t in m.subgraphs[0].tensors)
+    # exactly what the file as given computes (fp16 -> fp32 is exact), on random inputs
+    x = random_inputs(wild, n=3, seed=2)
+    for a, b in zip(run_model(wild, x), run_model(base.path, x)):
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-6 * max(1.0, float(np.abs(a).max())))
+    # cached by the given file's sha256: the second call does not write again
+    mtime = base.path.stat().st_mtime_ns
+    assert float_baseline(wild, tmp_path).path.stat().st_mtime_ns == mtime
+
+
+def test_a_clean_float_model_is_its_own_baseline(tmp_path: Path) -> None:
+    base = float_baseline(MOBILENET, tmp_path)
+    assert not base.derived and base.path == MOBILENET
+    assert base.recipe().startswith("none")
+
+
+def test_variants_of_the_repaired_model_change(wild: Path, tmp_path: Path) -> None:
+    base = float_baseline(wild, tmp_path)
+    size = base.path.stat().st_size
+    for v in ("fp16", "dynamic-int8", "weight-int8"):
+        r = quantize_model(base.path, v, tmp_path / f"{v}.tflite")
+        assert r.bytes < 0.6 * size, (v, r.bytes, size)
+
+
+def test_a_no_op_variant_is_an_error(tmp_path: Path) -> None:
+    data = MOBILENET.read_bytes()
+    with pytest.raises(ModelError, match="unchanged \\(same bytes\\)"):
+        check_changed("weight-int8", "m.tflite", data, data)
+    with pytest.raises(ModelError, match="no size change"):
+        check_changed("dynamic-int8", "m.tflite", data, data + b"\0" * 16)
+    fp16 = quantize_model(MOBILENET, "fp16", tmp_path / "fp16.tflite").path.read_bytes()
+    with pytest.raises(ModelError, match="no INT8 weights"):  # smaller, but not int8
+        check_changed("weight-int8", "m.tflite", data, fp16)
+    dyn = quantize_model(MOBILENET, "dynamic-int8", tmp_path / "dyn.tflite").path.read_bytes()
+    with pytest.raises(ModelError, match="no INT8 activations"):  # int8 weights, float acts
+        check_changed("int8", "m.tflite", data, dyn)
+    check_changed("dynamic-int8", "m.tflite", data, dyn)  # the real thing passes
+
+
+def test_already_quantized_model_is_given_not_requantized(tmp_path: Path) -> None:
+    int8 = quantize_model(MOBILENET, "int8", tmp_path / "int8.tflite",
+                          resolve("builtin:mobilenet").calibration).path
+    facts = inspect_model(int8)
+    assert facts.kind == "int8" and facts.quantized
+    assert model_baseline(int8).path == int8  # no float baseline: timed as given
+    with pytest.raises(ModelError, match="already quantized"):
+        float_baseline(int8, tmp_path)
+    with pytest.raises(VariantSkipped, match="already quantized"):
+        quantize_model(int8, "dynamic-int8", tmp_path / "again.tflite")
+
+
+def test_densify_matches_tflite_csr() -> None:
+    dense = np.array([[0, 1.5, 0, 2], [0, 0, 0, 0], [3, 0, 0, 4]], np.float32)
+
+    class Dim:
+        def __init__(self, fmt, size=0, seg=None, idx=None):
+            self.format, self.denseSize = fmt, size
+            self.arraySegments = type("V", (), {"values": seg})() if seg is not None else None
+            self.arrayIndices = type("V", (), {"values": idx})() if idx is not None else None
+
+    class Sp:
+        traversalOrder, blockMap = [0, 1], None
+        dimMetadata = [Dim(0, 3), Dim(1, 0, [0, 2, 2, 4], [1, 3, 0, 3])]
+    out = rep.densify(np.array([1.5, 2, 3, 4], np.float32), [3, 4], Sp)
+    np.testing.assert_array_equal(out, dense)
