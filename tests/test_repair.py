@@ -159,3 +159,52 @@ def test_densify_matches_tflite_csr() -> None:
         dimMetadata = [Dim(0, 3), Dim(1, 0, [0, 2, 2, 4], [1, 3, 0, 3])]
     out = rep.densify(np.array([1.5, 2, 3, 4], np.float32), [3, 4], Sp)
     np.testing.assert_array_equal(out, dense)
+
+
+def test_cli_defaults_on_wild_and_quantized_models_exit_0(wild: Path, tmp_path: Path) -> None:
+    """`edge-bench run --model X.tflite` with the defaults and no calibration data: fp32 (the
+    derived baseline) and dynamic-int8 are timed and scored, int8 is a deliberate skip; an
+    already-quantized file is timed as given; nothing failed, so exit 0."""
+    import json
+    from test_run_local import edge_bench
+    int8 = quantize_model(MOBILENET, "int8", tmp_path / "int8.tflite",
+                          resolve("builtin:mobilenet").calibration).path
+    out = tmp_path / "out.json"
+    p = edge_bench(["run", "--no-store", "--model", str(wild), "--model", str(int8),
+                    "--runs", "2", "--warmup", "0", "--min-seconds", "0", "--processes", "1",
+                    "--json", str(out)], tmp_path)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    res = {(Path(r["model"]).name, r["variant"]): r for r in json.loads(out.read_text())["results"]}
+    fp32 = res[("wild.tflite", "fp32")]
+    assert fp32["status"] == "ok" and fp32["recipe"].startswith("float32 baseline derived from")
+    assert fp32["accuracy"]["eval_source"].startswith("random inputs")
+    dyn = res[("wild.tflite", "dynamic-int8")]
+    assert dyn["status"] == "ok" and dyn["model_bytes"] < 0.5 * fp32["model_bytes"]
+    assert dyn["accuracy"]["outputs"] and dyn["accuracy"]["outputs"][0]["cosine"] > 0.5
+    skip = res[("wild.tflite", "int8")]
+    assert skip["status"] == "skipped" and "needs calibration data" in skip["error"]
+    assert res[("int8.tflite", "given")]["status"] == "ok"
+    assert res[("int8.tflite", "given")]["recipe"].startswith("the file as given")
+    for v in ("fp32", "dynamic-int8", "int8"):
+        assert res[("int8.tflite", v)]["status"] == "skipped"
+        assert "already quantized" in res[("int8.tflite", v)]["error"]
+    assert "needs calibration data" in p.stdout  # the reason is shown
+
+
+def test_per_output_similarity_and_collapse() -> None:
+    from edge_bench.models.accuracy import score, snr_drop
+    rng = np.random.default_rng(0)
+    ref = [rng.normal(size=(4, 10)).astype(np.float32), rng.normal(size=(4, 3)).astype(np.float32)]
+    close = [r + 0.01 * rng.normal(size=r.shape).astype(np.float32) for r in ref]
+    s = score(close, ref, unlabeled=True, output_names=["scores", "boxes"])
+    assert s["flag"] is None and [o["name"] for o in s["outputs"]] == ["scores", "boxes"]
+    assert all(o["snr_db"] > 30 and o["cosine"] > 0.999 for o in s["outputs"])
+    const = [np.full_like(ref[0], 0.5), close[1]]
+    assert "scores: constant output 0.5" in score(const, ref, unlabeled=True,
+                                                  output_names=["scores", "boxes"])["flag"]
+    nan = [close[0], np.full_like(ref[1], np.nan)]
+    assert "non-finite" in score(nan, ref, unlabeled=True)["flag"]
+    noisy = [r + 2 * rng.normal(size=r.shape).astype(np.float32) for r in ref]
+    bad = score(noisy, ref, unlabeled=True)
+    assert bad["flag"] and "floor 3 dB" in bad["flag"]
+    assert snr_drop(s, bad) and snr_drop(s, s) is None and snr_drop(bad, s) is None

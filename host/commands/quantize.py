@@ -119,6 +119,12 @@ def run(args: argparse.Namespace) -> int:
         else parse_variants(args.variants)
     model_path, builtin_calib, stem = _resolve_model(args.model)
     model_path, source = float_model(model_path)  # a Keras/SavedModel -> its fp32 .tflite
+    if source is None:  # a .tflite from the wild -> its float32 baseline (or itself)
+        from ..models.baseline import model_baseline
+        base = model_baseline(model_path)
+        if base.derived:
+            print(f"edge-bench: fp32 is the {base.recipe()}", file=sys.stderr)
+        model_path = base.path
     quantizer = check_quantizer(args.quantizer, source, args.model)
     calib_src = args.calibration or builtin_calib
     out_dir = Path(args.output).expanduser()

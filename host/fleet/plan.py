@@ -163,12 +163,14 @@ def load_eval(path: Path, model_path: Path) -> EvalData:
     except Exception as e:  # noqa: BLE001 - any unreadable file is a user error
         raise UsageError(f"--eval {path}: not a readable .npz file ({e})",
                          hint="save with numpy.savez(path, x=inputs, y=labels)")
-    from ..models.modelinfo import model_inputs
-    inputs_meta = model_inputs(model_path)
+    from ..models.quantize import model_inputs
+    specs = model_inputs(model_path)
+    inputs_meta = [{"name": s.tensor_name, "sig": s.name, "shape": list(s.shape)} for s in specs]
     names = [m["name"] for m in inputs_meta]
     inputs: Dict[str, np.ndarray] = {}
-    for m in inputs_meta:
-        key = m["name"] if m["name"] in arrays else ("x" if len(names) == 1 and "x" in arrays else None)
+    for m in inputs_meta:  # by tensor name, by signature name, or `x` for one input
+        key = next((k for k in (m["name"], m["sig"]) if k in arrays),
+                   "x" if len(names) == 1 and "x" in arrays else None)
         if key is None:
             raise UsageError(f"--eval {path}: no array for model input {m['name']!r}"
                              f" (arrays in the file: {', '.join(sorted(arrays)) or 'none'})",

@@ -19,6 +19,7 @@ given (variant `given`) and scored against `--reference FLOAT.tflite` when one i
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Tuple, Union
@@ -128,14 +129,15 @@ class Baseline:
 
 
 def default_dir() -> Path:
-    from .quantize import default_cache_dir
-    return default_cache_dir().parent / "baseline"
+    """$EDGE_BENCH_CACHE/baseline (default ~/.cache/edge-bench/baseline)."""
+    root = os.environ.get("EDGE_BENCH_CACHE")
+    return (Path(root).expanduser() if root else Path.home() / ".cache" / "edge-bench") / "baseline"
 
 
 def float_baseline(path: Union[str, Path], cache_dir: Union[None, str, Path] = None) -> Baseline:
     """The float32 baseline of a float or fp16-stored model (derived and cached when the file
     needs repair). ModelError for an already-quantized file (it has no float baseline)."""
-    from .quantize import _write_atomic, check_tflite
+    from .quantize import _write_atomic as write_atomic, check_tflite
     given = check_tflite(path)
     data = given.read_bytes()
     model = rep.load(data, str(given))
@@ -158,9 +160,9 @@ def float_baseline(path: Union[str, Path], cache_dir: Union[None, str, Path] = N
     fixed = rep.repair(data, str(given))
     if not fixed.changes:
         return Baseline(given, given, facts)
-    _write_atomic(out, fixed.data)
-    _write_atomic(meta, json.dumps({"given_sha256": sha, "sha256": sha256_file(out),
-                                    "changes": fixed.changes}, indent=1).encode())
+    write_atomic(out, fixed.data)
+    write_atomic(meta, json.dumps({"given_sha256": sha, "sha256": sha256_file(out),
+                                   "changes": fixed.changes}, indent=1).encode())
     return Baseline(out, given, facts, tuple(fixed.changes))
 
 
@@ -178,16 +180,3 @@ def model_baseline(path: Union[str, Path], cache_dir: Union[None, str, Path] = N
     if facts.quantized:
         return quantized_baseline(path)
     return float_baseline(path, cache_dir)
-
-
-def signature_key(path: Union[str, Path], wanted: Optional[str] = None) -> Optional[str]:
-    """The SignatureDef to use: `wanted` (must exist), else serving_default, else the first."""
-    facts = inspect_model(path)
-    if wanted:
-        if wanted not in facts.signatures:
-            raise ModelError(f"{Path(path).name} has no signature {wanted!r}",
-                             hint="signatures: " + (", ".join(facts.signatures) or "none"))
-        return wanted
-    if rep.SIGNATURE_KEY in facts.signatures:
-        return rep.SIGNATURE_KEY
-    return facts.signatures[0] if facts.signatures else None

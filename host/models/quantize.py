@@ -382,8 +382,8 @@ def _run_quantizer(model_path: Path, variant: str,
         if qt.need_calibration:
             n = len(next(iter(calibration.values())))
             samples = [{name: arr[i:i + 1] for name, arr in calibration.items()} for i in range(n)]
-            from .baseline import signature_key
-            key = signature_key(model_path) or SIGNATURE_KEY
+            from .repair import signature_key
+            key = signature_key(Path(model_path).read_bytes()) or SIGNATURE_KEY
             cal = qt.calibrate({key: samples}, num_threads=max(1, os.cpu_count() or 1))
         result = qt.quantize(cal, enable_progress_report=False)
     return bytes(result.quantized_model)
@@ -582,16 +582,14 @@ def parse_quantizer(name: Optional[str]) -> str:
 
 def float_model(path: Union[str, Path]) -> Tuple[Path, Optional[Path]]:
     """(float .tflite, Keras/SavedModel source or None). A Keras file (.keras/.h5) or SavedModel
-    folder is converted to fp32 by TFLiteConverter (cached; needs the [tf] extra); a .tflite
-    from the wild becomes its float32 baseline (baseline.py: op codes normalized, fp16 weights
-    folded, a signature added); an already-quantized .tflite is returned as given."""
-    from .baseline import model_baseline
+    folder is converted to fp32 by TFLiteConverter (cached; needs the [tf] extra). A .tflite is
+    returned as given: baseline.model_baseline() makes the float32 baseline of one from the wild."""
     from .tf_convert import cached_convert, is_tf_model
 
     p = Path(path).expanduser()
     if is_tf_model(p):
         return Path(cached_convert(p, "fp32").path), p
-    return model_baseline(check_tflite(p)).path, None
+    return check_tflite(p), None
 
 
 def check_quantizer(quantizer: str, source: Optional[Path], model_name: str) -> str:

@@ -327,3 +327,18 @@ def repair(data: bytes, name: str = "model") -> Repair:
     if not changes:
         return Repair(data, [])
     return Repair(dump(model), changes)
+
+
+def signature_key(data: bytes, wanted: Optional[str] = None) -> Optional[str]:
+    """The SignatureDef to use: `wanted` (must exist), else serving_default, else the first;
+    None when the model has none."""
+    keys = [s.signatureKey.decode() if isinstance(s.signatureKey, bytes) else str(s.signatureKey)
+            for s in load(data).signatureDefs or []]
+    if wanted:
+        if wanted not in keys:
+            raise ModelError(f"the model has no signature {wanted!r}",
+                             hint="signatures: " + (", ".join(keys) or "none"))
+        return wanted
+    if SIGNATURE_KEY in keys:
+        return SIGNATURE_KEY
+    return keys[0] if keys else None
