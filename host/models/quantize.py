@@ -275,15 +275,21 @@ def _load_npy(path: Path) -> np.ndarray:
 
 def random_calibration(specs: List[InputSpec], n: int = RANDOM_SAMPLES,
                        seed: int = 0) -> Dict[str, np.ndarray]:
-    """Deterministic random data for every input: floats uniform in [0, 1), ints in [0, 10)."""
+    """Deterministic random data for every input, by the agent's rule (one home for it): floats
+    uniform in [-1, 1), small integer types over their range, int32/int64 in [0, 100), bools
+    0/1; dynamic (-1) dims are 1. An input no rule fits (e.g. strings) -> ModelError."""
+    from edge_bench_agent.agent import random_input
+
     rng = np.random.default_rng(seed)
     out = {}
     for s in specs:
-        shape = (n,) + _sample_shape(s)
-        if np.issubdtype(s.dtype, np.floating):
-            out[s.name] = rng.random(shape, dtype=np.float32).astype(s.dtype)
-        else:
-            out[s.name] = rng.integers(0, 10, size=shape).astype(s.dtype)
+        shape = (n,) + tuple(1 if d < 0 else d for d in _sample_shape(s))
+        try:
+            out[s.name] = random_input({"name": s.name, "dtype": s.dtype, "shape": shape}, rng)
+        except Exception as e:  # noqa: BLE001 - the agent's own error type
+            raise ModelError(f"cannot make random data for input {s.name!r} ({s.dtype}): "
+                             f"{getattr(e, 'message', e)}",
+                             hint="pass --calibration FILE / --eval FILE with real inputs")
     return out
 
 

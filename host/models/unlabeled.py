@@ -23,6 +23,7 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
+from ..errors import ModelError
 from ..hashing import sha256_file
 
 EVAL_SAMPLES = 4
@@ -32,16 +33,11 @@ SEED = 0
 def random_inputs(model_path: Path, n: int = EVAL_SAMPLES, seed: int = SEED
                   ) -> Dict[str, np.ndarray]:
     """{input name: [n, *sample shape]} of seeded random data (the agent's rule)."""
-    from edge_bench_agent.agent import random_input
-    from .quantize import _sample_shape, model_inputs
-
-    rng = np.random.default_rng(seed)
-    out: Dict[str, np.ndarray] = {}
-    for spec in model_inputs(model_path):
-        shape = tuple(1 if s < 0 else s for s in _sample_shape(spec))
-        detail = {"name": spec.name, "dtype": spec.dtype, "shape": (n,) + shape}
-        out[spec.name] = random_input(detail, rng)
-    return out
+    from .quantize import model_inputs, random_calibration
+    try:
+        return random_calibration(model_inputs(model_path), n, seed)
+    except ModelError as e:
+        raise ModelError(f"{Path(model_path).name}: {e}") from e
 
 
 def derived_inputs(model_path: Path, calibration: Optional[str]
