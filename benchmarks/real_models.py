@@ -74,7 +74,7 @@ def _cell(r: Optional[Dict[str, Any]], fp32: Optional[Dict[str, Any]]) -> str:
     a = ((fp32 or {}).get("latency_ms") or {}).get("median") if fp32 and fp32["status"] == "ok" \
         else None
     b = (r.get("latency_ms") or {}).get("median")
-    parts.append(f"{b / a:.2f}x" if a and b else (f"{b:.1f} ms" if b else "-"))
+    parts.append(f"{b / a:.2f}x" if a and b else (f"{b:.3g} ms" if b else "-"))
     parts.append(_snr(r))
     flag = (r.get("accuracy") or {}).get("flag")
     return " / ".join(parts) + (" **collapsed**" if flag else "")
@@ -104,7 +104,8 @@ def render(doc: Dict[str, Any], names: Dict[str, str]) -> str:
         f"ai-edge-quantizer {version('ai-edge-quantizer')}, numpy {version('numpy')}",
         f"- command: `{' '.join(Path(a).name if a.endswith('.tflite') else a for a in doc.get('argv', []))}`",
         "",
-        "Each cell: **file size vs fp32** / **median latency vs fp32** on `local` / **output",
+        "Each cell: **file size vs fp32** / **median latency vs fp32** on `local` (variant / fp32:",
+        "below 1 is faster) / **output",
         "similarity vs fp32** (the worst output tensor's SNR on 4 seeded random inputs; `exact` =",
         f"identical). `collapsed` = an output's SNR is below {COLLAPSE_SNR_DB:g} dB, non-finite or",
         "constant (flagged like WRONG OUTPUT). Calibration is RANDOM (`--calibration random`), so",

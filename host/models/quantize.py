@@ -62,7 +62,7 @@ RECIPES: Dict[str, str] = {
 }
 
 RANDOM = "random"
-RANDOM_SAMPLES = 16
+RANDOM_SAMPLES = 8
 TFLITE_IDENTIFIER = b"TFL3"
 SIGNATURE_KEY = "serving_default"
 
