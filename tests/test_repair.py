@@ -192,7 +192,8 @@ def test_cli_defaults_on_wild_and_quantized_models_exit_0(wild: Path, tmp_path: 
 
 
 def test_per_output_similarity_and_collapse() -> None:
-    from edge_bench.models.accuracy import score, snr_drop
+    from edge_bench.analysis.verdict import snr_drop
+    from edge_bench.models.accuracy import score
     rng = np.random.default_rng(0)
     ref = [rng.normal(size=(4, 10)).astype(np.float32), rng.normal(size=(4, 3)).astype(np.float32)]
     close = [r + 0.01 * rng.normal(size=r.shape).astype(np.float32) for r in ref]

@@ -51,7 +51,7 @@ class ModelSpec:
     calibration: Optional[str] = None  # path or "random"
     eval: Optional[EvalData] = None
     source: Optional[Path] = None    # the Keras/SavedModel `path` was converted from
-    quantizer: str = "ai-edge-quantizer"  # who makes the variants (quantize.QUANTIZERS)
+    quantizer: str = "ai-edge-quantizer"  # who makes the variants (dispatch.QUANTIZERS)
     given: Optional[Path] = None     # the .tflite as given (variant `given`), see models/baseline
     fp32_recipe: Optional[str] = None  # how `path` was derived from it (None: it is the file)
     given_recipe: Optional[str] = None
@@ -91,7 +91,7 @@ def resolve_model(name: str, calibration: Optional[str], eval_file: Optional[str
     baseline (models/baseline.py); an already-quantized one is timed as given and scored
     against `reference` (a float .tflite) when given. Without --eval, variants are compared
     with fp32 on derived inputs (models/unlabeled.py)."""
-    from ..models.quantize import check_quantizer, float_model
+    from ..models.dispatch import check_quantizer, float_model
     if name.startswith("builtin:"):
         from ..models.builtin import resolve
         b = resolve(name)
@@ -193,7 +193,8 @@ def make_artifacts(models: Sequence[ModelSpec], variants: Sequence[str],
                    cache_dir: Optional[Path] = None) -> List[Artifact]:
     """Quantize every model into every variant (cached). A failed variant never stops the rest."""
     from ..errors import VariantSkipped
-    from ..models.quantize import GIVEN, make_variant
+    from ..models.dispatch import make_variant
+    from ..models.variants import GIVEN
     out: List[Artifact] = []
     for m in models:
         todo = list(variants)

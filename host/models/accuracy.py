@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Union
+from typing import Dict, List, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 
@@ -112,11 +112,11 @@ def run_model(model_path: Union[str, Path], inputs: Dict[str, np.ndarray],
     arrays [N, *sample shape]. int8/int16 inputs are quantized with the model's scale/zero-point
     and integer outputs dequantized, so the result is comparable with the float model.
     Returns one float array [N, *output shape without the batch of 1] per model output."""
-    from .quantize import _interpreter, check_tflite, model_inputs
+    from .quantize import check_tflite, load_interpreter, model_inputs
 
     check_tflite(model_path)
     specs = model_inputs(model_path)
-    it = _interpreter(model_path, num_threads=num_threads)
+    it = load_interpreter(model_path, num_threads=num_threads)
     in_details = {d["index"]: d for d in it.get_input_details()}
     out_details = it.get_output_details()
     feeds = []
@@ -214,34 +214,6 @@ def per_output(outs: Sequence[np.ndarray], refs: Sequence[np.ndarray],
                      "max_abs_err": float(err.max()) if err.size else 0.0,
                      "collapse": collapse})
     return rows
-
-
-#: `compare`: the worst output's SNR vs fp32 falling by more than this is an accuracy drop
-SNR_DROP_DB = 3.0
-
-
-def worst_snr(acc: Dict[str, Any]) -> Optional[float]:
-    """The lowest per-output SNR of a score (as stored: null + max_abs_err 0 = identical)."""
-    vals = []
-    for o in acc.get("outputs") or []:
-        v = o.get("snr_db")
-        if v is None:
-            v = math.inf if o.get("max_abs_err") == 0.0 else None
-        if v is not None:
-            vals.append(float(v))
-    return min(vals) if vals else None
-
-
-def snr_drop(base: Dict[str, Any], cand: Dict[str, Any]) -> Optional[str]:
-    """Why the candidate's output similarity vs fp32 dropped (worst output SNR down by more
-    than SNR_DROP_DB), or None."""
-    a, b = worst_snr(base), worst_snr(cand)
-    if a is None or b is None or a == b or (math.isinf(a) and math.isinf(b)):
-        return None
-    if a - b > SNR_DROP_DB:
-        fa = "inf" if math.isinf(a) else f"{a:.1f}"
-        return f"output SNR vs fp32 {fa} dB -> {b:.1f} dB"
-    return None
 
 
 def score(outputs: Outputs, reference: Outputs, labels: Optional[np.ndarray] = None,

@@ -19,7 +19,6 @@ given (variant `given`) and scored against `--reference FLOAT.tflite` when one i
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Tuple, Union
@@ -130,14 +129,15 @@ class Baseline:
 
 def default_dir() -> Path:
     """$EDGE_BENCH_CACHE/baseline (default ~/.cache/edge-bench/baseline)."""
-    root = os.environ.get("EDGE_BENCH_CACHE")
-    return (Path(root).expanduser() if root else Path.home() / ".cache" / "edge-bench") / "baseline"
+    from .quantcache import default_cache_dir
+    return default_cache_dir().parent / "baseline"
 
 
 def float_baseline(path: Union[str, Path], cache_dir: Union[None, str, Path] = None) -> Baseline:
     """The float32 baseline of a float or fp16-stored model (derived and cached when the file
     needs repair). ModelError for an already-quantized file (it has no float baseline)."""
-    from .quantize import _write_atomic as write_atomic, check_tflite
+    from .quantcache import write_atomic
+    from .quantize import check_tflite
     given = check_tflite(path)
     data = given.read_bytes()
     model = rep.load(data, str(given))

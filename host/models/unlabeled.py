@@ -56,7 +56,7 @@ def derived_inputs(model_path: Path, calibration: Optional[str]
 
 def write_npz(arrays: Dict[str, np.ndarray], cache_dir: Optional[Path] = None) -> Tuple[Path, str]:
     """Save `arrays` under a name derived from their content; returns (path, file sha256)."""
-    from .quantize import _write_atomic, default_cache_dir
+    from .quantcache import default_cache_dir, write_atomic
 
     h = hashlib.sha256()
     for k in sorted(arrays):
@@ -68,5 +68,5 @@ def write_npz(arrays: Dict[str, np.ndarray], cache_dir: Optional[Path] = None) -
     if not path.is_file():
         buf = io.BytesIO()
         np.savez(buf, **arrays)
-        _write_atomic(path, buf.getvalue())
+        write_atomic(path, buf.getvalue())
     return path, sha256_file(path)
