@@ -209,3 +209,49 @@ def test_per_output_similarity_and_collapse() -> None:
     bad = score(noisy, ref, unlabeled=True)
     assert bad["flag"] and "floor 3 dB" in bad["flag"]
     assert snr_drop(s, bad) and snr_drop(s, s) is None and snr_drop(bad, s) is None
+
+
+def test_random_inputs_follow_dtype_and_range() -> None:
+    """Token ids, masks, quantized and float inputs, a dynamic dim: one rule (the agent's)."""
+    from edge_bench.errors import ModelError
+    from edge_bench.models.quantize import InputSpec, random_calibration
+    specs = [InputSpec("ids", "ids:0", (1, -1), np.dtype(np.int32), 0),
+             InputSpec("mask", "mask:0", (1, 8), np.dtype(np.bool_), 1),
+             InputSpec("q", "q:0", (1, 4), np.dtype(np.int8), 2),
+             InputSpec("x", "x:0", (1, 3, 3), np.dtype(np.float32), 3)]
+    a = random_calibration(specs, n=5, seed=0)
+    assert a["ids"].shape == (5, 1) and a["ids"].dtype == np.int32
+    assert 0 <= a["ids"].min() and a["ids"].max() < 100
+    assert a["mask"].dtype == np.bool_ and a["mask"].shape == (5, 8)
+    assert a["q"].dtype == np.int8 and a["x"].dtype == np.float32
+    assert -1 <= a["x"].min() and a["x"].max() < 1
+    b = random_calibration(specs, n=5, seed=0)
+    assert all(np.array_equal(a[k], b[k]) for k in a)  # seeded
+    with pytest.raises(ModelError, match="input 's'"):
+        random_calibration([InputSpec("s", "s", (1,), np.dtype(object), 0)], n=1)
+
+
+def test_cli_reference_scores_an_already_quantized_model(tmp_path: Path) -> None:
+    """--reference FLOAT.tflite: the float model is the fp32 row and what variants are made from;
+    the int8 file as given is timed and scored against it."""
+    import json
+    from test_run_local import edge_bench
+    int8 = quantize_model(MOBILENET, "int8", tmp_path / "int8.tflite",
+                          resolve("builtin:mobilenet").calibration).path
+    out = tmp_path / "out.json"
+    p = edge_bench(["run", "--no-store", "--model", str(int8), "--reference", str(MOBILENET),
+                    "--variants", "fp32,weight-int8", "--runs", "2", "--warmup", "0",
+                    "--min-seconds", "0", "--processes", "1", "--json", str(out)], tmp_path)
+    res = {r["variant"]: r for r in json.loads(out.read_text())["results"]}
+    assert set(res) == {"given", "fp32", "weight-int8"}, p.stderr[-2000:]
+    assert res["fp32"]["status"] == "ok" and res["fp32"]["model_sha256"] != \
+        res["given"]["model_sha256"]
+    assert res["fp32"]["recipe"] == "float reference mobilenet.tflite for int8.tflite"
+    given = res["given"]
+    assert given["status"] == "ok" and given["accuracy"]["outputs"]
+    snr = given["accuracy"]["outputs"][0]["snr_db"]
+    assert snr is not None and snr < 60  # an int8 model is not the float one
+    assert res["weight-int8"]["status"] == "ok"
+    q = edge_bench(["run", "--no-store", "--model", str(int8), "--model", str(MOBILENET),
+                    "--reference", str(MOBILENET)], tmp_path)
+    assert q.returncode == 2 and "--reference given 1 times for 2 --model(s)" in q.stderr

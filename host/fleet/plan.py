@@ -121,7 +121,16 @@ def resolve_model(name: str, calibration: Optional[str], eval_file: Optional[str
 
 def _wild(spec: ModelSpec, given: Path, reference: Optional[str]) -> None:
     """Fill `spec` from the file as given: its float baseline, or (already quantized) itself."""
+    from ..errors import ModelError
     from ..models.baseline import float_baseline, model_baseline
+    from ..models.repair import signature_key, signature_subgraph
+    data = given.read_bytes()
+    key = signature_key(data)  # serving_default, else the first
+    if key is not None and signature_subgraph(data, key) != 0:
+        raise ModelError(f"{given.name}: its signature {key!r} runs subgraph "
+                         f"{signature_subgraph(data, key)}; edge-bench times and calibrates the "
+                         "main graph (subgraph 0)", hint="export the model with the signature "
+                         "to benchmark as its first subgraph")
     b = model_baseline(given)
     spec.given, spec.given_recipe = given, b.given_recipe()
     if reference:

@@ -329,6 +329,15 @@ def repair(data: bytes, name: str = "model") -> Repair:
     return Repair(dump(model), changes)
 
 
+def signature_subgraph(data: bytes, key: str) -> int:
+    """The subgraph index the SignatureDef `key` runs."""
+    for s in load(data).signatureDefs or []:
+        k = s.signatureKey.decode() if isinstance(s.signatureKey, bytes) else str(s.signatureKey)
+        if k == key:
+            return int(s.subgraphIndex or 0)
+    raise ModelError(f"the model has no signature {key!r}")
+
+
 def signature_key(data: bytes, wanted: Optional[str] = None) -> Optional[str]:
     """The SignatureDef to use: `wanted` (must exist), else serving_default, else the first;
     None when the model has none."""
