@@ -137,7 +137,7 @@ def float_baseline(path: Union[str, Path], cache_dir: Union[None, str, Path] = N
     """The float32 baseline of a float or fp16-stored model (derived and cached when the file
     needs repair). ModelError for an already-quantized file (it has no float baseline)."""
     from .quantcache import write_atomic
-    from .quantize import check_tflite
+    from .modelinfo import check_tflite
     given = check_tflite(path)
     data = given.read_bytes()
     model = rep.load(data, str(given))
@@ -168,7 +168,7 @@ def float_baseline(path: Union[str, Path], cache_dir: Union[None, str, Path] = N
 
 def quantized_baseline(path: Union[str, Path]) -> Baseline:
     """An already-quantized file: its own `given` row, no float baseline."""
-    from .quantize import check_tflite
+    from .modelinfo import check_tflite
     given = check_tflite(path)
     return Baseline(given, given, inspect_model(given))
 

@@ -33,7 +33,8 @@ SEED = 0
 def random_inputs(model_path: Path, n: int = EVAL_SAMPLES, seed: int = SEED
                   ) -> Dict[str, np.ndarray]:
     """{input name: [n, *sample shape]} of seeded random data (the agent's rule)."""
-    from .quantize import model_inputs, random_calibration
+    from .modelinfo import model_inputs
+    from .quantize import random_calibration
     try:
         return random_calibration(model_inputs(model_path), n, seed)
     except ModelError as e:
