@@ -58,6 +58,7 @@ class ModelSpec:
     fp32_recipe: Optional[str] = None  # how `path` was derived from it (None: it is the file)
     given_recipe: Optional[str] = None
     no_float: Optional[str] = None   # why no variant can be made (already quantized, no reference)
+    quantized: bool = False          # the file as given is already quantized: always timed as given
     _reference: Optional[List[np.ndarray]] = None
     _ref_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -134,7 +135,7 @@ def _wild(spec: ModelSpec, given: Path, reference: Optional[str]) -> None:
                          "main graph (subgraph 0)", hint="export the model with the signature "
                          "to benchmark as its first subgraph")
     b = model_baseline(given)
-    spec.given, spec.given_recipe = given, b.given_recipe()
+    spec.given, spec.given_recipe, spec.quantized = given, b.given_recipe(), b.facts.quantized
     if reference:
         ref_path = Path(reference).expanduser()
         if not ref_path.is_file():
@@ -205,7 +206,7 @@ def make_artifacts(models: Sequence[ModelSpec], variants: Sequence[str],
     out: List[Artifact] = []
     for m in models:
         todo = list(variants)
-        if m.no_float and GIVEN not in todo:
+        if m.quantized and GIVEN not in todo:
             todo.insert(0, GIVEN)  # an already-quantized file is always timed as given
         for v in todo:
             if progress:
