@@ -37,6 +37,7 @@ def run_corpus(out: Path, runs: int) -> Dict[str, str]:
         cmd = [sys.executable, "-m", "edge_bench.cli", "run", "--no-store", "--quiet",
                "--variants", ",".join(VARIANTS + ["given"]), "--calibration", "random",
                "--runs", str(runs), "--warmup", "2", "--min-seconds", "0", "--processes", "1",
+               "--timeout", "7200",   # the whole corpus is one job on `local`
                "--json", str(out)]
         for p in models.values():
             cmd += ["--model", str(p)]

@@ -45,6 +45,7 @@ def corpus_run(models: Dict[str, Path], tmp_path_factory: pytest.TempPathFactory
     out = tmp / "out.json"
     args = ["run", "--no-store", "--variants", ",".join(VARIANTS), "--calibration", "random",
             "--runs", "2", "--warmup", "0", "--min-seconds", "0", "--processes", "1",
+            "--timeout", "2400",  # the whole corpus is one job on `local` (default 600 s)
             "--json", str(out), "--quiet"]
     for p in models.values():
         args += ["--model", str(p)]
