@@ -197,20 +197,22 @@ def load_eval(path: Path, model_path: Path) -> EvalData:
 
 
 def make_artifacts(models: Sequence[ModelSpec], variants: Sequence[str],
-                   progress: Optional[Callable[[str], None]] = None,
+                   progress: Optional[Callable[[int, int, str, str], None]] = None,
                    cache_dir: Optional[Path] = None) -> List[Artifact]:
-    """Quantize every model into every variant (cached). A failed variant never stops the rest."""
+    """Quantize every model into every variant (cached). A failed variant never stops the rest.
+    `progress(done, total, model, variant)` before each step and once more with done == total."""
     from ..errors import VariantSkipped
     from ..models.dispatch import make_variant
     from ..models.variants import GIVEN
     out: List[Artifact] = []
+    total = sum(len(variants) + (m.quantized and GIVEN not in variants) for m in models)
     for m in models:
         todo = list(variants)
         if m.quantized and GIVEN not in todo:
             todo.insert(0, GIVEN)  # an already-quantized file is always timed as given
         for v in todo:
             if progress:
-                progress(f"preparing {m.name} {v}")
+                progress(len(out), total, m.name, v)
             art = Artifact(model=m, variant=v)
             try:
                 if v == GIVEN:
@@ -230,6 +232,8 @@ def make_artifacts(models: Sequence[ModelSpec], variants: Sequence[str],
             except EdgeBenchError as e:
                 art.error = str(e)
             out.append(art)
+    if progress:
+        progress(total, total, "", "")
     return out
 
 
