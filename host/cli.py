@@ -22,6 +22,7 @@ COMMANDS = {
     "history": "history",
     "compare": "compare",
     "report": "report",
+    "store": "store",
 }
 
 EPILOG = """\

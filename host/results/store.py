@@ -119,7 +119,16 @@ def _json_default(o: Any) -> Any:
 
 
 class Store:
-    """A results store in one SQLite file. Safe to share between threads."""
+    """A results store in one SQLite file. Safe to share between threads.
+
+    `Store(ref)` with a postgresql:// URL (as --db or EDGE_BENCH_DB) gives the PostgreSQL store
+    (results/pg.py), which runs these same queries and MIGRATIONS through a thin dialect layer."""
+
+    def __new__(cls, path: Union[str, os.PathLike, None] = None, **kw: Any) -> "Store":
+        if cls is Store:
+            from .backend import store_class
+            cls = store_class(path)
+        return super().__new__(cls)
 
     def __init__(self, path: Union[str, os.PathLike, None] = None, *, create: bool = True) -> None:
         self.path = Path(path).expanduser() if path is not None else default_db_path()

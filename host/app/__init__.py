@@ -1,0 +1,1 @@
+"""Services: what a command does, apart from parsing its arguments and printing."""
