@@ -23,6 +23,10 @@ COMMANDS = {
     "compare": "compare",
     "report": "report",
     "store": "store",
+    "submit": "submit",
+    "worker": "worker",
+    "queue": "queue",
+    "cancel": "cancel",
 }
 
 EPILOG = """\

@@ -1,0 +1,169 @@
+"""The job queue end to end: a real PostgreSQL server, the real CLI, two workers as two labs
+(separate processes, each with only its own lab's devices in its devices.yaml) and real sshd
+devices. Faults: a worker killed mid-job, the server restarted mid-run, two submitters racing
+for the same devices, a lab without a worker, a bad URL."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Dict
+
+import pytest
+
+import team
+from pgserver import wait_for
+
+
+@pytest.fixture(scope="module")
+def labs(tmp_path_factory: pytest.TempPathFactory, sshd_factory: Any) -> Dict[str, Any]:
+    """Two labs, each one sshd with two devices. submit.yaml knows all four (with their labs);
+    lab-a.yaml / lab-b.yaml only their own lab's devices, as on two lab hosts."""
+    tmp = tmp_path_factory.mktemp("labs")
+    a, b = sshd_factory(name="lab-a"), sshd_factory(name="lab-b")
+    devs = {"a1": (a, "lab-a"), "a2": (a, "lab-a"), "b1": (b, "lab-b"), "b2": (b, "lab-b")}
+    wd = tmp / "workdirs"
+    return {
+        "tmp": tmp,
+        "submit": team.lab_yaml(tmp / "submit.yaml", devs, wd),
+        "lab-a": team.lab_yaml(tmp / "lab-a.yaml", {k: v for k, v in devs.items() if k[0] == "a"}, wd),
+        "lab-b": team.lab_yaml(tmp / "lab-b.yaml", {k: v for k, v in devs.items() if k[0] == "b"}, wd),
+    }
+
+
+@pytest.fixture
+def workers(tmp_path: Path, pg_url: str):
+    w = team.Workers(tmp_path, pg_url)
+    yield w
+    w.close()
+
+
+def submit(labs: Dict[str, Any], tmp: Path, db: str, *args: str) -> subprocess.CompletedProcess:
+    return team.cli(["submit", "--config", str(labs["submit"]), *team.FAST, *args], tmp, db)
+
+
+def test_two_labs_two_submitters_at_once(labs: Dict[str, Any], tmp_path: Path, pg_url: str,
+                                          workers: team.Workers) -> None:
+    workers.start("lab-a", labs["lab-a"])
+    workers.start("lab-b", labs["lab-b"])
+    shells = [team.popen(["submit", "--config", str(labs["submit"]), *team.FAST,
+                          "--devices", "a1,a2,b1,b2", "--label", f"shell{i}", "--wait"],
+                         tmp_path, pg_url, tmp_path / f"shell{i}.log") for i in (1, 2)]
+    for i, p in enumerate(shells, 1):
+        assert p.wait(300) == 0, (tmp_path / f"shell{i}.log").read_text()
+    runs = team.query(pg_url, "SELECT run_id, label, status FROM runs ORDER BY label")
+    assert [(r[1], r[2]) for r in runs] == [("shell1", "ok"), ("shell2", "ok")]
+    for run_id, _label, _ in runs:
+        res = team.results(pg_url, run_id)
+        assert sorted(r[0] for r in res) == ["a1", "a2", "b1", "b2"]  # one each, none twice
+        assert all(r[4] == "ok" for r in res)
+    # both runs wanted every device at once: the device lock ran them one after the other
+    spans: Dict[str, list] = {}
+    for lock, run_id, start, end in team.job_spans(pg_url):
+        assert start is not None and end is not None
+        spans.setdefault(lock, []).append((start, end))
+    assert sorted(spans) == ["device:a1", "device:a2", "device:b1", "device:b2"]
+    for lock, (x, y) in ((k, sorted(v)) for k, v in spans.items()):
+        assert x[1] <= y[0], f"{lock}: two jobs ran at once {x} {y}"
+    # history shows them as one run each
+    h = team.cli(["history", "--csv", "-"], tmp_path, pg_url)
+    assert h.returncode == 0, h.stderr
+    assert sorted(line.split(",")[0] for line in h.stdout.splitlines()[1:]) == \
+        sorted([runs[0][0]] * 4 + [runs[1][0]] * 4)
+
+
+def test_unserved_lab_is_named_and_cancel(labs: Dict[str, Any], tmp_path: Path,
+                                          pg_url: str, workers: team.Workers) -> None:
+    workers.start("lab-a", labs["lab-a"])
+    p = submit(labs, tmp_path, pg_url, "--devices", "b1", "--label", "nobody",
+               "--priority", "5", "--wait", "--serve-timeout", "3")
+    assert p.returncode == 3, p.stdout + p.stderr
+    assert "no worker serves lab lab-b" in p.stderr
+    assert "lab-a" not in p.stderr.replace("lab-a:", "")  # the served lab is not blamed
+    run_id = p.stdout.splitlines()[0].strip()
+    q = team.cli(["queue"], tmp_path, pg_url)
+    assert q.returncode == 0, q.stderr
+    assert "b1" in q.stdout and "waiting" in q.stdout and "lab-b" in q.stdout
+    assert "@" in q.stdout  # who submitted it
+    c = team.cli(["cancel", run_id], tmp_path, pg_url)
+    assert c.returncode == 0 and "1 waiting jobs cancelled" in c.stdout, c.stdout + c.stderr
+    assert team.run_status(pg_url, run_id) == "cancelled"
+    assert "b1" not in team.cli(["queue"], tmp_path, pg_url).stdout
+
+
+def test_priority_goes_first(labs: Dict[str, Any], tmp_path: Path, pg_url: str,
+                             workers: team.Workers) -> None:
+    """Jobs queued while no worker runs: the higher priority starts first on the device."""
+    low = submit(labs, tmp_path, pg_url, "--devices", "a1", "--label", "nightly")
+    high = submit(labs, tmp_path, pg_url, "--devices", "a1", "--label", "dev", "--priority", "10")
+    assert low.returncode == 0 and high.returncode == 0, low.stderr + high.stderr
+    assert "no worker serves lab lab-a" in low.stderr
+    workers.start("lab-a", labs["lab-a"])
+    ids = {"low": low.stdout.split()[0], "high": high.stdout.split()[0]}
+    wait_for(lambda: all(team.run_status(pg_url, r) == "ok" for r in ids.values()), 180,
+             "both runs to finish")
+    start = {run: s for _lock, run, s, _e in team.job_spans(pg_url)}
+    assert start[ids["high"]] < start[ids["low"]]
+
+
+def test_worker_killed_mid_job_is_retried_without_duplicates(
+        labs: Dict[str, Any], tmp_path: Path, pg_url: str, workers: team.Workers) -> None:
+    w1 = workers.start("lab-a", labs["lab-a"], "--stalled-after", "3")
+    p = submit(labs, tmp_path, pg_url, "--devices", "a1", "--label", "killed",
+               "--threads", "1,2,3,4", "--min-seconds", "1")
+    assert p.returncode == 0, p.stderr
+    run_id = p.stdout.split()[0]
+    wait_for(lambda: len(team.results(pg_url, run_id)) >= 1, 180, "a first result")
+    before = team.results(pg_url, run_id)
+    assert len(before) < 4, "the job finished before it could be killed"
+    workers.kill(w1)  # SIGKILL: no cleanup, the job stays `doing` with a silent heartbeat
+    workers.start("lab-a", labs["lab-a"], "--stalled-after", "3")
+    wait_for(lambda: team.run_status(pg_url, run_id) in ("ok", "partial"), 240, "the retried run")
+    after = team.results(pg_url, run_id)
+    keys = [(r[0], r[1], r[2], r[3]) for r in after]
+    assert sorted(r[3] for r in after) == [1, 2, 3, 4] and len(set(keys)) == 4
+    assert {r[5] for r in before} <= {r[5] for r in after}  # the stored results were kept
+    assert team.run_status(pg_url, run_id) == "ok"
+    notes = [n[0] for n in team.query(pg_url, "SELECT note FROM edge_bench_job_notes"
+                                              " WHERE run_id = %s", (run_id,))]
+    assert any("queued again" in n for n in notes), notes
+    assert any("already stored by an earlier attempt" in n for n in notes), notes
+
+
+def test_server_restart_mid_run_loses_nothing(labs: Dict[str, Any], tmp_path: Path, pg_url: str,
+                                              pg_cluster: Any, workers: team.Workers) -> None:
+    workers.start("lab-a", labs["lab-a"])
+    workers.start("lab-b", labs["lab-b"])
+    sub = team.popen(["submit", "--config", str(labs["submit"]), *team.FAST, "--threads", "1,2,3",
+                      "--min-seconds", "0.8", "--devices", "a1,b1", "--label", "restart", "--wait"],
+                     tmp_path, pg_url, tmp_path / "submit.log")
+    run_id = wait_for(lambda: [r[0] for r in team.query(pg_url, "SELECT run_id FROM runs")], 60,
+                      "the run")[0]
+    wait_for(lambda: len(team.results(pg_url, run_id)) >= 1, 180, "a first result")
+    assert len(team.results(pg_url, run_id)) < 6
+    pg_cluster.restart()
+    assert sub.wait(300) == 0, (tmp_path / "submit.log").read_text()
+    res = team.results(pg_url, run_id)
+    keys = [(r[0], r[3]) for r in res]
+    assert sorted(keys) == [(d, t) for d in ("a1", "b1") for t in (1, 2, 3)]
+    assert team.run_status(pg_url, run_id) == "ok"
+    for p in workers.procs:
+        assert p.poll() is None, "a worker died with the server restart"
+
+
+def test_bad_url_and_wrong_password_exit_2(labs: Dict[str, Any], tmp_path: Path,
+                                           pg_cluster: Any, pg_url: str) -> None:
+    import pgserver
+    db = pg_url.rsplit("/", 1)[1]
+    url = pg_cluster.url(db, user=pgserver.SECRET_USER).replace(
+        "@", f":wrong-{pgserver.SECRET_PASSWORD}@")
+    for args in (["submit", "--config", str(labs["submit"]), "--devices", "a1", "--db", url],
+                 ["worker", "--lab", "lab-a", "--config", str(labs["lab-a"]), "--db", url],
+                 ["queue", "--db", "postgresql://nobody@127.0.0.1:1/x"],
+                 ["submit", "--config", str(labs["submit"]), "--devices", "a1",
+                  "--db", str(tmp_path / "local.sqlite")]):
+        p = team.cli(args, tmp_path, "")
+        assert p.returncode == 2, (args, p.stderr)
+        assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr, p.stderr
+        assert pgserver.SECRET_PASSWORD not in p.stderr + p.stdout
