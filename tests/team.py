@@ -55,9 +55,10 @@ class Workers:
         self.tmp, self.db = tmp, db
         self.procs: List[subprocess.Popen] = []
 
-    def start(self, lab: str, config: Path, *extra: str) -> subprocess.Popen:
+    def start(self, lab: str, config: Optional[Path], *extra: str) -> subprocess.Popen:
         n = len(self.procs)
-        p = popen(["worker", "--lab", lab, "--config", str(config), *extra], self.tmp, self.db,
+        cfg = ["--config", str(config)] if config else []
+        p = popen(["worker", "--lab", lab, *cfg, *extra], self.tmp, self.db,
                   self.tmp / f"worker-{lab}-{n}.log")
         self.procs.append(p)
         pgserver.wait_for(lambda: registered(self.db, p.pid) or p.poll() is not None, 60,

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List
 
+import team
 from test_regression_e2e import TIMING, _build_model
 
 
@@ -64,3 +65,18 @@ def test_nightly_on_postgresql_catches_a_regression_from_another_machine(
     r = eb(["report", "last", "--csv", str(tmp_path / "r.csv")], b, tmp_path)
     assert r.returncode == 0, r.stderr
     assert len(list(csv.DictReader((tmp_path / "r.csv").open()))) == 1
+
+    # the same verdict through the queue: a worker serves `local` (lab `default`), and
+    # `submit --wait` exits with run's codes (0 and 3 are in test_team_queue.py)
+    w = team.Workers(tmp_path, pg_url)
+    try:
+        w.start("default", None)
+        s = eb(["submit", "--model", "net.tflite", *TIMING, "--label", "nightly-3",
+                "--baseline", "nightly-1", "--fail-on-regression", "--wait"], b, model_b.parent)
+        assert s.returncode == 1, s.stdout + s.stderr
+        assert "REGRESSION" in s.stdout and "slower" in s.stdout
+    finally:
+        w.close()
+    h = eb(["history", "--csv", "-"], b, tmp_path)
+    assert [r["label"] for r in csv.DictReader(h.stdout.splitlines())] == \
+        ["nightly-1", "nightly-2", "nightly-3"]
