@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
         t.add_row(str(j.id), "running" if j.status == "doing" else "waiting", escape(j.lab),
                   escape(j.device), j.run_id, escape(j.label or ""), escape(j.submitter),
                   str(j.priority), since or "")
-    c = Console()
+    import sys
+    c = Console(width=None if sys.stdout.isatty() else 200)  # a pipe or log: never cut a cell
     c.print(t)
     for w in ws:
         c.print(f"worker lab {escape(w['lab'])} on {escape(w['host'])} pid {w['pid']}:"
