@@ -100,15 +100,6 @@ def ensure_queue_schema(store: Any) -> None:
             raise StoreError(f"cannot set up the job queue in {store.path}: {store._say(e)}") from None
 
 
-def make_app(url: str) -> Any:
-    """A procrastinate App on `url` with the device-job task registered (not opened)."""
-    import procrastinate
-    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=url))
-    from .worker import run_device_job
-    app.task(name=TASK_NAME, pass_context=True)(run_device_job)
-    return app
-
-
 @dataclass
 class JobRow:
     id: int
@@ -229,3 +220,9 @@ def cancel_run(store: Any, app: Any, ref: str) -> Dict[str, int]:
 
 def describe(url: str) -> str:
     return redact(url)
+
+
+def workers(store: Any) -> List[Dict[str, Any]]:
+    return [dict(lab=r["lab"], host=r["host"], pid=r["pid"], devices=json.loads(r["devices"]),
+                 heartbeat=r["heartbeat"]) for r in store._read(
+        "SELECT lab, host, pid, devices, heartbeat FROM edge_bench_workers ORDER BY lab, id")]

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional, Set
 
-from .queue import TASK_NAME, TERMINAL, device_lock, make_app, open_shared, queue_name, who
+from .queue import TASK_NAME, TERMINAL, device_lock, open_shared, queue_name, who
+from .tasks import make_app
 
 
 @dataclass

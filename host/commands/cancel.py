@@ -16,7 +16,8 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..app.queue import cancel_run, make_app, open_shared
+    from ..app.queue import cancel_run, open_shared
+    from ..app.tasks import make_app
     store = open_shared(args.db, "cancel")
     app = make_app(store.url)
     app.open()

@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.table import Table
     from ..app.queue import list_jobs, open_shared
-    from ..app.worker import workers
+    from ..app.queue import workers
     store = open_shared(args.db, "queue")
     try:
         run_id = store.resolve(args.run) if args.run else None

@@ -29,7 +29,7 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..app.queue import require_pg
-    from ..app.worker import serve
+    from ..app.serve import serve
     from ..errors import UsageError
     if args.stalled_after <= 0:
         raise UsageError(f"--stalled-after {args.stalled_after:g}: expected seconds > 0")
