@@ -29,3 +29,17 @@ def test_worker_unit_verifies_and_runs_the_worker_command(tmp_path: Path) -> Non
     p = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True,
                        timeout=60)
     assert p.returncode == 0 and "edge-bench-worker" not in p.stdout + p.stderr, p.stdout + p.stderr
+
+
+def test_lab_per_device_in_devices_yaml(tmp_path: Path) -> None:
+    from edge_bench.config import load_fleet
+    from edge_bench.errors import ConfigError
+    cfg = tmp_path / "devices.yaml"
+    cfg.write_text("version: 1\ndefaults:\n  lab: lab-a\ndevices:\n"
+                   "  pi: {transport: local}\n  phone: {transport: local, lab: lab-b}\n")
+    fleet = load_fleet(cfg)
+    assert fleet.devices["pi"].lab == "lab-a" and fleet.devices["phone"].lab == "lab-b"
+    assert fleet.devices["local"].lab == "default"
+    cfg.write_text("version: 1\ndevices:\n  pi:\n    transport: local\n    lab: 'a lab; rm -rf'\n")
+    with pytest.raises(ConfigError, match=r"devices.yaml:5: field devices.pi.lab is"):
+        load_fleet(cfg)
