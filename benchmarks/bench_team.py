@@ -52,11 +52,11 @@ def pct(xs: List[float], q: float) -> float:
 def store_throughput(db: str, tmp: Path, n: int = 400) -> Dict[str, float]:
     import numpy as np
     from synth import fake_result
-    from edge_bench.results.store import Store
+    from edge_bench.results.backend import open_store
     out: Dict[str, float] = {}
     for kind, ref in (("postgresql", db), ("sqlite", str(tmp / "bench.sqlite"))):
         for writers in (1, 4):
-            st = Store(ref)
+            st = open_store(ref)
             rid = st.begin_run({"label": f"bench-{writers}"})
             rng = np.random.default_rng(0)
             docs = [fake_result(1.0 + 0.05 * rng.random(300), device=f"d{i % writers}",

@@ -16,6 +16,7 @@ from test_store import add_run, make_result
 from edge_bench.cli import main
 from edge_bench.errors import StoreError, UsageError
 from edge_bench.results.pg import PgStore, table_columns
+from edge_bench.results.backend import open_store
 from edge_bench.results.store import SCHEMA_VERSION, Store
 
 
@@ -29,7 +30,6 @@ def _ops(st: Store) -> Dict[str, Any]:
     err = make_result("int8", seed=99)
     err.update(status="error", error="DeviceError: pi4: 100% gone_with_%s and ?")
     st.add_result(ids[-1], err)
-    st.delete_run(ids[0])
     return {
         "refs": [st.resolve(r) for r in ("last", "last~1", "nightly", "exp", ids[2][:-2])],
         "exclude": st.resolve("last", exclude=ids[-1]),
@@ -45,15 +45,15 @@ def _ops(st: Store) -> Dict[str, Any]:
 
 
 def test_postgresql_behaves_like_sqlite(tmp_path: Path, pg_url: str) -> None:
-    lite = Store(tmp_path / "r.sqlite")
-    pg = Store(pg_url)
+    lite = open_store(tmp_path / "r.sqlite")
+    pg = open_store(pg_url)
     assert isinstance(pg, PgStore) and not isinstance(lite, PgStore)
     a, b = _ops(lite), _ops(pg)
     # run ids are random: map them before comparing everything else exactly
     idmap = dict(zip(b["ids"], a["ids"]))
     assert [idmap[x] for x in b["refs"]] == a["refs"]
     assert idmap[b["exclude"]] == a["exclude"]
-    assert b["runs"] == a["runs"] and b["label"] == a["label"] == 1
+    assert b["runs"] == a["runs"] and b["label"] == a["label"] == 2
     for side in (a, b):
         side["doc"].pop("run_id")
         side["doc"].pop("finished_at")
@@ -73,13 +73,13 @@ def test_one_schema_for_both(tmp_path: Path, pg_url: str) -> None:
     """Every migration runs on both; the tables have the same columns with matching types."""
     kinds = {"INTEGER": {"integer", "bigint"}, "TEXT": {"text"}, "REAL": {"double precision"},
              "BLOB": {"bytea"}}
-    lite, pg = Store(tmp_path / "s.sqlite"), Store(pg_url)
+    lite, pg = open_store(tmp_path / "s.sqlite"), open_store(pg_url)
     for table in ("runs", "results", "meta"):
         lc, pc = table_columns(lite, table), table_columns(pg, table)
         assert [c for c, _ in lc] == [c for c, _ in pc], table
         for (col, lt), (_, pt) in zip(lc, pc):
             assert pt in kinds[lt.upper()], (table, col, lt, pt)
-    Store(pg_url).close()  # a second open finds the schema current and changes nothing
+    open_store(pg_url).close()  # a second open finds the schema current and changes nothing
     assert pg.schema_version == SCHEMA_VERSION
 
 
@@ -90,8 +90,8 @@ def test_concurrent_writers_in_processes(pg_url: str, tmp_path: Path) -> None:
         "import sys\n"
         f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
         "from test_store import make_result\n"
-        "from edge_bench.results.store import Store\n"
-        "st = Store(sys.argv[1])\n"
+        "from edge_bench.results.backend import open_store\n"
+        "st = open_store(sys.argv[1])\n"
         "rid = st.begin_run({'label': 'w' + sys.argv[2]})\n"
         "for i in range(10):\n"
         "    st.add_result(rid, make_result(device='d' + sys.argv[2], variant=f'v{i}', n=30))\n"
@@ -101,14 +101,14 @@ def test_concurrent_writers_in_processes(pg_url: str, tmp_path: Path) -> None:
     for p in procs:
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
-    st = Store(pg_url)
+    st = open_store(pg_url)
     runs = st.list_runs()
     assert len(runs) == 4 and all(r["n_results"] == 10 and r["status"] == "ok" for r in runs)
     assert st.schema_version == SCHEMA_VERSION
 
 
 def test_threads_and_a_server_restart_lose_nothing(pg_cluster: Any, pg_url: str) -> None:
-    st = Store(pg_url)
+    st = open_store(pg_url)
     rid = st.begin_run({"label": "restart"})
     errors: List[BaseException] = []
     half = threading.Event()
@@ -138,14 +138,14 @@ def test_threads_and_a_server_restart_lose_nothing(pg_cluster: Any, pg_url: str)
 def test_store_copy_sqlite_to_postgresql(tmp_path: Path, pg_url: str,
                                          capsys: pytest.CaptureFixture) -> None:
     lite_path = tmp_path / "old.sqlite"
-    lite = Store(lite_path)
+    lite = open_store(lite_path)
     ids = [add_run(lite, f"n{d}", f"2024-06-0{d}T00:00:00+00:00",
                    [make_result("fp32", seed=d), make_result("int8", seed=d, device="pi4")],
                    status="ok" if d != 2 else "partial") for d in range(1, 4)]
     assert main(["store", "copy", str(lite_path), pg_url]) == 0
     out = capsys.readouterr().out
     assert "3 runs" in out and "6 results" in out
-    pg = Store(pg_url)
+    pg = open_store(pg_url)
     for rid in ids:
         assert pg.get_run(rid) == lite.get_run(rid)
     raw = "SELECT run_id, device, added_at, samples FROM results ORDER BY run_id, device"
@@ -196,7 +196,7 @@ def test_bad_urls_are_one_line_exit_2(pg_cluster: Any, capsys: pytest.CaptureFix
 
 
 def test_store_error_names_the_redacted_url(pg_url: str) -> None:
-    st = Store(pg_url)
+    st = open_store(pg_url)
     with pytest.raises(StoreError, match="unknown run"):
         st.finish_run("no-such-run", "ok")
     assert os.environ.get("PGPASSWORD") is None or os.environ["PGPASSWORD"] not in str(st.path)

@@ -1,5 +1,6 @@
-"""What a queued device job carries: `run`'s options as plain JSON, and the plan a worker makes
-from them for its device (the same models, variants, threads and timing as `run` would use).
+"""What a queued device job carries, and the plan a worker makes from it: `run`'s own request
+(app/run.py's RunRequest, its checks, device selection with the flags' overrides, models and
+planning), so a queued job times exactly what `run` would.
 
 Model files are named by absolute path and sha256: the worker must see the same file (a shared
 filesystem, or the same path deployed on the lab host); a different file is refused, not timed.
@@ -8,26 +9,31 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Dict, List, Set, Tuple
 
 from ..errors import UsageError
+from . import run as run_service
 
 Key = Tuple[str, str, int]
 
+#: RunRequest fields that belong to the submitter, not to the job
+_SUBMITTER_ONLY = ("devices", "config", "db", "no_store", "label", "baseline", "argv", "model")
 
-def options_from_args(args: argparse.Namespace) -> Dict[str, Any]:
-    """`run`'s options (already parsed) as the JSON a job carries; checks them like `run`."""
-    from ..commands.run import DEFAULT_MODELS, DEFAULT_VARIANTS, _int_list
+
+def request_from_args(args: argparse.Namespace) -> "run_service.RunRequest":
+    req = run_service.RunRequest(**{f.name: getattr(args, f.name)
+                                    for f in fields(run_service.RunRequest) if hasattr(args, f.name)})
+    run_service.check(req)
+    return req
+
+
+def job_options(req: "run_service.RunRequest") -> Dict[str, Any]:
+    """The JSON a job carries: the request's timing/variant/runtime fields and the models."""
     from ..hashing import sha256_file
-    from ..models.quantize import parse_variants
-    if args.runs < 1 or args.warmup < 0 or args.min_seconds < 0 or args.max_seconds <= 0:
-        raise UsageError("--runs must be >= 1, --warmup and --min-seconds >= 0, --max-seconds > 0")
-    if not 1 <= args.processes <= 100:
-        raise UsageError(f"--processes {args.processes}: expected 1 to 100 worker processes per"
-                         " model (3 is the default)")
     models = []
-    for m in args.model or DEFAULT_MODELS:
+    for m in req.model or run_service.DEFAULT_MODELS:
         if m.startswith("builtin:"):
             models.append({"name": m, "path": m, "sha256": None})
             continue
@@ -35,57 +41,43 @@ def options_from_args(args: argparse.Namespace) -> Dict[str, Any]:
             raise UsageError(f"--model {m}: no such file")
         # results keep the name as typed (as `run` does); the worker reads the absolute path
         models.append({"name": m, "path": os.path.abspath(m), "sha256": sha256_file(Path(m))})
-    overrides = {"xnnpack": False if args.no_xnnpack else None, "runtime": args.runtime,
-                 "timeout_s": args.timeout, "lock_wait_s": args.lock_wait,
-                 "cooldown_temp_c": args.cooldown_temp, "cooldown_max_s": args.cooldown_max_s}
-
-    def path(p: Any) -> Any:
-        return os.path.abspath(p) if p and p != "random" else p
-    return {
-        "models": models,
-        "variants": list(parse_variants(args.variants or DEFAULT_VARIANTS)),
-        "threads": _int_list(args.threads, "--threads"),
-        "timing": {"runs": args.runs, "warmup": args.warmup, "min_seconds": args.min_seconds,
-                   "max_seconds": args.max_seconds, "max_runs": max(args.max_runs, args.runs),
-                   "processes": args.processes, "interleave": args.interleave},
-        "calibration": path(args.calibration), "eval": path(args.eval),
-        "quantizer": args.quantizer, "op_profiling": bool(args.op_profiling),
-        "overrides": {k: v for k, v in overrides.items() if v is not None},
-    }
+    opts = {k: v for k, v in asdict(req).items() if k not in _SUBMITTER_ONLY}
+    for k in ("calibration", "eval"):
+        if opts.get(k) and opts[k] != "random":
+            opts[k] = os.path.abspath(opts[k])
+    return {"request": opts, "models": models}
 
 
 def planned_keys(options: Dict[str, Any]) -> List[Key]:
-    """(model, variant, threads) of every result a job for these options produces."""
-    return [(m["name"], v, t) for m in options["models"] for v in options["variants"]
-            for t in options["threads"]]
+    req = run_service.RunRequest(**options["request"])
+    from ..models.variants import parse_variants
+    return [(m["name"], v, t) for m in options["models"]
+            for v in parse_variants(req.variants or run_service.DEFAULT_VARIANTS)
+            for t in run_service.int_list(req.threads, "--threads")]
 
 
-def plan_tasks(options: Dict[str, Any], skip: Set[Key], progress: Any = None) -> List[Any]:
-    """The tasks of one device's job, leaving out the keys already stored (a retried job)."""
-    from ..fleet.plan import Timing, make_artifacts, resolve_model
-    from ..fleet.runner import Task
+def plan_device(options: Dict[str, Any], device: str, lab: str, config: Any,
+                skip: Set[Key]) -> Tuple[Any, List[Any]]:
+    """(the worker's Device with the flags' overrides, its tasks), leaving out the keys already
+    stored (a retried job). UsageError when the device is not this worker's or a model differs."""
     from ..hashing import sha256_file
-    todo_models = []
     for m in options["models"]:
-        if all((m["name"], v, t) in skip for v in options["variants"] for t in options["threads"]):
+        if m["sha256"] is None:
             continue
-        if m["sha256"] is not None:
-            if not os.path.isfile(m["path"]):
-                raise UsageError(f"model {m['path']} is not on this worker's host",
-                                 hint="put it at the same path (a shared filesystem) or use builtin:")
-            if sha256_file(Path(m["path"])) != m["sha256"]:
-                raise UsageError(f"model {m['path']} on this worker's host is not the file that"
-                                 " was submitted (sha256 differs)")
-        spec = resolve_model(m["path"], options.get("calibration"), options.get("eval"),
-                             options.get("quantizer"))
+        if not os.path.isfile(m["path"]):
+            raise UsageError(f"model {m['path']} is not on this worker's host",
+                             hint="put it at the same path (a shared filesystem) or use builtin:")
+        if sha256_file(Path(m["path"])) != m["sha256"]:
+            raise UsageError(f"model {m['path']} on this worker's host is not the file that was"
+                             " submitted (sha256 differs)")
+    req = run_service.RunRequest(**options["request"], devices=device, config=config,
+                                 model=[m["path"] for m in options["models"]])
+    (dev,) = run_service.select_devices(req)
+    if dev.lab != lab:
+        raise UsageError(f"device {device} is in lab {dev.lab} here, not {lab}")
+    models = run_service.resolve_models(req)
+    for spec, m in zip(models, options["models"]):
         spec.name = m["name"]
-        todo_models.append(spec)
-    timing = Timing(**options["timing"])
-    arts = make_artifacts(todo_models, options["variants"], progress=progress)
-    tasks: List[Any] = []
-    for a in arts:
-        for th in options["threads"]:
-            if (a.model.name, a.variant, th) in skip:
-                continue
-            tasks.append(Task(id=f"t{len(tasks)}", artifact=a, threads=th, timing=timing))
-    return tasks
+    tasks = run_service.plan_tasks(req, [dev], models, progress=lambda _t: None)[dev]
+    return dev, [t for t in tasks if (t.artifact.model.name, t.artifact.variant, t.threads)
+                 not in skip]

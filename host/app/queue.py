@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..errors import StoreError, UsageError
-from ..results.backend import is_pg_url, redact
+from ..results.dburl import is_pg_url, redact
 
 TASK_NAME = "edge_bench.device_job"
 MAX_ATTEMPTS = 3                    # a job whose worker dies is retried, then marked failed
@@ -67,7 +67,7 @@ def who() -> str:
 
 
 def require_pg(url: Optional[str], command: str) -> str:
-    from ..results.backend import db_ref
+    from ..results.dburl import db_ref
     ref = db_ref(url)
     if not ref or not is_pg_url(ref):
         raise UsageError(f"`edge-bench {command}` needs the shared store: --db"

@@ -61,7 +61,8 @@ def serve(url: str, lab: str, config: Optional[str], stalled_after: float = 30.0
     from ..config import find_config, load_fleet
     from .queue import open_shared, queue_name
     from .tasks import make_app
-    fleet = load_fleet(find_config(config))
+    path = find_config(config)
+    fleet = load_fleet(path)
     mine = sorted(n for n, d in fleet.devices.items() if d.lab == lab)
     if not mine:
         labs = sorted({d.lab for d in fleet.devices.values()})
@@ -69,7 +70,8 @@ def serve(url: str, lab: str, config: Optional[str], stalled_after: float = 30.0
                          hint=f"labs there: {', '.join(labs)}; set `lab: {lab}` on this lab's"
                               " devices in devices.yaml")
     store = open_shared(url, "worker")
-    job._STATE = WorkerState(url=url, lab=lab, fleet=fleet, stalled_after=stalled_after)
+    job._STATE = WorkerState(url=url, lab=lab, config=str(path) if path else None,
+                             stalled_after=stalled_after)
     row = store._write(lambda db: db.execute(
         "INSERT INTO edge_bench_workers(lab, host, pid, devices) VALUES (?, ?, ?, ?) RETURNING id",
         (lab, socket.gethostname(), os.getpid(), json.dumps(mine))).fetchone()[0])

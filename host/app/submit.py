@@ -23,18 +23,20 @@ class Submitted:
 
 
 def submit(args: argparse.Namespace) -> Submitted:
-    from ..config import find_config, load_fleet
+    """Check the request as `run` does, create the run (status `queued`), enqueue its jobs."""
     from ..results.record import new_run
-    from .jobspec import options_from_args
-    options = options_from_args(args)
-    devices = load_fleet(find_config(args.config)).select(args.devices)
+    from .jobspec import job_options, request_from_args
+    from .run import select_devices
+    req = request_from_args(args)
+    options = job_options(req)
+    devices = select_devices(req)
     store = open_shared(args.db, "submit")
-    if args.baseline and not args.baseline.startswith("last"):
-        store.resolve(args.baseline)  # a typo fails now, not after the whole benchmark
+    if req.baseline and not req.baseline.startswith("last"):
+        store.resolve(req.baseline)  # a typo fails now, not after the whole benchmark
     labs: Dict[str, List[str]] = {}
     for d in devices:
         labs.setdefault(d.lab, []).append(d.name)
-    doc = new_run(args.label, list(getattr(args, "argv", ["edge-bench", "submit"])))
+    doc = new_run(req.label, list(getattr(args, "argv", ["edge-bench", "submit"])))
     doc["status"] = "queued"
     submitter = who()
     doc["queue"] = {"submitter": submitter, "priority": args.priority, "labs": labs}
@@ -94,24 +96,27 @@ def wait(sub: Submitted, args: argparse.Namespace, display: Any, out: Any) -> in
               f" (start `edge-bench worker --lab {unserved_stop.split(', ')[0]}` on that lab's"
               f" host; run {run_id})", file=sys.stderr)
         return 3
+    from ..render.compare import emit
+    from .run import RunOutcome, compare_baseline, exit_code, failed_results
     doc = store.get_run(run_id)
-    jobs = list_jobs(store, run_id=run_id, statuses=())
-    code = 0
-    bad_jobs = [j for j in jobs if j.status != "succeeded"]
+    bad_jobs = [j for j in list_jobs(store, run_id=run_id, statuses=()) if j.status != "succeeded"]
     for n in notes(store, run_id):
         print(f"edge-bench: {n['device']}: {n['note']}", file=sys.stderr)
-    failed = [r for r in doc["results"] if r["status"] != "ok"
-              or (r.get("accuracy") or {}).get("flag")]
-    if failed or bad_jobs:
+    out_ = RunOutcome(doc=doc, failed=failed_results(doc["results"]), store=store)
+    if bad_jobs:  # a device whose job failed or was cancelled left results missing
+        out_.failed = out_.failed + [{"device": j.device, "job": j.status} for j in bad_jobs]
+    if out_.failed:
         what = [f"{j.device} job {j.status}" for j in bad_jobs]
-        print(f"edge-bench: {len(failed)} of {len(doc['results'])} results failed or disagree"
-              " with fp32" + (f"; {', '.join(what)}" if what else "") + f" (run {run_id})",
-              file=sys.stderr)
-        code = 3
+        print(f"edge-bench: {len(out_.failed) - len(bad_jobs)} of {len(doc['results'])} results"
+              " failed or disagree with fp32" + (f"; {', '.join(what)}" if what else "")
+              + f" (run {run_id})", file=sys.stderr)
+    cmp = None
     if args.baseline:
-        from ..analysis.compare import compare_and_print
-        _rows, regressed = compare_and_print(store, args.baseline, doc, threshold=args.threshold,
-                                             file=out, quiet=args.quiet)
-        if regressed and args.fail_on_regression:
-            return 1
-    return code
+        from .jobspec import request_from_args
+        cmp = compare_baseline(request_from_args(args), out_)
+        if cmp is None:
+            print(f"edge-bench: no baseline yet: the store has no run `{args.baseline}` before"
+                  f" this one; nothing compared (run {run_id} is the first baseline)", file=out)
+        else:
+            emit(cmp, file=out, quiet=args.quiet)
+    return exit_code(out_, cmp, args.fail_on_regression)

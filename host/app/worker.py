@@ -25,7 +25,7 @@ from ..errors import EdgeBenchError
 class WorkerState:
     url: str
     lab: str
-    fleet: Any
+    config: Optional[str]     # the worker's devices.yaml (None: the usual search)
     stalled_after: float
 
 
@@ -41,7 +41,7 @@ def run_device_job(context: Any, run_id: str, device: str, lab: str, options: Di
     """The procrastinate task (runs in a thread of the worker process)."""
     from ..fleet.session import Session
     from ..results.pg import PgStore
-    from .jobspec import plan_tasks
+    from .jobspec import plan_device
     from .queue import add_note, mark_running
     st = _STATE
     assert st is not None, "run_device_job runs inside `edge-bench worker`"
@@ -49,21 +49,15 @@ def run_device_job(context: Any, run_id: str, device: str, lab: str, options: Di
     store = PgStore(st.url)
     try:
         mark_running(store, run_id)
-        dev = st.fleet.devices.get(device)
-        if dev is None or dev.lab != lab:
-            note = (f"device {device} is not in lab {lab} of {st.fleet.path or 'devices.yaml'}"
-                    f" on {socket.gethostname()}")
-            add_note(store, job_id, run_id, device, note)
-            raise JobFailed(note)
-        dev = dev.with_overrides(**options.get("overrides") or {})
         done = {(r["model"], r["variant"], r["threads"]) for r in store._read(
             "SELECT model, variant, threads FROM results WHERE run_id = ? AND device = ?",
             (run_id, device))}
         try:
-            tasks = plan_tasks(options, skip=done)
+            dev, tasks = plan_device(options, device, lab, st.config, skip=done)
         except EdgeBenchError as e:
-            add_note(store, job_id, run_id, device, str(e))
-            raise JobFailed(str(e)) from None
+            note = f"{e} (worker of lab {lab} on {socket.gethostname()})"
+            add_note(store, job_id, run_id, device, note)
+            raise JobFailed(note) from None
         if done:
             add_note(store, job_id, run_id, device,
                      f"{len(done)} results were already stored by an earlier attempt: kept,"
@@ -76,7 +70,7 @@ def run_device_job(context: Any, run_id: str, device: str, lab: str, options: Di
             store.add_result(run_id, r)
             n[0] += 1
         session = Session({dev: tasks}, on_result=on_result, job_id=run_id,
-                          op_profiling=bool(options.get("op_profiling")))
+                          op_profiling=bool(options["request"].get("op_profiling")))
         stop = threading.Event()
 
         def watch_abort() -> None:

@@ -50,7 +50,7 @@ class ModelSpec:
     calibration: Optional[str] = None  # path or "random"
     eval: Optional[EvalData] = None
     source: Optional[Path] = None    # the Keras/SavedModel `path` was converted from
-    quantizer: str = "ai-edge-quantizer"  # who makes the variants (quantize.QUANTIZERS)
+    quantizer: str = "ai-edge-quantizer"  # who makes the variants (dispatch.QUANTIZERS)
     _reference: Optional[List[np.ndarray]] = None
     _ref_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -82,7 +82,7 @@ def resolve_model(name: str, calibration: Optional[str], eval_file: Optional[str
                   quantizer: Optional[str] = None) -> ModelSpec:
     """builtin:NAME, a float .tflite, or a Keras/SavedModel (converted to fp32, needs [tf]);
     built-ins bring their calibration and eval."""
-    from ..models.quantize import check_quantizer, float_model
+    from ..models.dispatch import check_quantizer, float_model
     if name.startswith("builtin:"):
         from ..models.builtin import resolve
         b = resolve(name)
@@ -141,7 +141,7 @@ def make_artifacts(models: Sequence[ModelSpec], variants: Sequence[str],
                    progress: Optional[Callable[[str], None]] = None,
                    cache_dir: Optional[Path] = None) -> List[Artifact]:
     """Quantize every model into every variant (cached). A failed variant never stops the rest."""
-    from ..models.quantize import make_variant
+    from ..models.dispatch import make_variant
     out: List[Artifact] = []
     for m in models:
         for v in variants:

@@ -27,26 +27,19 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 import re
-import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ..errors import EdgeBenchError, ModelError, UsageError
 from ..hashing import sha256_bytes, sha256_file
-
-VARIANTS: Tuple[str, ...] = (
-    "fp32", "fp16", "dynamic-int8", "int8", "int16x8", "weight-int8", "weight-int4")
-
-#: variants whose recipe needs calibration data (static activation ranges)
-STATIC_VARIANTS = frozenset({"int8", "int16x8"})
+from .quantcache import cache_get_or_make, default_cache_dir, write_atomic
+from .variants import STATIC_VARIANTS, VARIANTS, QuantizeResult, needs_calibration, parse_variants
 
 RECIPES: Dict[str, str] = {
     "fp32": "none (float model as given)",
@@ -66,15 +59,6 @@ SIGNATURE_KEY = "serving_default"
 
 class CalibrationWarning(UserWarning):
     """Calibration data is random: the quantized model's accuracy means nothing."""
-
-
-class QuantizeResult(NamedTuple):
-    variant: str
-    path: Path
-    bytes: int
-    sha256: str
-    recipe_description: str
-    cached: bool = False
 
 
 @dataclass(frozen=True)
@@ -105,7 +89,7 @@ def check_tflite(path: Union[str, Path]) -> Path:
     return p
 
 
-def _interpreter(model_path: Union[str, Path], num_threads: Optional[int] = None):
+def load_interpreter(model_path: Union[str, Path], num_threads: Optional[int] = None):
     from ai_edge_litert.interpreter import Interpreter
 
     try:
@@ -119,7 +103,7 @@ def _interpreter(model_path: Union[str, Path], num_threads: Optional[int] = None
 def model_inputs(model_path: Union[str, Path]) -> List[InputSpec]:
     """The model's inputs, named by its SignatureDef `serving_default` when it has one."""
     check_tflite(model_path)
-    it = _interpreter(model_path)
+    it = load_interpreter(model_path)
     details = it.get_input_details()
     sig_names: Dict[str, str] = {}  # tensor name -> signature input name
     sigs = it.get_signature_list()
@@ -146,24 +130,6 @@ def model_ops(model_path: Union[str, Path]) -> List[str]:
         code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
         ops.append(names.get(code, oc.CustomCode().decode() if oc.CustomCode() else str(code)))
     return ops
-
-
-# ---- variants ----------------------------------------------------------------------------------
-def parse_variants(spec: Union[str, Sequence[str]]) -> List[str]:
-    """"fp32,int8" -> ["fp32", "int8"] (order kept, duplicates dropped). Unknown -> UsageError."""
-    items = spec.split(",") if isinstance(spec, str) else list(spec)
-    out: List[str] = []
-    for raw in items:
-        v = raw.strip().lower()
-        if not v:
-            continue
-        if v not in VARIANTS:
-            raise UsageError(f"unknown variant {raw.strip()!r}", hint="valid: " + ", ".join(VARIANTS))
-        if v not in out:
-            out.append(v)
-    if not out:
-        raise UsageError("no variant given", hint="valid: " + ", ".join(VARIANTS))
-    return out
 
 
 def _recipe(variant: str):
@@ -383,25 +349,6 @@ def _run_quantizer(model_path: Path, variant: str,
     return bytes(result.quantized_model)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _needs_calibration(variant: str) -> UsageError:
-    return UsageError(f"variant {variant} needs calibration data",
-                      hint="pass --calibration FILE (.npz/.npy/folder of .npy) or "
-                           "--calibration random (accuracy will be meaningless)")
-
-
 def quantize_model(model_path: Union[str, Path], variant: str, out_path: Union[str, Path],
                    calibration: Union[None, str, Path, Dict[str, np.ndarray]] = None
                    ) -> QuantizeResult:
@@ -417,11 +364,11 @@ def quantize_model(model_path: Union[str, Path], variant: str, out_path: Union[s
     if variant == "fp32":
         if out_path.resolve() != model_path.resolve():
             out_path.parent.mkdir(parents=True, exist_ok=True)
-            _write_atomic(out_path, model_path.read_bytes())
+            write_atomic(out_path, model_path.read_bytes())
         return _result(variant, out_path, RECIPES[variant])
     if variant in STATIC_VARIANTS:
         if calibration is None:
-            raise _needs_calibration(variant)
+            raise needs_calibration(variant)
         if not isinstance(calibration, dict):
             label = "random" if str(calibration) == RANDOM else Path(calibration).name
             calibration = load_calibration(calibration, model_path)
@@ -446,9 +393,9 @@ def quantize_model(model_path: Union[str, Path], variant: str, out_path: Union[s
         where = f" (op {op})" if op else ""
         raise ModelError(f"variant {variant} of {model_path.name} failed{where}: {msg}",
                          hint=f"model ops: {', '.join(ops)}") from e
-    _write_atomic(out_path, data)
+    write_atomic(out_path, data)
     try:
-        _interpreter(out_path)
+        load_interpreter(out_path)
     except ModelError as e:
         with contextlib.suppress(OSError):
             out_path.unlink()
@@ -463,50 +410,13 @@ def _result(variant: str, path: Path, desc: str, cached: bool = False) -> Quanti
     return QuantizeResult(variant, path, path.stat().st_size, sha256_file(path), desc, cached)
 
 
-# ---- cache -------------------------------------------------------------------------------------
-def default_cache_dir() -> Path:
-    root = os.environ.get("EDGE_BENCH_CACHE")
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "edge-bench"
-    return base / "quantized"
-
-
+# ---- cache (quantcache.py keeps the files) ----------------------------------------------------
 def _quantizer_version() -> str:
     try:
         from importlib.metadata import version
         return version("ai-edge-quantizer")
     except Exception:  # pragma: no cover
         return "unknown"
-
-
-def cache_get_or_make(out: Path, make: Callable[[str], QuantizeResult],
-                      meta_fields: Dict[str, Any]) -> QuantizeResult:
-    """The cached file `out` (validated by its .json sidecar) or `make(tmp_path)` written to a
-    temp name and renamed, so parallel runs never see a half-written model. Shared by both
-    quantizers (ai-edge-quantizer here, TensorFlow's converter in tf_convert)."""
-    meta = out.with_suffix(".json")
-    variant = str(meta_fields["variant"])
-    if out.is_file() and meta.is_file():
-        try:
-            info = json.loads(meta.read_text())
-            if info.get("bytes") == out.stat().st_size:
-                return QuantizeResult(variant, out, info["bytes"], info["sha256"],
-                                      info["recipe_description"], True)
-        except (ValueError, KeyError, OSError):
-            pass  # a broken entry is simply rebuilt
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".tflite", dir=out.parent)
-    os.close(fd)
-    try:
-        res = make(tmp)
-        os.replace(tmp, out)
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-    res = res._replace(path=out)
-    _write_atomic(meta, json.dumps({
-        **meta_fields, "bytes": res.bytes, "sha256": res.sha256,
-        "recipe_description": res.recipe_description}, indent=1).encode())
-    return res
 
 
 def cached_variant(model_path: Union[str, Path], variant: str,
@@ -522,7 +432,7 @@ def cached_variant(model_path: Union[str, Path], variant: str,
     if variant == "fp32":
         return _result(variant, model_path, RECIPES[variant])
     if variant in STATIC_VARIANTS and calibration is None:
-        raise _needs_calibration(variant)
+        raise needs_calibration(variant)
     model_sha = sha256_file(model_path)
     calib_sha = calibration_sha256(calibration) if variant in STATIC_VARIANTS else "none"
     key = sha256_bytes(f"{model_sha}|{variant}|{calib_sha}|{_quantizer_version()}".encode())[:24]
@@ -532,71 +442,3 @@ def cached_variant(model_path: Union[str, Path], variant: str,
         out, lambda tmp: quantize_model(model_path, variant, tmp, calibration),
         {"model_sha256": model_sha, "variant": variant, "calibration_sha256": calib_sha,
          "quantizer": _quantizer_version()})
-
-
-def copy_variant(result: QuantizeResult, out_path: Union[str, Path]) -> QuantizeResult:
-    """Copy a (cached) variant to `out_path`."""
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    if out_path.resolve() != Path(result.path).resolve():
-        shutil.copyfile(result.path, out_path)
-    return result._replace(path=out_path)
-
-
-# ---- quantizer dispatch (ai-edge-quantizer, or TensorFlow's TFLiteConverter: tf_convert.py) ---
-QUANTIZERS: Tuple[str, ...] = ("ai-edge-quantizer", "tflite-converter")
-DEFAULT_QUANTIZER = QUANTIZERS[0]
-
-
-def parse_quantizer(name: Optional[str]) -> str:
-    q = (name or DEFAULT_QUANTIZER).strip().lower()
-    if q not in QUANTIZERS:
-        raise UsageError(f"unknown quantizer {name!r}", hint="valid: " + ", ".join(QUANTIZERS))
-    return q
-
-
-def float_model(path: Union[str, Path]) -> Tuple[Path, Optional[Path]]:
-    """(float .tflite, Keras/SavedModel source or None). A Keras file (.keras/.h5) or SavedModel
-    folder is converted to fp32 by TFLiteConverter (cached; needs the [tf] extra)."""
-    from .tf_convert import cached_convert, is_tf_model
-
-    p = Path(path).expanduser()
-    if is_tf_model(p):
-        return Path(cached_convert(p, "fp32").path), p
-    return check_tflite(p), None
-
-
-def check_quantizer(quantizer: str, source: Optional[Path], model_name: str) -> str:
-    """UsageError when `quantizer` cannot work on this model (the converter needs Keras/SavedModel)."""
-    quantizer = parse_quantizer(quantizer)
-    if quantizer == "tflite-converter" and source is None:
-        raise UsageError(f"--quantizer tflite-converter converts Keras/SavedModel models; "
-                         f"{model_name} is a .tflite",
-                         hint="give a .keras/.h5 file or a SavedModel folder, or use "
-                              "--quantizer ai-edge-quantizer")
-    return quantizer
-
-
-def make_variant(model_path: Union[str, Path], variant: str,
-                 out_path: Union[None, str, Path] = None,
-                 calibration: Union[None, str, Path, Dict[str, np.ndarray]] = None, *,
-                 quantizer: str = DEFAULT_QUANTIZER, source: Union[None, str, Path] = None,
-                 cache_dir: Union[None, str, Path] = None) -> QuantizeResult:
-    """One variant made by `quantizer`: cached when `out_path` is None, else written there.
-
-    `model_path` is the float .tflite; `source` the Keras/SavedModel it came from (required by
-    tflite-converter, whose fp32 is `model_path` itself)."""
-    quantizer = parse_quantizer(quantizer)
-    if quantizer == DEFAULT_QUANTIZER or variant == "fp32":
-        res = (cached_variant(model_path, variant, calibration, cache_dir) if out_path is None
-               else quantize_model(model_path, variant, out_path, calibration))
-        if source is not None and res.variant == "fp32":  # made by TFLiteConverter from source
-            from .tf_convert import RECIPES as TF_RECIPES
-            res = res._replace(recipe_description=f"{TF_RECIPES['fp32']}, from {Path(source).name}")
-        return res
-    check_quantizer(quantizer, None if source is None else Path(source), Path(model_path).name)
-    from . import tf_convert
-    if out_path is None:
-        return tf_convert.cached_convert(source, variant, calibration, cache_dir,
-                                         float_model=model_path)
-    return tf_convert.convert(source, variant, out_path, calibration, float_model=model_path)

@@ -24,7 +24,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from ..errors import StoreError
-from .backend import db_ref, redact, scrub
+from .dburl import db_ref, redact, scrub
 from .store import MIGRATIONS, SCHEMA_VERSION, Store, _new_run_id, _split_sql
 
 try:  # an optional dependency: pip install 'edge-bench[team]'

@@ -120,15 +120,8 @@ def _json_default(o: Any) -> Any:
 
 class Store:
     """A results store in one SQLite file. Safe to share between threads.
-
-    `Store(ref)` with a postgresql:// URL (as --db or EDGE_BENCH_DB) gives the PostgreSQL store
-    (results/pg.py), which runs these same queries and MIGRATIONS through a thin dialect layer."""
-
-    def __new__(cls, path: Union[str, os.PathLike, None] = None, **kw: Any) -> "Store":
-        if cls is Store:
-            from .backend import store_class
-            cls = store_class(path)
-        return super().__new__(cls)
+    (results/backend.open_store opens this or, for a postgresql:// URL, results/pg.PgStore,
+    which runs these same queries and MIGRATIONS through a thin dialect layer.)"""
 
     def __init__(self, path: Union[str, os.PathLike, None] = None, *, create: bool = True) -> None:
         self.path = Path(path).expanduser() if path is not None else default_db_path()
@@ -288,21 +281,6 @@ class Store:
                 raise StoreError(f"unknown run {run_id}")
         self._write(op)
 
-    def import_doc(self, doc: Dict[str, Any]) -> str:
-        """Store a whole results document (e.g. read from a --json file). Returns its run_id."""
-        meta = {k: v for k, v in doc.items() if k != "results"}
-        meta.setdefault("status", "finished")
-        run_id = self.begin_run(meta)
-        for r in doc.get("results") or []:
-            self.add_result(run_id, r)
-        return run_id
-
-    def delete_run(self, ref: str) -> str:
-        run_id = self.resolve(ref)
-        self._write(lambda db: (db.execute("DELETE FROM results WHERE run_id = ?", (run_id,)),
-                                db.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))))
-        return run_id
-
     # --- reading --------------------------------------------------------------------------
     _ORDER = "ORDER BY started_at DESC, id DESC"
 
@@ -453,7 +431,3 @@ def _split_sql(script: str) -> Iterable[str]:
 def _new_run_id() -> str:
     from .record import new_run_id
     return new_run_id()
-
-
-def open_store(path: Union[str, os.PathLike, None] = None, *, create: bool = True) -> Store:
-    return Store(path, create=create)
