@@ -174,9 +174,14 @@ def main() -> int:
         doc = REPO / "docs" / "benchmarks.md"
         body = doc.read_text()
         marker = "## Team scale"
-        if marker in body:
-            body = body[:body.index(marker)].rstrip() + "\n\n"
-        doc.write_text(body.rstrip() + "\n\n" + text)
+        if marker in body:  # replace this section only, up to the next one
+            start = body.index(marker)
+            nxt = body.find("\n## ", start + len(marker))
+            rest = body[nxt:] if nxt >= 0 else ""
+            body = body[:start].rstrip() + "\n\n" + text.rstrip() + "\n" + rest
+        else:
+            body = body.rstrip() + "\n\n" + text
+        doc.write_text(body)
     return 0
 
 
