@@ -102,6 +102,19 @@ def test_unserved_lab_priority_and_cancel(labs: Dict[str, Any], tmp_path: Path,
              "both runs to finish")
     start = {run: s for _lock, run, s, _e in team.job_spans(pg_url) if s is not None}
     assert start[ids["high"]] < start[ids["low"]]
+    # cancelling a running job stops its device at once
+    long = submit(labs, tmp_path, pg_url, "--devices", "a1", "--label", "long", "--runs", "100000",
+                  "--max-runs", "1000000", "--min-seconds", "120", "--max-seconds", "300")
+    run_id = long.stdout.split()[0]
+    wait_for(lambda: team.query(pg_url, "SELECT 1 FROM procrastinate_jobs WHERE status = 'doing'"
+                                        " AND args->>'run_id' = %s", (run_id,)), 60, "the long job")
+    t0 = time.monotonic()
+    c = team.cli(["cancel", run_id], tmp_path, pg_url)
+    assert c.returncode == 0 and "1 running jobs asked to stop" in c.stdout, c.stdout + c.stderr
+    wait_for(lambda: team.run_status(pg_url, run_id) == "cancelled", 60, "the cancelled run")
+    assert time.monotonic() - t0 < 60  # not the 120 s the job would have taken
+    assert team.query(pg_url, "SELECT status::text FROM procrastinate_jobs WHERE"
+                              " args->>'run_id' = %s", (run_id,)) == [("aborted",)]
 
 
 def test_worker_killed_mid_job_is_retried_without_duplicates(

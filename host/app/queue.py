@@ -222,7 +222,10 @@ def describe(url: str) -> str:
     return redact(url)
 
 
-def workers(store: Any) -> List[Dict[str, Any]]:
+def workers(store: Any, fresh_s: float = WORKER_FRESH_S) -> List[Dict[str, Any]]:
+    """The workers with a heartbeat in the last `fresh_s` seconds (a killed worker's row stays
+    behind until a worker of its lab cleans it up a day later)."""
     return [dict(lab=r["lab"], host=r["host"], pid=r["pid"], devices=json.loads(r["devices"]),
                  heartbeat=r["heartbeat"]) for r in store._read(
-        "SELECT lab, host, pid, devices, heartbeat FROM edge_bench_workers ORDER BY lab, id")]
+        "SELECT lab, host, pid, devices, heartbeat FROM edge_bench_workers"
+        " WHERE heartbeat > now() - make_interval(secs => ?) ORDER BY lab, id", (float(fresh_s),))]
