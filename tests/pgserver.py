@@ -19,6 +19,7 @@ from sshd import free_port
 
 SECRET_USER = "edge_secret"
 SECRET_PASSWORD = "s3cr3t-Pa55-do-not-print"
+FLEET_NET = "10.213.0.0/16"    # tests/netns.py's private bridges
 
 
 def _bindir() -> Optional[str]:
@@ -54,11 +55,13 @@ class PgCluster:
         self.log = base / "server.log"
         self.bindir = _bindir() or ""
 
-    def url(self, db: str = "postgres", user: str = "postgres") -> str:
-        return f"postgresql://{user}@127.0.0.1:{self.port}/{db}"
+    def url(self, db: str = "postgres", user: str = "postgres", host: str = "127.0.0.1") -> str:
+        return f"postgresql://{user}@{host}:{self.port}/{db}"
 
     def _ctl(self, *args: str, timeout: float = 90) -> None:
-        opts = (f"-p {self.port} -k {self.sock} -c listen_addresses=127.0.0.1 -c fsync=off"
+        # listening on every address, but pg_hba lets in only loopback and the private
+        # 10.213.0.0/16 bridges of the test fleets (tests/netns.py: workers in lab namespaces)
+        opts = (f"-p {self.port} -k {self.sock} -c listen_addresses=* -c fsync=off"
                 " -c max_connections=200")
         subprocess.run(_as_owner([f"{self.bindir}/pg_ctl", "-D", str(self.data), "-l",
                                   str(self.log), "-w", "-t", "60", "-o", opts, *args]),
@@ -96,7 +99,8 @@ def start_cluster() -> PgCluster:
     subprocess.run(_as_owner(["mkdir", "-p", str(c.sock)]), check=True)
     hba = ("local all all trust\n"
            f"host all {SECRET_USER} 127.0.0.1/32 scram-sha-256\n"
-           "host all all 127.0.0.1/32 trust\n")
+           "host all all 127.0.0.1/32 trust\n"
+           f"host all all {FLEET_NET} trust\n")
     subprocess.run(_as_owner(["sh", "-c", f"cat > {c.data}/pg_hba.conf"]), input=hba.encode(),
                    check=True)
     c.start()

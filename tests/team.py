@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import pgserver
 
@@ -41,9 +41,10 @@ def cli(args: List[str], tmp: Path, db: str, timeout: float = 300) -> subprocess
                           text=True, env=env(tmp, db), cwd=str(tmp), timeout=timeout)
 
 
-def popen(args: List[str], tmp: Path, db: str, log: Path) -> subprocess.Popen:
+def popen(args: List[str], tmp: Path, db: str, log: Path,
+          prefix: Sequence[str] = ()) -> subprocess.Popen:
     f = log.open("w")
-    return subprocess.Popen([sys.executable, "-m", "edge_bench.cli", *args], stdout=f,
+    return subprocess.Popen([*prefix, sys.executable, "-m", "edge_bench.cli", *args], stdout=f,
                             stderr=subprocess.STDOUT, env=env(tmp, db), cwd=str(tmp),
                             start_new_session=True, text=True)
 
@@ -55,11 +56,15 @@ class Workers:
         self.tmp, self.db = tmp, db
         self.procs: List[subprocess.Popen] = []
 
-    def start(self, lab: str, config: Optional[Path], *extra: str) -> subprocess.Popen:
+    def start(self, lab: str, config: Optional[Path], *extra: str,
+              netns: Optional[str] = None, db: Optional[str] = None) -> subprocess.Popen:
+        """A worker process; with `netns`, inside that network namespace (a lab host that
+        reaches only its own lab's network), talking to the server at `db`."""
         n = len(self.procs)
         cfg = ["--config", str(config)] if config else []
-        p = popen(["worker", "--lab", lab, *cfg, *extra], self.tmp, self.db,
-                  self.tmp / f"worker-{lab}-{n}.log")
+        p = popen(["worker", "--lab", lab, *cfg, *extra], self.tmp, db or self.db,
+                  self.tmp / f"worker-{lab}-{n}.log",
+                  prefix=["ip", "netns", "exec", netns] if netns else [])
         self.procs.append(p)
         pgserver.wait_for(lambda: registered(self.db, p.pid) or p.poll() is not None, 60,
                           f"worker for {lab} to register")

@@ -43,11 +43,34 @@ def submit(labs: Dict[str, Any], tmp: Path, db: str, *args: str) -> subprocess.C
     return team.cli(["submit", "--config", str(labs["submit"]), *team.FAST, *args], tmp, db)
 
 
-def test_two_labs_two_submitters_at_once(labs: Dict[str, Any], tmp_path: Path, pg_url: str,
-                                          workers: team.Workers) -> None:
-    workers.start("lab-a", labs["lab-a"])
-    workers.start("lab-b", labs["lab-b"])
-    shells = [team.popen(["submit", "--config", str(labs["submit"]), *team.FAST,
+@pytest.mark.netns
+def test_two_labs_two_submitters_at_once(tmp_path: Path, pg_url: str, pg_cluster: Any,
+                                          make_fleet: Any, workers: team.Workers) -> None:
+    """Two labs, each a private network (tests/netns.py) with two devices; each lab's worker runs
+    inside its lab's network namespace, where the other lab's devices cannot be reached. Two
+    shells submit runs over all four devices at once: both finish, one run each in the history,
+    and the device locks ran the two runs' jobs on each device one after the other."""
+    import yaml
+    fleets = {"lab-a": make_fleet(2, names=["a1", "a2"]), "lab-b": make_fleet(2, names=["b1", "b2"])}
+    if not all(f.netns for f in fleets.values()):
+        pytest.skip("network namespaces not permitted here")
+    db = pg_url.rsplit("/", 1)[1]
+    every: Dict[str, Any] = {}
+    for lab, fleet in fleets.items():
+        entries = {d.name: d.device_yaml(lab=lab, lock_wait_s=120) for d in fleet.devices}
+        every.update(entries)
+        own = dict(entries)
+        if lab == "lab-a":  # misconfigured: the other lab's device, as if it were ours
+            own["b1-from-a"] = {**fleets["lab-b"][0].device_yaml(lab="lab-a", connect_timeout_s=3)}
+        cfg = tmp_path / f"{lab}.yaml"
+        cfg.write_text(yaml.safe_dump({"version": 1, "devices": own}))
+        # the lab host: the first device's namespace; it reaches the server on its bridge
+        workers.start(lab, cfg, netns=fleet[0].ns,
+                      db=pg_cluster.url(db, host=f"{fleet.subnet}.1"))
+    every["b1-from-a"] = {**every["b1"], "lab": "lab-a"}
+    submit_cfg = tmp_path / "submit.yaml"
+    submit_cfg.write_text(yaml.safe_dump({"version": 1, "devices": every}))
+    shells = [team.popen(["submit", "--config", str(submit_cfg), *team.FAST,
                           "--devices", "a1,a2,b1,b2", "--label", f"shell{i}", "--wait"],
                          tmp_path, pg_url, tmp_path / f"shell{i}.log") for i in (1, 2)]
     for i, p in enumerate(shells, 1):
@@ -71,6 +94,11 @@ def test_two_labs_two_submitters_at_once(labs: Dict[str, Any], tmp_path: Path, p
     assert h.returncode == 0, h.stderr
     assert sorted(line.split(",")[0] for line in h.stdout.splitlines()[1:]) == \
         sorted([runs[0][0]] * 4 + [runs[1][0]] * 4)
+    # lab-a's worker cannot reach lab-b's network: a job for it fails there, with the reason
+    p = team.cli(["submit", "--config", str(submit_cfg), *team.FAST, "--devices", "b1-from-a",
+                  "--wait"], tmp_path, pg_url)
+    assert p.returncode == 3, p.stdout + p.stderr
+    assert "cannot reach" in p.stdout and "Network is unreachable" in p.stdout
 
 
 def test_unserved_lab_priority_and_cancel(labs: Dict[str, Any], tmp_path: Path,
