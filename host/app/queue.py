@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS edge_bench_job_notes (
     at      TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS edge_bench_job_notes_run ON edge_bench_job_notes(run_id);
+CREATE INDEX IF NOT EXISTS edge_bench_jobs_run ON procrastinate_jobs ((args->>'run_id'));
 """
 
 
