@@ -39,8 +39,10 @@ def workers(tmp_path: Path, pg_url: str):
     w.close()
 
 
-def submit(labs: Dict[str, Any], tmp: Path, db: str, *args: str) -> subprocess.CompletedProcess:
-    return team.cli(["submit", "--config", str(labs["submit"]), *team.FAST, *args], tmp, db)
+def submit(labs: Dict[str, Any], tmp: Path, db: str, *args: str,
+           inproc: bool = False) -> subprocess.CompletedProcess:
+    argv = ["submit", "--config", str(labs["submit"]), *team.FAST, *args]
+    return team.main(argv, db) if inproc else team.cli(argv, tmp, db)
 
 
 @pytest.mark.netns
@@ -107,23 +109,24 @@ def test_unserved_lab_priority_and_cancel(labs: Dict[str, Any], tmp_path: Path,
     shows who waits for what; cancel drops a waiting run; once lab-a's worker starts, the
     higher priority job starts first on the shared device."""
     p = submit(labs, tmp_path, pg_url, "--devices", "b1", "--label", "nobody",
-               "--wait", "--serve-timeout", "2")
+               "--wait", "--serve-timeout", "2", inproc=True)
     assert p.returncode == 3, p.stdout + p.stderr
     assert "no worker serves lab lab-b" in p.stderr
     nobody = p.stdout.splitlines()[0].strip()
-    low = submit(labs, tmp_path, pg_url, "--devices", "a1", "--label", "nightly")
-    high = submit(labs, tmp_path, pg_url, "--devices", "a1", "--label", "dev", "--priority", "10")
+    low = submit(labs, tmp_path, pg_url, "--devices", "a1", "--label", "nightly", inproc=True)
+    high = submit(labs, tmp_path, pg_url, "--devices", "a1", "--label", "dev", "--priority", "10",
+                  inproc=True)
     assert low.returncode == 0 and high.returncode == 0, low.stderr + high.stderr
     assert "no worker serves lab lab-a" in low.stderr and "lab-b" not in low.stderr
-    q = team.cli(["queue"], tmp_path, pg_url)
+    q = team.main(["queue"], pg_url)
     assert q.returncode == 0, q.stderr
     assert "3 jobs waiting" in q.stdout and q.stdout.count("│ waiting") == 3
     assert "b1" in q.stdout and "lab-b" in q.stdout
     assert "@" in q.stdout  # who submitted it
-    c = team.cli(["cancel", nobody], tmp_path, pg_url)
+    c = team.main(["cancel", nobody], pg_url)
     assert c.returncode == 0 and "1 waiting jobs cancelled" in c.stdout, c.stdout + c.stderr
     assert team.run_status(pg_url, nobody) == "cancelled"
-    assert "b1" not in team.cli(["queue"], tmp_path, pg_url).stdout
+    assert "b1" not in team.main(["queue"], pg_url).stdout
     workers.start("lab-a", labs["lab-a"])
     ids = {"low": low.stdout.split()[0], "high": high.stdout.split()[0]}
     wait_for(lambda: all(team.run_status(pg_url, r) == "ok" for r in ids.values()), 180,
@@ -132,12 +135,13 @@ def test_unserved_lab_priority_and_cancel(labs: Dict[str, Any], tmp_path: Path,
     assert start[ids["high"]] < start[ids["low"]]
     # cancelling a running job stops its device at once
     long = submit(labs, tmp_path, pg_url, "--devices", "a1", "--label", "long", "--runs", "100000",
-                  "--max-runs", "1000000", "--min-seconds", "120", "--max-seconds", "300")
+                  "--max-runs", "1000000", "--min-seconds", "120", "--max-seconds", "300",
+                  inproc=True)
     run_id = long.stdout.split()[0]
     wait_for(lambda: team.query(pg_url, "SELECT 1 FROM procrastinate_jobs WHERE status = 'doing'"
                                         " AND args->>'run_id' = %s", (run_id,)), 60, "the long job")
     t0 = time.monotonic()
-    c = team.cli(["cancel", run_id], tmp_path, pg_url)
+    c = team.main(["cancel", run_id], pg_url)
     assert c.returncode == 0 and "1 running jobs asked to stop" in c.stdout, c.stdout + c.stderr
     wait_for(lambda: team.run_status(pg_url, run_id) == "cancelled", 60, "the cancelled run")
     assert time.monotonic() - t0 < 60  # not the 120 s the job would have taken
@@ -201,7 +205,7 @@ def test_bad_url_and_wrong_password_exit_2(labs: Dict[str, Any], tmp_path: Path,
                  ["queue", "--db", "postgresql://nobody@127.0.0.1:1/x"],
                  ["submit", "--config", str(labs["submit"]), "--devices", "a1",
                   "--db", str(tmp_path / "local.sqlite")]):
-        p = team.cli(args, tmp_path, "")
+        p = team.main(args, None)
         assert p.returncode == 2, (args, p.stderr)
         assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr, p.stderr
         assert pgserver.SECRET_PASSWORD not in p.stderr + p.stdout
