@@ -153,7 +153,8 @@ def test_worker_killed_mid_job_is_retried_without_duplicates(
         labs: Dict[str, Any], tmp_path: Path, pg_url: str, workers: team.Workers) -> None:
     w1 = workers.start("lab-a", labs["lab-a"], "--stalled-after", "3")
     p = submit(labs, tmp_path, pg_url, "--devices", "a1", "--label", "killed",
-               "--threads", "1,2,3", "--min-seconds", "0.6")
+               "--threads", "1,2,3", "--min-seconds", "1.5",
+               "--max-runs", "300000")  # time-bound tasks (~1.5 s each): the kill lands mid-job
     assert p.returncode == 0, p.stderr
     run_id = p.stdout.split()[0]
     wait_for(lambda: len(team.results(pg_url, run_id)) >= 1, 180, "a first result")
@@ -178,7 +179,8 @@ def test_server_restart_mid_run_loses_nothing(labs: Dict[str, Any], tmp_path: Pa
     workers.start("lab-a", labs["lab-a"])
     workers.start("lab-b", labs["lab-b"])
     sub = team.popen(["submit", "--config", str(labs["submit"]), *team.FAST, "--threads", "1,2,3",
-                      "--min-seconds", "0.8", "--devices", "a1,b1", "--label", "restart", "--wait"],
+                      "--min-seconds", "1.2", "--max-runs", "300000", "--devices", "a1,b1",
+                      "--label", "restart", "--wait"],
                      tmp_path, pg_url, tmp_path / "submit.log")
     run_id = wait_for(lambda: [r[0] for r in team.query(pg_url, "SELECT run_id FROM runs")], 60,
                       "the run")[0]
