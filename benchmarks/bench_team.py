@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -167,6 +168,7 @@ def main() -> int:
         for s in servers:
             s.stop()
         pgserver.remove_cluster(cluster)
+        shutil.rmtree(tmp, ignore_errors=True)
     print(res)
     text = render(res, a)
     print(text)
