@@ -200,3 +200,12 @@ def test_store_error_names_the_redacted_url(pg_url: str) -> None:
     with pytest.raises(StoreError, match="unknown run"):
         st.finish_run("no-such-run", "ok")
     assert os.environ.get("PGPASSWORD") is None or os.environ["PGPASSWORD"] not in str(st.path)
+
+
+def test_history_site_from_postgresql(tmp_path: Path, pg_url: str) -> None:
+    st = open_store(pg_url)
+    for d in (1, 2):
+        add_run(st, f"n{d}", f"2024-07-0{d}T00:00:00+00:00", [make_result("fp32", seed=d)])
+    assert main(["report", "--site", str(tmp_path / "site"), "--db", pg_url]) == 0
+    pages = list((tmp_path / "site").rglob("*.html"))
+    assert pages and any("builtin:digits" in p.read_text(encoding="utf-8") for p in pages)
