@@ -78,6 +78,6 @@ def plan_device(options: Dict[str, Any], device: str, lab: str, config: Any,
     models = run_service.resolve_models(req)
     for spec, m in zip(models, options["models"]):
         spec.name = m["name"]
-    tasks = run_service.plan_tasks(req, [dev], models, progress=lambda _t: None)[dev]
+    tasks = run_service.plan_tasks(req, [dev], models, progress=lambda *_: None)[dev]
     return dev, [t for t in tasks if (t.artifact.model.name, t.artifact.variant, t.threads)
                  not in skip]

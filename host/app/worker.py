@@ -58,6 +58,10 @@ def run_device_job(context: Any, run_id: str, device: str, lab: str, options: Di
             note = f"{e} (worker of lab {lab} on {socket.gethostname()})"
             add_note(store, job_id, run_id, device, note)
             raise JobFailed(note) from None
+        except Exception as e:  # a bug: say so in the run's notes too, traceback in the log
+            add_note(store, job_id, run_id, device, f"internal error while planning:"
+                     f" {type(e).__name__}: {e} (see the worker's log)")
+            raise
         if done:
             add_note(store, job_id, run_id, device,
                      f"{len(done)} results were already stored by an earlier attempt: kept,"
