@@ -181,7 +181,8 @@ def _valid_doc(n: int) -> Dict[str, Any]:
 
 
 def _read_and_compare(doc_text: str) -> None:
-    from edge_bench.analysis.compare import compare_docs, print_rich, to_markdown
+    from edge_bench.analysis.verdict import compare_docs
+    from edge_bench.render.compare import print_rich, to_markdown
     from edge_bench.results.document import read_json
     with tempfile.TemporaryDirectory() as tmp:
         p = Path(tmp) / "doc.json"
