@@ -13,6 +13,7 @@ from typing import Any, Dict
 import numpy as np
 import pytest
 
+from conftest import missing_system
 from synth import fake_result
 from edge_bench.cli import main
 from edge_bench.render.html import render_html
@@ -124,7 +125,7 @@ def _png_size_and_nonblank(path: Path) -> tuple:
 def test_report_renders_in_headless_chromium(db: Path, tmp_path: Path) -> None:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if not chromium:
-        pytest.skip("chromium is not installed (apt-get install -y chromium); .ci/run installs it")
+        missing_system("chromium is not installed (apt-get install -y chromium); .ci/run installs it")
     out = tmp_path / "report.html"
     assert main(["report", "last", "--html", str(out), "--db", str(db)]) == 0
     shot = tmp_path / "shot.png"

@@ -1,7 +1,8 @@
 """The cache of made variants, shared by both quantizers.
 
 `$EDGE_BENCH_CACHE/quantized/...` (default ~/.cache/edge-bench/quantized): each file next to a
-.json sidecar with its size, sha256 and recipe; a file is written under a temp name and renamed,
+.json sidecar with its size, sha256 and recipe (a hit is served only when the file's size AND
+sha256 match the sidecar; anything else is rebuilt); a file is written under a temp name and renamed,
 so parallel runs never see a half-written model. Each quantizer builds its own key (quantize.py:
 model sha256, variant, calibration sha256, ai-edge-quantizer version; tf_convert.py: the same
 with TensorFlow's version).
@@ -15,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Dict
 
+from ..hashing import sha256_file
 from .variants import QuantizeResult
 
 
@@ -39,7 +41,7 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 def cache_get_or_make(out: Path, make: Callable[[str], QuantizeResult],
                       meta_fields: Dict[str, Any]) -> QuantizeResult:
-    """The cached file `out` (validated by its .json sidecar) or `make(tmp_path)` written to a
+    """The cached file `out` (its size and sha256 checked against its .json sidecar) or `make(tmp_path)` written to a
     temp name and renamed, so parallel runs never see a half-written model. Shared by both
     quantizers (ai-edge-quantizer here, TensorFlow's converter in tf_convert)."""
     meta = out.with_suffix(".json")
@@ -47,7 +49,7 @@ def cache_get_or_make(out: Path, make: Callable[[str], QuantizeResult],
     if out.is_file() and meta.is_file():
         try:
             info = json.loads(meta.read_text())
-            if info.get("bytes") == out.stat().st_size:
+            if info.get("bytes") == out.stat().st_size and info["sha256"] == sha256_file(out):
                 return QuantizeResult(variant, out, info["bytes"], info["sha256"],
                                       info["recipe_description"], True)
         except (ValueError, KeyError, OSError):
