@@ -4,6 +4,7 @@ The end-to-end proofs (a real run that exits 3 / 130 / 143) are in test_run_loca
 test_wrong_output.py and test_fleet_faults.py; this file pins every branch of the rule."""
 from __future__ import annotations
 
+import json
 import signal
 from typing import Any, Dict, List, Optional
 
@@ -11,11 +12,13 @@ import pytest
 
 from edge_bench.app.run import RunOutcome, exit_code, failed_results, run_status
 
-OK: Dict[str, Any] = {"status": "ok", "accuracy": None}
-OK_ACCURATE: Dict[str, Any] = {"status": "ok", "accuracy": {"flag": None, "top1": 0.97}}
-WRONG: Dict[str, Any] = {"status": "ok", "accuracy": {"flag": "agreement 10.9% vs fp32"}}
-FAILED: Dict[str, Any] = {"status": "failed", "error": "ChecksumMismatch: ..."}
-SKIPPED: Dict[str, Any] = {"status": "skipped", "error": "cancelled"}
+# results as they come back: parsed from JSON (the agent's events, --json, the store), so their
+# strings are equal to, not the same objects as, the literals in the code under test
+OK: Dict[str, Any] = json.loads('{"status": "ok", "accuracy": null}')
+OK_ACCURATE: Dict[str, Any] = json.loads('{"status": "ok", "accuracy": {"flag": null, "top1": 0.97}}')
+WRONG: Dict[str, Any] = json.loads('{"status": "ok", "accuracy": {"flag": "agreement 10.9% vs fp32"}}')
+FAILED: Dict[str, Any] = json.loads('{"status": "failed", "error": "ChecksumMismatch: ..."}')
+SKIPPED: Dict[str, Any] = json.loads('{"status": "skipped", "error": "cancelled"}')
 
 
 def outcome(results: List[Dict[str, Any]], interrupted: bool = False,
@@ -34,7 +37,7 @@ CLEAN = {"regressed": False}
     ([OK, WRONG], [WRONG]),            # an ok run whose outputs disagree with fp32 failed
     ([FAILED, OK], [FAILED]),
     ([SKIPPED], [SKIPPED]),            # a task that never ran is not ok
-    ([{"status": "ok"}], []),          # no accuracy key at all (no eval data)
+    ([json.loads('{"status": "ok"}')], []),  # no accuracy key at all (no eval data)
 ])
 def test_failed_results(results: List[Dict[str, Any]], expected: List[Dict[str, Any]]) -> None:
     assert failed_results(results) == expected
