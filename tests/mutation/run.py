@@ -62,10 +62,14 @@ MODULES: Dict[str, Module] = {
     "accuracy": Module("host/models/accuracy.py",
                        ("tests/test_thresholds.py", "tests/test_accuracy.py"),
                        functions=("tolerance_for", "_as_list", "_argmax", "score")),
-    "quantcache": Module("host/models/quantcache.py",
-                         ("tests/test_integrity.py", "tests/test_quantize.py")),
-    "deploy": Module("host/fleet/deploy.py",
-                     ("tests/test_integrity.py", "tests/test_deploy_cmd.py")),
+    "quantcache": Module("host/models/quantcache.py", (
+        "tests/test_integrity.py::test_a_cached_variant_changed_on_disk_is_rebuilt_not_served",
+        "tests/test_integrity.py::test_a_cache_entry_without_its_sidecar_or_with_a_broken_one_is_rebuilt",
+        "tests/test_quantize.py::test_cache_hit_does_not_requantize",
+        "tests/test_quantize.py::test_cache_dir_env")),
+    "deploy": Module("host/fleet/deploy.py", (
+        "tests/test_integrity.py::test_a_blob_corrupted_on_the_device_after_an_ssh_push_is_refused",
+        "tests/test_run_local.py::test_second_run_pushes_nothing_new")),
     "exit-policy": Module("host/app/run.py", ("tests/test_exit_policy.py",),
                           functions=("run_status", "failed_results", "exit_code")),
 }
