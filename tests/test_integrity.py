@@ -94,6 +94,51 @@ def test_a_run_refuses_a_model_corrupted_on_the_device(
     assert any("sha256" in str(r.get("error")) for r in doc["results"]), doc["results"]
 
 
+def test_blob_names_are_the_sha256_and_the_last_extension(tmp_path: Path) -> None:
+    src = tmp_path / "my.model.v2.tflite"
+    src.write_bytes(b"\x00model bytes")
+    digest = sha256_file(src)
+    assert Blob.for_file(src).remote_rel == f"blobs/{digest}.tflite"
+    assert Blob.for_file(src, prefix="data/").remote_rel == f"data/{digest}.tflite"
+    plain = tmp_path / "noext"
+    plain.write_bytes(b"x")
+    assert Blob.for_file(plain).remote_rel == f"blobs/{sha256_file(plain)}"
+
+
+def test_ensure_blobs_makes_each_directory_before_pushing(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Transports whose put does not create parents (adb push into a missing dir) rely on
+    ensure_blobs making the directories first."""
+    from edge_bench.config import Device
+    from edge_bench.transports.local import LocalTransport
+    calls: List[str] = []
+    real_makedirs = LocalTransport.makedirs
+
+    def makedirs(self, path: str) -> None:
+        calls.append(f"makedirs {path}")
+        real_makedirs(self, path)
+
+    def put(self, local: Path, remote: str) -> None:  # a put that needs the parent to exist
+        calls.append(f"put {remote}")
+        assert Path(remote).parent.is_dir(), remote
+        Path(remote).write_bytes(Path(local).read_bytes())
+        self.bytes_pushed += Path(remote).stat().st_size
+
+    monkeypatch.setattr(LocalTransport, "makedirs", makedirs)
+    monkeypatch.setattr(LocalTransport, "put", put)
+    a, b = tmp_path / "a.tflite", tmp_path / "b.npz"
+    a.write_bytes(b"a" * 10)
+    b.write_bytes(b"b" * 20)
+    blobs = [Blob.for_file(a), Blob.for_file(b, prefix="data/"), Blob.for_file(a)]
+    wd = str(tmp_path / "wd")
+    with LocalTransport(Device(name="box", transport="local", workdir=wd)) as tr:
+        rep = ensure_blobs(tr, wd, blobs)
+    assert rep.bytes_pushed == 30 and len(rep.pushed) == 2  # the duplicate is pushed once
+    made = [c for c in calls if c.startswith("makedirs")]
+    assert sorted(made) == [f"makedirs {wd}/blobs", f"makedirs {wd}/data"]
+    assert calls.index(made[-1]) < min(i for i, c in enumerate(calls) if c.startswith("put"))
+
+
 # ---- the variant cache (host/models/quantize.py, quantcache.py) --------------------------------
 VARIANTS = [v for v in Q.VARIANTS if v != "fp32"]
 
@@ -143,6 +188,23 @@ def test_a_cached_variant_changed_on_disk_is_rebuilt_not_served(tmp_path: Path) 
     again = Q.cached_variant(model, "dynamic-int8", None, cache)
     assert not again.cached and again.path.stat().st_size == size
     assert sha256_file(again.path) == good == again.sha256
+
+
+def test_a_sidecar_that_disagrees_with_its_file_is_rebuilt(tmp_path: Path) -> None:
+    """Right sha256 but a wrong size in the sidecar: a broken entry, rebuilt (not served)."""
+    model = tmp_path / "model.tflite"
+    tm.write_dense_softmax(model, seed=4)
+    cache = tmp_path / "cache"
+    made = Q.cached_variant(model, "fp16", None, cache)
+    sidecar = made.path.with_suffix(".json")
+    for wrong in (made.bytes - 1, made.bytes + 1, 0):
+        meta = json.loads(sidecar.read_text())
+        meta["bytes"] = wrong
+        sidecar.write_text(json.dumps(meta))
+        again = Q.cached_variant(model, "fp16", None, cache)
+        assert not again.cached, wrong
+        assert json.loads(sidecar.read_text())["bytes"] == made.path.stat().st_size == made.bytes
+    assert Q.cached_variant(model, "fp16", None, cache).cached
 
 
 def _meta(res: Any) -> Dict[str, Any]:

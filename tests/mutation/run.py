@@ -65,10 +65,13 @@ MODULES: Dict[str, Module] = {
     "quantcache": Module("host/models/quantcache.py", (
         "tests/test_integrity.py::test_a_cached_variant_changed_on_disk_is_rebuilt_not_served",
         "tests/test_integrity.py::test_a_cache_entry_without_its_sidecar_or_with_a_broken_one_is_rebuilt",
+        "tests/test_integrity.py::test_a_sidecar_that_disagrees_with_its_file_is_rebuilt",
         "tests/test_quantize.py::test_cache_hit_does_not_requantize",
         "tests/test_quantize.py::test_cache_dir_env")),
     "deploy": Module("host/fleet/deploy.py", (
         "tests/test_integrity.py::test_a_blob_corrupted_on_the_device_after_an_ssh_push_is_refused",
+        "tests/test_integrity.py::test_blob_names_are_the_sha256_and_the_last_extension",
+        "tests/test_integrity.py::test_ensure_blobs_makes_each_directory_before_pushing",
         "tests/test_run_local.py::test_second_run_pushes_nothing_new")),
     "exit-policy": Module("host/app/run.py", ("tests/test_exit_policy.py",),
                           functions=("run_status", "failed_results", "exit_code")),
@@ -117,10 +120,16 @@ def load_equivalent() -> List[Dict[str, str]]:
     return list(tomllib.loads(EQUIVALENT.read_text()).get("mutant", []))
 
 
-def run_module(name: str, mod: Module, out: Path, log) -> Dict[str, object]:
+def run_module(name: str, mod: Module, out: Path, log, retest: bool = False) -> Dict[str, object]:
     work = out / name
     work.mkdir(parents=True, exist_ok=True)
     repo = scratch_copy(work)
+    if retest and (work / "session.sqlite").exists():
+        # new or better tests since the session began: copy tests/ again, run the survivors again
+        shutil.rmtree(repo / "tests")
+        shutil.copytree(REPO / "tests", repo / "tests",
+                        ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
+        forget_survivors(work / "session.sqlite")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(work / "import")] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
     env.pop("CI", None)  # a scratch run is not CI: a missing system package may skip here
@@ -152,6 +161,14 @@ def run_module(name: str, mod: Module, out: Path, log) -> Dict[str, object]:
     log(f"{name}: running mutants")
     cr("exec", str(cfg), str(db))
     return summarize(name, mod, db, repo)
+
+
+def forget_survivors(db: Path) -> None:
+    import sqlite3
+    con = sqlite3.connect(str(db))
+    with con:
+        con.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'")
+    con.close()
 
 
 def mark_out_of_scope(db: Path, mod: Module) -> None:
@@ -211,6 +228,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--min-score", type=float, default=0.9)
     ap.add_argument("--json", type=Path, help="also write the summary here")
     ap.add_argument("--list", action="store_true")
+    ap.add_argument("--retest-survivors", action="store_true",
+                    help="with --out of an earlier session: run its survivors again with the "
+                         "current tests")
     args = ap.parse_args(argv)
     unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
@@ -236,7 +256,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     log(f"session: {out}")
     with ThreadPoolExecutor(args.workers) as pool:
-        futures = {n: pool.submit(run_module, n, MODULES[n], out, log) for n in names}
+        futures = {n: pool.submit(run_module, n, MODULES[n], out, log,
+                                       args.retest_survivors) for n in names}
         summaries, failed = [], []
         for n, f in futures.items():
             try:
