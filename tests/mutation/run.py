@@ -66,6 +66,7 @@ MODULES: Dict[str, Module] = {
         "tests/test_integrity.py::test_a_cached_variant_changed_on_disk_is_rebuilt_not_served",
         "tests/test_integrity.py::test_a_cache_entry_without_its_sidecar_or_with_a_broken_one_is_rebuilt",
         "tests/test_integrity.py::test_a_sidecar_that_disagrees_with_its_file_is_rebuilt",
+        "tests/test_integrity.py::test_write_atomic_makes_parents_and_leaves_no_temp_file",
         "tests/test_quantize.py::test_cache_hit_does_not_requantize",
         "tests/test_quantize.py::test_cache_dir_env")),
     "deploy": Module("host/fleet/deploy.py", (
