@@ -41,28 +41,36 @@ def _corrupting_put(real_put, pushed: List[str]):
 # ---- push verification (host/fleet/deploy.py) --------------------------------------------------
 def test_a_blob_corrupted_on_the_device_after_an_ssh_push_is_refused(
         sshd_device: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Several files, until the corrupted copy's sha256 has sorted both above and below the
+    expected one: only equality may pass."""
     from edge_bench.transports.ssh import SSHTransport
-    src = tmp_path / "model.tflite"
-    src.write_bytes(os.urandom(40_000))
-    blob = Blob.for_file(src)
-    pushed: List[str] = []
     tr = SSHTransport(sshd_device)
     tr.connect()
+    orders = set()
     try:
         wd = tr.resolve_workdir(sshd_device.workdir)
-        with monkeypatch.context() as mp:
-            mp.setattr(SSHTransport, "put", _corrupting_put(SSHTransport.put, pushed))
-            with pytest.raises(DeviceError) as ei:
-                ensure_blobs(tr, wd, [blob])
-        dest = remote_path(wd, blob)
-        assert pushed == [dest]
-        msg = str(ei.value)
-        assert dest in msg and blob.sha256 in msg
-        assert sha256_file(Path(dest)) in msg  # what is really there, computed here
-        # an honest push afterwards replaces the corrupted file and is verified
-        rep = ensure_blobs(tr, wd, [blob])
-        assert [b.sha256 for b in rep.pushed] == [blob.sha256] and rep.present == []
-        assert sha256_file(Path(dest)) == sha256_file(src)
+        for i in range(64):
+            src = tmp_path / f"model{i}.tflite"
+            src.write_bytes(os.urandom(40_000))
+            blob = Blob.for_file(src)
+            pushed: List[str] = []
+            with monkeypatch.context() as mp:
+                mp.setattr(SSHTransport, "put", _corrupting_put(SSHTransport.put, pushed))
+                with pytest.raises(DeviceError) as ei:
+                    ensure_blobs(tr, wd, [blob])
+            dest = remote_path(wd, blob)
+            assert pushed == [dest]
+            there = sha256_file(Path(dest))  # what is really on the device, computed here
+            msg = str(ei.value)
+            assert dest in msg and blob.sha256 in msg and there in msg
+            orders.add(there > blob.sha256)
+            # an honest push afterwards replaces the corrupted file and is verified
+            rep = ensure_blobs(tr, wd, [blob])
+            assert [b.sha256 for b in rep.pushed] == [blob.sha256] and rep.present == []
+            assert sha256_file(Path(dest)) == sha256_file(src)
+            if orders == {True, False}:
+                break
+        assert orders == {True, False}
     finally:
         tr.close()
 
@@ -208,6 +216,12 @@ def test_write_atomic_makes_parents_and_leaves_no_temp_file(tmp_path: Path) -> N
     write_atomic(target, b'{"again": 1}')
     assert target.read_bytes() == b'{"again": 1}'
     assert [p.name for p in target.parent.iterdir()] == ["c.json"]
+    # a failed rename (the target is a directory) raises and removes its temp file
+    blocker = tmp_path / "d" / "e.json"
+    blocker.mkdir(parents=True)
+    with pytest.raises(OSError):
+        write_atomic(blocker, b"{}")
+    assert [p.name for p in blocker.parent.iterdir()] == ["e.json"] and blocker.is_dir()
 
 
 def test_a_sidecar_that_disagrees_with_its_file_is_rebuilt(tmp_path: Path) -> None:
