@@ -74,6 +74,14 @@ MODULES: Dict[str, Module] = {
         "tests/test_integrity.py::test_blob_names_are_the_sha256_and_the_last_extension",
         "tests/test_integrity.py::test_ensure_blobs_makes_each_directory_before_pushing",
         "tests/test_run_local.py::test_second_run_pushes_nothing_new")),
+    "agent-timing": Module("agent/task.py", ("tests/test_timing_clock.py",),
+                           functions=("timing_loop",)),
+    "agent-verify": Module("agent/task.py", (
+        "tests/test_agent_integrity.py",
+        "tests/test_agent.py::test_checksum_mismatch_and_missing_file_do_not_stop_the_job"),
+        functions=("verify_file",)),
+    "agent-lock": Module("agent/lock.py", ("tests/test_lock.py",)),
+    "protocol": Module("agent/protocol.py", ("tests/test_protocol.py",)),
     "exit-policy": Module("host/app/run.py", ("tests/test_exit_policy.py",),
                           functions=("run_status", "failed_results", "exit_code")),
 }
@@ -123,14 +131,18 @@ def load_equivalent() -> List[Dict[str, str]]:
 
 def run_module(name: str, mod: Module, out: Path, log, retest: bool = False) -> Dict[str, object]:
     work = out / name
+    if retest and (work / "session.sqlite").exists():
+        old = work / "repo" / mod.path
+        if old.is_file() and old.read_bytes() == (REPO / mod.path).read_bytes():
+            # same module, better tests: a fresh copy of the tree, the survivors run again
+            log(f"{name}: running the survivors again with the current tests")
+            shutil.rmtree(work / "repo")
+            forget_survivors(work / "session.sqlite")
+        else:  # the module changed: its mutants are other mutants, start over
+            log(f"{name}: {mod.path} changed since the session began: a new session")
+            shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     repo = scratch_copy(work)
-    if retest and (work / "session.sqlite").exists():
-        # new or better tests since the session began: copy tests/ again, run the survivors again
-        shutil.rmtree(repo / "tests")
-        shutil.copytree(REPO / "tests", repo / "tests",
-                        ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
-        forget_survivors(work / "session.sqlite")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(work / "import")] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
     env.pop("CI", None)  # a scratch run is not CI: a missing system package may skip here
