@@ -205,3 +205,41 @@ def test_outputs_newly_flagged_are_a_drop_already_flagged_are_not() -> None:
     assert row["verdict"] == "accuracy-drop" and any("flagged" in n for n in row["notes"])
     both: List[Dict[str, Any]] = list(_pair(_acc(flag="SNR 3.0 dB"), _acc(flag="SNR 2.9 dB")))
     assert compare_results(*both)["verdict"] == "same"
+
+
+# ---- compare: the decision statistic is the fast quartile (p25), threshold 5% -------------------
+def _timings(seed: int, n: int = 1200) -> np.ndarray:
+    return 2.0 * np.exp(np.random.default_rng(seed).normal(0.0, 0.3, n))
+
+
+def _fast_quartile_up(s: np.ndarray, factor: float) -> np.ndarray:
+    """The samples below the median pulled towards it so that p25 becomes factor x p25, the
+    median and everything above it unchanged (order kept)."""
+    med, p25 = np.median(s), np.percentile(s, 25)
+    k = (med - factor * p25) / (med - p25)
+    return np.where(s < med, med - (med - s) * k, s)
+
+
+def _median_up(s: np.ndarray, factor: float) -> np.ndarray:
+    """The samples above p25 stretched so that the median becomes factor x median, p25 and
+    everything below it unchanged."""
+    med, p25 = np.median(s), np.percentile(s, 25)
+    k = (factor * med - p25) / (med - p25)
+    return np.where(s > p25, p25 + (s - p25) * k, s)
+
+
+@pytest.mark.parametrize("change, verdict", [
+    (lambda s: _fast_quartile_up(s, 1.10), "slower"),   # p25 +10%, median unchanged
+    (lambda s: _median_up(s, 1.15), "same"),            # median +15%, p25 unchanged
+    (lambda s: _fast_quartile_up(s, 0.90), "faster"),
+    (lambda s: s * 1.02, "same"),                       # +2%: under the 5% minimum effect
+    (lambda s: s * 1.12, "slower"),
+], ids=["p25+10%", "median+15%", "p25-10%", "all+2%", "all+12%"])
+def test_the_verdict_is_decided_on_the_fast_quartile(change: Any, verdict: str) -> None:
+    """docs/results.md, "The rule": slower only when the p25 ratio >= 1 + 5% (and the interval
+    and the block test agree); the median alone does not decide."""
+    base_s, cand_s = _timings(21), change(_timings(21))
+    p25 = np.percentile(cand_s, 25) / np.percentile(base_s, 25)
+    med = np.median(cand_s) / np.median(base_s)
+    row = compare_results(fake_result(list(base_s)), fake_result(list(cand_s)))
+    assert row["verdict"] == verdict, (p25, med, row["notes"])
