@@ -81,7 +81,9 @@ MODULES: Dict[str, Module] = {
         "tests/test_agent.py::test_checksum_mismatch_and_missing_file_do_not_stop_the_job"),
         functions=("verify_file",)),
     "agent-lock": Module("agent/lock.py", ("tests/test_lock.py",)),
-    "protocol": Module("agent/protocol.py", ("tests/test_protocol.py",)),
+    "protocol": Module("agent/protocol.py", ("tests/test_protocol.py",),
+                       functions=("_num", "task_processes", "task_params", "parse_job",
+                                  "parse_line")),
     "exit-policy": Module("host/app/run.py", ("tests/test_exit_policy.py",),
                           functions=("run_status", "failed_results", "exit_code")),
 }
