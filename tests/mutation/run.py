@@ -75,7 +75,7 @@ MODULES: Dict[str, Module] = {
         "tests/test_integrity.py::test_ensure_blobs_makes_each_directory_before_pushing",
         "tests/test_run_local.py::test_second_run_pushes_nothing_new")),
     "agent-timing": Module("agent/task.py", ("tests/test_timing_clock.py",),
-                           functions=("timing_loop",)),
+                           functions=("timing_loop",), timeout=60.0),
     "agent-verify": Module("agent/task.py", (
         "tests/test_agent_integrity.py",
         "tests/test_agent.py::test_checksum_mismatch_and_missing_file_do_not_stop_the_job"),
@@ -83,7 +83,7 @@ MODULES: Dict[str, Module] = {
     "agent-lock": Module("agent/lock.py", ("tests/test_lock.py",)),
     "protocol": Module("agent/protocol.py", ("tests/test_protocol.py",),
                        functions=("_num", "task_processes", "task_params", "parse_job",
-                                  "parse_line")),
+                                  "parse_line"), timeout=90.0),
     "exit-policy": Module("host/app/run.py", ("tests/test_exit_policy.py",),
                           functions=("run_status", "failed_results", "exit_code")),
 }
@@ -173,6 +173,8 @@ def run_module(name: str, mod: Module, out: Path, log, retest: bool = False) -> 
                                f"{base.stdout[-4000:]}")
         cr("init", str(cfg), str(db))
         mark_out_of_scope(db, mod)
+    # a run stopped mid-mutant (Ctrl-C, a killed session) may leave the mutant on disk
+    shutil.copy2(REPO / mod.path, repo / mod.path)
     log(f"{name}: running mutants")
     cr("exec", str(cfg), str(db))
     return summarize(name, mod, db, repo)
