@@ -45,6 +45,8 @@ class FakeClock:
 
     def invoke(self) -> None:
         self.invokes += 1
+        if self.invokes > 10_000:  # no case here needs more: a loop that ignores its stop rules
+            raise AssertionError("runaway timing loop")
         self.now += self.invoke_ns
         self._closing = True
 
