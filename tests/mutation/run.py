@@ -25,6 +25,7 @@ How often it runs, and the last scores: docs/testing.md.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -134,8 +135,9 @@ def load_equivalent() -> List[Dict[str, str]]:
 def run_module(name: str, mod: Module, out: Path, log, retest: bool = False) -> Dict[str, object]:
     work = out / name
     if retest and (work / "session.sqlite").exists():
-        old = work / "repo" / mod.path
-        if old.is_file() and old.read_bytes() == (REPO / mod.path).read_bytes():
+        began = work / "module.sha256"  # the module the session's mutants were made from
+        now = hashlib.sha256((REPO / mod.path).read_bytes()).hexdigest()
+        if began.is_file() and began.read_text() == now:
             # same module, better tests: a fresh copy of the tree, the survivors run again
             log(f"{name}: running the survivors again with the current tests")
             shutil.rmtree(work / "repo")
@@ -172,6 +174,8 @@ def run_module(name: str, mod: Module, out: Path, log, retest: bool = False) -> 
             raise RuntimeError(f"{name}: the tests fail on the unmutated code:\n"
                                f"{base.stdout[-4000:]}")
         cr("init", str(cfg), str(db))
+        (work / "module.sha256").write_text(
+            hashlib.sha256((REPO / mod.path).read_bytes()).hexdigest())
         mark_out_of_scope(db, mod)
     # a run stopped mid-mutant (Ctrl-C, a killed session) may leave the mutant on disk
     shutil.copy2(REPO / mod.path, repo / mod.path)
