@@ -63,6 +63,15 @@ def test_max_seconds_is_wall_time_not_summed_samples() -> None:
     assert loop_s == pytest.approx((26 * 40 * MS) / 1e9)  # + the time before the final read
 
 
+def test_max_seconds_stops_as_soon_as_it_has_passed() -> None:
+    """invoke 100 ms, nothing between: after 10 samples exactly 1.0 s has passed, which is
+    max_seconds=1.0: no 11th sample."""
+    clock = FakeClock(invoke_ns=100 * MS)
+    samples, why, loop_s = timing_loop(clock.invoke, runs=10 ** 9, min_seconds=0.0,
+                                       max_seconds=1.0, clock=clock)
+    assert why == "max_seconds" and samples == [100 * MS] * 10 and loop_s == 1.0
+
+
 def test_max_seconds_wins_over_min_seconds_and_runs() -> None:
     clock = FakeClock(invoke_ns=1 * MS, between_ns=99 * MS)   # mostly time between samples
     samples, why, _ = timing_loop(clock.invoke, runs=1000, min_seconds=5.0, max_seconds=2.0,
