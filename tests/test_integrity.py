@@ -113,6 +113,17 @@ def test_blob_names_are_the_sha256_and_the_last_extension(tmp_path: Path) -> Non
     assert Blob.for_file(plain).remote_rel == f"blobs/{sha256_file(plain)}"
 
 
+def test_a_blob_cannot_be_changed_after_its_sha256_was_computed(tmp_path: Path) -> None:
+    import dataclasses
+    src = tmp_path / "m.tflite"
+    src.write_bytes(b"abc")
+    blob = Blob.for_file(src)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        blob.sha256 = "0" * 64  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        blob.local = tmp_path / "other"  # type: ignore[misc]
+
+
 def test_ensure_blobs_makes_each_directory_before_pushing(tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """Transports whose put does not create parents (adb push into a missing dir) rely on

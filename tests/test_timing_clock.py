@@ -12,7 +12,7 @@ as on a loaded device, and every expected number here follows from that model al
 """
 from __future__ import annotations
 
-from typing import List
+from typing import Any, List
 
 import pytest
 
@@ -29,7 +29,7 @@ class FakeClock:
     between_ns of wall time."""
 
     def __init__(self, invoke_ns: int, between_ns: int = 0) -> None:
-        self.now = 0
+        self.now = 7_000_000_000_000  # a perf counter is not 0 when the loop starts
         self.invoke_ns, self.between_ns = invoke_ns, between_ns
         self.invokes = 0
         self._closing = False   # the next read closes a sample
@@ -96,6 +96,32 @@ def test_min_seconds_ignores_time_between_samples() -> None:
                                        clock=clock)
     assert samples == [10 * MS] * 5 and why == "min_seconds"
     assert loop_s == pytest.approx(5.05)
+
+
+@pytest.mark.parametrize("no_cap", [None, 0])
+def test_max_seconds_null_or_0_is_no_cap(no_cap: Any) -> None:
+    """docs/protocol.md: max_seconds null or 0: no cap. 20 samples with 1 s between them."""
+    clock = FakeClock(invoke_ns=10 * MS, between_ns=1000 * MS)
+    samples, why, _ = timing_loop(clock.invoke, runs=20, min_seconds=0.0, max_seconds=no_cap,
+                                  clock=clock)
+    assert len(samples) == 20 and why == "runs"
+
+
+def test_a_tiny_max_seconds_still_caps() -> None:
+    clock = FakeClock(invoke_ns=10 * MS)
+    samples, why, _ = timing_loop(clock.invoke, runs=20, min_seconds=0.0, max_seconds=1e-10,
+                                  clock=clock)
+    assert samples == [10 * MS] and why == "max_seconds"
+
+
+@pytest.mark.parametrize("max_runs, expected", [(1, 1), (2, 2), (None, 40), (0, 40)])
+def test_max_runs_caps_the_samples(max_runs: Any, expected: int) -> None:
+    """max_runs null: no cap (docs/protocol.md); 0 too. min_seconds=0.4 alone wants 40."""
+    clock = FakeClock(invoke_ns=10 * MS)
+    samples, why, _ = timing_loop(clock.invoke, runs=1, min_seconds=0.4, max_seconds=None,
+                                  max_runs=max_runs, clock=clock)
+    assert len(samples) == expected
+    assert why == ("max_runs" if expected < 40 else "min_seconds")
 
 
 def test_runs_and_max_runs() -> None:

@@ -74,6 +74,7 @@ MODULES: Dict[str, Module] = {
         "tests/test_integrity.py::test_a_blob_corrupted_on_the_device_after_an_ssh_push_is_refused",
         "tests/test_integrity.py::test_blob_names_are_the_sha256_and_the_last_extension",
         "tests/test_integrity.py::test_ensure_blobs_makes_each_directory_before_pushing",
+        "tests/test_integrity.py::test_a_blob_cannot_be_changed_after_its_sha256_was_computed",
         "tests/test_run_local.py::test_second_run_pushes_nothing_new")),
     "agent-timing": Module("agent/task.py", ("tests/test_timing_clock.py",),
                            functions=("timing_loop",), timeout=60.0),
