@@ -13,9 +13,10 @@ Tool: cosmic-ray (`pip install -e '.[mutation]'`). For each module, the runner
 3. marks as skipped the mutants outside the module's scope (`functions`) and the operators in
    SKIPPED_OPERATORS (see there why), then `cosmic-ray exec` runs the module's own tests
    (`-x`, no random order, so a mutant dies at its first failing test);
-4. prints killed / survived / equivalent and the score = killed / (killed + survived - equivalent);
-   survivors are listed with line, operator and source line; a survivor that matches an entry of
-   tests/mutation/equivalent.toml is counted as equivalent (the file says why each one is).
+4. prints killed / survived / equivalent and the score = killed / (killed + survived), the
+   equivalent ones left out; survivors are listed with line, operator and source line; a
+   survivor that matches an entry of tests/mutation/equivalent.toml (module, operator, source
+   line and, when given, the mutated line) is counted as equivalent (the file says why).
 
 `--workers N` (at most 2) runs N modules at a time, each in its own scratch copy. Results stay in
 --out (default: a temp dir, kept; `--out DIR` reuses a session and resumes where it stopped).
@@ -229,7 +230,10 @@ def summarize(name: str, mod: Module, db: Path, repo: Path) -> Dict[str, object]
                 line_no = m.start_pos[0]
                 text = lines[line_no - 1].strip() if line_no <= len(lines) else ""
                 op = m.operator_name.split("/")[-1]
-                if any(e["operator"] == op and e["line"].strip() == text for e in equivalent):
+                mutated = next((ln[1:].strip() for ln in (res.diff or "").splitlines()
+                                if ln.startswith("+") and not ln.startswith("+++")), "")
+                if any(e["operator"] == op and e["line"].strip() == text
+                       and e.get("mutated", mutated).strip() == mutated for e in equivalent):
                     equiv += 1
                     continue
                 survived += 1
