@@ -53,6 +53,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    choices=["ai-edge-quantizer", "tflite-converter"],
                    help="ai-edge-quantizer (default) or tflite-converter (TensorFlow's converter, "
                         "for .keras/.h5/SavedModel input; pip install 'edge-bench[tf]')")
+    p.add_argument("--verbose", "-v", action="store_true",
+                   help="show ai-edge-quantizer's and LiteRT's own output as it comes")
     p.add_argument("-o", "--output", "--out", dest="output", metavar="DIR", required=True,
                    help="output folder (created if missing)")
     p.set_defaults(func=run)
