@@ -57,3 +57,16 @@ def test_the_sha256_check_is_on_the_bytes_not_the_name(wd: Path) -> None:  # noq
     (err,) = of(events, "error")
     assert err["type"] == "ChecksumMismatch" and "eval" in err["message"]
     assert of(events, "result") == []
+
+
+@pytest.mark.parametrize("field", ["model", "eval", "input"])
+def test_a_file_entry_that_is_not_an_object_is_a_bad_job_naming_it(wd: Path,  # noqa: F811
+                                                                   field: str) -> None:
+    t = task("t", blob(wd, "dense.tflite"), wd)
+    t[field] = "blobs/eval.npz"   # a bare path: no sha256 to check it against
+    events, _ = run_agent(job(wd, [t, task("ok", blob(wd, "dense.tflite"), wd)]))
+    errs = {e["task"]: e for e in of(events, "error")}
+    assert errs["t"]["type"] == "BadJob"
+    assert errs["t"]["message"].startswith(f"{field} must be an object with a 'path'")
+    assert "'blobs/eval.npz'" in errs["t"]["message"]
+    assert [r["task"] for r in of(events, "result")] == ["ok"]

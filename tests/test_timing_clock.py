@@ -72,6 +72,19 @@ def test_max_seconds_stops_as_soon_as_it_has_passed() -> None:
     assert why == "max_seconds" and samples == [100 * MS] * 10 and loop_s == 1.0
 
 
+def test_one_nanosecond_short_of_the_limits() -> None:
+    """A sample of 1 s - 1 ns: one is not yet min_seconds=1.0 (a second is needed), and not yet
+    max_seconds=1.0 of wall time (a second sample is taken before it stops)."""
+    clock = FakeClock(invoke_ns=999_999_999)
+    samples, why, _ = timing_loop(clock.invoke, runs=1, min_seconds=1.0, max_seconds=None,
+                                  clock=clock)
+    assert len(samples) == 2 and why == "min_seconds"
+    clock = FakeClock(invoke_ns=999_999_999)
+    samples, why, _ = timing_loop(clock.invoke, runs=10, min_seconds=0.0, max_seconds=1.0,
+                                  clock=clock)
+    assert len(samples) == 2 and why == "max_seconds"
+
+
 def test_max_seconds_wins_over_min_seconds_and_runs() -> None:
     clock = FakeClock(invoke_ns=1 * MS, between_ns=99 * MS)   # mostly time between samples
     samples, why, _ = timing_loop(clock.invoke, runs=1000, min_seconds=5.0, max_seconds=2.0,

@@ -212,7 +212,7 @@ def mark_out_of_scope(db: Path, mod: Module) -> None:
 
 def summarize(name: str, mod: Module, db: Path, repo: Path) -> Dict[str, object]:
     from cosmic_ray.work_db import WorkDB, use_db
-    lines = (repo / mod.path).read_text().splitlines()
+    lines = (REPO / mod.path).read_text().splitlines()  # the scratch copy may hold a mutant
     equivalent = [e for e in load_equivalent() if e.get("module") == name]
     killed = survived = equiv = pending = 0
     survivors: List[str] = []
