@@ -70,3 +70,14 @@ def test_a_file_entry_that_is_not_an_object_is_a_bad_job_naming_it(wd: Path,  # 
     assert errs["t"]["message"].startswith(f"{field} must be an object with a 'path'")
     assert "'blobs/eval.npz'" in errs["t"]["message"]
     assert [r["task"] for r in of(events, "result")] == ["ok"]
+
+
+@pytest.mark.parametrize("expected", ["0" * 64, "f" * 64, "F" * 64])
+def test_any_other_sha256_is_a_mismatch(wd: Path, expected: str) -> None:  # noqa: F811
+    """Below, above (and upper-case above) the real digest: only equality passes."""
+    entry = spec(blob(wd, "eval.npz"), wd)
+    assert entry["sha256"] not in (expected, expected.lower())
+    entry["sha256"] = expected
+    events, _ = run_agent(job(wd, [task("t", blob(wd, "dense.tflite"), wd, eval=entry)]))
+    (err,) = of(events, "error")
+    assert err["type"] == "ChecksumMismatch" and expected in err["message"]

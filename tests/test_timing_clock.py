@@ -137,6 +137,14 @@ def test_max_runs_caps_the_samples(max_runs: Any, expected: int) -> None:
     assert why == ("max_runs" if expected < 40 else "min_seconds")
 
 
+def test_a_large_max_runs_caps_too() -> None:
+    """The host sends max_runs 10000 by default: a cap above Python's small-int cache."""
+    clock = FakeClock(invoke_ns=1 * MS)
+    samples, why, _ = timing_loop(clock.invoke, runs=1, min_seconds=100.0, max_seconds=None,
+                                  max_runs=int("1000"), clock=clock)
+    assert len(samples) == 1000 and why == "max_runs"
+
+
 def test_runs_and_max_runs() -> None:
     clock = FakeClock(invoke_ns=1 * MS)
     samples, why, _ = timing_loop(clock.invoke, runs=7, min_seconds=0.0, max_seconds=None,
