@@ -143,6 +143,10 @@ def test_a_large_max_runs_caps_too() -> None:
     samples, why, _ = timing_loop(clock.invoke, runs=1, min_seconds=100.0, max_seconds=None,
                                   max_runs=int("1000"), clock=clock)
     assert len(samples) == 1000 and why == "max_runs"
+    clock = FakeClock(invoke_ns=1 * MS)
+    samples, why, _ = timing_loop(clock.invoke, runs=int("300"), min_seconds=0.0,
+                                  max_seconds=None, clock=clock)
+    assert len(samples) == 300 and why == "runs"
 
 
 def test_runs_and_max_runs() -> None:

@@ -176,6 +176,7 @@ def run_module(name: str, mod: Module, out: Path, log, retest: bool = False) -> 
             raise RuntimeError(f"{name}: the tests fail on the unmutated code:\n"
                                f"{base.stdout[-4000:]}")
         cr("init", str(cfg), str(db))
+        shutil.copy2(REPO / mod.path, work / "module.orig")
         (work / "module.sha256").write_text(
             hashlib.sha256((REPO / mod.path).read_bytes()).hexdigest())
         mark_out_of_scope(db, mod)
@@ -212,7 +213,9 @@ def mark_out_of_scope(db: Path, mod: Module) -> None:
 
 def summarize(name: str, mod: Module, db: Path, repo: Path) -> Dict[str, object]:
     from cosmic_ray.work_db import WorkDB, use_db
-    lines = (REPO / mod.path).read_text().splitlines()  # the scratch copy may hold a mutant
+    # the module the mutants were made from (the scratch copy may hold a mutant right now)
+    orig = db.parent / "module.orig"
+    lines = (orig if orig.is_file() else repo / mod.path).read_text().splitlines()
     equivalent = [e for e in load_equivalent() if e.get("module") == name]
     killed = survived = equiv = pending = 0
     survivors: List[str] = []
