@@ -83,6 +83,10 @@ def test_one_nanosecond_short_of_the_limits() -> None:
     samples, why, _ = timing_loop(clock.invoke, runs=10, min_seconds=0.0, max_seconds=1.0,
                                   clock=clock)
     assert len(samples) == 2 and why == "max_seconds"
+    clock = FakeClock(invoke_ns=1_000_000_000)   # exactly min_seconds: one sample is enough
+    samples, why, _ = timing_loop(clock.invoke, runs=1, min_seconds=1.0, max_seconds=None,
+                                  clock=clock)
+    assert len(samples) == 1 and why == "runs"
 
 
 def test_max_seconds_wins_over_min_seconds_and_runs() -> None:
