@@ -45,6 +45,16 @@ class ModelError(EdgeBenchError):
     """A model file is missing, not a TFLite flatbuffer, or cannot be quantized."""
 
 
+class VariantSkipped(ModelError):
+    """A variant deliberately not made (no calibration data, an already-quantized model, a custom
+    op the host cannot run for calibration). Shown with its reason; not a failure (exit 0)."""
+
+    def __init__(self, variant: str, reason: str, *, hint: Optional[str] = None) -> None:
+        super().__init__(f"variant {variant} skipped: {reason}", hint=hint)
+        self.variant = variant
+        self.reason = reason
+
+
 class DeviceError(EdgeBenchError):
     """A device failed: unreachable, refused the key, dropped, timed out, lacks python/runtime.
     `device` is a field; str() prefixes it, describe()/detail() leave it out."""

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def edge_bench(args: List[str], tmp_path: Path, env: Dict[str, str] = None,
-               cwd: Path = None) -> subprocess.CompletedProcess:
+               cwd: Path = None, timeout: float = 600) -> subprocess.CompletedProcess:
     e = dict(os.environ)
     e["EDGE_BENCH_CACHE"] = str(tmp_path / "cache")
     # a private HOME: the `local` device's default workdir (and its device lock) is ~/.cache,
@@ -24,7 +24,7 @@ def edge_bench(args: List[str], tmp_path: Path, env: Dict[str, str] = None,
     e.pop("EDGE_BENCH_CONFIG", None)
     e.update(env or {})
     return subprocess.run([sys.executable, "-m", "edge_bench.cli", *args], capture_output=True,
-                          text=True, env=e, cwd=str(cwd or tmp_path), timeout=600)
+                          text=True, env=e, cwd=str(cwd or tmp_path), timeout=timeout)
 
 
 @pytest.fixture(scope="module")

@@ -50,7 +50,8 @@ one process (older runs, `--processes 1`) are judged exactly as before.
 
 Accuracy: `accuracy-drop` when top-1 falls by more than `accuracy_threshold` (default 0.01 =
 1 point) or agreement with the fp32 reference falls by more than that, or the candidate's
-outputs are newly flagged as wrong. Environment differences (runtime name/version, XNNPACK,
+outputs are newly flagged as wrong, or (models scored without labels) the worst output's SNR vs
+fp32 falls by more than `SNR_DROP_DB` (3 dB). Environment differences (runtime name/version, XNNPACK,
 agent version, governor, CPU, model sha256) are listed on the row, never compared silently.
 """
 from __future__ import annotations
@@ -134,6 +135,35 @@ def env_mismatches(base: Dict[str, Any], cand: Dict[str, Any]) -> List[Dict[str,
     return out
 
 
+#: `compare`: the worst output's SNR vs fp32 falling by more than this is an accuracy drop
+SNR_DROP_DB = 3.0
+
+
+def worst_snr(acc: Dict[str, Any]) -> Optional[float]:
+    """The lowest per-output SNR of a score (as stored: null + max_abs_err 0 = identical)."""
+    vals = []
+    for o in acc.get("outputs") or []:
+        v = o.get("snr_db")
+        if v is None:
+            v = math.inf if o.get("max_abs_err") == 0.0 else None
+        if v is not None:
+            vals.append(float(v))
+    return min(vals) if vals else None
+
+
+def snr_drop(base: Dict[str, Any], cand: Dict[str, Any]) -> Optional[str]:
+    """Why the candidate's output similarity vs fp32 dropped (worst output SNR down by more
+    than SNR_DROP_DB), or None."""
+    a, b = worst_snr(base), worst_snr(cand)
+    if a is None or b is None or a == b or (math.isinf(a) and math.isinf(b)):
+        return None
+    if a - b > SNR_DROP_DB:
+        fa = "inf" if math.isinf(a) else f"{a:.1f}"
+        return f"output SNR vs fp32 {fa} dB -> {b:.1f} dB"
+    return None
+
+
+
 def _accuracy(base: Dict[str, Any], cand: Dict[str, Any], thr: float) -> Tuple[bool, List[str], Dict[str, Any]]:
     ba, ca = base.get("accuracy") or {}, cand.get("accuracy") or {}
     info = {"base_top1": ba.get("top1"), "cand_top1": ca.get("top1"),
@@ -145,6 +175,10 @@ def _accuracy(base: Dict[str, Any], cand: Dict[str, Any], thr: float) -> Tuple[b
         if a is not None and b is not None and (a - b) > thr + 1e-12:
             drop = True
             notes.append(f"{name} {a * 100:.1f}% -> {b * 100:.1f}% ({(b - a) * 100:+.1f} pt)")
+    why = snr_drop(ba, ca)  # output similarity vs fp32 (models without labels)
+    if why:
+        drop = True
+        notes.append(why)
     if ca.get("flag") and not ba.get("flag"):
         drop = True
         notes.append(f"outputs flagged: {ca.get('flag')}")

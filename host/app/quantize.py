@@ -10,7 +10,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..errors import EdgeBenchError, UsageError
+from ..errors import EdgeBenchError, UsageError, VariantSkipped
 
 
 def resolve_model(spec: str) -> Tuple[Path, Optional[Path], str]:
@@ -42,6 +42,7 @@ class QuantizeJob:
     calibration: Optional[Dict[str, np.ndarray]] = None
     calibration_source: Optional[str] = None   # "random data" or the path
     warnings: List[str] = field(default_factory=list)
+    derived_from: Optional[str] = None         # how the fp32 baseline was derived (wild .tflite)
 
     @property
     def calibration_samples(self) -> int:
@@ -58,8 +59,13 @@ def prepare(model: str, variants: str, quantizer: str, calibration: Optional[str
     names = list(VARIANTS) if variants.strip().lower() == "all" else parse_variants(variants)
     model_path, builtin_calib, stem = resolve_model(model)
     model_path, source = float_model(model_path)  # a Keras/SavedModel -> its fp32 .tflite
+    derived = None
+    if source is None:  # a .tflite from the wild -> its float32 baseline (or itself)
+        from ..models.baseline import model_baseline
+        base = model_baseline(model_path)
+        model_path, derived = base.path, (base.recipe() if base.derived else None)
     job = QuantizeJob(names, model_path, source, check_quantizer(quantizer, source, model), stem,
-                      Path(output).expanduser())
+                      Path(output).expanduser(), derived_from=derived)
     calib_src = calibration or builtin_calib
     if job.out_dir.exists() and not job.out_dir.is_dir():
         raise UsageError(f"output {job.out_dir} exists and is not a folder")
@@ -94,6 +100,9 @@ def make_variants(job: QuantizeJob, on_error: Callable[[str, EdgeBenchError], No
                                quantizer=job.quantizer, source=job.source)
             rows.append({"variant": v, "bytes": res.bytes, "ratio": res.bytes / fp32_bytes,
                          "recipe": res.recipe_description, "error": None, "path": str(out)})
+        except VariantSkipped as e:  # deliberate (already quantized, custom op): not a failure
+            rows.append({"variant": v, "bytes": None, "ratio": None, "recipe": "",
+                         "error": str(e), "path": None, "skipped": True})
         except EdgeBenchError as e:
             failed += 1
             rows.append({"variant": v, "bytes": None, "ratio": None, "recipe": "",

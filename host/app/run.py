@@ -19,6 +19,9 @@ from .compare import Settings, compare_with_baseline
 
 DEFAULT_MODELS = ["builtin:digits", "builtin:mobilenet"]
 DEFAULT_VARIANTS = "fp32,int8"
+#: the defaults for a model without calibration data: int8 is shown skipped (it needs
+#: calibration), dynamic-int8 (no calibration needed) is made instead of nothing quantized
+DEFAULT_VARIANTS_NO_CALIBRATION = "fp32,dynamic-int8,int8"
 
 
 class Display(Protocol):
@@ -40,6 +43,7 @@ class RunRequest:
     devices: Optional[str] = None
     config: Optional[str] = None
     model: Optional[List[str]] = None
+    reference: Optional[List[str]] = None   # float .tflite per --model (already-quantized ones)
     variants: Optional[str] = None
     threads: str = "1"
     runs: int = 50
@@ -126,13 +130,18 @@ def plan_tasks(req: RunRequest, devices: Sequence[Any], models: Sequence[Any],
     `progress(done, total, model, variant)` follows the quantization (fleet/plan.py)."""
     from ..fleet.plan import Timing, make_artifacts
     from ..fleet.runner import Task
-    from ..models.variants import parse_variants
-    variants = parse_variants(req.variants or DEFAULT_VARIANTS)
+    from ..models.variants import GIVEN, VARIANTS, parse_variants
+    allowed = VARIANTS + (GIVEN,)
+    variants = parse_variants(req.variants or DEFAULT_VARIANTS, allowed)
     threads = int_list(req.threads, "--threads")
     timing = Timing(runs=req.runs, warmup=req.warmup, min_seconds=req.min_seconds,
                     max_seconds=req.max_seconds, max_runs=max(req.max_runs, req.runs),
                     processes=req.processes, interleave=req.interleave)
-    artifacts = make_artifacts(models, variants, progress=progress)
+    artifacts: List[Any] = []
+    for m in models:  # defaults without calibration data: int8 shown skipped, dynamic-int8 made
+        mine = variants if req.variants or m.calibration else parse_variants(
+            DEFAULT_VARIANTS_NO_CALIBRATION, allowed)
+        artifacts += make_artifacts([m], mine, progress=progress)
     plan = {}
     for d in devices:
         tasks: List[Any] = []
@@ -145,8 +154,13 @@ def plan_tasks(req: RunRequest, devices: Sequence[Any], models: Sequence[Any],
 
 def resolve_models(req: RunRequest) -> List[Any]:
     from ..fleet.plan import resolve_model
-    return [resolve_model(m, req.calibration, req.eval, req.quantizer)
-            for m in (req.model or DEFAULT_MODELS)]
+    names = req.model or DEFAULT_MODELS
+    refs = req.reference or []
+    if refs and len(refs) != len(names):
+        raise UsageError(f"--reference given {len(refs)} times for {len(names)} --model(s)",
+                         hint="give one --reference per --model, in the same order")
+    return [resolve_model(m, req.calibration, req.eval, req.quantizer, refs[i] if refs else None)
+            for i, m in enumerate(names)]
 
 
 def run_status(results: Sequence[Dict[str, Any]], interrupted: bool) -> str:
@@ -157,7 +171,9 @@ def run_status(results: Sequence[Dict[str, Any]], interrupted: bool) -> str:
 
 
 def failed_results(results: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    return [r for r in results if r["status"] != "ok" or (r.get("accuracy") or {}).get("flag")]
+    """Errors and flagged outputs; a deliberate skip (its reason is shown) is not a failure."""
+    return [r for r in results if r["status"] not in ("ok", "skipped")
+            or (r.get("accuracy") or {}).get("flag")]
 
 
 def execute(req: RunRequest, display: Display, json_out: Optional[str] = None) -> RunOutcome:
@@ -177,8 +193,8 @@ def execute(req: RunRequest, display: Display, json_out: Optional[str] = None) -
     doc = new_run(req.label, list(req.argv))
     store = None
     if not req.no_store:
-        from ..results.store import Store
-        store = Store(req.db) if req.db else Store()
+        from ..results.backend import open_store
+        store = open_store(req.db)
         if req.baseline and not req.baseline.startswith("last"):
             store.resolve(req.baseline)  # a typo fails now, not after the whole benchmark
         doc["run_id"] = store.begin_run(doc) or doc["run_id"]

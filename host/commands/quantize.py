@@ -67,7 +67,7 @@ def _print_table(rows: List[dict], out_dir: Path) -> None:
     for r in rows:
         cells.append((r["variant"], f"{r['bytes']:,}" if r["bytes"] is not None else "-",
                       f"{r['ratio']:.3f}x" if r["ratio"] is not None else "-",
-                      "ok" if r["error"] is None else "FAILED",
+                      "ok" if r["error"] is None else ("skipped" if r.get("skipped") else "FAILED"),
                       r["recipe"] if r["error"] is None else r["error"]))
     if sys.stdout.isatty():
         from rich.console import Console
@@ -99,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
     job = prepare(args.model, args.variants, args.quantizer, args.calibration, args.output)
     for w in job.warnings:
         print(f"edge-bench: WARNING: {w}", file=sys.stderr)
+    if job.derived_from:
+        print(f"edge-bench: fp32 is the {job.derived_from}", file=sys.stderr)
     if job.calibration:
         print(f"calibration: {job.calibration_samples} samples from {job.calibration_source}",
               file=sys.stderr)

@@ -7,7 +7,8 @@ from dataclasses import fields
 from typing import Any
 
 from ..analysis.verdict import DEFAULT_THRESHOLD
-from ..app.run import DEFAULT_MODELS, DEFAULT_VARIANTS, RunRequest
+from ..app.run import (DEFAULT_MODELS, DEFAULT_VARIANTS, DEFAULT_VARIANTS_NO_CALIBRATION,
+                       RunRequest)
 from ..models.variants import VARIANTS
 
 D = RunRequest()  # the defaults, one home: the service's request
@@ -49,7 +50,15 @@ def add_parser(sub: Any) -> None:
                    help="a float .tflite file or builtin:NAME; repeat for several"
                         f" (default: {', '.join(DEFAULT_MODELS)})")
     p.add_argument("--variants", default=None,
-                   help=f"{','.join(VARIANTS)} (default: {DEFAULT_VARIANTS})")
+                   help=f"{','.join(VARIANTS)} and `given` (the .tflite exactly as given, e.g."
+                        " fp16-stored; an already-quantized file is always timed as given)"
+                        f" (default: {DEFAULT_VARIANTS}); a model without calibration data gets"
+                        f" {DEFAULT_VARIANTS_NO_CALIBRATION}, its int8 shown as a skip, not a"
+                        " failure")
+    p.add_argument("--reference", action="append", default=None, metavar="FLOAT.tflite",
+                   help="the float model of an already-quantized --model: its fp32 row, the"
+                        " reference the given file is scored against, and what the variants are"
+                        " made from (one per --model, in order)")
     p.add_argument("--threads", default=D.threads,
                    help=f"interpreter threads, e.g. 1,2,4 (default: {D.threads})")
     p.add_argument("--runs", type=int, default=D.runs, help=f"minimum timed runs (default: {D.runs})")

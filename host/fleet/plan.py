@@ -43,6 +43,7 @@ class EvalData:
     sha256: str
     inputs: Dict[str, np.ndarray]
     labels: Optional[np.ndarray]
+    source: str = "eval file"   # or derived: calibration samples / seeded random inputs
 
 
 @dataclass
@@ -53,6 +54,11 @@ class ModelSpec:
     eval: Optional[EvalData] = None
     source: Optional[Path] = None    # the Keras/SavedModel `path` was converted from
     quantizer: str = "ai-edge-quantizer"  # who makes the variants (dispatch.QUANTIZERS)
+    given: Optional[Path] = None     # the .tflite as given (variant `given`), see models/baseline
+    fp32_recipe: Optional[str] = None  # how `path` was derived from it (None: it is the file)
+    given_recipe: Optional[str] = None
+    no_float: Optional[str] = None   # why no variant can be made (already quantized, no reference)
+    quantized: bool = False          # the file as given is already quantized: always timed as given
     _reference: Optional[List[np.ndarray]] = None
     _ref_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -78,12 +84,16 @@ class Artifact:
     bytes: Optional[int] = None
     recipe: Optional[str] = None
     error: Optional[str] = None
+    skipped: Optional[str] = None    # a deliberate skip and its reason (not a failure)
 
 
 def resolve_model(name: str, calibration: Optional[str], eval_file: Optional[str],
-                  quantizer: Optional[str] = None) -> ModelSpec:
-    """builtin:NAME, a float .tflite, or a Keras/SavedModel (converted to fp32, needs [tf]);
-    built-ins bring their calibration and eval."""
+                  quantizer: Optional[str] = None, reference: Optional[str] = None) -> ModelSpec:
+    """builtin:NAME, a .tflite, or a Keras/SavedModel (converted to fp32, needs [tf]);
+    built-ins bring their calibration and eval. A .tflite from the wild gets its float32
+    baseline (models/baseline.py); an already-quantized one is timed as given and scored
+    against `reference` (a float .tflite) when given. Without --eval, variants are compared
+    with fp32 on derived inputs (models/unlabeled.py)."""
     from ..models.dispatch import check_quantizer, float_model
     if name.startswith("builtin:"):
         from ..models.builtin import resolve
@@ -99,11 +109,60 @@ def resolve_model(name: str, calibration: Optional[str], eval_file: Optional[str
                                   " the [tf] extra) or builtin:digits / builtin:mobilenet")
         fp32, source = float_model(p)
         spec = ModelSpec(name=name, path=fp32, calibration=calibration, source=source)
+        if source is None:
+            _wild(spec, p, reference)
         ev = eval_file
+    if reference and spec.given is None:
+        raise UsageError(f"--reference {reference}: only for a .tflite --model ({name} is not)")
     spec.quantizer = check_quantizer(quantizer or spec.quantizer, spec.source, name)
     if ev:
         spec.eval = load_eval(Path(ev), spec.path)
+    elif spec.no_float is None and not name.startswith("builtin:"):
+        spec.eval = _derived_eval(spec)
     return spec
+
+
+def _wild(spec: ModelSpec, given: Path, reference: Optional[str]) -> None:
+    """Fill `spec` from the file as given: its float baseline, or (already quantized) itself."""
+    from ..errors import ModelError
+    from ..models.baseline import float_baseline, model_baseline
+    from ..models.repair import signature_key, signature_subgraph
+    data = given.read_bytes()
+    key = signature_key(data)  # serving_default, else the first
+    if key is not None and signature_subgraph(data, key) != 0:
+        raise ModelError(f"{given.name}: its signature {key!r} runs subgraph "
+                         f"{signature_subgraph(data, key)}; edge-bench times and calibrates the "
+                         "main graph (subgraph 0)", hint="export the model with the signature "
+                         "to benchmark as its first subgraph")
+    b = model_baseline(given)
+    spec.given, spec.given_recipe, spec.quantized = given, b.given_recipe(), b.facts.quantized
+    if reference:
+        ref_path = Path(reference).expanduser()
+        if not ref_path.is_file():
+            raise UsageError(f"--reference {reference}: no such file")
+        rb = float_baseline(ref_path)
+        spec.path = rb.path
+        spec.fp32_recipe = f"float reference {ref_path.name} for {given.name}" + (
+            f" ({rb.recipe()})" if rb.derived else "")
+    elif b.facts.quantized:
+        spec.path = given
+        spec.no_float = (f"{given.name} is {b.facts.describe()}; variants are made from a float"
+                         " model")
+    else:
+        spec.path = b.path
+        spec.fp32_recipe = b.recipe() if b.derived else None
+
+
+def _derived_eval(spec: ModelSpec) -> Optional[EvalData]:
+    """Unlabelled inputs (calibration samples or seeded random) to score variants against
+    fp32; None when the host cannot run the model (a custom op: the device still times it)."""
+    from ..models.quantize import host_cannot_run
+    from ..models.unlabeled import derived_inputs, write_npz
+    if host_cannot_run(spec.path):
+        return None
+    inputs, source = derived_inputs(spec.path, spec.calibration)
+    path, sha = write_npz(inputs)
+    return EvalData(path=path, sha256=sha, inputs=inputs, labels=None, source=source)
 
 
 def load_eval(path: Path, model_path: Path) -> EvalData:
@@ -142,25 +201,50 @@ def make_artifacts(models: Sequence[ModelSpec], variants: Sequence[str],
                    cache_dir: Optional[Path] = None) -> List[Artifact]:
     """Quantize every model into every variant (cached). A failed variant never stops the rest.
     `progress(done, total, model, variant)` before each step and once more with done == total."""
+    from ..errors import VariantSkipped
     from ..models.dispatch import make_variant
+    from ..models.variants import GIVEN
     out: List[Artifact] = []
-    total = len(models) * len(variants)
+    total = sum(len(variants) + (m.quantized and GIVEN not in variants) for m in models)
     for m in models:
-        for v in variants:
+        todo = list(variants)
+        if m.quantized and GIVEN not in todo:
+            todo.insert(0, GIVEN)  # an already-quantized file is always timed as given
+        for v in todo:
             if progress:
                 progress(len(out), total, m.name, v)
             art = Artifact(model=m, variant=v)
             try:
-                q = make_variant(m.path, v, None, m.calibration, quantizer=m.quantizer,
-                                 source=m.source, cache_dir=cache_dir)
-                art.path, art.sha256, art.bytes = Path(q.path), q.sha256, q.bytes
-                art.recipe = getattr(q, "recipe_description", None)
+                if v == GIVEN:
+                    _given(art)
+                elif m.no_float:
+                    raise VariantSkipped(v, m.no_float, hint="timed as given (variant given);"
+                                         " pass --reference FLOAT.tflite for the variants")
+                else:
+                    q = make_variant(m.path, v, None, m.calibration, quantizer=m.quantizer,
+                                     source=m.source, cache_dir=cache_dir)
+                    art.path, art.sha256, art.bytes = Path(q.path), q.sha256, q.bytes
+                    art.recipe = getattr(q, "recipe_description", None)
+                    if v == "fp32" and m.fp32_recipe:
+                        art.recipe = m.fp32_recipe
+            except VariantSkipped as e:
+                art.skipped = str(e)
             except EdgeBenchError as e:
                 art.error = str(e)
             out.append(art)
     if progress:
         progress(total, total, "", "")
     return out
+
+
+def _given(art: Artifact) -> None:
+    """Variant `given`: the .tflite exactly as the user gave it."""
+    from ..errors import VariantSkipped
+    m = art.model
+    if m.given is None:
+        raise VariantSkipped("given", f"{m.name} is not a .tflite file given by path")
+    art.path, art.sha256, art.bytes = m.given, sha256_file(m.given), m.given.stat().st_size
+    art.recipe = m.given_recipe
 
 
 def describe(obj: Any) -> str:  # pragma: no cover - debugging aid

@@ -84,8 +84,10 @@ class DeviceRun:
         name = self.device.name
         runnable = []
         for t in self.tasks:
-            if t.artifact.error:
-                self._finish(t, error_result(name, t, t.artifact.error, status="skipped"))
+            if t.artifact.skipped:    # deliberate (no calibration data, ...): not a failure
+                self._finish(t, error_result(name, t, t.artifact.skipped, status="skipped"))
+            elif t.artifact.error:    # the variant could not be made: a failure
+                self._finish(t, error_result(name, t, t.artifact.error))
             else:
                 runnable.append(t)
         if not runnable:

@@ -36,6 +36,14 @@ builtin:mobilenet has random weights and ships no eval set: a random deep net am
 quantization noise (on its calibration images dynamic-int8 agrees 91%, int8 38%), so these
 tolerances are not meant for it.
 
+Without labels (inputs derived from calibration data or seeded random inputs, see unlabeled.py)
+argmax agreement means little (a detector's box regressions, a segmentation mask), so such a
+variant is flagged only when its outputs **collapse**: any non-finite value, an output that is
+constant where the reference varies, or an output whose SNR vs fp32 is below
+`COLLAPSE_SNR_DB` (3 dB: the error is at least half as large as the signal). Every score carries
+``outputs``: per output tensor ``snr_db``, ``cosine`` (cosine similarity of the flattened
+outputs) and ``max_abs_err``.
+
 With fewer than 20 samples a single disagreement is a large fraction, so the agreement
 tolerance is loosened to allow one mismatching sample. A top-1 drop of more than
 `MAX_TOP1_DROP` (5 points) below the reference also flags.
@@ -69,6 +77,8 @@ TOLERANCES: Dict[str, Tolerance] = {
 }
 DEFAULT_TOLERANCE = Tolerance(0.95, 15.0)
 MAX_TOP1_DROP = 0.05
+#: unlabelled inputs: below this SNR (dB) an output has collapsed (flagged like WRONG OUTPUT)
+COLLAPSE_SNR_DB = 3.0
 
 Outputs = Union[np.ndarray, Sequence[np.ndarray]]
 
@@ -138,9 +148,55 @@ def _argmax(y: np.ndarray) -> np.ndarray:
     return y.reshape(len(y), -1).argmax(axis=1)
 
 
+def snr_db(out: np.ndarray, ref: np.ndarray) -> float:
+    """10*log10(sum(ref^2) / sum((out - ref)^2)): inf when identical, -inf when broken."""
+    o, r = out.astype(np.float64).ravel(), ref.astype(np.float64).ravel()
+    if not np.all(np.isfinite(o)):
+        return -math.inf
+    noise, signal = float(np.sum((o - r) ** 2)), float(np.sum(r ** 2))
+    if noise == 0.0:
+        return math.inf
+    if signal == 0.0:
+        return -math.inf
+    return 10.0 * math.log10(signal / noise)
+
+
+def per_output(outs: Sequence[np.ndarray], refs: Sequence[np.ndarray],
+               names: Optional[Sequence[Optional[str]]] = None) -> List[Dict[str, object]]:
+    """Per output tensor: name, snr_db, cosine, max_abs_err, and why it collapsed (or None)."""
+    rows: List[Dict[str, object]] = []
+    for k, (o, r) in enumerate(zip(outs, refs)):
+        of, rf = o.astype(np.float64).ravel(), r.astype(np.float64).ravel()
+        finite = bool(np.all(np.isfinite(of)))
+        err = np.abs(of - rf) if finite else np.array([math.inf])
+        no, nr = float(np.linalg.norm(of)) if finite else 0.0, float(np.linalg.norm(rf))
+        if not finite:
+            cos = float("nan")
+        elif no == 0.0 and nr == 0.0:
+            cos = 1.0
+        elif no == 0.0 or nr == 0.0:
+            cos = 0.0
+        else:
+            cos = float(np.dot(of, rf) / (no * nr))
+        snr = snr_db(o, r)
+        collapse = None
+        if not finite:
+            collapse = f"{int(np.sum(~np.isfinite(of)))} non-finite values"
+        elif of.size > 1 and np.ptp(of) == 0.0 and np.ptp(rf) > 0.0:
+            collapse = f"constant output {of[0]:g}"
+        elif snr < COLLAPSE_SNR_DB:
+            collapse = f"SNR {snr:.1f} dB (floor {COLLAPSE_SNR_DB:g} dB)"
+        name = names[k] if names is not None and k < len(names) else None
+        rows.append({"name": name or f"output {k}", "snr_db": snr, "cosine": cos,
+                     "max_abs_err": float(err.max()) if err.size else 0.0,
+                     "collapse": collapse})
+    return rows
+
+
 def score(outputs: Outputs, reference: Outputs, labels: Optional[np.ndarray] = None,
           tolerance: Union[None, float, Tolerance] = None,
-          variant: Optional[str] = None) -> Dict[str, object]:
+          variant: Optional[str] = None, unlabeled: bool = False,
+          output_names: Optional[Sequence[Optional[str]]] = None) -> Dict[str, object]:
     """Compare a variant's outputs with the fp32 reference (see the module docstring).
 
     `tolerance`: minimum argmax agreement (a float in 0..1), a Tolerance (agreement, snr_db),
@@ -187,8 +243,14 @@ def score(outputs: Outputs, reference: Outputs, labels: Optional[np.ndarray] = N
         "snr_db": snr,
         "tolerance": {"agreement": tol.agreement, "snr_db": tol.snr_db},
         "flag": None,
+        "outputs": per_output(outs, refs, output_names),
     }
     reasons = []
+    if unlabeled:  # no labels: only a collapsed output is flagged (see the module docstring)
+        result["tolerance"] = {"collapse_snr_db": COLLAPSE_SNR_DB}
+        result["flag"] = "; ".join(f"{o['name']}: {o['collapse']}" for o in result["outputs"]
+                                   if o["collapse"]) or None
+        return result
     if labels is not None:
         labels = np.asarray(labels).reshape(-1)
         if len(labels) != n:

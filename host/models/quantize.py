@@ -34,7 +34,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..errors import EdgeBenchError, ModelError, UsageError
+from ..errors import EdgeBenchError, ModelError, UsageError, VariantSkipped
 from ..hashing import sha256_bytes, sha256_file
 from ..quiet import quiet, take_failure_output
 from .modelinfo import InputSpec, check_tflite, model_inputs
@@ -54,7 +54,7 @@ RECIPES: Dict[str, str] = {
 }
 
 RANDOM = "random"
-RANDOM_SAMPLES = 16
+RANDOM_SAMPLES = 8
 SIGNATURE_KEY = "serving_default"
 
 
@@ -171,15 +171,20 @@ def _load_npy(path: Path) -> np.ndarray:
 
 def random_calibration(specs: List[InputSpec], n: int = RANDOM_SAMPLES,
                        seed: int = 0) -> Dict[str, np.ndarray]:
-    """Deterministic random data for every input: floats uniform in [0, 1), ints in [0, 10)."""
+    """Deterministic random data for every input, by the agent's rule (one home for it): floats
+    uniform in [-1, 1), small integer types over their range, int32/int64 in [0, 100), bools
+    0/1; dynamic (-1) dims are 1. An input no rule fits (e.g. strings) -> ModelError."""
     rng = np.random.default_rng(seed)
     out = {}
     for s in specs:
-        shape = (n,) + _sample_shape(s)
-        if np.issubdtype(s.dtype, np.floating):
-            out[s.name] = rng.random(shape, dtype=np.float32).astype(s.dtype)
-        else:
-            out[s.name] = rng.integers(0, 10, size=shape).astype(s.dtype)
+        shape = (n,) + tuple(1 if d < 0 else d for d in _sample_shape(s))
+        try:
+            out[s.name] = tensors.random_input({"name": s.name, "dtype": s.dtype,
+                                                "shape": shape}, rng)
+        except Exception as e:  # noqa: BLE001 - the agent's own error type
+            raise ModelError(f"cannot make random data for input {s.name!r} ({s.dtype}): "
+                             f"{getattr(e, 'message', e)}",
+                             hint="pass --calibration FILE / --eval FILE with real inputs")
     return out
 
 
@@ -278,9 +283,21 @@ def _run_quantizer(model_path: Path, variant: str,
         if qt.need_calibration:
             n = len(next(iter(calibration.values())))
             samples = [{name: arr[i:i + 1] for name, arr in calibration.items()} for i in range(n)]
-            cal = qt.calibrate({SIGNATURE_KEY: samples}, num_threads=max(1, os.cpu_count() or 1))
+            from .repair import signature_key
+            key = signature_key(Path(model_path).read_bytes()) or SIGNATURE_KEY
+            cal = qt.calibrate({key: samples}, num_threads=max(1, os.cpu_count() or 1))
         result = qt.quantize(cal, enable_progress_report=False)
     return bytes(result.quantized_model)
+
+
+def host_cannot_run(model_path: Union[str, Path]) -> Optional[str]:
+    """Why the host's LiteRT cannot run the model (e.g. a custom op it lacks), or None."""
+    try:
+        load_interpreter(model_path)
+    except ModelError as e:
+        m = re.search(r"custom op:? ?'?([A-Za-z0-9_]+)", str(e))
+        return f"custom op {m.group(1)}" if m else str(e)
+    return None
 
 
 def quantize_model(model_path: Union[str, Path], variant: str, out_path: Union[str, Path],
@@ -300,9 +317,13 @@ def quantize_model(model_path: Union[str, Path], variant: str, out_path: Union[s
             out_path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(out_path, model_path.read_bytes())
         return _result(variant, out_path, RECIPES[variant])
+    unrunnable = host_cannot_run(model_path)
     if variant in STATIC_VARIANTS:
         if calibration is None:
             raise needs_calibration(variant)
+        if unrunnable:
+            raise VariantSkipped(variant, f"calibration runs the model on this host, whose LiteRT "
+                                          f"cannot run it ({unrunnable})")
         if not isinstance(calibration, dict):
             label = "random" if str(calibration) == RANDOM else Path(calibration).name
             calibration = load_calibration(calibration, model_path)
@@ -310,13 +331,14 @@ def quantize_model(model_path: Union[str, Path], variant: str, out_path: Union[s
         calibration = None
     ops = model_ops(model_path)
     quantized_ops = sorted({"QUANTIZE", "DEQUANTIZE"} & set(ops))
-    int_inputs = [f"{i.name} ({i.dtype})" for i in model_inputs(model_path)
+    int_inputs = [f"{i.name} ({i.dtype})" for i in ([] if unrunnable else model_inputs(model_path))
                   if i.dtype in (np.dtype(np.int8), np.dtype(np.int16), np.dtype(np.uint8))]
     if quantized_ops or int_inputs:
         why = (f"it has {'/'.join(quantized_ops)} ops" if quantized_ops
                else f"its inputs are integer: {', '.join(int_inputs)}")
-        raise ModelError(f"variant {variant}: {model_path.name} looks already quantized ({why})",
-                         hint="quantize the float (fp32) model")
+        raise VariantSkipped(variant, f"{model_path.name} is already quantized ({why})",
+                             hint="variants are made from a float model: quantize that one, or "
+                                  "time this file as given (variant `given`)")
     try:
         data = _run_quantizer(model_path, variant, calibration)
     except EdgeBenchError:
@@ -329,7 +351,11 @@ def quantize_model(model_path: Union[str, Path], variant: str, out_path: Union[s
         raise ModelError(f"variant {variant} of {model_path.name} failed{where}: {msg}",
                          hint=f"model ops: {', '.join(ops)}"
                          + (f"; the quantizer printed: {said}" if said else "")) from e
+    from .variant_check import check_changed
+    check_changed(variant, model_path.name, model_path.read_bytes(), data)
     write_atomic(out_path, data)
+    if unrunnable:  # the device runs it (or names the op it lacks); the host cannot load it
+        return _result(variant, out_path, _describe(variant, calibration, label))
     try:
         load_interpreter(out_path)
     except ModelError as e:

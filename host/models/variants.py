@@ -8,10 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, NamedTuple, Sequence, Tuple, Union
 
-from ..errors import UsageError
+from ..errors import UsageError, VariantSkipped
 
 VARIANTS: Tuple[str, ...] = (
     "fp32", "fp16", "dynamic-int8", "int8", "int16x8", "weight-int8", "weight-int4")
+
+#: `edge-bench run` only: the .tflite exactly as given (an fp16-stored or already-quantized file)
+GIVEN = "given"
 
 #: variants whose recipe needs calibration data (static activation ranges)
 STATIC_VARIANTS = frozenset({"int8", "int16x8"})
@@ -27,7 +30,8 @@ class QuantizeResult(NamedTuple):
 
 
 # ---- variants ----------------------------------------------------------------------------------
-def parse_variants(spec: Union[str, Sequence[str]]) -> List[str]:
+def parse_variants(spec: Union[str, Sequence[str]], allowed: Sequence[str] = VARIANTS
+                   ) -> List[str]:
     """"fp32,int8" -> ["fp32", "int8"] (order kept, duplicates dropped). Unknown -> UsageError."""
     items = spec.split(",") if isinstance(spec, str) else list(spec)
     out: List[str] = []
@@ -35,8 +39,8 @@ def parse_variants(spec: Union[str, Sequence[str]]) -> List[str]:
         v = raw.strip().lower()
         if not v:
             continue
-        if v not in VARIANTS:
-            raise UsageError(f"unknown variant {raw.strip()!r}", hint="valid: " + ", ".join(VARIANTS))
+        if v not in allowed:
+            raise UsageError(f"unknown variant {raw.strip()!r}", hint="valid: " + ", ".join(allowed))
         if v not in out:
             out.append(v)
     if not out:
@@ -44,7 +48,8 @@ def parse_variants(spec: Union[str, Sequence[str]]) -> List[str]:
     return out
 
 
-def needs_calibration(variant: str) -> UsageError:
-    return UsageError(f"variant {variant} needs calibration data",
-                      hint="pass --calibration FILE (.npz/.npy/folder of .npy) or "
-                           "--calibration random (accuracy will be meaningless)")
+def needs_calibration(variant: str) -> VariantSkipped:
+    """A deliberate skip (shown with its reason; a run does not fail on it)."""
+    return VariantSkipped(variant, "it needs calibration data",
+                          hint="pass --calibration FILE (.npz/.npy/folder of .npy) or "
+                               "--calibration random (accuracy will be meaningless)")

@@ -58,6 +58,15 @@ def speedup(r: Dict[str, Any], fp32: Optional[Dict[str, Any]]) -> Optional[float
     return a / b if a and b else None
 
 
+def similarity(acc: Dict[str, Any]) -> str:
+    """Compact output similarity vs fp32: the worst output's SNR ("inf dB" = identical)."""
+    snrs = [o.get("snr_db") for o in acc.get("outputs") or [] if o.get("snr_db") is not None]
+    if not snrs:
+        return "-"
+    worst = min(snrs)
+    return "inf dB" if worst == float("inf") else f"{worst:.0f} dB"
+
+
 def row_cells(r: Dict[str, Any], fp32: Optional[Dict[str, Any]]) -> Tuple[List[str], str]:
     """Every cell of one result with its own units (plain log lines), and its style name."""
     lat = r.get("latency_ms") or {}
@@ -68,7 +77,9 @@ def row_cells(r: Dict[str, Any], fp32: Optional[Dict[str, Any]]) -> Tuple[List[s
              fmt_time(lat.get("median")), fmt_time(lat.get("p95")),
              "-" if sp is None else f"{sp:.2f}x",
              "-" if acc.get("top1") is None else f"{acc['top1'] * 100:.1f}%",
-             "-" if acc.get("agreement_vs_ref") is None else f"{acc['agreement_vs_ref'] * 100:.1f}%",
+             similarity(acc) if "collapse_snr_db" in (acc.get("tolerance") or {})  # no labels
+             else "-" if acc.get("agreement_vs_ref") is None
+             else f"{acc['agreement_vs_ref'] * 100:.1f}%",
              status]
     return cells, style
 

@@ -125,4 +125,9 @@ def score_eval(task: Any, ev: Dict[str, Any]) -> Optional[Dict[str, Any]]:
         return None
     from ..models.accuracy import score
     outputs = decode_outputs(ev)
-    return score(outputs, spec.reference(), labels=spec.eval.labels, variant=task.artifact.variant)
+    names = [o.get("signature_name") or o.get("name") for o in ev.get("outputs", [])]
+    derived = spec.eval.source != "eval file"
+    acc = score(outputs, spec.reference(), labels=spec.eval.labels, variant=task.artifact.variant,
+                unlabeled=derived and spec.eval.labels is None, output_names=names)
+    acc["eval_source"] = spec.eval.source
+    return acc
