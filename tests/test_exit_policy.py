@@ -36,7 +36,8 @@ CLEAN = {"regressed": False}
     ([OK, OK_ACCURATE], []),
     ([OK, WRONG], [WRONG]),            # an ok run whose outputs disagree with fp32 failed
     ([FAILED, OK], [FAILED]),
-    ([SKIPPED], [SKIPPED]),            # a task that never ran is not ok
+    ([SKIPPED], []),                   # a deliberate skip (its reason is shown) is not a failure
+    ([SKIPPED, FAILED], [FAILED]),
     ([json.loads('{"status": "ok"}')], []),  # no accuracy key at all (no eval data)
 ])
 def test_failed_results(results: List[Dict[str, Any]], expected: List[Dict[str, Any]]) -> None:
