@@ -44,7 +44,8 @@ def add_parser(sub: Any) -> None:
                    help="device names and tag:TAG, comma separated (default: local)")
     p.add_argument("--config", "-c", default=None, help="devices.yaml to use")
     p.add_argument("--model", "-m", action="append", default=None,
-                   help="a float .tflite file or builtin:NAME; repeat for several"
+                   help="a float .tflite file, builtin:NAME, a PyTorch .pt2 or module:function"
+                        " (pip install 'edge-bench[torch]'); repeat for several"
                         f" (default: {', '.join(DEFAULT_MODELS)})")
     p.add_argument("--variants", default=None,
                    help="fp32,fp16,dynamic-int8,int8,int16x8,weight-int8,weight-int4"
@@ -75,10 +76,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--calibration", default=None,
                    help="calibration data (.npz, .npy, folder of .npy, or `random`) for int8/int16x8")
     p.add_argument("--quantizer", default="ai-edge-quantizer",
-                   choices=["ai-edge-quantizer", "tflite-converter"],
-                   help="who makes the variants: ai-edge-quantizer (default, any float .tflite) or"
+                   help="who makes the variants: ai-edge-quantizer (default, any float .tflite),"
                         " tflite-converter (TensorFlow's, for .keras/.h5/SavedModel models;"
-                        " pip install 'edge-bench[tf]')")
+                        " pip install 'edge-bench[tf]') or pt2e (PyTorch's PT2E flow for .pt2 /"
+                        " module:function models, variants named pt2e-int8...; pip install"
+                        " 'edge-bench[torch]'); ai-edge-quantizer,pt2e makes both in one table")
     p.add_argument("--eval", default=None,
                    help=".npz with model inputs (`x` or input names) and optional labels `y`:"
                         " run on the device and scored against the fp32 reference")
@@ -126,7 +128,7 @@ def _int_list(text: str, flag: str) -> List[int]:
 def run(args: argparse.Namespace) -> int:
     from ..config import find_config, load_fleet
     from ..fleet.plan import Timing, make_artifacts, resolve_model
-    from ..models.quantize import parse_variants
+    from ..models.quantize import parse_quantizers, parse_variants, route_variants
     from ..fleet.runner import Task
 
     if args.runs < 1 or args.warmup < 0 or args.min_seconds < 0 or args.max_seconds <= 0:
@@ -150,13 +152,15 @@ def run(args: argparse.Namespace) -> int:
     overrides.update(lock_wait_s=args.lock_wait, cooldown_temp_c=args.cooldown_temp,
                      cooldown_max_s=args.cooldown_max_s)  # None = keep the device's setting
     devices = [d.with_overrides(**overrides) for d in devices]
-    variants = parse_variants(args.variants or DEFAULT_VARIANTS)
+    quantizers = parse_quantizers(args.quantizer)
+    variants = route_variants(parse_variants(args.variants or DEFAULT_VARIANTS), quantizers)
     threads = _int_list(args.threads, "--threads")
     timing = Timing(runs=args.runs, warmup=args.warmup, min_seconds=args.min_seconds,
                     max_seconds=args.max_seconds, max_runs=max(args.max_runs, args.runs),
                     processes=args.processes, interleave=args.interleave)
     model_names = args.model or DEFAULT_MODELS
-    models = [resolve_model(m, args.calibration, args.eval, args.quantizer) for m in model_names]
+    models = [resolve_model(m, args.calibration, args.eval, ",".join(quantizers))
+              for m in model_names]
 
     json_to_stdout = args.json == "-"
     from ..render.display import LiveDisplay

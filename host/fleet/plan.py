@@ -49,16 +49,28 @@ class ModelSpec:
     path: Path                       # the float model
     calibration: Optional[str] = None  # path or "random"
     eval: Optional[EvalData] = None
-    source: Optional[Path] = None    # the Keras/SavedModel `path` was converted from
+    source: Any = None               # Keras/SavedModel path or pytorch.TorchModel `path` came from
     quantizer: str = "ai-edge-quantizer"  # who makes the variants (quantize.QUANTIZERS)
     _reference: Optional[List[np.ndarray]] = None
     _ref_lock: threading.Lock = field(default_factory=threading.Lock)
 
+    @property
+    def reference_label(self) -> str:
+        """What variants are scored against: the PyTorch model itself for PyTorch models."""
+        from ..models.pytorch import TorchModel
+        from ..models.pytorch.reference import REFERENCE
+        return REFERENCE if isinstance(self.source, TorchModel) else "fp32 .tflite"
+
     def reference(self) -> Optional[List[np.ndarray]]:
-        """fp32 outputs for every eval sample, computed once on the host."""
+        """fp32 outputs for every eval sample, computed once on the host (by the PyTorch model
+        for PyTorch models: the fp32 row then shows the conversion's own error)."""
         if self.eval is None:
             return None
         with self._ref_lock:
+            from ..models.pytorch import TorchModel
+            if self._reference is None and isinstance(self.source, TorchModel):
+                from ..models.pytorch.reference import torch_outputs
+                self._reference = torch_outputs(self.source, self.eval.inputs)
             if self._reference is None:
                 from ..models.accuracy import reference_outputs
                 self._reference = reference_outputs(self.path, self.eval.inputs)
@@ -83,7 +95,17 @@ def resolve_model(name: str, calibration: Optional[str], eval_file: Optional[str
     """builtin:NAME, a float .tflite, or a Keras/SavedModel (converted to fp32, needs [tf]);
     built-ins bring their calibration and eval."""
     from ..models.quantize import check_quantizer, float_model
-    if name.startswith("builtin:"):
+    from ..models.pytorch import is_torch_model
+    if is_torch_model(name):  # .pt2, module:function or builtin:digits-torch (needs [torch])
+        fp32, source = float_model(name)
+        ev = eval_file
+        cal = calibration
+        if name.startswith("builtin:"):
+            from ..models.builtin.torch_models import resolve_torch
+            b = resolve_torch(name)
+            cal, ev = cal or str(b.calibration), ev or str(b.eval)
+        spec = ModelSpec(name=name, path=fp32, calibration=cal, source=source)
+    elif name.startswith("builtin:"):
         from ..models.builtin import resolve
         b = resolve(name)
         cal = calibration or (str(b.calibration) if b.calibration else None)
@@ -98,7 +120,10 @@ def resolve_model(name: str, calibration: Optional[str], eval_file: Optional[str
         fp32, source = float_model(p)
         spec = ModelSpec(name=name, path=fp32, calibration=calibration, source=source)
         ev = eval_file
-    spec.quantizer = check_quantizer(quantizer or spec.quantizer, spec.source, name)
+    quantizers = [q for q in (quantizer or spec.quantizer).split(",") if q.strip()]
+    for q in quantizers:  # e.g. ai-edge-quantizer,pt2e: both routes in one run
+        check_quantizer(q, spec.source, name)
+    spec.quantizer = next((q for q in quantizers if q.strip() != "pt2e"), "pt2e")
     if ev:
         spec.eval = load_eval(Path(ev), spec.path)
     return spec

@@ -45,6 +45,9 @@ from ..hashing import sha256_bytes, sha256_file
 VARIANTS: Tuple[str, ...] = (
     "fp32", "fp16", "dynamic-int8", "int8", "int16x8", "weight-int8", "weight-int4")
 
+#: PyTorch's PT2E route (--quantizer pt2e; models/pytorch/convert.py), named apart
+PT2E_VARIANTS: Tuple[str, ...] = ("pt2e-dynamic-int8", "pt2e-int8")
+
 #: variants whose recipe needs calibration data (static activation ranges)
 STATIC_VARIANTS = frozenset({"int8", "int16x8"})
 
@@ -157,8 +160,9 @@ def parse_variants(spec: Union[str, Sequence[str]]) -> List[str]:
         v = raw.strip().lower()
         if not v:
             continue
-        if v not in VARIANTS:
-            raise UsageError(f"unknown variant {raw.strip()!r}", hint="valid: " + ", ".join(VARIANTS))
+        if v not in VARIANTS and v not in PT2E_VARIANTS:
+            raise UsageError(f"unknown variant {raw.strip()!r}",
+                             hint="valid: " + ", ".join(VARIANTS + PT2E_VARIANTS))
         if v not in out:
             out.append(v)
     if not out:
@@ -544,8 +548,10 @@ def copy_variant(result: QuantizeResult, out_path: Union[str, Path]) -> Quantize
 
 
 # ---- quantizer dispatch (ai-edge-quantizer, or TensorFlow's TFLiteConverter: tf_convert.py) ---
-QUANTIZERS: Tuple[str, ...] = ("ai-edge-quantizer", "tflite-converter")
+QUANTIZERS: Tuple[str, ...] = ("ai-edge-quantizer", "tflite-converter", "pt2e")
 DEFAULT_QUANTIZER = QUANTIZERS[0]
+PT2E = "pt2e"  # PyTorch's PT2E flow through litert-torch (models/pytorch/convert.py)
+PT2E_PREFIX = PT2E + "-"  # its variants are named pt2e-int8, pt2e-dynamic-int8
 
 
 def parse_quantizer(name: Optional[str]) -> str:
@@ -555,11 +561,59 @@ def parse_quantizer(name: Optional[str]) -> str:
     return q
 
 
-def float_model(path: Union[str, Path]) -> Tuple[Path, Optional[Path]]:
-    """(float .tflite, Keras/SavedModel source or None). A Keras file (.keras/.h5) or SavedModel
-    folder is converted to fp32 by TFLiteConverter (cached; needs the [tf] extra)."""
-    from .tf_convert import cached_convert, is_tf_model
+def parse_quantizers(text: Optional[str]) -> List[str]:
+    """"ai-edge-quantizer,pt2e" -> both routes (one table). tflite-converter and
+    ai-edge-quantizer name their variants alike, so they cannot share a run."""
+    out: List[str] = []
+    for part in (text or DEFAULT_QUANTIZER).split(","):
+        if part.strip():
+            q = parse_quantizer(part)
+            if q not in out:
+                out.append(q)
+    if not out:
+        out = [DEFAULT_QUANTIZER]
+    if len([q for q in out if q != PT2E]) > 1:
+        raise UsageError(f"--quantizer {text}: ai-edge-quantizer and tflite-converter cannot "
+                         f"run together (their variants have the same names)",
+                         hint="run them one at a time; pt2e can join either")
+    return out
 
+
+def route_variants(variants: Sequence[str], quantizers: Sequence[str]) -> List[str]:
+    """The variant names a run makes: for pt2e, `pt2e-` + each variant it offers (fp32 is shared
+    by the routes: the same litert-torch conversion). Asked alone, pt2e keeps the ones it does not
+    offer, so that they fail loudly; next to another route they are that route's."""
+    out: List[str] = []
+    for q in quantizers:
+        for v in variants:
+            if q == PT2E and v != "fp32" and not v.startswith(PT2E_PREFIX):
+                from .pytorch.convert import SUPPORTED
+                if v not in SUPPORTED and len(quantizers) > 1:
+                    continue
+                v = PT2E_PREFIX + v
+            if v not in out:
+                out.append(v)
+    return out
+
+
+def variant_quantizer(variant: str, default: Optional[str]) -> Optional[str]:
+    """Who made `variant` (None for fp32): pt2e for `pt2e-*`, else the model's quantizer."""
+    if variant == "fp32":
+        return None
+    return PT2E if variant.startswith(PT2E_PREFIX) else default
+
+
+def float_model(path: Union[str, Path]) -> Tuple[Path, Any]:
+    """(float .tflite, source or None). A Keras file (.keras/.h5) or SavedModel folder is
+    converted to fp32 by TFLiteConverter (cached; needs the [tf] extra); a PyTorch model (.pt2,
+    module:function, builtin:digits-torch) by litert-torch (cached; needs the [torch] extra),
+    its source then the loaded pytorch.TorchModel."""
+    from .tf_convert import cached_convert, is_tf_model
+    from .pytorch import is_torch_model
+
+    if is_torch_model(str(path)):  # .pt2, module:function, builtin:digits-torch
+        from .pytorch.convert import torch_float_model
+        return torch_float_model(str(path))
     p = Path(path).expanduser()
     if is_tf_model(p):
         return Path(cached_convert(p, "fp32").path), p
@@ -569,6 +623,13 @@ def float_model(path: Union[str, Path]) -> Tuple[Path, Optional[Path]]:
 def check_quantizer(quantizer: str, source: Optional[Path], model_name: str) -> str:
     """UsageError when `quantizer` cannot work on this model (the converter needs Keras/SavedModel)."""
     quantizer = parse_quantizer(quantizer)
+    from .pytorch import TorchModel
+    if quantizer == PT2E and not isinstance(source, TorchModel):
+        raise UsageError(f"--quantizer pt2e quantizes PyTorch models; {model_name} is not one",
+                         hint="give a .pt2 file, a module:function factory or "
+                              "builtin:digits-torch, or use --quantizer ai-edge-quantizer")
+    if quantizer == "tflite-converter" and isinstance(source, TorchModel):
+        source = None
     if quantizer == "tflite-converter" and source is None:
         raise UsageError(f"--quantizer tflite-converter converts Keras/SavedModel models; "
                          f"{model_name} is a .tflite",
@@ -587,12 +648,27 @@ def make_variant(model_path: Union[str, Path], variant: str,
     `model_path` is the float .tflite; `source` the Keras/SavedModel it came from (required by
     tflite-converter, whose fp32 is `model_path` itself)."""
     quantizer = parse_quantizer(quantizer)
+    if variant.startswith(PT2E_PREFIX) or (quantizer == PT2E and variant != "fp32"):
+        check_quantizer(PT2E, source, Path(model_path).name)  # type: ignore[arg-type]
+        from .pytorch import convert as pt2e
+        if out_path is None:
+            return pt2e.cached_convert(source, variant, calibration, cache_dir,
+                                       float_model=model_path)
+        return pt2e.convert(source, variant, out_path, calibration, float_model=model_path)
+    if quantizer == PT2E:
+        quantizer = DEFAULT_QUANTIZER  # fp32: the litert-torch conversion itself
     if quantizer == DEFAULT_QUANTIZER or variant == "fp32":
         res = (cached_variant(model_path, variant, calibration, cache_dir) if out_path is None
                else quantize_model(model_path, variant, out_path, calibration))
-        if source is not None and res.variant == "fp32":  # made by TFLiteConverter from source
-            from .tf_convert import RECIPES as TF_RECIPES
-            res = res._replace(recipe_description=f"{TF_RECIPES['fp32']}, from {Path(source).name}")
+        if source is not None and res.variant == "fp32":  # converted from source
+            from .pytorch import TorchModel
+            if isinstance(source, TorchModel):
+                from .pytorch.convert import RECIPES as PT_RECIPES
+                desc = f"{PT_RECIPES['fp32']}, from {source.name}"
+            else:
+                from .tf_convert import RECIPES as TF_RECIPES
+                desc = f"{TF_RECIPES['fp32']}, from {Path(source).name}"
+            res = res._replace(recipe_description=desc)
         return res
     check_quantizer(quantizer, None if source is None else Path(source), Path(model_path).name)
     from . import tf_convert

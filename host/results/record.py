@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import __version__
 from ..analysis.stats import bootstrap_median_ci, summarize
+from ..models.quantize import variant_quantizer
 
 SCHEMA = "edge-bench/run/1"
 
@@ -48,7 +49,7 @@ def base_result(device: str, task: Any) -> Dict[str, Any]:
         "latency_ms": summarize([]), "median_ci_ms": None, "samples_ms": [],
         "peak_rss_mb": None, "cooldown_s": None, "accuracy": None,
         # who made this variant and how (ai-edge-quantizer or TensorFlow's converter)
-        "quantizer": None if art.variant == "fp32" else getattr(art.model, "quantizer", None),
+        "quantizer": variant_quantizer(art.variant, getattr(art.model, "quantizer", None)),
         "recipe": art.recipe,
     }
 
@@ -105,4 +106,6 @@ def score_eval(task: Any, ev: Dict[str, Any]) -> Optional[Dict[str, Any]]:
         return None
     from ..models.accuracy import score
     outputs = decode_outputs(ev)
-    return score(outputs, spec.reference(), labels=spec.eval.labels, variant=task.artifact.variant)
+    acc = score(outputs, spec.reference(), labels=spec.eval.labels, variant=task.artifact.variant)
+    acc["reference"] = getattr(spec, "reference_label", None)  # e.g. "pytorch fp32"
+    return acc
