@@ -52,9 +52,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--calibration", metavar="FILE|random",
                    help="calibration data for int8/int16x8 (.npz, .npy, folder of .npy, random)")
     p.add_argument("--quantizer", default="ai-edge-quantizer",
-                   choices=["ai-edge-quantizer", "tflite-converter"],
-                   help="ai-edge-quantizer (default) or tflite-converter (TensorFlow's converter, "
-                        "for .keras/.h5/SavedModel input; pip install 'edge-bench[tf]')")
+                   help="ai-edge-quantizer (default), tflite-converter (TensorFlow's converter, "
+                        "for .keras/.h5/SavedModel input; pip install 'edge-bench[tf]'), pt2e "
+                        "(PyTorch's PT2E flow for .pt2 / module:function input; pip install "
+                        "'edge-bench[torch]'), or ai-edge-quantizer,pt2e for both")
     p.add_argument("-o", "--output", "--out", dest="output", metavar="DIR", required=True,
                    help="output folder (created if missing)")
     p.set_defaults(func=run)
@@ -65,7 +66,11 @@ def _resolve_model(spec: str) -> Tuple[Path, Optional[Path], str]:
     from ..models.builtin import is_builtin, resolve
     from ..models.quantize import check_tflite
     from ..models.tf_convert import is_tf_model
+    from ..models.pytorch import is_torch_model
 
+    if is_torch_model(spec):  # converted by float_model (litert-torch)
+        from ..models.pytorch.source import stem_of
+        return spec, _torch_calibration(spec), stem_of(spec)  # type: ignore[return-value]
     if is_builtin(spec):
         m = resolve(spec)
         return m.path, m.calibration, spec.split(":", 1)[1]
@@ -76,6 +81,14 @@ def _resolve_model(spec: str) -> Tuple[Path, Optional[Path], str]:
     if not is_tf_model(path):
         check_tflite(path)
     return path, None, path.stem
+
+
+def _torch_calibration(spec: str) -> Optional[Path]:
+    from ..models.builtin import is_builtin
+    if not is_builtin(spec):
+        return None
+    from ..models.builtin.torch_models import resolve_torch
+    return resolve_torch(spec).calibration
 
 
 def _print_table(rows: List[dict], out_dir: Path) -> None:
@@ -113,20 +126,24 @@ def _print_table(rows: List[dict], out_dir: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..models.quantize import (RANDOM, STATIC_VARIANTS, VARIANTS, CalibrationWarning,
                             check_quantizer, float_model, load_calibration, make_variant,
-                            parse_variants)
+                            parse_quantizers, parse_variants, route_variants)
 
     variants = list(VARIANTS) if args.variants.strip().lower() == "all" \
         else parse_variants(args.variants)
+    quantizers = parse_quantizers(args.quantizer)
+    variants = route_variants(variants, quantizers)  # pt2e: pt2e-int8, ...
     model_path, builtin_calib, stem = _resolve_model(args.model)
-    model_path, source = float_model(model_path)  # a Keras/SavedModel -> its fp32 .tflite
-    quantizer = check_quantizer(args.quantizer, source, args.model)
+    model_path, source = float_model(model_path)  # Keras/SavedModel/PyTorch -> fp32 .tflite
+    for q in quantizers:
+        check_quantizer(q, source, args.model)
+    quantizer = next((q for q in quantizers if q != "pt2e"), "pt2e")
     calib_src = args.calibration or builtin_calib
     out_dir = Path(args.output).expanduser()
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"output {out_dir} exists and is not a folder")
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    static = [v for v in variants if v in STATIC_VARIANTS]
+    static = [v for v in variants if v in STATIC_VARIANTS or v == "pt2e-int8"]
     calibration = None
     if static:
         if calib_src is None:
@@ -147,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     for v in variants:
         out = out_dir / f"{stem}-{v}.tflite"
         try:
-            res = make_variant(model_path, v, out, calibration if v in STATIC_VARIANTS else None,
+            res = make_variant(model_path, v, out, calibration if v in static else None,
                                quantizer=quantizer, source=source)
             rows.append({"variant": v, "bytes": res.bytes, "ratio": res.bytes / fp32_bytes,
                          "recipe": res.recipe_description, "error": None, "path": str(out)})

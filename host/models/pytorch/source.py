@@ -14,11 +14,11 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Optional, Tuple
+from typing import Any, Optional, Tuple
 
 from ...errors import ModelError, UsageError
 
-INSTALL_HINT = "pip install 'edge-bench[torch]' (PyTorch + litert-torch)"
+INSTALL_HINT = "pip install 'edge-bench[torch]'"
 PT2_SUFFIX = ".pt2"
 #: `package.module:function`, both parts Python identifiers
 _FACTORY = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
@@ -53,15 +53,21 @@ def is_torch_model(name: str) -> bool:
 
 def import_torch() -> Any:
     """`torch` after checking litert-torch is importable too, else UsageError with the install."""
-    try:
-        import torch
-    except ImportError as e:
+    if "litert_torch" in sys.modules:
+        return sys.modules["torch"]
+    from ..tf_convert import _captured_output
+    # their imports print warnings from Python and C++ (torchao's kernel notices, absl)
+    with _captured_output():
+        try:
+            import torch
+            import litert_torch  # noqa: F401
+            import torchao.quantization.pt2e  # noqa: F401
+            err = None
+        except ImportError as e:
+            err = e
+    if err is not None:
         raise UsageError(f"PyTorch models need torch and litert-torch, which are not installed "
-                         f"({e})", hint=INSTALL_HINT) from e
-    import importlib.util
-    if importlib.util.find_spec("litert_torch") is None:
-        raise UsageError("PyTorch models need litert-torch, which is not installed",
-                         hint=INSTALL_HINT)
+                         f"({err})", hint=INSTALL_HINT) from err
     return torch
 
 
@@ -226,6 +232,11 @@ def _load_pt2(name: str, path: Path, torch: Any) -> TorchModel:
     return TorchModel(name, ep, args, sha256_file(path))
 
 
-def input_names(model: TorchModel) -> List[str]:
-    """Positional input names as litert-torch's signature names them (args_0, args_1, ...)."""
-    return [f"args_{i}" for i in range(len(model.example_inputs))]
+def stem_of(name: str) -> str:
+    """A file-name stem for a PyTorch model: digits-torch, model (model.pt2), mymod_make."""
+    if name.startswith("builtin:"):
+        return name.split(":", 1)[1]
+    if name.lower().endswith(PT2_SUFFIX):
+        return Path(name).stem
+    return re.sub(r"[^\w-]+", "_", name)
+
