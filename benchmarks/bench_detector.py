@@ -1,4 +1,4 @@
-"""How good is the regression detector (edge_bench.analysis.compare) on the real agent, on this machine?
+"""How good is the regression detector (edge_bench.analysis.verdict) on the real agent, on this machine?
 
 What it measures
   * false positives: many runs of the SAME model on `local` (real `edge-bench run`, real agent,
@@ -15,7 +15,7 @@ What it measures
 Every round is ONE `edge-bench run --model base_a --model base_b --model slow05 --model slow10
 --model slow20` (order shuffled per round, each model timed in --processes worker processes, the
 CLI's defaults unless given), stored in a fresh SQLite store. Verdicts come
-from `edge_bench.analysis.compare.compare_results`, the code `compare` and `run --baseline` use; the
+from `edge_bench.analysis.verdict.compare_results`, the code `compare` and `run --baseline` use; the
 history guard gets only the runs stored BEFORE the candidate (as it would at night).
 
 Why not a cgroup CPU quota (not tried): CFS bandwidth control throttles in whole periods (100 ms
@@ -244,7 +244,7 @@ def _median(r: Dict[str, Any]) -> float:
 def _p25(r: Dict[str, Any]) -> float:
     """The level the verdict is decided on (compare.run_level: the median over the worker
     processes of each one's DECISION_QUANTILE; the 25th percentile by default)."""
-    from edge_bench.analysis.compare import run_level
+    from edge_bench.analysis.verdict import run_level
     return float(run_level(r))
 
 
@@ -271,15 +271,15 @@ def process_offsets(rounds: List[Dict[str, Dict[str, Any]]]) -> Dict[str, Any]:
 def evaluate(rounds: List[Dict[str, Dict[str, Any]]], levels: Sequence[float],
              threshold: Optional[float] = None, alpha: Optional[float] = None,
              max_pairs: int = 1000) -> Dict[str, Any]:
-    from edge_bench.analysis import compare as C
+    from edge_bench.analysis import noise as N, verdict as C
     kw = {"threshold": C.DEFAULT_THRESHOLD if threshold is None else threshold,
           "alpha": C.DEFAULT_ALPHA if alpha is None else alpha}
 
     def noise_before(key: str, i: int) -> Optional[Dict[str, Any]]:
         # the levels `history_noise` uses (compare.run_level), of the runs stored before round i
-        levels = [_p25(rounds[j][key]) for j in range(max(0, i - C.HISTORY_RUNS), i)
+        levels = [_p25(rounds[j][key]) for j in range(max(0, i - N.HISTORY_RUNS), i)
                   if key in rounds[j]]
-        return C.noise_from_medians(levels)
+        return N.noise_from_medians(levels)
 
     def verdict(base: Dict[str, Any], cand: Dict[str, Any], noise: Any = None) -> Dict[str, Any]:
         return C.compare_results(base, cand, noise=noise, **kw)
@@ -409,7 +409,7 @@ def report_markdown(ev: Dict[str, Any], meta: Dict[str, Any]) -> str:
         " `--baseline last` case), with and without the history guard (which only sees earlier"
         " rounds), a seeded sample of up to 1000 pairs of rounds per base model, and the two copies within a round. Detection: each slow"
         " model against the previous round's `base_a`. Verdicts come from"
-        " `edge_bench.analysis.compare.compare_results`, the code `compare` and `run --baseline` use.",
+        " `edge_bench.analysis.verdict.compare_results`, the code `compare` and `run --baseline` use.",
         "",
         "```sh",
         "python benchmarks/bench_detector.py [--rounds N] [--quick] [--keep DIR] [--json FILE]",
@@ -741,7 +741,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                     busy_end=other_processes(), minutes=(time.monotonic() - t_start) / 60)
         (work / "manifest.json").write_text(json.dumps(meta, indent=1))
 
-    from edge_bench.analysis import compare as C
+    from edge_bench.analysis import verdict as C
     if a.quantile is not None:
         C.DECISION_QUANTILE = a.quantile
     rounds = load_rounds(work, meta, a.process_rule)

@@ -12,9 +12,10 @@ import pytest
 
 from synth import fake_result
 from edge_bench.cli import main
-from edge_bench.analysis.compare import (compare_and_print, compare_docs, compare_results, history_noise,
-                                to_markdown)
-from edge_bench.errors import StoreError
+from edge_bench.analysis.verdict import compare_docs, compare_results
+from edge_bench.app.compare import compare_with_baseline, history_noise
+from edge_bench.render.compare import emit, to_markdown
+from edge_bench.errors import StoreError, UsageError
 from edge_bench.results.document import (build_doc, load_schema, read_json, validate, validation_errors,
                                     write_json)
 from edge_bench.analysis.stats import block_mannwhitney, block_medians, summarize
@@ -225,7 +226,7 @@ def test_history_noise_raises_the_bar_on_noisy_keys(tmp_path: Path) -> None:
     assert rows["int8"]["verdict"] == "slower"
 
 
-def test_compare_and_print_for_run_baseline(db: Path, capsys: pytest.CaptureFixture) -> None:
+def test_compare_with_baseline_for_run_baseline(db: Path, capsys: pytest.CaptureFixture) -> None:
     """What `run --baseline last --fail-on-regression` does once the new run is stored."""
     st = Store(db)
     rid = st.begin_run({"run_id": "new-run", "label": "nightly",
@@ -236,11 +237,18 @@ def test_compare_and_print_for_run_baseline(db: Path, capsys: pytest.CaptureFixt
     st.finish_run(rid, "finished")
     cand = st.get_run("new-run")
     # `last` is the new run itself: the baseline must be the run before it ("slow")
-    rows, regressed = compare_and_print(st, "last", cand, 0.05)
-    assert not regressed and {r["verdict"] for r in rows} == {"faster"}
-    rows, regressed = compare_and_print(st, "base", cand, 0.05, quiet=True)
-    assert not regressed and {r["verdict"] for r in rows} == {"same"}
+    cmp = compare_with_baseline(st, "last", cand)
+    assert cmp is not None and not cmp["regressed"]
+    assert {r["verdict"] for r in cmp["rows"]} == {"faster"}
+    emit(cmp)
     assert "compare" in capsys.readouterr().out
+    cmp = compare_with_baseline(st, "base", cand)
+    assert cmp is not None and not cmp["regressed"]
+    assert {r["verdict"] for r in cmp["rows"]} == {"same"}
+    # `last~5` before this run does not exist: the first night, not an error; a typo is one
+    assert compare_with_baseline(st, "last~5", cand) is None
+    with pytest.raises(UsageError):
+        compare_with_baseline(st, "no-such-label", cand)
 
 
 def test_unknown_ref_is_a_usage_error(db: Path, capsys: pytest.CaptureFixture) -> None:
@@ -352,7 +360,7 @@ def test_two_unlucky_processes_of_three_move_the_pooled_fast_quartile_little() -
 
 
 def test_run_level_is_the_pooled_fast_quartile() -> None:
-    from edge_bench.analysis.compare import run_level
+    from edge_bench.analysis.verdict import run_level
     r = multi_process_result([2.0, 3.0, 2.0], seed=9)
     assert abs(run_level(r) / 2.0 - 1) < 0.1      # the 3.0 process hardly counts
     assert run_level(r) == pytest.approx(float(np.quantile(r["samples_ms"], 0.25)))

@@ -13,7 +13,7 @@ from typing import List
 
 import pytest
 
-from edge_bench.commands.deploy import ANDROID_NOTE, choose_bootstrap
+from edge_bench.app.deploy import ANDROID_NOTE, choose_bootstrap
 from edge_bench.config import Device
 from edge_bench.errors import UsageError
 

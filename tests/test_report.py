@@ -15,7 +15,7 @@ import pytest
 
 from synth import fake_result
 from edge_bench.cli import main
-from edge_bench.commands.report import render_html
+from edge_bench.render.html import render_html
 from edge_bench.analysis.stats import summarize
 from edge_bench.results.store import Store
 

@@ -18,7 +18,7 @@ from typing import Dict, List
 import numpy as np
 import pytest
 
-from edge_bench.models import quantize as Q
+from edge_bench.models import dispatch as D, quantize as Q
 from edge_bench.models.builtin import resolve
 from edge_bench.errors import ModelError, UsageError
 
@@ -57,7 +57,7 @@ def edge_bench(args: List[str], tmp: Path, hide_tf: bool = False) -> subprocess.
 
 # ---- without TensorFlow: wiring and messages ---------------------------------------------------
 def test_tf_convert_imports_no_tensorflow() -> None:
-    code = ("import sys, edge_bench.models.tf_convert as t, edge_bench.models.quantize as q, edge_bench.fleet.plan; "
+    code = ("import sys, edge_bench.models.tf_convert as t, edge_bench.models.quantize as q, edge_bench.models.dispatch, edge_bench.fleet.plan; "
             "assert t.is_tf_model(sys.argv[1]) is False; "
             "assert 'tensorflow' not in sys.modules, 'imported TF'")
     p = subprocess.run([sys.executable, "-c", code, str(DIGITS.path)], capture_output=True,
@@ -80,7 +80,7 @@ def test_is_tf_model(tmp_path: Path) -> None:
 
 def test_unknown_quantizer_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="valid: ai-edge-quantizer, tflite-converter"):
-        Q.parse_quantizer("onnx")
+        D.parse_quantizer("onnx")
 
 
 @pytest.mark.parametrize("cmd", [
@@ -173,10 +173,10 @@ def tfcache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def converted(keras_digits, tfcache) -> Dict[str, "Q.QuantizeResult"]:
     from edge_bench.models.tf_convert import SUPPORTED
-    fp32, src = Q.float_model(keras_digits["keras"])
+    fp32, src = D.float_model(keras_digits["keras"])
     out = {}
     for v in SUPPORTED:
-        out[v] = Q.make_variant(fp32, v, None, DIGITS.calibration if v in ("int8", "int16x8")
+        out[v] = D.make_variant(fp32, v, None, DIGITS.calibration if v in ("int8", "int16x8")
                                 else None, quantizer="tflite-converter", source=src,
                                 cache_dir=tfcache)
     return out
@@ -185,7 +185,7 @@ def converted(keras_digits, tfcache) -> Dict[str, "Q.QuantizeResult"]:
 def test_converted_fp32_equals_builtin_digits(keras_digits, evalset, reference) -> None:
     from edge_bench.models.accuracy import run_model
     for kind in ("keras", "h5", "savedmodel"):
-        fp32, src = Q.float_model(keras_digits[kind])
+        fp32, src = D.float_model(keras_digits[kind])
         assert src == keras_digits[kind] and fp32.suffix == ".tflite"
         [y] = run_model(fp32, evalset[0])
         np.testing.assert_allclose(y, reference[0], atol=1e-5, err_msg=kind)
@@ -213,26 +213,26 @@ def test_converter_variant_shapes_sizes_and_io_types(converted) -> None:
 
 
 def test_weight_only_variants_are_not_offered_by_the_converter(keras_digits, tfcache) -> None:
-    fp32, src = Q.float_model(keras_digits["keras"])
+    fp32, src = D.float_model(keras_digits["keras"])
     for v in ("weight-int8", "weight-int4"):
         with pytest.raises(ModelError, match="not offered by the TFLite converter"):
-            Q.make_variant(fp32, v, None, quantizer="tflite-converter", source=src,
+            D.make_variant(fp32, v, None, quantizer="tflite-converter", source=src,
                            cache_dir=tfcache)
 
 
 def test_static_variant_without_calibration_refuses(keras_digits, tfcache) -> None:
-    fp32, src = Q.float_model(keras_digits["keras"])
+    fp32, src = D.float_model(keras_digits["keras"])
     with pytest.raises(UsageError, match="needs calibration data"):
-        Q.make_variant(fp32, "int8", None, None, quantizer="tflite-converter", source=src,
+        D.make_variant(fp32, "int8", None, None, quantizer="tflite-converter", source=src,
                        cache_dir=tfcache)
 
 
 def test_cache_is_keyed_by_quantizer(keras_digits, tfcache, converted) -> None:
-    fp32, src = Q.float_model(keras_digits["keras"])
-    again = Q.make_variant(fp32, "dynamic-int8", None, quantizer="tflite-converter", source=src,
+    fp32, src = D.float_model(keras_digits["keras"])
+    again = D.make_variant(fp32, "dynamic-int8", None, quantizer="tflite-converter", source=src,
                            cache_dir=tfcache)
     assert again.cached and again.path == converted["dynamic-int8"].path
-    aeq = Q.make_variant(fp32, "dynamic-int8", None, quantizer="ai-edge-quantizer", source=src,
+    aeq = D.make_variant(fp32, "dynamic-int8", None, quantizer="ai-edge-quantizer", source=src,
                          cache_dir=tfcache)
     assert aeq.path != again.path and aeq.sha256 != again.sha256
     assert aeq.recipe_description.startswith("dynamic_wi8_afp32")

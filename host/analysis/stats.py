@@ -59,11 +59,7 @@ def bootstrap_median_ci(samples_ms: Sequence[float], confidence: float = 0.95,
     return (float(np.quantile(meds, lo)), float(np.quantile(meds, 1 - lo)))
 
 
-def finite_or_none(x: Optional[float]) -> Optional[float]:
-    return x if x is not None and math.isfinite(x) else None
-
-
-# --- autocorrelation-aware comparison helpers (used by edge_bench.analysis.compare) -------------------
+# --- autocorrelation-aware comparison helpers (used by edge_bench.analysis.verdict) -------------------
 #
 # Latency samples of one run are a time series, not independent draws: CPU frequency, thermal
 # state, cache and page-cache effects and other load make neighbouring samples alike (drift).

@@ -4,23 +4,31 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..analysis.compare import (DEFAULT_ACCURACY_THRESHOLD, DEFAULT_ALPHA, DEFAULT_THRESHOLD, compare_docs,
-                       emit, history_noise, load_doc)
+from ..analysis.noise import MIN_HISTORY_RUNS
+from ..analysis.verdict import (DECISION_QUANTILE, DEFAULT_ACCURACY_THRESHOLD, DEFAULT_ALPHA,
+                                DEFAULT_CONFIDENCE, DEFAULT_THRESHOLD)
+from ..app.compare import Settings, compare_refs
 from ..errors import UsageError
+from ..render.compare import emit
 
-HELP = "compare two runs (ratio of medians with CI, significance test, verdict per key)"
+HELP = ("compare two runs (change of the fast quartile and of the median with CIs,"
+        " significance test, verdict per key)")
 
-EPILOG = """\
+EPILOG = f"""\
 BASE and CAND are run ids (or a unique prefix), labels (their newest run), `last`, `last~N`
 (N runs before the last), or results files written by `edge-bench run --json FILE`.
 
-A key (device, model, variant, threads) is `slower` only when the median grew by at least
---threshold, the 95% interval of the ratio lies above 1 and the Mann-Whitney U test on block
-medians gives p < --alpha; `faster` mirrors it. `accuracy-drop` when top-1 or agreement with the
-fp32 reference falls by more than --accuracy-threshold. Different environments (runtime, agent,
-governor, CPU, model sha256) are listed on the row. When the store holds >= 5 earlier runs of a
-key in the same environment, the change must also exceed the run-to-run noise those runs show
-(z(1-alpha) * sqrt(2) * sigma of their log medians); --no-history turns that off.
+A key (device, model, variant, threads) is `slower` only when its fast quartile (the
+{DECISION_QUANTILE * 100:g}th percentile of all the samples, pooled over the worker processes) grew by
+at least --threshold, the {DEFAULT_CONFIDENCE * 100:g}% interval of that ratio lies above 1 and the
+Mann-Whitney U test on the blocks' {DECISION_QUANTILE * 100:g}th percentiles gives p < --alpha;
+`faster` mirrors it. The change of the median is shown next to it, not judged: other load on
+the device only adds time, and moves the median far more than the fast quartile.
+`accuracy-drop` when top-1 or agreement with the fp32 reference falls by more than
+--accuracy-threshold. Different environments (runtime, agent, governor, CPU, model sha256)
+are listed on the row. When the store holds >= {MIN_HISTORY_RUNS} earlier runs of a key in the same
+environment, the change must also exceed the run-to-run noise those runs show
+(z(1-alpha) * sqrt(2) * sigma of their log fast quartiles); --no-history turns that off.
 
 exit codes: 0 no regression (or no --fail-on-regression), 1 a regression with
             --fail-on-regression, 2 usage error (unknown run, bad file)
@@ -40,12 +48,14 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--db", metavar="PATH", default=None,
                    help="results store (default: $EDGE_BENCH_DB or ~/.local/share/edge-bench/results.sqlite)")
     p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, metavar="FRACTION",
-                   help="minimum effect size counted as a change (default 0.05 = 5%%)")
+                   help="minimum effect size counted as a change"
+                        f" (default {DEFAULT_THRESHOLD:g} = {DEFAULT_THRESHOLD * 100:g}%%)")
     p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, metavar="P",
-                   help="significance level of the test (default 0.01)")
+                   help=f"significance level of the test (default {DEFAULT_ALPHA:g})")
     p.add_argument("--accuracy-threshold", type=float, default=DEFAULT_ACCURACY_THRESHOLD,
-                   metavar="FRACTION", help="top-1/agreement drop counted as accuracy-drop "
-                                            "(default 0.01 = 1 point)")
+                   metavar="FRACTION", help="top-1/agreement drop counted as accuracy-drop"
+                        f" (default {DEFAULT_ACCURACY_THRESHOLD:g} ="
+                        f" {DEFAULT_ACCURACY_THRESHOLD * 100:g} point)")
     p.add_argument("--json", dest="json_out", metavar="FILE|-", default=None,
                    help="write the comparison as JSON (- for stdout)")
     p.add_argument("--markdown", dest="markdown_out", metavar="FILE|-", default=None,
@@ -58,26 +68,10 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    for name in ("threshold", "alpha", "accuracy_threshold"):
-        v = getattr(args, name)
-        if not (v >= 0) or (name == "alpha" and not 0 < v < 1):
-            raise UsageError(f"--{name.replace('_', '-')} {v} is out of range")
     if args.json_out == "-" and args.markdown_out == "-":
         raise UsageError("--json - and --markdown - cannot both go to stdout")
-    store = None
-    docs = []
-    for ref in (args.base, args.cand):
-        import os
-        if store is None and not (os.path.isfile(ref) or ref.endswith(".json") or ref == "-"):
-            from ..results.store import Store
-            store = Store(args.db, create=False)
-        docs.append(load_doc(ref, store=store))
-    noise = None
-    if store is not None and not args.no_history:
-        noise = history_noise(store, docs, exclude=[str(docs[1].get("run_id"))])
-    cmp = compare_docs(docs[0], docs[1], threshold=args.threshold, alpha=args.alpha,
-                       accuracy_threshold=args.accuracy_threshold, noise=noise)
+    settings = Settings(threshold=args.threshold, alpha=args.alpha,
+                        accuracy_threshold=args.accuracy_threshold, use_history=not args.no_history)
+    cmp = compare_refs(args.base, args.cand, db=args.db, settings=settings)
     emit(cmp, json_out=args.json_out, markdown_out=args.markdown_out)
-    if store is not None:
-        store.close()
     return 1 if (cmp["regressed"] and args.fail_on_regression) else 0

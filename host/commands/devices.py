@@ -4,9 +4,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List
+
+from ..app.devices import (append_known_host, device_rows, known_hosts_entries,
+                           remove_known_hosts_lines)
 
 HELP = """\
 List the devices of devices.yaml (plus `local`). With --check, connect to each one (in parallel),
@@ -55,34 +57,14 @@ def add_parser(sub: Any) -> None:
     t.set_defaults(func=trust)
 
 
-def _where(d: Any) -> str:
-    if d.transport == "ssh":
-        return f"{d.user + '@' if d.user else ''}{d.host}{':' + str(d.port) if d.port else ''}"
-    if d.transport == "adb":
-        return f"adb {d.serial}"
-    return "this machine"
-
-
 def run(args: argparse.Namespace) -> int:
-    from ..config import find_config, load_fleet
-    fleet = load_fleet(find_config(args.config))
-    devices = fleet.select(args.devices)
-    rows: List[Dict[str, Any]] = [{"device": d.name, "transport": d.transport, "where": _where(d),
-                                   "tags": list(d.tags), "workdir": d.workdir} for d in devices]
-    code = 0
-    if args.check:
-        from ..fleet.probe import probe_device
-        with ThreadPoolExecutor(max_workers=max(1, min(16, len(devices)))) as ex:
-            probes = list(ex.map(probe_device, devices))
-        for row, pr in zip(rows, probes):
-            row.update({k: v for k, v in pr.items() if k != "device_info"})
-        if any(not p["ok"] for p in probes):
-            code = 3
+    rows, path, ok = device_rows(args.config, args.devices, args.check)
+    code = 0 if ok else 3
     if args.json:
         json.dump(rows, sys.stdout, indent=2, default=str)
         print()
         return code
-    _print(rows, args.check, fleet.path)
+    _print(rows, args.check, path)
     return code
 
 
@@ -121,37 +103,6 @@ def _print(rows: List[Dict[str, Any]], check: bool, path: Any) -> None:
 
 
 # ---------------------------------------------------------------------------- trust
-def _matching_lines(path: Path, name: str) -> List[Tuple[int, str, str]]:
-    """(line number, key type, base64) of every known_hosts line for `name` (plain or hashed)."""
-    import paramiko
-    out: List[Tuple[int, str, str]] = []
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except FileNotFoundError:
-        return out
-    for i, line in enumerate(lines, 1):
-        text = line.strip()
-        if not text or text.startswith("#") or text.startswith("@"):
-            continue
-        parts = text.split()
-        if len(parts) < 3:
-            continue
-        hit = False
-        for h in parts[0].split(","):
-            if h.startswith("|1|"):
-                try:
-                    hit = paramiko.HostKeys.hash_host(name, h) == h
-                except Exception:  # noqa: BLE001 - malformed hash
-                    hit = False
-            else:
-                hit = h == name
-            if hit:
-                break
-        if hit:
-            out.append((i, parts[1], parts[2]))
-    return out
-
-
 def trust(args: argparse.Namespace) -> int:
     from ..config import find_config, load_fleet
     from ..errors import UsageError
@@ -177,7 +128,7 @@ def trust(args: argparse.Namespace) -> int:
         pinned = device.host_key.strip()
         return 0 if pinned in (fp, f"{key.get_name()} {key.get_base64()}") else 1
     kh = Path(target.known_hosts[0])
-    existing = _matching_lines(kh, name)
+    existing = known_hosts_entries(kh, name)
     same = [e for e in existing if e[1] == key.get_name() and e[2] == key.get_base64()]
     if same:
         print(f"already trusted: {kh} line {same[0][0]} has this key for {name}")
@@ -204,23 +155,8 @@ def trust(args: argparse.Namespace) -> int:
             return 1
     if changed:
         drop = {e[0] for e in changed}
-        kept = [ln for i, ln in enumerate(kh.read_text(errors="replace").splitlines(), 1)
-                if i not in drop]
-        kh.write_text("".join(ln + "\n" for ln in kept))
+        remove_known_hosts_lines(kh, drop)
         print(f"removed the old key (line {', '.join(str(n) for n in sorted(drop))}) from {kh}")
-    _append_line(kh, line)
+    append_known_host(kh, line)
     print(f"added to {kh}: {name} {key.get_name()} {fp}")
     return 0
-
-
-def _append_line(path: Path, line: str) -> None:
-    import os
-    if not path.parent.exists():
-        path.parent.mkdir(parents=True, mode=0o700)
-    old = path.read_bytes() if path.exists() else b""
-    sep = b"\n" if old and not old.endswith(b"\n") else b""
-    fd = os.open(str(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        os.write(fd, sep + line.encode() + b"\n")
-    finally:
-        os.close(fd)

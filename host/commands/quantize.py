@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List
 
-from ..errors import EdgeBenchError, UsageError
 
 DESCRIPTION = """\
 Write one .tflite per quantization variant of a float TFLite model, using ai-edge-quantizer
@@ -35,6 +33,8 @@ examples:
   edge-bench quantize model.tflite --variants int8 --calibration random -o /tmp/q
   edge-bench quantize model.keras --quantizer tflite-converter --variants fp16,int8 -o out/
       (a Keras/SavedModel through TensorFlow's converter: pip install 'edge-bench[tf]')
+  edge-bench quantize mymodels:resnet --quantizer pt2e --variants fp32,int8 --calibration c.npz -o out/
+      (a PyTorch factory through PT2E + litert-torch: pip install 'edge-bench[torch]')
 
 Files are named MODEL-VARIANT.tflite. A variant that fails is reported and the others are still
 written; the exit code is then 3.
@@ -46,7 +46,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "quantize", help="write quantized variants of a .tflite model",
         description=DESCRIPTION, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", metavar="MODEL", help="float .tflite file, or builtin:NAME")
+    p.add_argument("model", metavar="MODEL", help="float .tflite file, builtin:NAME, or a PyTorch"
+                                                  " .pt2 / module:function ([torch] extra)")
     p.add_argument("--variants", default="fp32,fp16,dynamic-int8,int8",
                    help="comma-separated variants, or `all` (default: %(default)s)")
     p.add_argument("--calibration", metavar="FILE|random",
@@ -60,35 +61,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="output folder (created if missing)")
     p.set_defaults(func=run)
     return p
-
-
-def _resolve_model(spec: str) -> Tuple[Path, Optional[Path], str]:
-    from ..models.builtin import is_builtin, resolve
-    from ..models.quantize import check_tflite
-    from ..models.tf_convert import is_tf_model
-    from ..models.pytorch import is_torch_model
-
-    if is_torch_model(spec):  # converted by float_model (litert-torch)
-        from ..models.pytorch.source import stem_of
-        return spec, _torch_calibration(spec), stem_of(spec)  # type: ignore[return-value]
-    if is_builtin(spec):
-        m = resolve(spec)
-        return m.path, m.calibration, spec.split(":", 1)[1]
-    path = Path(spec).expanduser()
-    if not path.exists():
-        raise UsageError(f"model file {path} does not exist",
-                         hint="give a .tflite path or builtin:digits / builtin:mobilenet")
-    if not is_tf_model(path):
-        check_tflite(path)
-    return path, None, path.stem
-
-
-def _torch_calibration(spec: str) -> Optional[Path]:
-    from ..models.builtin import is_builtin
-    if not is_builtin(spec):
-        return None
-    from ..models.builtin.torch_models import resolve_torch
-    return resolve_torch(spec).calibration
 
 
 def _print_table(rows: List[dict], out_dir: Path) -> None:
@@ -124,58 +96,19 @@ def _print_table(rows: List[dict], out_dir: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..models.quantize import (RANDOM, STATIC_VARIANTS, VARIANTS, CalibrationWarning,
-                            check_quantizer, float_model, load_calibration, make_variant,
-                            parse_quantizers, parse_variants, route_variants)
+    from ..app.quantize import make_variants, prepare
 
-    variants = list(VARIANTS) if args.variants.strip().lower() == "all" \
-        else parse_variants(args.variants)
-    quantizers = parse_quantizers(args.quantizer)
-    variants = route_variants(variants, quantizers)  # pt2e: pt2e-int8, ...
-    model_path, builtin_calib, stem = _resolve_model(args.model)
-    model_path, source = float_model(model_path)  # Keras/SavedModel/PyTorch -> fp32 .tflite
-    for q in quantizers:
-        check_quantizer(q, source, args.model)
-    quantizer = next((q for q in quantizers if q != "pt2e"), "pt2e")
-    calib_src = args.calibration or builtin_calib
-    out_dir = Path(args.output).expanduser()
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"output {out_dir} exists and is not a folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-    static = [v for v in variants if v in STATIC_VARIANTS or v == "pt2e-int8"]
-    calibration = None
-    if static:
-        if calib_src is None:
-            raise UsageError(f"variant(s) {', '.join(static)} need calibration data",
-                             hint="pass --calibration FILE (.npz/.npy/folder of .npy) or "
-                                  "--calibration random (accuracy will be meaningless)")
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", CalibrationWarning)
-            calibration = load_calibration(calib_src, model_path)
-        for w in caught:
-            print(f"edge-bench: WARNING: {w.message}", file=sys.stderr)
-        n = len(next(iter(calibration.values())))
-        what = "random data" if str(calib_src) == RANDOM else str(calib_src)
-        print(f"calibration: {n} samples from {what}", file=sys.stderr)
-
-    fp32_bytes = model_path.stat().st_size
-    rows, failed = [], 0
-    for v in variants:
-        out = out_dir / f"{stem}-{v}.tflite"
-        try:
-            res = make_variant(model_path, v, out, calibration if v in static else None,
-                               quantizer=quantizer, source=source)
-            rows.append({"variant": v, "bytes": res.bytes, "ratio": res.bytes / fp32_bytes,
-                         "recipe": res.recipe_description, "error": None, "path": str(out)})
-        except EdgeBenchError as e:
-            failed += 1
-            rows.append({"variant": v, "bytes": None, "ratio": None, "recipe": "",
-                         "error": str(e), "path": None})
-            print(f"edge-bench: variant {v} failed: {e}", file=sys.stderr)
-    _print_table(rows, out_dir)
+    job = prepare(args.model, args.variants, args.quantizer, args.calibration, args.output)
+    for w in job.warnings:
+        print(f"edge-bench: WARNING: {w}", file=sys.stderr)
+    if job.calibration:
+        print(f"calibration: {job.calibration_samples} samples from {job.calibration_source}",
+              file=sys.stderr)
+    rows, failed = make_variants(
+        job, lambda v, e: print(f"edge-bench: variant {v} failed: {e}", file=sys.stderr))
+    _print_table(rows, job.out_dir)
     if failed:
-        print(f"edge-bench: {failed} of {len(variants)} variant(s) failed; the others are in "
-              f"{out_dir}", file=sys.stderr)
+        print(f"edge-bench: {failed} of {len(job.variants)} variant(s) failed; the others are in "
+              f"{job.out_dir}", file=sys.stderr)
         return 3
     return 0

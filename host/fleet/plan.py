@@ -50,7 +50,7 @@ class ModelSpec:
     calibration: Optional[str] = None  # path or "random"
     eval: Optional[EvalData] = None
     source: Any = None               # Keras/SavedModel path or pytorch.TorchModel `path` came from
-    quantizer: str = "ai-edge-quantizer"  # who makes the variants (quantize.QUANTIZERS)
+    quantizer: str = "ai-edge-quantizer"  # who makes the variants (dispatch.QUANTIZERS)
     _reference: Optional[List[np.ndarray]] = None
     _ref_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -94,12 +94,11 @@ def resolve_model(name: str, calibration: Optional[str], eval_file: Optional[str
                   quantizer: Optional[str] = None) -> ModelSpec:
     """builtin:NAME, a float .tflite, or a Keras/SavedModel (converted to fp32, needs [tf]);
     built-ins bring their calibration and eval."""
-    from ..models.quantize import check_quantizer, float_model
+    from ..models.dispatch import check_quantizer, float_model, main_quantizer, parse_quantizers
     from ..models.pytorch import is_torch_model
     if is_torch_model(name):  # .pt2, module:function or builtin:digits-torch (needs [torch])
         fp32, source = float_model(name)
-        ev = eval_file
-        cal = calibration
+        cal, ev = calibration, eval_file
         if name.startswith("builtin:"):
             from ..models.builtin.torch_models import resolve_torch
             b = resolve_torch(name)
@@ -120,10 +119,10 @@ def resolve_model(name: str, calibration: Optional[str], eval_file: Optional[str
         fp32, source = float_model(p)
         spec = ModelSpec(name=name, path=fp32, calibration=calibration, source=source)
         ev = eval_file
-    quantizers = [q for q in (quantizer or spec.quantizer).split(",") if q.strip()]
-    for q in quantizers:  # e.g. ai-edge-quantizer,pt2e: both routes in one run
+    quantizers = parse_quantizers(quantizer or spec.quantizer)  # e.g. ai-edge-quantizer,pt2e
+    for q in quantizers:
         check_quantizer(q, spec.source, name)
-    spec.quantizer = next((q for q in quantizers if q.strip() != "pt2e"), "pt2e")
+    spec.quantizer = main_quantizer(quantizers)
     if ev:
         spec.eval = load_eval(Path(ev), spec.path)
     return spec
@@ -166,7 +165,7 @@ def make_artifacts(models: Sequence[ModelSpec], variants: Sequence[str],
                    progress: Optional[Callable[[str], None]] = None,
                    cache_dir: Optional[Path] = None) -> List[Artifact]:
     """Quantize every model into every variant (cached). A failed variant never stops the rest."""
-    from ..models.quantize import make_variant
+    from ..models.dispatch import make_variant
     out: List[Artifact] = []
     for m in models:
         for v in variants:

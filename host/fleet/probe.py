@@ -1,7 +1,6 @@
 """Health of one device: reachable, python, runtime, agent version, disk, governor, temperature."""
 from __future__ import annotations
 
-import json
 import time
 from typing import Any, Dict
 
@@ -97,7 +96,3 @@ def _probe_benchmark_model(device: Device, tr: Any, out: Dict[str, Any]) -> Dict
     out["runtime"] = f"benchmark_model ({elf_abi(binary) or 'unknown ABI'})"
     out["ok"] = True
     return out
-
-
-def to_json(result: Dict[str, Any]) -> str:
-    return json.dumps(result, default=str)

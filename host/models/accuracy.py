@@ -102,11 +102,11 @@ def run_model(model_path: Union[str, Path], inputs: Dict[str, np.ndarray],
     arrays [N, *sample shape]. int8/int16 inputs are quantized with the model's scale/zero-point
     and integer outputs dequantized, so the result is comparable with the float model.
     Returns one float array [N, *output shape without the batch of 1] per model output."""
-    from .quantize import _interpreter, check_tflite, model_inputs
+    from .quantize import check_tflite, load_interpreter, model_inputs
 
     check_tflite(model_path)
     specs = model_inputs(model_path)
-    it = _interpreter(model_path, num_threads=num_threads)
+    it = load_interpreter(model_path, num_threads=num_threads)
     in_details = {d["index"]: d for d in it.get_input_details()}
     out_details = it.get_output_details()
     feeds = []

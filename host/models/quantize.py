@@ -27,29 +27,19 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 import re
-import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ..errors import EdgeBenchError, ModelError, UsageError
 from ..hashing import sha256_bytes, sha256_file
-
-VARIANTS: Tuple[str, ...] = (
-    "fp32", "fp16", "dynamic-int8", "int8", "int16x8", "weight-int8", "weight-int4")
-
-#: PyTorch's PT2E route (--quantizer pt2e; models/pytorch/convert.py), named apart
-PT2E_VARIANTS: Tuple[str, ...] = ("pt2e-dynamic-int8", "pt2e-int8")
-
-#: variants whose recipe needs calibration data (static activation ranges)
-STATIC_VARIANTS = frozenset({"int8", "int16x8"})
+from .quantcache import cache_get_or_make, default_cache_dir, write_atomic
+from .variants import STATIC_VARIANTS, VARIANTS, QuantizeResult, needs_calibration, parse_variants
 
 RECIPES: Dict[str, str] = {
     "fp32": "none (float model as given)",
@@ -69,15 +59,6 @@ SIGNATURE_KEY = "serving_default"
 
 class CalibrationWarning(UserWarning):
     """Calibration data is random: the quantized model's accuracy means nothing."""
-
-
-class QuantizeResult(NamedTuple):
-    variant: str
-    path: Path
-    bytes: int
-    sha256: str
-    recipe_description: str
-    cached: bool = False
 
 
 @dataclass(frozen=True)
@@ -108,7 +89,7 @@ def check_tflite(path: Union[str, Path]) -> Path:
     return p
 
 
-def _interpreter(model_path: Union[str, Path], num_threads: Optional[int] = None):
+def load_interpreter(model_path: Union[str, Path], num_threads: Optional[int] = None):
     from ai_edge_litert.interpreter import Interpreter
 
     try:
@@ -122,7 +103,7 @@ def _interpreter(model_path: Union[str, Path], num_threads: Optional[int] = None
 def model_inputs(model_path: Union[str, Path]) -> List[InputSpec]:
     """The model's inputs, named by its SignatureDef `serving_default` when it has one."""
     check_tflite(model_path)
-    it = _interpreter(model_path)
+    it = load_interpreter(model_path)
     details = it.get_input_details()
     sig_names: Dict[str, str] = {}  # tensor name -> signature input name
     sigs = it.get_signature_list()
@@ -149,25 +130,6 @@ def model_ops(model_path: Union[str, Path]) -> List[str]:
         code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
         ops.append(names.get(code, oc.CustomCode().decode() if oc.CustomCode() else str(code)))
     return ops
-
-
-# ---- variants ----------------------------------------------------------------------------------
-def parse_variants(spec: Union[str, Sequence[str]]) -> List[str]:
-    """"fp32,int8" -> ["fp32", "int8"] (order kept, duplicates dropped). Unknown -> UsageError."""
-    items = spec.split(",") if isinstance(spec, str) else list(spec)
-    out: List[str] = []
-    for raw in items:
-        v = raw.strip().lower()
-        if not v:
-            continue
-        if v not in VARIANTS and v not in PT2E_VARIANTS:
-            raise UsageError(f"unknown variant {raw.strip()!r}",
-                             hint="valid: " + ", ".join(VARIANTS + PT2E_VARIANTS))
-        if v not in out:
-            out.append(v)
-    if not out:
-        raise UsageError("no variant given", hint="valid: " + ", ".join(VARIANTS))
-    return out
 
 
 def _recipe(variant: str):
@@ -387,25 +349,6 @@ def _run_quantizer(model_path: Path, variant: str,
     return bytes(result.quantized_model)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _needs_calibration(variant: str) -> UsageError:
-    return UsageError(f"variant {variant} needs calibration data",
-                      hint="pass --calibration FILE (.npz/.npy/folder of .npy) or "
-                           "--calibration random (accuracy will be meaningless)")
-
-
 def quantize_model(model_path: Union[str, Path], variant: str, out_path: Union[str, Path],
                    calibration: Union[None, str, Path, Dict[str, np.ndarray]] = None
                    ) -> QuantizeResult:
@@ -421,11 +364,11 @@ def quantize_model(model_path: Union[str, Path], variant: str, out_path: Union[s
     if variant == "fp32":
         if out_path.resolve() != model_path.resolve():
             out_path.parent.mkdir(parents=True, exist_ok=True)
-            _write_atomic(out_path, model_path.read_bytes())
+            write_atomic(out_path, model_path.read_bytes())
         return _result(variant, out_path, RECIPES[variant])
     if variant in STATIC_VARIANTS:
         if calibration is None:
-            raise _needs_calibration(variant)
+            raise needs_calibration(variant)
         if not isinstance(calibration, dict):
             label = "random" if str(calibration) == RANDOM else Path(calibration).name
             calibration = load_calibration(calibration, model_path)
@@ -450,9 +393,9 @@ def quantize_model(model_path: Union[str, Path], variant: str, out_path: Union[s
         where = f" (op {op})" if op else ""
         raise ModelError(f"variant {variant} of {model_path.name} failed{where}: {msg}",
                          hint=f"model ops: {', '.join(ops)}") from e
-    _write_atomic(out_path, data)
+    write_atomic(out_path, data)
     try:
-        _interpreter(out_path)
+        load_interpreter(out_path)
     except ModelError as e:
         with contextlib.suppress(OSError):
             out_path.unlink()
@@ -467,50 +410,13 @@ def _result(variant: str, path: Path, desc: str, cached: bool = False) -> Quanti
     return QuantizeResult(variant, path, path.stat().st_size, sha256_file(path), desc, cached)
 
 
-# ---- cache -------------------------------------------------------------------------------------
-def default_cache_dir() -> Path:
-    root = os.environ.get("EDGE_BENCH_CACHE")
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "edge-bench"
-    return base / "quantized"
-
-
+# ---- cache (quantcache.py keeps the files) ----------------------------------------------------
 def _quantizer_version() -> str:
     try:
         from importlib.metadata import version
         return version("ai-edge-quantizer")
     except Exception:  # pragma: no cover
         return "unknown"
-
-
-def cache_get_or_make(out: Path, make: Callable[[str], QuantizeResult],
-                      meta_fields: Dict[str, Any]) -> QuantizeResult:
-    """The cached file `out` (validated by its .json sidecar) or `make(tmp_path)` written to a
-    temp name and renamed, so parallel runs never see a half-written model. Shared by both
-    quantizers (ai-edge-quantizer here, TensorFlow's converter in tf_convert)."""
-    meta = out.with_suffix(".json")
-    variant = str(meta_fields["variant"])
-    if out.is_file() and meta.is_file():
-        try:
-            info = json.loads(meta.read_text())
-            if info.get("bytes") == out.stat().st_size:
-                return QuantizeResult(variant, out, info["bytes"], info["sha256"],
-                                      info["recipe_description"], True)
-        except (ValueError, KeyError, OSError):
-            pass  # a broken entry is simply rebuilt
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".tflite", dir=out.parent)
-    os.close(fd)
-    try:
-        res = make(tmp)
-        os.replace(tmp, out)
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-    res = res._replace(path=out)
-    _write_atomic(meta, json.dumps({
-        **meta_fields, "bytes": res.bytes, "sha256": res.sha256,
-        "recipe_description": res.recipe_description}, indent=1).encode())
-    return res
 
 
 def cached_variant(model_path: Union[str, Path], variant: str,
@@ -526,7 +432,7 @@ def cached_variant(model_path: Union[str, Path], variant: str,
     if variant == "fp32":
         return _result(variant, model_path, RECIPES[variant])
     if variant in STATIC_VARIANTS and calibration is None:
-        raise _needs_calibration(variant)
+        raise needs_calibration(variant)
     model_sha = sha256_file(model_path)
     calib_sha = calibration_sha256(calibration) if variant in STATIC_VARIANTS else "none"
     key = sha256_bytes(f"{model_sha}|{variant}|{calib_sha}|{_quantizer_version()}".encode())[:24]
@@ -536,143 +442,3 @@ def cached_variant(model_path: Union[str, Path], variant: str,
         out, lambda tmp: quantize_model(model_path, variant, tmp, calibration),
         {"model_sha256": model_sha, "variant": variant, "calibration_sha256": calib_sha,
          "quantizer": _quantizer_version()})
-
-
-def copy_variant(result: QuantizeResult, out_path: Union[str, Path]) -> QuantizeResult:
-    """Copy a (cached) variant to `out_path`."""
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    if out_path.resolve() != Path(result.path).resolve():
-        shutil.copyfile(result.path, out_path)
-    return result._replace(path=out_path)
-
-
-# ---- quantizer dispatch (ai-edge-quantizer, or TensorFlow's TFLiteConverter: tf_convert.py) ---
-QUANTIZERS: Tuple[str, ...] = ("ai-edge-quantizer", "tflite-converter", "pt2e")
-DEFAULT_QUANTIZER = QUANTIZERS[0]
-PT2E = "pt2e"  # PyTorch's PT2E flow through litert-torch (models/pytorch/convert.py)
-PT2E_PREFIX = PT2E + "-"  # its variants are named pt2e-int8, pt2e-dynamic-int8
-
-
-def parse_quantizer(name: Optional[str]) -> str:
-    q = (name or DEFAULT_QUANTIZER).strip().lower()
-    if q not in QUANTIZERS:
-        raise UsageError(f"unknown quantizer {name!r}", hint="valid: " + ", ".join(QUANTIZERS))
-    return q
-
-
-def parse_quantizers(text: Optional[str]) -> List[str]:
-    """"ai-edge-quantizer,pt2e" -> both routes (one table). tflite-converter and
-    ai-edge-quantizer name their variants alike, so they cannot share a run."""
-    out: List[str] = []
-    for part in (text or DEFAULT_QUANTIZER).split(","):
-        if part.strip():
-            q = parse_quantizer(part)
-            if q not in out:
-                out.append(q)
-    if not out:
-        out = [DEFAULT_QUANTIZER]
-    if len([q for q in out if q != PT2E]) > 1:
-        raise UsageError(f"--quantizer {text}: ai-edge-quantizer and tflite-converter cannot "
-                         f"run together (their variants have the same names)",
-                         hint="run them one at a time; pt2e can join either")
-    return out
-
-
-def route_variants(variants: Sequence[str], quantizers: Sequence[str]) -> List[str]:
-    """The variant names a run makes: for pt2e, `pt2e-` + each variant it offers (fp32 is shared
-    by the routes: the same litert-torch conversion). Asked alone, pt2e keeps the ones it does not
-    offer, so that they fail loudly; next to another route they are that route's."""
-    out: List[str] = []
-    for q in quantizers:
-        for v in variants:
-            if q == PT2E and v != "fp32" and not v.startswith(PT2E_PREFIX):
-                from .pytorch.convert import SUPPORTED
-                if v not in SUPPORTED and len(quantizers) > 1:
-                    continue
-                v = PT2E_PREFIX + v
-            if v not in out:
-                out.append(v)
-    return out
-
-
-def variant_quantizer(variant: str, default: Optional[str]) -> Optional[str]:
-    """Who made `variant` (None for fp32): pt2e for `pt2e-*`, else the model's quantizer."""
-    if variant == "fp32":
-        return None
-    return PT2E if variant.startswith(PT2E_PREFIX) else default
-
-
-def float_model(path: Union[str, Path]) -> Tuple[Path, Any]:
-    """(float .tflite, source or None). A Keras file (.keras/.h5) or SavedModel folder is
-    converted to fp32 by TFLiteConverter (cached; needs the [tf] extra); a PyTorch model (.pt2,
-    module:function, builtin:digits-torch) by litert-torch (cached; needs the [torch] extra),
-    its source then the loaded pytorch.TorchModel."""
-    from .tf_convert import cached_convert, is_tf_model
-    from .pytorch import is_torch_model
-
-    if is_torch_model(str(path)):  # .pt2, module:function, builtin:digits-torch
-        from .pytorch.convert import torch_float_model
-        return torch_float_model(str(path))
-    p = Path(path).expanduser()
-    if is_tf_model(p):
-        return Path(cached_convert(p, "fp32").path), p
-    return check_tflite(p), None
-
-
-def check_quantizer(quantizer: str, source: Optional[Path], model_name: str) -> str:
-    """UsageError when `quantizer` cannot work on this model (the converter needs Keras/SavedModel)."""
-    quantizer = parse_quantizer(quantizer)
-    from .pytorch import TorchModel
-    if quantizer == PT2E and not isinstance(source, TorchModel):
-        raise UsageError(f"--quantizer pt2e quantizes PyTorch models; {model_name} is not one",
-                         hint="give a .pt2 file, a module:function factory or "
-                              "builtin:digits-torch, or use --quantizer ai-edge-quantizer")
-    if quantizer == "tflite-converter" and isinstance(source, TorchModel):
-        source = None
-    if quantizer == "tflite-converter" and source is None:
-        raise UsageError(f"--quantizer tflite-converter converts Keras/SavedModel models; "
-                         f"{model_name} is a .tflite",
-                         hint="give a .keras/.h5 file or a SavedModel folder, or use "
-                              "--quantizer ai-edge-quantizer")
-    return quantizer
-
-
-def make_variant(model_path: Union[str, Path], variant: str,
-                 out_path: Union[None, str, Path] = None,
-                 calibration: Union[None, str, Path, Dict[str, np.ndarray]] = None, *,
-                 quantizer: str = DEFAULT_QUANTIZER, source: Union[None, str, Path] = None,
-                 cache_dir: Union[None, str, Path] = None) -> QuantizeResult:
-    """One variant made by `quantizer`: cached when `out_path` is None, else written there.
-
-    `model_path` is the float .tflite; `source` the Keras/SavedModel it came from (required by
-    tflite-converter, whose fp32 is `model_path` itself)."""
-    quantizer = parse_quantizer(quantizer)
-    if variant.startswith(PT2E_PREFIX) or (quantizer == PT2E and variant != "fp32"):
-        check_quantizer(PT2E, source, Path(model_path).name)  # type: ignore[arg-type]
-        from .pytorch import convert as pt2e
-        if out_path is None:
-            return pt2e.cached_convert(source, variant, calibration, cache_dir,
-                                       float_model=model_path)
-        return pt2e.convert(source, variant, out_path, calibration, float_model=model_path)
-    if quantizer == PT2E:
-        quantizer = DEFAULT_QUANTIZER  # fp32: the litert-torch conversion itself
-    if quantizer == DEFAULT_QUANTIZER or variant == "fp32":
-        res = (cached_variant(model_path, variant, calibration, cache_dir) if out_path is None
-               else quantize_model(model_path, variant, out_path, calibration))
-        if source is not None and res.variant == "fp32":  # converted from source
-            from .pytorch import TorchModel
-            if isinstance(source, TorchModel):
-                from .pytorch.convert import RECIPES as PT_RECIPES
-                desc = f"{PT_RECIPES['fp32']}, from {source.name}"
-            else:
-                from .tf_convert import RECIPES as TF_RECIPES
-                desc = f"{TF_RECIPES['fp32']}, from {Path(source).name}"
-            res = res._replace(recipe_description=desc)
-        return res
-    check_quantizer(quantizer, None if source is None else Path(source), Path(model_path).name)
-    from . import tf_convert
-    if out_path is None:
-        return tf_convert.cached_convert(source, variant, calibration, cache_dir,
-                                         float_model=model_path)
-    return tf_convert.convert(source, variant, out_path, calibration, float_model=model_path)

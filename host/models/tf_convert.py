@@ -48,6 +48,9 @@ import numpy as np
 
 from ..errors import ModelError, UsageError
 from ..hashing import sha256_bytes, sha256_file
+from .quantcache import cache_get_or_make, default_cache_dir, write_atomic
+from .quantize import calibration_sha256, load_calibration, load_interpreter
+from .variants import QuantizeResult, needs_calibration, parse_variants
 
 QUANTIZER = "tflite-converter"
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -159,15 +162,12 @@ def _unsupported(variant: str) -> ModelError:
 
 def convert(source: Union[str, Path], variant: str, out_path: Union[str, Path],
             calibration: Union[None, str, Path, Dict[str, np.ndarray]] = None,
-            float_model: Union[None, str, Path] = None) -> "QuantizeResult":  # noqa: F821
+            float_model: Union[None, str, Path] = None) -> QuantizeResult:
     """Write `variant` of the Keras/SavedModel `source` to `out_path` with TFLiteConverter.
 
     `calibration` (int8/int16x8 only): a dict from quantize.load_calibration or a path/"random"
     to load against `float_model` (this converter's fp32 .tflite of `source`; converted first
     when not given). The written file is loaded once in LiteRT."""
-    from .quantize import (QuantizeResult, _interpreter, _needs_calibration, _write_atomic,
-                           load_calibration, parse_variants)
-
     source = Path(source).expanduser()
     if not is_tf_model(source):
         raise UsageError(f"{source} is not a Keras model (.keras/.h5) or a SavedModel folder",
@@ -182,7 +182,7 @@ def convert(source: Union[str, Path], variant: str, out_path: Union[str, Path],
     n_cal = 0
     if variant in STATIC:
         if calibration is None:
-            raise _needs_calibration(variant)
+            raise needs_calibration(variant)
         if not isinstance(calibration, dict):
             if float_model is None:
                 with tempfile.TemporaryDirectory() as d:
@@ -226,9 +226,9 @@ def convert(source: Union[str, Path], variant: str, out_path: Union[str, Path],
         raise ModelError(f"variant {variant} of {source.name}: TFLiteConverter failed: {msg}"
                          + (f"\nconverter output:\n{detail}" if detail and detail not in msg
                             else "")) from err
-    _write_atomic(out_path, bytes(data))
+    write_atomic(out_path, bytes(data))
     try:
-        _interpreter(out_path)
+        load_interpreter(out_path)
     except ModelError as e:
         with contextlib.suppress(OSError):
             out_path.unlink()
@@ -241,18 +241,15 @@ def convert(source: Union[str, Path], variant: str, out_path: Union[str, Path],
 def cached_convert(source: Union[str, Path], variant: str,
                    calibration: Union[None, str, Path] = None,
                    cache_dir: Union[None, str, Path] = None,
-                   float_model: Union[None, str, Path] = None) -> "QuantizeResult":  # noqa: F821
+                   float_model: Union[None, str, Path] = None) -> QuantizeResult:
     """`variant` of `source` from the cache, converting on a miss. Key: (source sha256, variant,
     calibration sha256 for int8/int16x8, "tflite-converter", TensorFlow version)."""
-    from .quantize import (QuantizeResult, _needs_calibration, cache_get_or_make,
-                           calibration_sha256, default_cache_dir, parse_variants)
-
     source = Path(source).expanduser()
     variant = parse_variants(variant)[0]
     if variant not in SUPPORTED:
         raise _unsupported(variant)
     if variant in STATIC and calibration is None:
-        raise _needs_calibration(variant)
+        raise needs_calibration(variant)
     if not is_tf_model(source):
         raise UsageError(f"{source} is not a Keras model (.keras/.h5) or a SavedModel folder")
     src_sha = source_sha256(source)

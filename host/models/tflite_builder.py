@@ -291,16 +291,6 @@ class ModelBuilder:
         self._op(schema.BuiltinOperator.ADD, [a, b], [y], schema.BuiltinOptions.AddOptions, opts)
         return y
 
-    def relu(self, x: int) -> int:
-        y = self._tmp("relu", self.shape(x))
-        self._op(schema.BuiltinOperator.RELU, [x], [y])
-        return y
-
-    def relu6(self, x: int) -> int:
-        y = self._tmp("relu6", self.shape(x))
-        self._op(schema.BuiltinOperator.RELU6, [x], [y])
-        return y
-
     # ---- serialization ---------------------------------------------------------------------
     def model(self) -> schema.ModelT:
         if not self._inputs or not self._outputs:

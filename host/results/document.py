@@ -6,7 +6,6 @@ The JSON Schema lives in schemas/run-1.json (shipped as package data). `validate
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 import os
@@ -252,13 +251,3 @@ def write_rows_csv(rows: Sequence[Dict[str, Any]], columns: Sequence[str], path:
 def write_csv(doc: Dict[str, Any], path: PathLike) -> None:
     """One CSV row per result of the run (statistics, environment, accuracy; no raw samples)."""
     write_rows_csv([result_row(doc, r) for r in doc.get("results") or []], RESULT_CSV_COLUMNS, path)
-
-
-def csv_text(doc: Dict[str, Any]) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=RESULT_CSV_COLUMNS, extrasaction="ignore")
-    w.writeheader()
-    for r in doc.get("results") or []:
-        row = result_row(doc, r)
-        w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in RESULT_CSV_COLUMNS})
-    return buf.getvalue()

@@ -11,7 +11,6 @@ import numpy as np
 
 from .. import __version__
 from ..analysis.stats import bootstrap_median_ci, summarize
-from ..models.quantize import variant_quantizer
 
 SCHEMA = "edge-bench/run/1"
 
@@ -49,9 +48,14 @@ def base_result(device: str, task: Any) -> Dict[str, Any]:
         "latency_ms": summarize([]), "median_ci_ms": None, "samples_ms": [],
         "peak_rss_mb": None, "cooldown_s": None, "accuracy": None,
         # who made this variant and how (ai-edge-quantizer or TensorFlow's converter)
-        "quantizer": variant_quantizer(art.variant, getattr(art.model, "quantizer", None)),
+        "quantizer": _quantizer(art),
         "recipe": art.recipe,
     }
+
+
+def _quantizer(art: Any) -> Optional[str]:
+    from ..models.dispatch import variant_quantizer  # pt2e-* variants are PyTorch's PT2E
+    return variant_quantizer(art.variant, getattr(art.model, "quantizer", None))
 
 
 def error_result(device: str, task: Any, message: str, status: str = "error",

@@ -279,21 +279,6 @@ class Store:
                 raise StoreError(f"unknown run {run_id}")
         self._write(op)
 
-    def import_doc(self, doc: Dict[str, Any]) -> str:
-        """Store a whole results document (e.g. read from a --json file). Returns its run_id."""
-        meta = {k: v for k, v in doc.items() if k != "results"}
-        meta.setdefault("status", "finished")
-        run_id = self.begin_run(meta)
-        for r in doc.get("results") or []:
-            self.add_result(run_id, r)
-        return run_id
-
-    def delete_run(self, ref: str) -> str:
-        run_id = self.resolve(ref)
-        self._write(lambda db: (db.execute("DELETE FROM results WHERE run_id = ?", (run_id,)),
-                                db.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))))
-        return run_id
-
     # --- reading --------------------------------------------------------------------------
     _ORDER = "ORDER BY started_at DESC, id DESC"
 
@@ -444,7 +429,3 @@ def _split_sql(script: str) -> Iterable[str]:
 def _new_run_id() -> str:
     from .record import new_run_id
     return new_run_id()
-
-
-def open_store(path: Union[str, os.PathLike, None] = None, *, create: bool = True) -> Store:
-    return Store(path, create=create)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Dict, Iterator, Optional, Sequence
@@ -98,7 +97,3 @@ class LocalTransport(Transport):
 
     def resolve_workdir(self, workdir: str) -> str:
         return str(Path(workdir).expanduser())
-
-    @staticmethod
-    def default_python() -> Sequence[str]:
-        return [sys.executable]

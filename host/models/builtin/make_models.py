@@ -115,12 +115,6 @@ def train_digits(x: np.ndarray, y: np.ndarray, epochs: int = 150, batch: int = 3
     return [(w.astype(np.float32), b.astype(np.float32)) for w, b in params]
 
 
-def digits_predict(params, x: np.ndarray) -> np.ndarray:
-    """Numpy reference forward pass (probabilities), float32 weights."""
-    return _softmax(_forward([(w.astype(np.float64), b.astype(np.float64)) for w, b in params],
-                             x.astype(np.float64))[-1])
-
-
 def build_digits_tflite(params) -> bytes:
     mb = ModelBuilder("edge-bench builtin:digits (MLP on sklearn 8x8 digits)")
     h = mb.input(DIGITS_INPUT, [1, 64])

@@ -131,8 +131,8 @@ def _convert(model: TorchModel, variant: str, out_path: Path,
             if data is None:
                 edge.export(str(out_path))
             else:
-                from ..quantize import _write_atomic
-                _write_atomic(out_path, bytes(data))
+                from ..quantcache import write_atomic
+                write_atomic(out_path, bytes(data))
         except EdgeBenchError:
             raise
         except Exception as e:  # noqa: BLE001 - torch/litert-torch raise anything
@@ -154,7 +154,8 @@ def convert(model: Union[str, TorchModel], variant: str, out_path: Union[str, Pa
 
     `calibration` (pt2e-int8): a dict from quantize.load_calibration, or a path/"random" loaded
     against `float_model` (the fp32 .tflite of this model)."""
-    from ..quantize import QuantizeResult, _interpreter, _needs_calibration, load_calibration
+    from ..quantize import load_calibration, load_interpreter
+    from ..variants import QuantizeResult, needs_calibration
 
     tm = model if isinstance(model, TorchModel) else load_torch_model(model)
     base = base_variant(variant)
@@ -175,7 +176,7 @@ def convert(model: Union[str, TorchModel], variant: str, out_path: Union[str, Pa
     cal = None
     if base in STATIC:
         if calibration is None:
-            raise _needs_calibration(variant)
+            raise needs_calibration(variant)
         if isinstance(calibration, dict):
             cal = calibration
         else:
@@ -184,7 +185,7 @@ def convert(model: Union[str, TorchModel], variant: str, out_path: Union[str, Pa
     out_path.parent.mkdir(parents=True, exist_ok=True)
     n_cal = _convert(tm, base, out_path, cal)
     try:
-        _interpreter(out_path)
+        load_interpreter(out_path)
     except ModelError as e:
         with contextlib.suppress(OSError):
             out_path.unlink()
@@ -201,13 +202,14 @@ def cached_convert(model: Union[str, TorchModel], variant: str,
                    float_model: Union[None, str, Path] = None):
     """`variant` of the PyTorch model from the cache, converting on a miss. Key: (model content
     sha256, variant, calibration sha256 for pt2e-int8, torch + litert-torch versions)."""
-    from ..quantize import (_needs_calibration, cache_get_or_make, calibration_sha256,
-                            default_cache_dir)
+    from ..quantcache import cache_get_or_make, default_cache_dir
+    from ..quantize import calibration_sha256
+    from ..variants import needs_calibration
 
     tm = model if isinstance(model, TorchModel) else load_torch_model(model)
     base = base_variant(variant)
     if base in STATIC and calibration is None:
-        raise _needs_calibration(variant)
+        raise needs_calibration(variant)
     calib_sha = calibration_sha256(calibration) if base in STATIC else "none"
     ver = versions()
     key = sha256_bytes(f"{tm.sha256}|{base}|{calib_sha}|{ROUTE}|{ver}".encode())[:24]

@@ -1,4 +1,6 @@
-"""Compare two runs: did anything get slower or less accurate than the baseline?
+"""The verdict of a comparison of two runs (pure: no I/O, no store; the service is app/compare.py).
+
+Did anything get slower or less accurate than the baseline?
 
 For every (device, model, variant, threads) present in either run:
 
@@ -53,11 +55,8 @@ agent version, governor, CPU, model sha256) are listed on the row, never compare
 """
 from __future__ import annotations
 
-import json
 import math
-import os
-import sys
-from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -95,10 +94,6 @@ def result_key(r: Dict[str, Any]) -> Key:
             int(t) if t is not None else None)
 
 
-def key_str(k: Key) -> str:
-    return f"{k[0]} {k[1]} {k[2]} t{k[3] if k[3] is not None else '-'}"
-
-
 def _index(doc: Dict[str, Any]) -> Dict[Key, Dict[str, Any]]:
     """key -> result; when a key repeats, an ok result wins over a failed one, later over earlier."""
     out: Dict[Key, Dict[str, Any]] = {}
@@ -125,12 +120,6 @@ def _median(r: Dict[str, Any], s: np.ndarray) -> Optional[float]:
         return float(np.median(s))
     m = (r.get("latency_ms") or {}).get("median")
     return float(m) if m is not None else None
-
-
-def _short(v: Any) -> str:
-    if isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v):
-        return v[:10]
-    return str(v)
 
 
 def env_mismatches(base: Dict[str, Any], cand: Dict[str, Any]) -> List[Dict[str, Any]]:
@@ -170,7 +159,7 @@ def compare_results(base: Optional[Dict[str, Any]], cand: Optional[Dict[str, Any
     """One comparison row (a dict) for a key present in base, cand or both.
 
     `noise` ({"sigma": s, "runs": n}) is the run-to-run spread of this key's log median seen in
-    the store's history (`history_noise`); when given, a change must also clear
+    the store's history (`app.compare.history_noise`); when given, a change must also clear
     z(1-alpha) * sqrt(2) * sigma, the spread two independent runs show with no change at all
     (sigma of the log fast quartile, the statistic the verdict is decided on).
     """
@@ -307,7 +296,7 @@ def compare_docs(base_doc: Dict[str, Any], cand_doc: Dict[str, Any], *,
                  confidence: float = DEFAULT_CONFIDENCE,
                  noise: Optional[Dict[Key, Dict[str, Any]]] = None) -> Dict[str, Any]:
     """Compare two results documents. Returns {base, cand, settings, rows, summary, regressed}.
-    `noise`: per key run-to-run spread from the store (see `history_noise`), optional."""
+    `noise`: per key run-to-run spread from the store (see `app.compare.history_noise`), optional."""
     if threshold < 0 or not math.isfinite(threshold):
         from ..errors import UsageError
         raise UsageError(f"--threshold must be a fraction >= 0 (0.05 = 5%), got {threshold}")
@@ -343,244 +332,8 @@ def _doc_ref(doc: Dict[str, Any]) -> Dict[str, Any]:
             "started_at": doc.get("started_at"), "source": doc.get("_source")}
 
 
-# --- run-to-run noise from the store -------------------------------------------------------
-
-HISTORY_RUNS = 20
-MIN_HISTORY_RUNS = 5
-
-
-def history_noise(store: Any, docs: Sequence[Dict[str, Any]], exclude: Sequence[str] = (),
-                  last: int = HISTORY_RUNS) -> Dict[Key, Dict[str, Any]]:
-    """Per key of `docs[0]`: the run-to-run spread (sigma of the log of the decision statistic,
-    the fast quartile: `run_level`) over the stored
-    runs of that key with the same model sha256, runtime version and agent version as the
-    baseline, leaving out the runs in `exclude`. Estimated from successive differences
-    (sigma = 1.4826 * median |d log median| / sqrt(2)), so a one-off step (a real regression in
-    the history) barely moves it. Keys with fewer than MIN_HISTORY_RUNS such runs are left out.
-    """
-    out: Dict[Key, Dict[str, Any]] = {}
-    base = docs[0]
-    for r in base.get("results") or []:
-        if r.get("status") != "ok":
-            continue
-        k = result_key(r)
-        rows = store.history(device=k[0], model=k[1], variant=k[2], threads=k[3],
-                             last=last + len(exclude), status="ok", samples=True)
-        env = [get(r) for _, get in ENV_FIELDS[:4]] + [r.get("model_sha256")]
-        levels = [run_level(h["result"]) or h["median_ms"] for h in rows
-                  if h["run_id"] not in exclude
-                  and [get(h["result"]) for _, get in ENV_FIELDS[:4]] + [h["model_sha256"]] == env]
-        n = noise_from_medians([x for x in levels if x][-last:])
-        if n is not None:
-            out[k] = n
-    return out
-
-
 def run_level(result: Dict[str, Any]) -> Optional[float]:
     """The statistic verdicts are decided on (DECISION_QUANTILE of all the samples, pooled over
     the worker processes) for one result."""
     s = _samples(result)
     return float(np.quantile(s, DECISION_QUANTILE)) if s.size else None
-
-
-def noise_from_medians(medians: Sequence[float]) -> Optional[Dict[str, Any]]:
-    """{"sigma", "runs"} of a key's stored per-run levels (`run_level`, oldest first), or None
-    when fewer than MIN_HISTORY_RUNS: the run-to-run spread used by `history_noise` (and the
-    benchmark)."""
-    meds = [float(m) for m in medians if m and m > 0]
-    if len(meds) < MIN_HISTORY_RUNS:
-        return None
-    d = np.diff(np.log(np.asarray(meds, dtype=np.float64)))
-    sigma = 1.4826 * float(np.median(np.abs(d))) / math.sqrt(2.0)
-    return {"sigma": sigma, "runs": len(meds)}
-
-
-# --- loading ------------------------------------------------------------------------------
-
-def load_doc(ref: str, store: Any = None, db: Optional[str] = None,
-             exclude: Optional[str] = None) -> Dict[str, Any]:
-    """A results document from a --json file path, or from the store by run id / label /
-    last / last~N. `store` is an open Store (opened from `db` when None and needed)."""
-    if os.path.isfile(ref) or ref == "-" or ref.endswith(".json"):
-        from ..results.document import read_json
-        doc = read_json(ref)
-        doc["_source"] = ref
-        return doc
-    if store is None:
-        from ..results.store import Store
-        store = Store(db, create=False)
-    run_id = store.resolve(ref, exclude=exclude)
-    doc = store.get_run(run_id)
-    doc["_source"] = ref
-    return doc
-
-
-# --- output -------------------------------------------------------------------------------
-
-def _fmt_ms(x: Optional[float]) -> str:
-    if x is None:
-        return "-"
-    return f"{x:.4f}" if x < 1 else (f"{x:.3f}" if x < 10 else f"{x:.1f}")
-
-
-def _fmt_ratio(r: Dict[str, Any], prefix: str = "") -> str:
-    ratio, lo, hi = r.get(prefix + "ratio"), r.get(prefix + "ci_lo"), r.get(prefix + "ci_hi")
-    if ratio is None:
-        return "-"
-    s = f"{(ratio - 1) * 100:+.1f}%"
-    if lo is not None and hi is not None:
-        s += f" [{(lo - 1) * 100:+.1f}, {(hi - 1) * 100:+.1f}]"
-    return s
-
-
-def _fmt_p(p: Optional[float]) -> str:
-    return "-" if p is None else (f"{p:.1e}" if p < 0.001 else f"{p:.3f}")
-
-
-def _fmt_acc(r: Dict[str, Any]) -> str:
-    a = r.get("accuracy") or {}
-    if a.get("base_top1") is not None and a.get("cand_top1") is not None:
-        return f"{a['base_top1'] * 100:.1f}->{a['cand_top1'] * 100:.1f}%"
-    if a.get("cand_top1") is not None:
-        return f"{a['cand_top1'] * 100:.1f}%"
-    return "-"
-
-
-def _fmt_env(r: Dict[str, Any]) -> str:
-    return "; ".join(f"{m['field']}: {_short(m['base'])} -> {_short(m['cand'])}" for m in r["mismatches"])
-
-
-def _title(cmp: Dict[str, Any]) -> str:
-    def name(d: Dict[str, Any]) -> str:
-        return f"{d.get('run_id')}" + (f" ({d['label']})" if d.get("label") else "")
-    return f"{name(cmp['base'])} -> {name(cmp['cand'])}"
-
-
-def summary_line(cmp: Dict[str, Any]) -> str:
-    s = cmp["summary"]
-    parts = [f"{n} {v}" for v, n in s.items() if n]
-    head = "REGRESSION" if cmp["regressed"] else "no regression"
-    line = f"{head}: " + (", ".join(parts) if parts else "nothing to compare")
-    if cmp["mismatched_rows"]:
-        line += f"; {cmp['mismatched_rows']} row(s) with a different environment"
-    st = cmp["settings"]
-    line += (f" (threshold {st['threshold'] * 100:g}%, alpha {st['alpha']:g},"
-             f" accuracy {st['accuracy_threshold'] * 100:g} pt)")
-    return line
-
-
-COLUMNS = ["device", "model", "variant", "thr", "base ms", "cand ms", "median change [95% CI]",
-           "p25 change [95% CI]", "p", "top-1", "verdict", "environment / notes"]
-VERDICT_COLUMN = COLUMNS.index("verdict")
-
-
-def table_rows(cmp: Dict[str, Any]) -> List[List[str]]:
-    out = []
-    for r in cmp["rows"]:
-        notes = "; ".join(x for x in [_fmt_env(r)] + r["notes"] if x)
-        out.append([r["device"], r["model"], r["variant"],
-                    "-" if r["threads"] is None else str(r["threads"]),
-                    _fmt_ms(r["base_median_ms"]), _fmt_ms(r["cand_median_ms"]), _fmt_ratio(r),
-                    _fmt_ratio(r, "p25_"), _fmt_p(r["p_value"]), _fmt_acc(r), r["verdict"], notes])
-    return out
-
-
-VERDICT_STYLE = {"slower": "bold red", "accuracy-drop": "bold red", "error": "red",
-                 "faster": "green", "same": "", "missing": "yellow", "new": "cyan"}
-
-
-def print_rich(cmp: Dict[str, Any], file: Optional[TextIO] = None) -> None:
-    """The comparison as a rich table (plain text when not a terminal)."""
-    from rich.console import Console
-    from rich.table import Table
-    console = Console(file=file or sys.stdout, width=None if (file or sys.stdout).isatty() else 160)
-    t = Table(title=f"compare {_title(cmp)}", expand=False)
-    for c in COLUMNS:
-        t.add_column(c, justify="right" if c in ("thr", "base ms", "cand ms", "p") else "left",
-                     overflow="fold", max_width=50 if c.startswith("environment") else None)
-    for r, cells in zip(cmp["rows"], table_rows(cmp)):
-        style = VERDICT_STYLE.get(r["verdict"], "")
-        if r["mismatches"] and not style:
-            style = "yellow"
-        t.add_row(*cells, style=style or None)
-    console.print(t)
-    console.print(summary_line(cmp), style="bold red" if cmp["regressed"] else "bold green")
-
-
-def to_markdown(cmp: Dict[str, Any]) -> str:
-    """A Markdown report (for a CI comment)."""
-    icon = {"slower": "🔴", "accuracy-drop": "🔴", "error": "🔴", "faster": "🟢", "same": "⚪",
-            "missing": "🟡", "new": "🔵"}
-
-    def cell(s: str) -> str:
-        return s.replace("|", "\\|").replace("\n", " ")
-
-    lines = [f"### edge-bench compare: {cell(_title(cmp))}", "", f"**{summary_line(cmp)}**", "",
-             "| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
-    for r, cells in zip(cmp["rows"], table_rows(cmp)):
-        cells = list(cells)
-        cells[VERDICT_COLUMN] = f"{icon.get(r['verdict'], '')} {cells[VERDICT_COLUMN]}"
-        lines.append("| " + " | ".join(cell(c) for c in cells) + " |")
-    st = cmp["settings"]
-    lines += ["", f"<sub>change = candidate/baseline - 1 of the median and of the fast quartile "
-                  f"(p25, all worker processes' samples), with {st['confidence'] * 100:g}% block-bootstrap intervals; p = Mann-Whitney U "
-                  f"on the blocks' p25. `slower` needs the p25 change >= {st['threshold'] * 100:g}%, its "
-                  f"interval above 0 and p < {st['alpha']:g} (other load only adds time, so it moves the "
-                  f"median far more than p25; a real slowdown moves both).</sub>", ""]
-    return "\n".join(lines)
-
-
-def to_json_text(cmp: Dict[str, Any]) -> str:
-    from ..results.document import _clean
-    return json.dumps(_clean(cmp), indent=1) + "\n"
-
-
-def write_text(text: str, path: str) -> None:
-    from ..results.document import write_text as write
-    write(text, path)
-
-
-def emit(cmp: Dict[str, Any], *, json_out: Optional[str] = None, markdown_out: Optional[str] = None,
-         file: Optional[TextIO] = None, quiet: bool = False) -> None:
-    """Write --json / --markdown outputs and print the table (unless one of them went to
-    stdout, or quiet)."""
-    if json_out:
-        write_text(to_json_text(cmp), json_out)
-    if markdown_out:
-        write_text(to_markdown(cmp), markdown_out)
-    to_stdout = "-" in (json_out, markdown_out)
-    if not quiet:
-        print_rich(cmp, file=sys.stderr if to_stdout else file)
-
-
-def compare_and_print(store: Any, base_ref: str, cand_doc: Dict[str, Any],
-                      threshold: float = DEFAULT_THRESHOLD, *, alpha: float = DEFAULT_ALPHA,
-                      accuracy_threshold: float = DEFAULT_ACCURACY_THRESHOLD,
-                      json_out: Optional[str] = None, markdown_out: Optional[str] = None,
-                      file: Optional[TextIO] = None, quiet: bool = False,
-                      use_history: bool = True) -> Tuple[List[Dict[str, Any]], bool]:
-    """For `run --baseline X [--fail-on-regression]`: compare the run just made (`cand_doc`)
-    with the baseline `base_ref` (run id, label, last, last~N or a --json path; `last` and
-    labels never resolve to the candidate run itself), print the table, return (rows, regressed).
-    With `use_history`, keys with enough stored runs also need to clear their run-to-run noise.
-    """
-    import re
-    from ..errors import UsageError
-    try:
-        base_doc = load_doc(base_ref, store=store, exclude=cand_doc.get("run_id"))
-    except UsageError:
-        # `--baseline last` on the first night: no earlier run to compare with is not an error
-        # (an unknown label or run id still is)
-        if store is None or not re.match(r"^last(~\d+)?$", str(base_ref).strip()):
-            raise
-        print(f"edge-bench: no baseline yet: the store has no run `{base_ref}` before this one;"
-              f" nothing compared (run {cand_doc.get('run_id')} is the first baseline)",
-              file=file or sys.stdout)
-        return [], False
-    noise = None
-    if store is not None and use_history:
-        noise = history_noise(store, [base_doc, cand_doc], exclude=[str(cand_doc.get("run_id"))])
-    cmp = compare_docs(base_doc, cand_doc, threshold=threshold, alpha=alpha,
-                       accuracy_threshold=accuracy_threshold, noise=noise)
-    emit(cmp, json_out=json_out, markdown_out=markdown_out, file=file, quiet=quiet)
-    return cmp["rows"], bool(cmp["regressed"])

@@ -1,0 +1,117 @@
+"""The quantize service: resolve the model (built-in, .tflite, Keras/SavedModel), load the
+calibration once, and write one file per variant into a folder; a failed variant is a row with
+its error, the others are still made."""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from ..errors import EdgeBenchError, UsageError
+from ..models.variants import PT2E_STATIC, STATIC_VARIANTS
+
+STATIC = STATIC_VARIANTS | PT2E_STATIC  # the variants that need calibration data
+
+
+def resolve_model(spec: str) -> Tuple[Path, Optional[Path], str]:
+    from ..models.builtin import is_builtin, resolve
+    from ..models.quantize import check_tflite
+    from ..models.tf_convert import is_tf_model
+    from ..models.pytorch import is_torch_model
+
+    if is_torch_model(spec):  # converted by dispatch.float_model (litert-torch)
+        from ..models.pytorch.source import stem_of
+        cal = None
+        if is_builtin(spec):
+            from ..models.builtin.torch_models import resolve_torch
+            cal = resolve_torch(spec).calibration
+        return spec, cal, stem_of(spec)  # type: ignore[return-value]
+    if is_builtin(spec):
+        m = resolve(spec)
+        return m.path, m.calibration, spec.split(":", 1)[1]
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise UsageError(f"model file {path} does not exist",
+                         hint="give a .tflite path or builtin:digits / builtin:mobilenet")
+    if not is_tf_model(path):
+        check_tflite(path)
+    return path, None, path.stem
+
+
+@dataclass
+class QuantizeJob:
+    """What `edge-bench quantize` will make, with the calibration already loaded."""
+    variants: List[str]
+    model_path: Path                   # the float .tflite (converted from Keras/SavedModel)
+    source: Any                        # the Keras/SavedModel path or TorchModel, or None
+    quantizer: str
+    stem: str
+    out_dir: Path
+    calibration: Optional[Dict[str, np.ndarray]] = None
+    calibration_source: Optional[str] = None   # "random data" or the path
+    warnings: List[str] = field(default_factory=list)
+
+    @property
+    def calibration_samples(self) -> int:
+        return len(next(iter(self.calibration.values()))) if self.calibration else 0
+
+
+def prepare(model: str, variants: str, quantizer: str, calibration: Optional[str],
+            output: str) -> QuantizeJob:
+    """Check everything and load the calibration, before any variant is made."""
+    from ..models.dispatch import (check_quantizer, float_model, main_quantizer,
+                                   parse_quantizers, route_variants)
+    from ..models.quantize import RANDOM, CalibrationWarning, load_calibration
+    from ..models.variants import VARIANTS, parse_variants
+
+    names = list(VARIANTS) if variants.strip().lower() == "all" else parse_variants(variants)
+    quantizers = parse_quantizers(quantizer)
+    names = route_variants(names, quantizers)  # pt2e: pt2e-int8, ...
+    model_path, builtin_calib, stem = resolve_model(model)
+    model_path, source = float_model(model_path)  # Keras/SavedModel/PyTorch -> fp32 .tflite
+    for q in quantizers:
+        check_quantizer(q, source, model)
+    job = QuantizeJob(names, model_path, source, main_quantizer(quantizers), stem,
+                      Path(output).expanduser())
+    calib_src = calibration or builtin_calib
+    if job.out_dir.exists() and not job.out_dir.is_dir():
+        raise UsageError(f"output {job.out_dir} exists and is not a folder")
+    job.out_dir.mkdir(parents=True, exist_ok=True)
+    static = [v for v in names if v in STATIC]
+    if static:
+        if calib_src is None:
+            raise UsageError(f"variant(s) {', '.join(static)} need calibration data",
+                             hint="pass --calibration FILE (.npz/.npy/folder of .npy) or "
+                                  "--calibration random (accuracy will be meaningless)")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", CalibrationWarning)
+            job.calibration = load_calibration(calib_src, model_path)
+        job.warnings = [str(w.message) for w in caught]
+        job.calibration_source = "random data" if str(calib_src) == RANDOM else str(calib_src)
+    return job
+
+
+def make_variants(job: QuantizeJob, on_error: Callable[[str, EdgeBenchError], None]
+                  ) -> Tuple[List[Dict[str, Any]], int]:
+    """(one row per variant, how many failed). `on_error(variant, error)` as each one fails."""
+    from ..models.dispatch import make_variant
+    fp32_bytes = job.model_path.stat().st_size
+    rows: List[Dict[str, Any]] = []
+    failed = 0
+    for v in job.variants:
+        out = job.out_dir / f"{job.stem}-{v}.tflite"
+        try:
+            res = make_variant(job.model_path, v, out,
+                               job.calibration if v in STATIC else None,
+                               quantizer=job.quantizer, source=job.source)
+            rows.append({"variant": v, "bytes": res.bytes, "ratio": res.bytes / fp32_bytes,
+                         "recipe": res.recipe_description, "error": None, "path": str(out)})
+        except EdgeBenchError as e:
+            failed += 1
+            rows.append({"variant": v, "bytes": None, "ratio": None, "recipe": "",
+                         "error": str(e), "path": None})
+            on_error(v, e)
+    return rows, failed

@@ -1,0 +1,55 @@
+"""The variant names every quantizer makes, and what a made variant is.
+
+Shared by both quantizers (ai-edge-quantizer: quantize.py; TensorFlow's converter:
+tf_convert.py), the dispatch between them (dispatch.py) and the commands.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, NamedTuple, Sequence, Tuple, Union
+
+from ..errors import UsageError
+
+VARIANTS: Tuple[str, ...] = (
+    "fp32", "fp16", "dynamic-int8", "int8", "int16x8", "weight-int8", "weight-int4")
+
+#: PyTorch's PT2E route (--quantizer pt2e; models/pytorch/convert.py), named apart
+PT2E_VARIANTS: Tuple[str, ...] = ("pt2e-dynamic-int8", "pt2e-int8")
+PT2E_STATIC = frozenset({"pt2e-int8"})  # calibrated through the PyTorch model
+
+#: variants whose recipe needs calibration data (static activation ranges)
+STATIC_VARIANTS = frozenset({"int8", "int16x8"})
+
+
+class QuantizeResult(NamedTuple):
+    variant: str
+    path: Path
+    bytes: int
+    sha256: str
+    recipe_description: str
+    cached: bool = False
+
+
+# ---- variants ----------------------------------------------------------------------------------
+def parse_variants(spec: Union[str, Sequence[str]]) -> List[str]:
+    """"fp32,int8" -> ["fp32", "int8"] (order kept, duplicates dropped). Unknown -> UsageError."""
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    out: List[str] = []
+    for raw in items:
+        v = raw.strip().lower()
+        if not v:
+            continue
+        if v not in VARIANTS and v not in PT2E_VARIANTS:
+            raise UsageError(f"unknown variant {raw.strip()!r}",
+                             hint="valid: " + ", ".join(VARIANTS + PT2E_VARIANTS))
+        if v not in out:
+            out.append(v)
+    if not out:
+        raise UsageError("no variant given", hint="valid: " + ", ".join(VARIANTS))
+    return out
+
+
+def needs_calibration(variant: str) -> UsageError:
+    return UsageError(f"variant {variant} needs calibration data",
+                      hint="pass --calibration FILE (.npz/.npy/folder of .npy) or "
+                           "--calibration random (accuracy will be meaningless)")

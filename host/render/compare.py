@@ -1,0 +1,152 @@
+"""How a comparison is shown: a rich table, Markdown (for a CI comment) and JSON.
+
+The comparison itself comes from app/compare.py (verdicts: analysis/verdict.py).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Dict, List, Optional, TextIO
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v):
+        return v[:10]
+    return str(v)
+
+
+
+def _fmt_ms(x: Optional[float]) -> str:
+    if x is None:
+        return "-"
+    return f"{x:.4f}" if x < 1 else (f"{x:.3f}" if x < 10 else f"{x:.1f}")
+
+
+def _fmt_ratio(r: Dict[str, Any], prefix: str = "") -> str:
+    ratio, lo, hi = r.get(prefix + "ratio"), r.get(prefix + "ci_lo"), r.get(prefix + "ci_hi")
+    if ratio is None:
+        return "-"
+    s = f"{(ratio - 1) * 100:+.1f}%"
+    if lo is not None and hi is not None:
+        s += f" [{(lo - 1) * 100:+.1f}, {(hi - 1) * 100:+.1f}]"
+    return s
+
+
+def _fmt_p(p: Optional[float]) -> str:
+    return "-" if p is None else (f"{p:.1e}" if p < 0.001 else f"{p:.3f}")
+
+
+def _fmt_acc(r: Dict[str, Any]) -> str:
+    a = r.get("accuracy") or {}
+    if a.get("base_top1") is not None and a.get("cand_top1") is not None:
+        return f"{a['base_top1'] * 100:.1f}->{a['cand_top1'] * 100:.1f}%"
+    if a.get("cand_top1") is not None:
+        return f"{a['cand_top1'] * 100:.1f}%"
+    return "-"
+
+
+def _fmt_env(r: Dict[str, Any]) -> str:
+    return "; ".join(f"{m['field']}: {_short(m['base'])} -> {_short(m['cand'])}" for m in r["mismatches"])
+
+
+def _title(cmp: Dict[str, Any]) -> str:
+    def name(d: Dict[str, Any]) -> str:
+        return f"{d.get('run_id')}" + (f" ({d['label']})" if d.get("label") else "")
+    return f"{name(cmp['base'])} -> {name(cmp['cand'])}"
+
+
+def summary_line(cmp: Dict[str, Any]) -> str:
+    s = cmp["summary"]
+    parts = [f"{n} {v}" for v, n in s.items() if n]
+    head = "REGRESSION" if cmp["regressed"] else "no regression"
+    line = f"{head}: " + (", ".join(parts) if parts else "nothing to compare")
+    if cmp["mismatched_rows"]:
+        line += f"; {cmp['mismatched_rows']} row(s) with a different environment"
+    st = cmp["settings"]
+    line += (f" (threshold {st['threshold'] * 100:g}%, alpha {st['alpha']:g},"
+             f" accuracy {st['accuracy_threshold'] * 100:g} pt)")
+    return line
+
+
+COLUMNS = ["device", "model", "variant", "thr", "base ms", "cand ms", "median change [95% CI]",
+           "p25 change [95% CI]", "p", "top-1", "verdict", "environment / notes"]
+VERDICT_COLUMN = COLUMNS.index("verdict")
+
+
+def table_rows(cmp: Dict[str, Any]) -> List[List[str]]:
+    out = []
+    for r in cmp["rows"]:
+        notes = "; ".join(x for x in [_fmt_env(r)] + r["notes"] if x)
+        out.append([r["device"], r["model"], r["variant"],
+                    "-" if r["threads"] is None else str(r["threads"]),
+                    _fmt_ms(r["base_median_ms"]), _fmt_ms(r["cand_median_ms"]), _fmt_ratio(r),
+                    _fmt_ratio(r, "p25_"), _fmt_p(r["p_value"]), _fmt_acc(r), r["verdict"], notes])
+    return out
+
+
+VERDICT_STYLE = {"slower": "bold red", "accuracy-drop": "bold red", "error": "red",
+                 "faster": "green", "same": "", "missing": "yellow", "new": "cyan"}
+
+
+def print_rich(cmp: Dict[str, Any], file: Optional[TextIO] = None) -> None:
+    """The comparison as a rich table (plain text when not a terminal)."""
+    from rich.console import Console
+    from rich.table import Table
+    console = Console(file=file or sys.stdout, width=None if (file or sys.stdout).isatty() else 160)
+    t = Table(title=f"compare {_title(cmp)}", expand=False)
+    for c in COLUMNS:
+        t.add_column(c, justify="right" if c in ("thr", "base ms", "cand ms", "p") else "left",
+                     overflow="fold", max_width=50 if c.startswith("environment") else None)
+    for r, cells in zip(cmp["rows"], table_rows(cmp)):
+        style = VERDICT_STYLE.get(r["verdict"], "")
+        if r["mismatches"] and not style:
+            style = "yellow"
+        t.add_row(*cells, style=style or None)
+    console.print(t)
+    console.print(summary_line(cmp), style="bold red" if cmp["regressed"] else "bold green")
+
+
+def to_markdown(cmp: Dict[str, Any]) -> str:
+    """A Markdown report (for a CI comment)."""
+    icon = {"slower": "🔴", "accuracy-drop": "🔴", "error": "🔴", "faster": "🟢", "same": "⚪",
+            "missing": "🟡", "new": "🔵"}
+
+    def cell(s: str) -> str:
+        return s.replace("|", "\\|").replace("\n", " ")
+
+    lines = [f"### edge-bench compare: {cell(_title(cmp))}", "", f"**{summary_line(cmp)}**", "",
+             "| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
+    for r, cells in zip(cmp["rows"], table_rows(cmp)):
+        cells = list(cells)
+        cells[VERDICT_COLUMN] = f"{icon.get(r['verdict'], '')} {cells[VERDICT_COLUMN]}"
+        lines.append("| " + " | ".join(cell(c) for c in cells) + " |")
+    st = cmp["settings"]
+    lines += ["", f"<sub>change = candidate/baseline - 1 of the median and of the fast quartile "
+                  f"(p25, all worker processes' samples), with {st['confidence'] * 100:g}% block-bootstrap intervals; p = Mann-Whitney U "
+                  f"on the blocks' p25. `slower` needs the p25 change >= {st['threshold'] * 100:g}%, its "
+                  f"interval above 0 and p < {st['alpha']:g} (other load only adds time, so it moves the "
+                  f"median far more than p25; a real slowdown moves both).</sub>", ""]
+    return "\n".join(lines)
+
+
+def to_json_text(cmp: Dict[str, Any]) -> str:
+    from ..results.document import _clean
+    return json.dumps(_clean(cmp), indent=1) + "\n"
+
+
+def write_text(text: str, path: str) -> None:
+    from ..results.document import write_text as write
+    write(text, path)
+
+
+def emit(cmp: Dict[str, Any], *, json_out: Optional[str] = None, markdown_out: Optional[str] = None,
+         file: Optional[TextIO] = None, quiet: bool = False) -> None:
+    """Write --json / --markdown outputs and print the table (unless one of them went to
+    stdout, or quiet)."""
+    if json_out:
+        write_text(to_json_text(cmp), json_out)
+    if markdown_out:
+        write_text(to_markdown(cmp), markdown_out)
+    to_stdout = "-" in (json_out, markdown_out)
+    if not quiet:
+        print_rich(cmp, file=sys.stderr if to_stdout else file)
