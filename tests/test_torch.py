@@ -15,7 +15,8 @@ from typing import Dict, List
 import numpy as np
 import pytest
 
-from torch_helpers import BUILTIN, require_torch, write_local_fleet, write_user_models
+from torch_helpers import (BUILTIN, require_torch, torch_cache,  # noqa: F401 (a fixture)
+                           write_local_fleet, write_user_models)
 
 pytestmark = pytest.mark.timeout(1200)
 
@@ -25,15 +26,10 @@ def _torch_installed() -> None:
     require_torch()
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("torch-cache")
-
-
 @pytest.fixture
-def env(cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def env(torch_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A clean working folder (cwd, on sys.path for factories) with a local-only fleet."""
-    monkeypatch.setenv("EDGE_BENCH_CACHE", str(cache))
+    monkeypatch.setenv("EDGE_BENCH_CACHE", str(torch_cache))
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     write_user_models(tmp_path)

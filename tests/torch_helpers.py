@@ -88,3 +88,9 @@ def write_user_models(folder: Path) -> Path:
     path = folder / "usermodels.py"
     path.write_text(USER_MODELS)
     return path
+
+
+@pytest.fixture(scope="session")
+def torch_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One conversion cache (EDGE_BENCH_CACHE) for every PyTorch test of the session."""
+    return tmp_path_factory.mktemp("torch-cache")
