@@ -3,8 +3,9 @@
 Training runs through PyTorch's CPU kernels, whose float rounding differs between CPUs (and
 40 epochs of Adam carry such differences along), so the committed .pt2 is compared by what it
 is and does, never by its bytes: same graph and parameter shapes, weights close, same eval
-accuracy within one point, the same predictions on nearly every eval sample. Two runs on one
-machine give the same bytes. The data files (a split of scikit-learn's digits) match exactly.
+accuracy within one point, the same predictions on nearly every eval sample. (Two runs on one
+machine give the same bytes: checked by hand, not here, to save a training run of CI time.)
+The data files (a split of scikit-learn's digits) match exactly.
 """
 from __future__ import annotations
 
@@ -43,11 +44,8 @@ def test_make_torch_model_matches_the_committed_files(tmp_path: Path) -> None:
     from edge_bench.models.builtin.make_torch_model import make_all
     from edge_bench.models.builtin.torch_models import TORCH_DATA_DIR
 
-    a = make_all(tmp_path / "a")
-    b = make_all(tmp_path / "b")
+    a = make_all(tmp_path / "a")  # one training run: about 20 s of CPU
     assert sorted(a) == sorted(p.name for p in TORCH_DATA_DIR.iterdir())
-    for name in a:  # same machine, same seed: same bytes
-        assert a[name].read_bytes() == b[name].read_bytes(), name
     for name in ("digits_torch_eval.npz", "digits_torch_calib.npz"):
         with np.load(a[name]) as made, np.load(TORCH_DATA_DIR / name) as comm:
             assert sorted(made.files) == sorted(comm.files)
