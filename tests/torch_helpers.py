@@ -81,6 +81,11 @@ USER_MODELS = textwrap.dedent('''
 
     def data_dependent():
         return Branchy(), (torch.rand(1, 4),)
+
+
+    def qat_prepared():
+        from torch.ao.quantization import FakeQuantize
+        return nn.Sequential(FakeQuantize(), nn.Linear(4, 2)), (torch.rand(1, 4),)
 ''')
 
 

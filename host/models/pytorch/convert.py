@@ -10,9 +10,12 @@ pt2e-int8           static: PT2EQuantizer(symmetric per-channel int8 weights, in
                     convert_pt2e, litert_torch.convert(quant_config=...): int8 model inputs/outputs
 pt2e-dynamic-int8   dynamic: int8 per-channel weights, activations quantized at run time (no
                     calibration), float inputs/outputs
-pt2e-qat-int8       a QAT-prepared model (prepare_qat_pt2e, trained by the user) converted as is:
-                    convert_pt2e + litert_torch.convert, its ranges learnt in training
 ==================  ===============================================================================
+
+QAT-prepared models (from `prepare_qat_pt2e`) are refused with one line: with litert-torch
+0.10.0, torchao 0.18.0 and torch 2.13, litert-torch's own PT2EQuantizer cannot prepare a model
+for QAT (`prepare_qat_pt2e` fails in its `_annotate_conv_bn_relu`: "Expected `mod` to be an
+instance of `torch.nn.Module`, got <class 'function'>"), so no such model can come from it.
 
 Files are cached like every other variant (quantize.cache_get_or_make), under
 `$EDGE_BENCH_CACHE/quantized/torch-<model sha256>`, keyed by (model content sha256, variant,
@@ -39,11 +42,9 @@ RECIPES: Dict[str, str] = {
             "litert-torch",
     "dynamic-int8": "PT2E dynamic: int8 per-channel weights, activations quantized at run "
                     "time, litert-torch",
-    "qat-int8": "PT2E QAT: the user's quantization-aware-trained model, convert_pt2e, "
-                "litert-torch",
 }
 #: base variants (without the `pt2e-` prefix) the route offers besides fp32
-SUPPORTED = ("int8", "dynamic-int8", "qat-int8")
+SUPPORTED = ("int8", "dynamic-int8")
 STATIC = frozenset({"int8"})
 
 
@@ -63,10 +64,9 @@ def base_variant(variant: str) -> str:
     return variant[len(PREFIX):] if variant.startswith(PREFIX) else variant
 
 
-def _quantizer(static: bool, qat: bool = False) -> Any:
+def _quantizer(static: bool) -> Any:
     from litert_torch.quantize import pt2e_quantizer as pq
-    cfg = pq.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=not static,
-                                               is_qat=qat)
+    cfg = pq.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=not static)
     return pq.PT2EQuantizer().set_global(cfg)
 
 
@@ -107,22 +107,18 @@ def _convert(model: TorchModel, variant: str, out_path: Path,
             else:
                 from torchao.quantization.pt2e import quantize_pt2e
                 stage = f"PT2E {variant}"
-                if variant == "qat-int8":
-                    q = _quantizer(True, qat=True)
-                    g = model.module()
-                else:
-                    static = variant in STATIC
-                    q = _quantizer(static)
-                    g = quantize_pt2e.prepare_pt2e(model.module(), q)
-                    # observers only see what runs through them: without a pass, the weight
-                    # observers of a dynamic model keep their defaults and the int8 weights are
-                    # garbage (constant outputs; measured). Dynamic: the example inputs suffice.
-                    samples = (_torch_samples(model, calibration or {}) if static
-                               else [model.example_inputs])
-                    with torch.no_grad():
-                        for args in samples:
-                            g(*args)
-                    n_cal = len(samples) if static else 0
+                static = variant in STATIC
+                q = _quantizer(static)
+                g = quantize_pt2e.prepare_pt2e(model.module(), q)
+                # observers only see what runs through them: without a pass, the weight
+                # observers of a dynamic model keep their defaults and the int8 weights are
+                # garbage (constant outputs; measured). Dynamic: the example inputs suffice.
+                samples = (_torch_samples(model, calibration or {}) if static
+                           else [model.example_inputs])
+                with torch.no_grad():
+                    for args in samples:
+                        g(*args)
+                n_cal = len(samples) if static else 0
                 g = quantize_pt2e.convert_pt2e(g, fold_quantize=False)
                 stage = f"litert-torch conversion of PT2E {variant}"
                 edge = litert_torch.convert(g, model.example_inputs,
@@ -149,8 +145,7 @@ def _convert(model: TorchModel, variant: str, out_path: Path,
 def convert(model: Union[str, TorchModel], variant: str, out_path: Union[str, Path],
             calibration: Union[None, str, Path, Dict[str, np.ndarray]] = None,
             float_model: Union[None, str, Path] = None):
-    """Write `variant` (fp32, or pt2e-int8 / pt2e-dynamic-int8 / pt2e-qat-int8, with or without
-    the prefix) of the PyTorch model to `out_path`; the file is loaded once in LiteRT.
+    """Write `variant` (fp32, or pt2e-int8 / pt2e-dynamic-int8, with or without the prefix) of the PyTorch model to `out_path`; the file is loaded once in LiteRT.
 
     `calibration` (pt2e-int8): a dict from quantize.load_calibration, or a path/"random" loaded
     against `float_model` (the fp32 .tflite of this model)."""
@@ -164,14 +159,6 @@ def convert(model: Union[str, TorchModel], variant: str, out_path: Union[str, Pa
                          f"(it has: fp32, {', '.join(PREFIX + v for v in SUPPORTED)})",
                          hint="use --quantizer ai-edge-quantizer for fp16, int16x8 and "
                               "weight-only variants")
-    if base == "qat-int8" and not tm.qat:
-        raise UsageError(f"variant {PREFIX}qat-int8 needs a QAT-prepared model; {tm.name} is "
-                         f"not one", hint="return the model from torchao's prepare_qat_pt2e "
-                                          "(trained) from your factory, or use pt2e-int8")
-    if tm.qat and base != "qat-int8":
-        raise UsageError(f"{tm.name} is a QAT-prepared model: only {PREFIX}qat-int8 applies "
-                         f"to it (asked for {variant})",
-                         hint="benchmark the float model from its own factory")
     out_path = Path(out_path)
     cal = None
     if base in STATIC:
@@ -231,8 +218,4 @@ def cached_convert(model: Union[str, TorchModel], variant: str,
 def torch_float_model(name: str, cache_dir: Union[None, str, Path] = None):
     """(fp32 .tflite path, TorchModel) of a PyTorch model: loaded once, converted (cached)."""
     tm = load_torch_model(name)
-    if tm.qat:
-        raise UsageError(f"--model {name}: a QAT-prepared model has no float variant to convert",
-                         hint="not supported yet: benchmark the float model's factory with "
-                              "--quantizer pt2e (static int8 with calibration)")
     return Path(cached_convert(tm, "fp32", None, cache_dir).path), tm

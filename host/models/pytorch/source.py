@@ -31,7 +31,6 @@ class TorchModel:
     program: Any                  # torch.export.ExportedProgram
     example_inputs: Tuple[Any, ...]
     sha256: str                   # content: the .pt2 bytes (torch.export.save) of `program`
-    qat: bool = False             # the factory returned a PT2E QAT-prepared model
 
     def module(self) -> Any:
         """The model as a callable nn.Module (the exported graph), in eval mode."""
@@ -194,9 +193,12 @@ def load_torch_model(name: str) -> TorchModel:
         raise UsageError(f"--model {name}: the factory returned a {type(module).__name__} "
                          f"where an nn.Module was expected")
     inputs = _check_inputs(name, inputs, torch)
-    qat = _is_qat_prepared(module)
-    if not qat:
-        _eval_mode(module)
+    if _is_qat_prepared(module):
+        raise UsageError(f"--model {name}: QAT-prepared models (fake-quantize modules) are not "
+                         f"supported: litert-torch 0.10's PT2EQuantizer cannot prepare QAT "
+                         f"with torchao 0.18 (docs/quantization.md)",
+                         hint="return the float model; --quantizer pt2e calibrates it (int8)")
+    _eval_mode(module)
     try:
         with torch.no_grad():
             module(*inputs)
@@ -208,7 +210,7 @@ def load_torch_model(name: str) -> TorchModel:
                          hint="return example inputs the model's forward() accepts (batch of 1)"
                          ) from e
     ep = _export(name, module, inputs, torch)
-    return TorchModel(name, ep, inputs, _program_sha256(torch, ep), qat)
+    return TorchModel(name, ep, inputs, _program_sha256(torch, ep))
 
 
 def _load_pt2(name: str, path: Path, torch: Any) -> TorchModel:
