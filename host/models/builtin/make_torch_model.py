@@ -23,7 +23,7 @@ from typing import Any, Dict
 
 import numpy as np
 
-from .make_models import _digits_split, _npz
+from .make_models import _digits_split, _npz, write_files
 from .torch_models import TORCH_DATA_DIR
 
 SEED = 20261201
@@ -84,16 +84,7 @@ def make_digits_torch() -> Dict[str, bytes]:
 
 
 def make_all(out_dir: Path = TORCH_DATA_DIR) -> Dict[str, Path]:
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = {}
-    for name, data in make_digits_torch().items():
-        path = out_dir / name
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
-        written[name] = path
-    return written
+    return write_files(make_digits_torch(), out_dir)
 
 
 def main(argv: Any = None) -> int:

@@ -30,9 +30,10 @@ from typing import Any, Dict, Optional, Union
 
 import numpy as np
 
-from ...errors import EdgeBenchError, ModelError, UsageError
+from ...errors import EdgeBenchError, ModelError
 from ...hashing import sha256_bytes, sha256_file
-from .source import TorchModel, export_failure, import_torch, load_torch_model
+from .source import (TorchModel, export_failure, import_torch, load_torch_model,
+                     positional_arrays, sample_args)
 
 ROUTE = "pt2e"
 PREFIX = ROUTE + "-"
@@ -72,20 +73,8 @@ def _quantizer(static: bool) -> Any:
 
 def _torch_samples(model: TorchModel, calibration: Dict[str, np.ndarray]) -> list:
     """Calibration arrays (by signature name args_i, or the one input) -> tuples of tensors."""
-    torch = import_torch()
-    arrays = list(calibration.values())
-    if len(arrays) != len(model.example_inputs):
-        raise UsageError(f"calibration has {len(arrays)} input arrays, {model.name} takes "
-                         f"{len(model.example_inputs)}")
-    names = list(calibration)
-    if all(n.startswith("args_") and n[5:].isdigit() for n in names):
-        arrays = [calibration[n] for n in sorted(names, key=lambda n: int(n[5:]))]
-    n = len(arrays[0])
-    out = []
-    for i in range(n):
-        out.append(tuple(torch.from_numpy(np.ascontiguousarray(a[i])).reshape(ex.shape)
-                         .to(ex.dtype) for a, ex in zip(arrays, model.example_inputs)))
-    return out
+    arrays = positional_arrays(model, calibration, "calibration")
+    return [sample_args(model, arrays, i) for i in range(len(arrays[0]))]
 
 
 def _convert(model: TorchModel, variant: str, out_path: Path,

@@ -10,8 +10,8 @@ from typing import Dict, List
 
 import numpy as np
 
-from ...errors import ModelError, UsageError
-from .source import TorchModel, import_torch
+from ...errors import ModelError
+from .source import TorchModel, import_torch, positional_arrays, sample_args
 
 REFERENCE = "pytorch fp32"
 
@@ -23,22 +23,14 @@ def torch_outputs(model: TorchModel, inputs: Dict[str, np.ndarray]) -> List[np.n
     torch = import_torch()
     from torch.utils._pytree import tree_flatten
 
-    arrays = list(inputs.values())
-    if len(arrays) != len(model.example_inputs):
-        raise UsageError(f"eval data has {len(arrays)} input arrays, {model.name} takes "
-                         f"{len(model.example_inputs)}")
-    names = list(inputs)
-    if all(n.rsplit("args_", 1)[-1].isdigit() and "args_" in n for n in names):
-        arrays = [inputs[n] for n in sorted(names, key=lambda n: int(n.rsplit("args_", 1)[1]))]
+    arrays = positional_arrays(model, inputs, "eval data")
     module = model.module()
     n = len(arrays[0])
     outs: List[List[np.ndarray]] = []
     try:
         with torch.no_grad():
             for i in range(n):
-                args = tuple(torch.from_numpy(np.ascontiguousarray(a[i])).reshape(ex.shape)
-                             .to(ex.dtype) for a, ex in zip(arrays, model.example_inputs))
-                flat, _ = tree_flatten(module(*args))
+                flat, _ = tree_flatten(module(*sample_args(model, arrays, i)))
                 if not outs:
                     outs = [[] for _ in flat]
                 for k, y in enumerate(flat):

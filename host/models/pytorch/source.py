@@ -14,7 +14,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from ...errors import ModelError, UsageError
 
@@ -242,3 +242,22 @@ def stem_of(name: str) -> str:
         return Path(name).stem
     return re.sub(r"[^\w-]+", "_", name)
 
+
+def positional_arrays(model: TorchModel, arrays: Dict[str, Any], what: str) -> List[Any]:
+    """Input arrays [N, ...] in the order of the model's positional inputs: by the trailing
+    number of litert-torch's names (args_0, serving_default_args_1, ...), else as given."""
+    if len(arrays) != len(model.example_inputs):
+        raise UsageError(f"{what} has {len(arrays)} input arrays, {model.name} takes "
+                         f"{len(model.example_inputs)}")
+    nums = [re.search(r"args_(\d+)$", k) for k in arrays]
+    if all(nums):
+        return [arrays[k] for _, k in sorted(zip((int(m.group(1)) for m in nums), arrays))]
+    return list(arrays.values())
+
+
+def sample_args(model: TorchModel, arrays: List[Any], i: int) -> Tuple[Any, ...]:
+    """Sample `i` of each array as a tensor shaped and typed like the example input."""
+    torch = import_torch()
+    import numpy as np
+    return tuple(torch.from_numpy(np.ascontiguousarray(a[i])).reshape(ex.shape).to(ex.dtype)
+                 for a, ex in zip(arrays, model.example_inputs))
