@@ -1,5 +1,7 @@
 """edge-bench device agent (docs/protocol.md).
 
-The agent is the single self-contained file `agent.py` in this package; it is pushed to devices
-on its own and imports nothing from here.
+A package by job: protocol (shared with the host), tensors (shared with the host), facts,
+runtime, task (the warmup-and-time loop), supervise (worker processes), lock, job, output and
+__main__. It ships to a device as ONE deterministic zipapp (edge_bench.fleet.artifact) and runs
+under the device's own Python: >= 3.8 syntax, stdlib + numpy + one TFLite runtime.
 """

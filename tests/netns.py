@@ -302,7 +302,7 @@ class FleetDevice:
 
     def agent_pids(self) -> List[int]:
         """The agent (job) and worker processes running on this device."""
-        return [p for p in self.pids() if re.search(r"agent-[0-9a-f]+\.py", proc_cmdline(p))]
+        return [p for p in self.pids() if re.search(r"agent-[0-9a-f]+\.pyz", proc_cmdline(p))]
 
     def wait_for(self, contains: str, timeout: float = 60.0) -> List[int]:
         deadline = time.monotonic() + timeout

@@ -206,7 +206,10 @@ _OPTIONAL_LINES = [
 
 
 def _write_config(s: SSHD, authorized_keys: Path, extra: Sequence[str]) -> None:
+    # sshd takes the FIRST value of a keyword: `extra` goes first so that it can override
+    # (e.g. "AllowTcpForwarding yes" for a ProxyJump host); no Match blocks in `extra`
     base = [
+        *extra,
         f"Port {s.port}",
         f"ListenAddress {s.host}",
         f"HostKey {s.host_key}",
@@ -228,7 +231,6 @@ def _write_config(s: SSHD, authorized_keys: Path, extra: Sequence[str]) -> None:
         "LoginGraceTime 30",
         "LogLevel VERBOSE",
         "Subsystem sftp internal-sftp",
-        *extra,
     ]
     Path("/run/sshd").mkdir(parents=True, exist_ok=True)   # privilege separation dir
     opt: List[str] = []

@@ -14,11 +14,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import List
 
 import pytest
+
+from edge_bench.fleet.artifact import agent_artifact
 
 from procs import alive, wait_dead  # noqa: F401
 
@@ -33,7 +36,7 @@ from edge_bench.transports.adb import ADBTransport, build_script, find_adb
 pytestmark = pytest.mark.timeout(180)
 
 REPO = Path(__file__).resolve().parents[1]
-AGENT = REPO / "agent" / "agent.py"
+AGENT = agent_artifact()[0]  # the built agent zipapp
 DIGITS = REPO / "host" / "models" / "builtin" / "data" / "digits.tflite"
 MOBILENET = REPO / "host" / "models" / "builtin" / "data" / "mobilenet.tflite"
 
@@ -135,6 +138,53 @@ def test_tcp_serial_nobody_listens(adb_server: AdbServer, make_adb_device, stand
     assert "wireless debugging" in str(ei.value)
 
 
+def test_adb_shares_the_connect_retries_of_every_transport(adb_server: AdbServer, make_adb_device,  # noqa: F811
+                                                           standin: AdbdStandin) -> None:
+    """Transport.connect_with_retries: a refused TCP serial is retried with backoff, counted in
+    `attempts`, and the final error says how many attempts were made; a phone that comes back
+    during the backoff is connected on a later attempt."""
+    port = standin.port
+    standin.go_offline()
+    dev = make_adb_device(adb_server, standin, serial=f"127.0.0.1:{port}", connect_timeout_s=2.0,
+                          retries=2, retry_backoff_s=0.05)
+    t = ADBTransport(dev)
+    with pytest.raises(TransportError) as ei:
+        t.connect()
+    assert t.attempts == 3 and ei.value.attempts == 3 and ei.value.retryable
+    assert "gave up after 3 attempts" in str(ei.value) and str(ei.value).startswith("phone: ")
+    assert ei.value.describe().startswith(f"nothing listens at 127.0.0.1:{port}")
+
+    # the phone appears after the first refused attempt: a later attempt connects
+    dev = make_adb_device(adb_server, standin, serial=f"127.0.0.1:{port}", connect_timeout_s=5.0,
+                          retries=6, retry_backoff_s=0.5)
+    t = ADBTransport(dev)
+    failed_once = threading.Event()
+    real = t._probe_tcp
+
+    def probe() -> None:
+        try:
+            real()
+        except TransportError:
+            failed_once.set()
+            raise
+    t._probe_tcp = probe  # type: ignore[method-assign] - observe the real refusal, change nothing
+    outcome: List[object] = []
+
+    def connect() -> None:
+        try:
+            t.connect()
+            outcome.append("connected")
+        except TransportError as e:
+            outcome.append(e)
+    th = threading.Thread(target=connect, daemon=True)
+    th.start()
+    assert failed_once.wait(30), "the first attempt should have been refused"
+    standin.go_online()
+    th.join(60)
+    assert outcome == ["connected"], outcome
+    assert 2 <= t.attempts <= 7 and t.state() == "device"
+
+
 def test_unauthorized_phone_says_accept_the_rsa_prompt(adb_server: AdbServer, make_adb_device,  # noqa: F811
                                                        tmp_path: Path) -> None:
     d = AdbdStandin(tmp_path / "locked", mode="unauthorized").start()
@@ -184,7 +234,7 @@ def test_adb_not_installed_says_how_to_get_it(monkeypatch, standin: AdbdStandin,
         ADBTransport(dev).connect()
     assert "does not exist" in str(ei.value) and "apt-get install adb" in str(ei.value)
     # nothing on PATH and no adbutils: the message names both ways to get adb
-    import edge_bench.transports.adb as adbmod
+    import edge_bench.transports.adb.tool as adbmod
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setattr(adbmod, "bundled_adb", lambda: None)
     dev2 = Device(name="phone", transport="adb", serial=standin.serial)
@@ -321,7 +371,7 @@ def test_phone_facts_from_getprop_and_sys(phone: ADBTransport) -> None:
 # --- the real agent over adb ------------------------------------------------------------------
 def _needs_agent(model: Path = DIGITS) -> None:
     if not AGENT.exists():
-        pytest.skip("agent/agent.py not written yet")
+        pytest.skip("the agent artifact is not built")
     if not model.exists():
         pytest.skip(f"{model.relative_to(REPO)} not built yet")
 
@@ -368,9 +418,10 @@ def test_agent_runs_on_the_phone_end_to_end(adb_server: AdbServer, standin: Adbd
     assert r["runs"] >= 20 and len(r["samples_ms"]) == r["runs"]
     assert r["latency_ms"]["median"] > 0
     assert r["accuracy"] and r["accuracy"]["top1"] > 0.8
+    assert doc["devices"]["phone"]["connect_attempts"] == 1  # counted like ssh's (was null)
     # the agent and the model really went through adb push into the phone's workdir
     wd = Path(standin.workdir)
-    assert list(wd.glob("agent-*.py")) and list(wd.glob("blobs/*.tflite"))
+    assert list(wd.glob("agent-*.pyz")) and list(wd.glob("blobs/*.tflite"))
     assert any(s.startswith("sync:") for s in standin.services_opened)
     assert any("agent-" in s and s.startswith("shell,v2") for s in standin.services_opened)
 

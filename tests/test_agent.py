@@ -1,4 +1,4 @@
-"""The device agent (agent/agent.py) as a real subprocess, with the real LiteRT interpreter on real
+"""The device agent (the built agent zipapp, edge_bench.fleet.artifact) as a real subprocess, with the real LiteRT interpreter on real
 .tflite files built by tests/tflite_models.py. Protocol: docs/protocol.md.
 
 No assertion here depends on how fast this machine is: timing-loop tests check counts, stop
@@ -22,8 +22,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tflite_models as tm  # noqa: E402
 
+from edge_bench.fleet.artifact import agent_artifact  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
-AGENT = REPO / "agent" / "agent.py"
+AGENT_SRC = REPO / "agent"
+AGENT = agent_artifact()[0]  # the one artifact that is pushed to devices
 PY = [sys.executable]
 
 pytestmark = pytest.mark.timeout(300)
@@ -466,16 +469,15 @@ def test_runs_under_python38_and_explains_a_missing_numpy(wd: Path) -> None:
 
 
 def test_agent_is_python38_compatible() -> None:
-    p = subprocess.run(["vermin", "-t=3.8-", "--no-tips", "--violations", str(AGENT)],
+    p = subprocess.run(["vermin", "-t=3.8-", "--no-tips", "--violations", str(AGENT_SRC)],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stdout + p.stderr
 
 
 def test_agent_imports_only_stdlib_numpy_and_runtimes() -> None:
     import ast
-    tree = ast.parse(AGENT.read_text())
     roots = set()
-    for node in ast.walk(tree):
+    for node in (n for f in sorted(AGENT_SRC.glob("*.py")) for n in ast.walk(ast.parse(f.read_text()))):
         if isinstance(node, ast.Import):
             roots.update(a.name.split(".")[0] for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
@@ -486,49 +488,49 @@ def test_agent_imports_only_stdlib_numpy_and_runtimes() -> None:
 
 # ------------------------------------------------------------------------------ in-process units
 
-from edge_bench_agent import agent as A  # noqa: E402
+from edge_bench_agent import facts, job as J, task as T, tensors  # noqa: E402
 
 
 def test_decode_throttled_bits() -> None:
-    assert A.decode_throttled(0) == []
-    assert A.decode_throttled(0x50005) == ["under_voltage", "throttled",
+    assert facts.decode_throttled(0) == []
+    assert facts.decode_throttled(0x50005) == ["under_voltage", "throttled",
                                            "under_voltage_occurred", "throttled_occurred"]
-    assert A.decode_throttled(0xF000F) == [name for _, name in A.THROTTLE_BITS]
+    assert facts.decode_throttled(0xF000F) == [name for _, name in facts.THROTTLE_BITS]
 
 
 def test_quantize_dequantize_roundtrip() -> None:
     x = np.array([-1.0, -0.5, 0.0, 0.25, 1.0, 5.0], np.float32)
-    q = A.quantize(x, np.int8, 0.01, 3)
+    q = tensors.quantize(x, np.int8, 0.01, 3)
     assert q.dtype == np.int8
     assert q.tolist() == [-97, -47, 3, 28, 103, 127]  # clipped at the top
-    d = A.dequantize(q, {"quantization": (0.01, 3)})
+    d = tensors.dequantize(q, {"quantization": (0.01, 3)})
     assert d.dtype == np.float32
     np.testing.assert_allclose(d[:5], x[:5], atol=0.005 + 1e-6)
-    assert A.quantize(np.array([0.5, -0.5]), np.int16, 1.0, 0).tolist() == [1, -1]  # half away
+    assert tensors.quantize(np.array([0.5, -0.5, 1.5]), np.int16, 1.0, 0).tolist() == [0, 0, 2]  # ties to even
 
 
 def test_random_inputs_have_dtype_shape_and_range() -> None:
     rng = np.random.default_rng(0)
-    f = A.random_input({"dtype": np.float32, "shape": [1, 8, 8]}, rng)
+    f = tensors.random_input({"dtype": np.float32, "shape": [1, 8, 8]}, rng)
     assert f.dtype == np.float32 and f.shape == (1, 8, 8) and -1 <= f.min() and f.max() < 1
-    i8 = A.random_input({"dtype": np.int8, "shape": [4096]}, rng)
+    i8 = tensors.random_input({"dtype": np.int8, "shape": [4096]}, rng)
     assert i8.dtype == np.int8 and i8.min() < -100 and i8.max() > 100
-    u8 = A.random_input({"dtype": np.uint8, "shape": [4096]}, rng)
+    u8 = tensors.random_input({"dtype": np.uint8, "shape": [4096]}, rng)
     assert u8.dtype == np.uint8 and u8.max() > 200
-    i16 = A.random_input({"dtype": np.int16, "shape": [4096]}, rng)
+    i16 = tensors.random_input({"dtype": np.int16, "shape": [4096]}, rng)
     assert i16.dtype == np.int16 and i16.max() > 10000
-    i32 = A.random_input({"dtype": np.int32, "shape": [64]}, rng)
+    i32 = tensors.random_input({"dtype": np.int32, "shape": [64]}, rng)
     assert i32.dtype == np.int32 and 0 <= i32.min() and i32.max() < 100
 
 
 def test_timing_loop_semantics() -> None:
     calls = []
-    samples, why, _ = A.timing_loop(lambda: calls.append(1), runs=7, min_seconds=0.0,
+    samples, why, _ = T.timing_loop(lambda: calls.append(1), runs=7, min_seconds=0.0,
                                     max_seconds=None)
     assert len(samples) == len(calls) == 7 and why == "runs"
-    samples, why, _ = A.timing_loop(lambda: None, runs=0, min_seconds=0.0, max_seconds=1.0)
+    samples, why, _ = T.timing_loop(lambda: None, runs=0, min_seconds=0.0, max_seconds=1.0)
     assert samples == [] and why == "runs"
-    samples, why, loop_s = A.timing_loop(lambda: None, runs=10 ** 12, min_seconds=0.0,
+    samples, why, loop_s = T.timing_loop(lambda: None, runs=10 ** 12, min_seconds=0.0,
                                          max_seconds=0.05)
     assert why == "max_seconds" and loop_s >= 0.05 and samples
 
@@ -536,41 +538,41 @@ def test_timing_loop_semantics() -> None:
 def test_cooldown_waits_until_cool_or_max() -> None:
     temps = iter([80.0, 70.0, 55.0, 50.0])
     slept: List[float] = []
-    waited = A.cooldown_wait({"temp_c": 60.0, "max_s": 30.0}, lambda: next(temps), slept.append)
+    waited = J.cooldown_wait({"temp_c": 60.0, "max_s": 30.0}, lambda: next(temps), slept.append)
     assert len(slept) == 2 and all(s == 1.0 for s in slept)
     assert waited >= 0.0
-    assert A.cooldown_wait(None) == 0.0
-    assert A.cooldown_wait({"temp_c": 60.0, "max_s": 5.0}, lambda: None) == 0.0  # no sensor
+    assert J.cooldown_wait(None) == 0.0
+    assert J.cooldown_wait({"temp_c": 60.0, "max_s": 5.0}, lambda: None) == 0.0  # no sensor
     # never cools: stops at max_s (a fake clock through sleep)
-    assert A.cooldown_wait({"temp_c": 60.0, "max_s": 0.0}, lambda: 90.0) == 0.0
+    assert J.cooldown_wait({"temp_c": 60.0, "max_s": 0.0}, lambda: 90.0) == 0.0
 
 
 def test_device_info_never_raises_and_is_json(monkeypatch: pytest.MonkeyPatch) -> None:
-    info = A.collect_device_info()
+    info = facts.collect_device_info()
     json.dumps(info)
-    monkeypatch.setattr(A, "_read", lambda *a, **k: (_ for _ in ()).throw(OSError("boom")))
-    monkeypatch.setattr(A.os, "cpu_count", lambda: (_ for _ in ()).throw(RuntimeError("x")))
-    info = A.collect_device_info()
+    monkeypatch.setattr(facts, "_read", lambda *a, **k: (_ for _ in ()).throw(OSError("boom")))
+    monkeypatch.setattr(facts.os, "cpu_count", lambda: (_ for _ in ()).throw(RuntimeError("x")))
+    info = facts.collect_device_info()
     assert info["cores"] is None and info["cpu"] is None and info["os"] is None
     json.dumps(info)
 
 
 def test_fit_shape_rules() -> None:
     d = {"shape": [1, 16], "shape_signature": [1, 16]}
-    assert A.fit_shape((16,), d) == [1, 16]
-    assert A.fit_shape((1, 16), d) == [1, 16]
-    assert A.fit_shape((15,), d) is None
+    assert tensors.fit_shape((16,), d) == [1, 16]
+    assert tensors.fit_shape((1, 16), d) == [1, 16]
+    assert tensors.fit_shape((15,), d) is None
     dyn = {"shape": [1, 1, 1, 3], "shape_signature": [-1, -1, -1, 3]}
-    assert A.fit_shape((8, 6, 3), dyn) == [1, 8, 6, 3]
-    assert A.fit_shape((8, 6, 4), dyn) is None
+    assert tensors.fit_shape((8, 6, 3), dyn) == [1, 8, 6, 3]
+    assert tensors.fit_shape((8, 6, 4), dyn) is None
 
 
 def test_timing_loop_max_runs_caps_min_seconds() -> None:
     """A microsecond model with min_seconds would return millions of samples: max_runs caps it."""
-    samples, why, _ = A.timing_loop(lambda: None, runs=5, min_seconds=100.0, max_seconds=None,
+    samples, why, _ = T.timing_loop(lambda: None, runs=5, min_seconds=100.0, max_seconds=None,
                                     max_runs=123)
     assert len(samples) == 123 and why == "max_runs"
-    samples, why, _ = A.timing_loop(lambda: None, runs=5, min_seconds=0.0, max_seconds=None,
+    samples, why, _ = T.timing_loop(lambda: None, runs=5, min_seconds=0.0, max_seconds=None,
                                     max_runs=123)
     assert len(samples) == 5 and why == "runs"
 
@@ -579,12 +581,12 @@ def test_cpu_model_names_the_core_not_the_soc_family(monkeypatch: pytest.MonkeyP
     """A Pi 4's cpuinfo says Hardware: BCM2835 (the SoC family); the core is a Cortex-A72."""
     pi4 = {"cpu implementer": "0x41", "cpu part": "0xd08", "hardware": "BCM2835",
            "model": "Raspberry Pi 4 Model B Rev 1.4"}
-    monkeypatch.setattr(A, "_cpuinfo", lambda: pi4)
-    assert A.cpu_model() == "ARM Cortex-A72"
-    monkeypatch.setattr(A, "_cpuinfo", lambda: {"model name": "Intel(R) Xeon(R) CPU"})
-    assert A.cpu_model() == "Intel(R) Xeon(R) CPU"
-    monkeypatch.setattr(A, "_cpuinfo", lambda: {"hardware": "Qualcomm SM8550"})
-    assert A.cpu_model() == "Qualcomm SM8550"
+    monkeypatch.setattr(facts, "_cpuinfo", lambda: pi4)
+    assert facts.cpu_model() == "ARM Cortex-A72"
+    monkeypatch.setattr(facts, "_cpuinfo", lambda: {"model name": "Intel(R) Xeon(R) CPU"})
+    assert facts.cpu_model() == "Intel(R) Xeon(R) CPU"
+    monkeypatch.setattr(facts, "_cpuinfo", lambda: {"hardware": "Qualcomm SM8550"})
+    assert facts.cpu_model() == "Qualcomm SM8550"
 
 
 def test_heartbeats_while_a_worker_is_quiet_and_timeout_still_kills_it(tmp_path: Path) -> None:

@@ -117,7 +117,7 @@ def test_deploy_pushes_runs_bootstrap_probes_and_reports(box: Path) -> None:
     # the script's output is streamed with the device name, in order
     i1 = out.index(f"[box] bootstrap: step 1 in {tmp / 'wd'}")
     assert i1 < out.index("[box] bootstrap: step 2")
-    agents = list((tmp / "wd").glob("agent-*.py"))
+    agents = list((tmp / "wd").glob("agent-*.pyz"))
     assert len(agents) == 1
     size = agents[0].stat().st_size
     assert f"box: agent {agents[0].name} pushed ({size:,} bytes)" in out

@@ -191,6 +191,9 @@ def test_agent_worker_killed_that_task_errors_job_continues(tmp_path: Path, make
     rs = sorted(run.results(bad.name), key=lambda r: r["threads"])
     assert [r["status"] for r in rs] == ["error", "ok"], rs      # the next task still ran
     assert "killed by SIGKILL" in rs[0]["error"], rs[0]["error"]
+    d = rs[0]["error_detail"]                 # the same facts as fields, over real ssh
+    assert d["type"] == "WorkerCrashed" and d["signal"] == signal.SIGKILL, d
+    assert d["signal_name"] == "SIGKILL" and d["exit_code"] is None
     assert run.doc["devices"][bad.name]["failure"] is None
     assert_others_ok(run, fleet, bad.name)
     assert_stored_like_doc(run)
@@ -216,6 +219,10 @@ def test_agent_process_killed_device_fails_cleanly_no_orphans(tmp_path: Path, ma
     rs = run.results(bad.name)
     assert len(rs) == 2 and all(r["status"] == "error" for r in rs), rs
     assert "exited -9 before finishing" in rs[0]["error"], rs[0]["error"]
+    for r in rs:
+        d = r["error_detail"]
+        assert d["type"] == "AgentExited" and d["signal"] == signal.SIGKILL, d
+        assert d["exit_code"] is None and "exited -9 before finishing" in d["message"], d
     # the orphaned (stopped) worker was killed with the agent's process group
     assert wait_gone(bad, 5) == [], [_cmd(p) for p in bad.agent_pids()]
     assert_others_ok(run, fleet, bad.name)
@@ -336,6 +343,9 @@ def test_refused_without_retries_budget_fails_after_backoff(tmp_path: Path, make
     assert run.code == 3, run.why()
     err = run.results("dev0")[0]["error"]
     assert "connection refused" in err and "gave up after 3 attempts" in err, err
+    assert run.results("dev0")[0]["error_detail"]["type"] == "TransportError"
+    assert not err.startswith("dev0"), err    # the device is a field, not part of the text
+    assert run.doc["devices"]["dev0"]["connect_attempts"] == 3
     assert run.doc["devices"]["dev0"]["connect_attempts"] == 3
     assert run.results("dev1")[0]["status"] == "ok"
 

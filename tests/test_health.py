@@ -20,7 +20,7 @@ DATA = Path(__file__).resolve().parent / "data" / "tegrastats"
 
 
 def pi(value: int) -> Dict[str, Any]:
-    from edge_bench_agent.agent import decode_throttled
+    from edge_bench_agent.facts import decode_throttled
     return {"raw": hex(value), "value": value, "flags": decode_throttled(value)}
 
 

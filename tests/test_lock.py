@@ -20,8 +20,10 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
+from edge_bench.fleet.artifact import agent_artifact
+
 REPO = Path(__file__).resolve().parents[1]
-AGENT = REPO / "agent" / "agent.py"
+AGENT = agent_artifact()[0]  # the built agent zipapp
 HOLD_S = 20  # how long the first job sits in its cooldown while holding the lock
 
 pytestmark = pytest.mark.timeout(300)

@@ -16,7 +16,7 @@ import pytest
 from procs import alive, wait_dead  # noqa: F401
 
 import sshd as sshd_mod
-from edge_bench.errors import DeviceError, HostKeyError, TransportError
+from edge_bench.errors import ConfigError, DeviceError, HostKeyError, TransportError
 from edge_bench.transports import open_transport
 from edge_bench.transports.ssh import SSHTransport, known_hosts_name, scan_host_key
 
@@ -415,6 +415,48 @@ def test_ssh_config_alias(sshd_server, make_sshd_device, tmp_path):
     with SSHTransport(dev) as t:
         assert (t.target.hostname, t.target.port, t.target.user) == ("127.0.0.1", sshd_server.port, "root")
         assert t.run(["id", "-un"]).stdout == "root"
+
+
+def test_proxyjump_goes_through_the_jump_host_and_verifies_both_keys(sshd_server, sshd_factory,
+                                                                    make_sshd_device, tmp_path):
+    """ProxyJump from the ssh config, done in paramiko: a verified connection to the jump host
+    (a real sshd that allows forwarding), then a direct-tcpip channel to the device."""
+    # one key for both hops (the device's key: is used for its jump host too)
+    jump = sshd_factory(extra_config=["AllowTcpForwarding yes"], name="jumphost",
+                        client_key=sshd_server.client_key)
+    known = tmp_path / "known_hosts"
+    known.write_text(sshd_server.known_hosts.read_text() + jump.known_hosts.read_text())
+    cfg = tmp_path / "ssh_config"
+    cfg.write_text(f"Host bastion\n  HostName 127.0.0.1\n  Port {jump.port}\n  User root\n"
+                   f"Host lab-pi\n  HostName 127.0.0.1\n  Port {sshd_server.port}\n"
+                   f"  ProxyJump bastion\n")
+    dev = make_sshd_device(host="lab-pi", port=None, known_hosts=str(known), ssh_config=str(cfg))
+    with SSHTransport(dev) as t:
+        assert t.target.proxy_jump == "bastion"
+        assert t.run(["echo", "through"]).stdout == "through"
+        assert t._jump is not None and t._jump.get_transport().is_active()
+    assert t._jump is None   # closed with the transport
+
+    # the jump host down: the device (still up) is unreachable, so the jump really was used
+    jump.stop()
+    with pytest.raises(TransportError, match="connection refused") as ei:
+        SSHTransport(dev).connect()
+    assert ei.value.retryable
+
+    # the jump host's key is verified like any other: unknown -> refused, not accepted
+    jump.restart()
+    known.write_text(sshd_server.known_hosts.read_text())
+    with pytest.raises(HostKeyError) as hk:
+        SSHTransport(dev).connect()
+    assert hk.value.fingerprint == jump.host_key_fingerprint and hk.value.changed is False
+
+
+def test_proxyjump_that_looks_like_an_option_is_refused(make_sshd_device, tmp_path):
+    cfg = tmp_path / "ssh_config"
+    cfg.write_text("Host lab-pi\n  HostName 127.0.0.1\n  ProxyJump -oProxyCommand=touch\n")
+    dev = make_sshd_device(host="lab-pi", port=None, ssh_config=str(cfg))
+    with pytest.raises(ConfigError, match="ProxyJump"):
+        SSHTransport(dev).connect()
 
 
 # ------------------------------------------------------------------------------ idle / cancel

@@ -147,7 +147,7 @@ def _script(path: Path, body: str) -> None:
 
 
 def test_agent_reads_one_tegrastats_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from edge_bench_agent import agent as A
+    from edge_bench_agent import facts as A
     line = lines("jp5_xavier_nx.txt")[0]
     _script(tmp_path / "tegrastats",
             f'[ "$1" = --interval ] || exit 9\nwhile true; do echo "{line}"; sleep 0.1; done\n')
@@ -157,7 +157,7 @@ def test_agent_reads_one_tegrastats_line(tmp_path: Path, monkeypatch: pytest.Mon
 
 def test_agent_never_blocks_on_a_hung_tegrastats(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from edge_bench_agent import agent as A
+    from edge_bench_agent import facts as A
     pidfile = tmp_path / "pid"
     # prints half a line and hangs (a child sleep keeps the pipe open too)
     _script(tmp_path / "tegrastats", f'echo $$ > {pidfile}\nprintf "RAM 1/2MB"\nsleep 300\n')
@@ -171,7 +171,7 @@ def test_agent_never_blocks_on_a_hung_tegrastats(tmp_path: Path,
 
 
 def test_agent_jetson_facts_from_a_fake_sysfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from edge_bench_agent import agent as A
+    from edge_bench_agent import facts as A
     root = tmp_path / "root"
     (root / "etc").mkdir(parents=True)
     (root / "etc" / "nv_tegra_release").write_text("# R35 (release), REVISION: 4.1, GCID: 1\n")

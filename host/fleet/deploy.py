@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Sequence
 
+from .artifact import agent_artifact
 from ..errors import DeviceError
 from ..hashing import sha256_file
 from ..transports.base import Transport
@@ -28,16 +29,10 @@ class Blob:
         return cls(local=Path(local), sha256=digest, remote_rel=f"{prefix}{digest}{suffix}")
 
 
-def agent_source() -> Path:
-    """The single file that is the agent."""
-    import edge_bench_agent.agent as agent_module
-    return Path(agent_module.__file__)
-
-
 def agent_blob() -> Blob:
-    src = agent_source()
-    digest = sha256_file(src)
-    return Blob(local=src, sha256=digest, remote_rel=f"agent-{digest[:16]}.py")
+    """The agent: one zipapp (fleet.artifact), pushed as agent-<sha256>.pyz."""
+    path, digest = agent_artifact()
+    return Blob(local=path, sha256=digest, remote_rel=f"agent-{digest}.pyz")
 
 
 @dataclass

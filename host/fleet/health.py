@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from typing import Any, Dict, List, Optional, Tuple
 
+from edge_bench_agent.protocol import describe_holder
+
 #: vcgencmd flags that mean the clocks were (or are) held down right now
 PI_NOW_FLAGS = ("under_voltage", "arm_freq_capped", "throttled", "soft_temp_limit")
 _CLOCK_COOLING = re.compile(r"cpufreq|devfreq|balanced|throttl", re.IGNORECASE)
@@ -31,7 +33,7 @@ def _flags(reading: Any) -> Optional[set]:
         return None
     value = reading.get("value")
     if isinstance(value, int):
-        from edge_bench_agent.agent import decode_throttled  # one table of bit names
+        from edge_bench_agent.facts import decode_throttled  # one table of bit names
         return set(decode_throttled(value))
     return set(reading.get("flags") or [])
 
@@ -105,12 +107,6 @@ def annotate(result: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def describe_lock_holder(holder: Any) -> str:
-    """'held by job J (pid P, since T) from controller user@host' from the agent's lock info."""
-    if not isinstance(holder, dict) or not holder:
-        return "held by another process"
-    text = (f"held by job {holder.get('job_id') or '?'} (pid {holder.get('pid') or '?'},"
-            f" since {holder.get('since') or '?'})")
-    host, user = holder.get("controller_host"), holder.get("controller_user")
-    if host or user:
-        text += f" from controller {user + '@' if user else ''}{host or '?'}"
-    return text
+    """'held by job J (pid P, since T) from controller user@host' from the agent's lock info
+    (the agent's own wording: edge_bench_agent.protocol.describe_holder)."""
+    return describe_holder(holder)

@@ -12,6 +12,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from edge_bench_agent import tensors
+
 from ..errors import EdgeBenchError, UsageError
 from ..hashing import sha256_file
 
@@ -133,27 +135,25 @@ def load_eval(path: Path, model_path: Path) -> EvalData:
     if not path.is_file():
         raise UsageError(f"--eval {path}: no such file")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except Exception as e:  # noqa: BLE001 - any unreadable file is a user error
-        raise UsageError(f"--eval {path}: not a readable .npz file ({e})",
-                         hint="save with numpy.savez(path, x=inputs, y=labels)")
+        arrays = tensors.load_npz(path, "--eval")
+    except tensors.AgentError as e:
+        raise UsageError(e.message, hint="save with numpy.savez(path, x=inputs, y=labels)") from None
     from ..models.modelinfo import model_inputs
-    inputs_meta = model_inputs(model_path)
-    names = [m["name"] for m in inputs_meta]
+    specs = model_inputs(model_path)
+    try:  # the agent's rule (tensor name, signature name, `x`): what the host accepts, it does
+        keys = tensors.match_keys(arrays, [s.detail for s in specs], f"--eval {path}")
+    except tensors.AgentError as e:
+        raise UsageError(e.message,
+                         hint="name arrays after the model inputs, or `x` for a one-input model") from None
     inputs: Dict[str, np.ndarray] = {}
-    for m in inputs_meta:
-        key = m["name"] if m["name"] in arrays else ("x" if len(names) == 1 and "x" in arrays else None)
-        if key is None:
-            raise UsageError(f"--eval {path}: no array for model input {m['name']!r}"
-                             f" (arrays in the file: {', '.join(sorted(arrays)) or 'none'})",
-                             hint="name arrays after the model inputs, or `x` for a one-input model")
+    for spec, key in zip(specs, keys):
         a = arrays[key]
-        want = list(m["shape"][1:])
-        if list(a.shape[1:]) != want:
+        shape = tensors.fit_shape(tuple(int(x) for x in a.shape[1:]), spec.detail) if a.ndim else None
+        if shape is None or a.shape[0] == 0:
+            want = list(spec.shape[1:])
             raise UsageError(f"--eval {path}: array {key!r} has shape {list(a.shape)}; model input"
-                             f" {m['name']!r} needs [N, {', '.join(map(str, want))}]")
-        inputs[m["name"]] = a
+                             f" {spec.name!r} needs [N, {', '.join(map(str, want))}]")
+        inputs[spec.name] = a
     labels = arrays.get("y")
     n = len(next(iter(inputs.values())))
     if labels is not None and len(labels) != n:

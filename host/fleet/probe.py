@@ -7,8 +7,7 @@ from typing import Any, Dict
 from ..config import Device
 from .deploy import agent_blob, ensure_blobs, remote_path
 from ..errors import EdgeBenchError
-from ..protocol import parse_line
-from .runner import device_python
+from .runner import agent_message, device_python
 from ..transports import open_transport
 
 
@@ -34,7 +33,7 @@ def probe_device(device: Device) -> Dict[str, Any]:
             res = tr.run(argv, timeout=device.idle_timeout_s)
             hello: Dict[str, Any] = {}
             for line in res.stdout.splitlines():
-                msg = parse_line(device.name, line)
+                msg = agent_message(device.name, line)
                 if msg["event"] == "hello":
                     hello = msg
             if not hello:

@@ -14,12 +14,16 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..config import Device
 from .deploy import Blob, agent_blob, ensure_blobs, remote_path
-from ..errors import AgentError, DeviceError, EdgeBenchError, ProtocolError, TransportError
+from ..errors import (AgentError, DeviceBusy, DeviceTimeout, EdgeBenchError, ProtocolError,
+                      detail_of, error_detail)
 from .plan import Artifact, Timing
-from ..protocol import parse_line
+from edge_bench_agent import protocol
 from ..results.record import error_result, ok_result
 from ..transports import open_transport
 from ..transports.base import RemoteProcess, Transport
+
+#: seconds past timeout_s the host waits for the agent's own `Timeout` before giving up on a job
+AGENT_GRACE_S = 15.0
 
 Emit = Callable[[Dict[str, Any]], None]
 Status = Callable[[str, str], None]  # (device, text)
@@ -31,6 +35,15 @@ class Task:
     artifact: Artifact
     threads: int
     timing: Timing
+
+
+def agent_message(device: str, line: str) -> Dict[str, Any]:
+    """One stdout line of the agent -> its message (edge_bench_agent.protocol.parse_line), or
+    ProtocolError naming the device."""
+    try:
+        return protocol.parse_line(line)
+    except protocol.BadMessage as e:
+        raise ProtocolError(device, e.message, hint=e.hint) from None
 
 
 def device_python(device: Device) -> List[str]:
@@ -78,11 +91,11 @@ class DeviceRun:
         try:
             self._run(runnable)
         except EdgeBenchError as e:
-            self.failure = str(e)
-            self._fail_rest(runnable, _strip_device(str(e), name))
+            self.failure = e.detail()
+            self._fail_rest(runnable, e.detail(), detail_of(e))
         except Exception as e:  # noqa: BLE001 - a bug must not lose other devices' results
             self.failure = f"internal error: {type(e).__name__}: {e}"
-            self._fail_rest(runnable, self.failure)
+            self._fail_rest(runnable, self.failure, detail_of(e))
         finally:
             if self.transport is not None:
                 try:
@@ -92,7 +105,7 @@ class DeviceRun:
         if self.cancelled.is_set():
             self._fail_rest(runnable, "cancelled")
         if self.failure and not self.cancelled.is_set():
-            self.status(name, "failed: " + _strip_device(self.failure, name))
+            self.status(name, "failed: " + self.failure)
         elif self.cancelled.is_set():
             self.status(name, "cancelled")
         else:
@@ -126,7 +139,8 @@ class DeviceRun:
         self.done[task.id] = True
         self.emit(result)
 
-    def _fail_rest(self, tasks: Sequence[Task], message: str) -> None:
+    def _fail_rest(self, tasks: Sequence[Task], message: str,
+                   detail: Optional[Dict[str, Any]] = None) -> None:
         if self.cancelled.is_set():  # interrupted before it ran: not a failure of the device
             for t in tasks:
                 if not self.done.get(t.id):
@@ -136,7 +150,7 @@ class DeviceRun:
             return
         for t in tasks:
             if not self.done.get(t.id):
-                self._finish(t, error_result(self.device.name, t, message))
+                self._finish(t, error_result(self.device.name, t, message, detail=detail))
 
     def _run(self, tasks: List[Task]) -> None:
         name = self.device.name
@@ -170,16 +184,7 @@ class DeviceRun:
             self.status(name, f"pushed {len(rep.pushed)} file(s), {rep.bytes_pushed / 1024:.1f} KB"
                               f" ({len(rep.present)} already there)")
         python = device_python(self.device)
-        job = {
-            "proto": 1, "job_id": self.job_id, "python": python, "runtime": self.device.runtime,
-            "workdir": workdir, "cooldown": self._cooldown(),
-            "lock_wait_s": float(self.device.lock_wait_s or 0.0), "controller": _controller(),
-            # the agent speaks up at least this often while a model runs, so idle_timeout_s
-            # detects dead links and stalled agents without limiting how long a model may take
-            "heartbeat_s": heartbeat_interval(self.device.idle_timeout_s),
-            "tasks": [self._task_json(t, model_blob[t.id], eval_blob.get(t.id)) for t in tasks],
-            "interleave": any(t.timing.interleave for t in tasks),
-        }
+        job = self.job(tasks, workdir, model_blob, eval_blob)
         if self.cancelled.is_set():
             return
         self.status(name, f"running 0/{len(tasks)}")
@@ -190,6 +195,19 @@ class DeviceRun:
             self.proc.cancel()
             return
         self._stream(tasks, argv)
+
+    def job(self, tasks: Sequence[Task], workdir: str, model_blob: Dict[str, Blob],
+            eval_blob: Dict[str, Blob]) -> Dict[str, Any]:
+        """The job for the agent, built (and checked) by the shared protocol module."""
+        return protocol.build_job(
+            [self._task_json(t, model_blob[t.id], eval_blob.get(t.id)) for t in tasks],
+            job_id=self.job_id, python=device_python(self.device), runtime=self.device.runtime,
+            workdir=workdir, cooldown=self._cooldown(),
+            lock_wait_s=float(self.device.lock_wait_s or 0.0), controller=_controller(),
+            # the agent speaks up at least this often while a model runs, so idle_timeout_s
+            # detects dead links and stalled agents without limiting how long a model may take
+            heartbeat_s=heartbeat_interval(self.device.idle_timeout_s),
+            interleave=any(t.timing.interleave for t in tasks))
 
     def _cooldown(self) -> Optional[Dict[str, float]]:
         """The device's cooldown_temp_c / cooldown_max_s (run flags are already applied to it)."""
@@ -211,30 +229,31 @@ class DeviceRun:
             gpu=delegate == "gpu", nnapi=delegate == "nnapi", op_profiling=self.op_profiling)
 
     def _task_json(self, t: Task, model: Blob, ev: Optional[Blob]) -> Dict[str, Any]:
-        return {
-            "id": t.id, "model": {"path": model.remote_rel, "sha256": model.sha256},
-            "threads": t.threads, "xnnpack": self.device.xnnpack,
+        return protocol.build_task(
+            t.id, protocol.file_ref(model.remote_rel, model.sha256),
+            threads=t.threads, xnnpack=self.device.xnnpack,
             # runs/min_seconds/max_seconds/max_runs are per process: the totals split evenly
             **t.timing.per_process(),
-            "timeout_s": self.device.timeout_s,  # a hung worker is killed on the device
-            "eval": {"path": ev.remote_rel, "sha256": ev.sha256} if ev else None,
-            "input": None,
-        }
+            timeout_s=self.device.timeout_s,  # a hung worker is killed on the device
+            eval_file=protocol.file_ref(ev.remote_rel, ev.sha256) if ev else None)
 
     def _stream(self, tasks: List[Task], argv: List[str]) -> None:
         name = self.device.name
         by_id = {t.id: t for t in tasks}
         hello: Dict[str, Any] = {}
-        deadline = time.monotonic() + self.device.timeout_s + float(self.device.lock_wait_s or 0.0)
+        # a backstop: the agent kills a task's worker after timeout_s and reports `Timeout`
+        # itself (with the process index); the host gives it AGENT_GRACE_S to do so
+        deadline = (time.monotonic() + self.device.timeout_s + float(self.device.lock_wait_s or 0.0)
+                    + AGENT_GRACE_S)
         got_bye = False
         assert self.proc is not None
         proc = self.proc
         for line in proc.lines(idle_timeout=self.device.idle_timeout_s):
             if time.monotonic() > deadline:
                 proc.cancel()
-                raise TransportError(name, f"job exceeded timeout_s={self.device.timeout_s:g}")
+                raise DeviceTimeout(name, f"job exceeded timeout_s={self.device.timeout_s:g}")
             try:
-                msg = parse_line(name, line)
+                msg = agent_message(name, line)
             except ProtocolError:
                 proc.cancel()
                 raise
@@ -268,15 +287,18 @@ class DeviceRun:
                 t = by_id.get(msg.get("task") or "")
                 text = f"{msg.get('type')}: {msg.get('message')}"
                 if t is not None:
-                    self._finish(t, error_result(name, t, text))
+                    self._finish(t, error_result(name, t, text, detail=_event_detail(msg)))
                 elif msg.get("type") == "DeviceBusy":
                     proc.cancel()
-                    raise DeviceError(name, f"device {name} is busy: {msg.get('message')}",
+                    raise DeviceBusy(name, f"device {name} is busy: {msg.get('message')}",
                                       hint="it runs one benchmark at a time; wait, or queue"
                                            " behind it with --lock-wait SECONDS")
                 else:
-                    raise AgentError(name, str(msg.get("type")), str(msg.get("message")),
-                                     str(msg.get("traceback") or ""), hint=_hint_for(msg))
+                    d = _event_detail(msg)
+                    raise AgentError(name, d["type"], d["message"], str(msg.get("traceback") or ""),
+                                     exit_code=d["exit_code"], signal=d["signal"],
+                                     signal_name=d["signal_name"], stderr_tail=d["stderr_tail"],
+                                     process=d["process"], hint=_hint_for(msg))
             elif ev == "bye":
                 got_bye = True
         if self.cancelled.is_set():  # cancel() already killed the remote process group
@@ -291,13 +313,17 @@ class DeviceRun:
                 proc.cancel()
             except Exception:  # noqa: BLE001 - best effort, the device failure is reported below
                 pass
-            tail = " | ".join(proc.stderr_tail(1500).strip().splitlines()[-4:])
+            stderr = proc.stderr_tail(1500).strip()
+            tail = " | ".join(stderr.splitlines()[-4:])
             what = f"`{' '.join(argv)}` exited {code} before finishing"
             hint = None
             if code == 127 or "not found" in tail:
                 hint = (f"is `{argv[0]}` installed on the device? set `python:` for"
                         f" {name} in devices.yaml")
-            raise DeviceError(name, what + (f": {tail}" if tail else ""), hint=hint)
+            sig = -code if code < 0 else None
+            raise AgentError(name, "AgentExited", what + (f": {tail}" if tail else ""),
+                             exit_code=None if sig else code, signal=sig,
+                             signal_name=_signal_name(sig), stderr_tail=stderr or None, hint=hint)
 
 
 def heartbeat_interval(idle_timeout_s: float) -> float:
@@ -322,6 +348,21 @@ def _hint_for(msg: Dict[str, Any]) -> Optional[str]:
     return None
 
 
-def _strip_device(text: str, name: str) -> str:
-    prefix = f"{name}: "
-    return text[len(prefix):] if text.startswith(prefix) else text
+def _event_detail(msg: Dict[str, Any]) -> Dict[str, Any]:
+    """The structured facts of an agent `error` event (docs/protocol.md)."""
+    def num(k: str) -> Optional[int]:
+        v = msg.get(k)
+        return v if isinstance(v, int) and not isinstance(v, bool) else None
+    tail = msg.get("stderr_tail")
+    name = msg.get("signal_name")
+    return error_detail(str(msg.get("type")), str(msg.get("message")), exit_code=num("exit_code"),
+                        signal=num("signal"), signal_name=name if isinstance(name, str) else None,
+                        stderr_tail=tail if isinstance(tail, str) else None, process=num("process"))
+
+
+def _signal_name(sig: Optional[int]) -> Optional[str]:
+    import signal
+    try:
+        return signal.Signals(sig).name if sig else None
+    except ValueError:
+        return None

@@ -48,6 +48,8 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 
+from edge_bench_agent import tensors
+
 from ..errors import ModelError, UsageError
 
 
@@ -76,24 +78,6 @@ def tolerance_for(variant: Optional[str]) -> Tolerance:
 
 
 # ---- running models on the host --------------------------------------------------------------
-def _quantize_input(x: np.ndarray, detail: dict) -> np.ndarray:
-    dtype = np.dtype(detail["dtype"])
-    scale, zero = detail.get("quantization", (0.0, 0))
-    if np.issubdtype(dtype, np.integer) and scale and np.issubdtype(np.asarray(x).dtype,
-                                                                     np.floating):
-        info = np.iinfo(dtype)
-        q = np.round(np.asarray(x, np.float64) / scale + zero)
-        return np.clip(q, info.min, info.max).astype(dtype)
-    return np.asarray(x).astype(dtype, copy=False)
-
-
-def _dequantize_output(y: np.ndarray, detail: dict) -> np.ndarray:
-    scale, zero = detail.get("quantization", (0.0, 0))
-    if np.issubdtype(y.dtype, np.integer) and scale:
-        return ((y.astype(np.float32) - zero) * np.float32(scale)).astype(np.float32)
-    return y.astype(np.float32) if np.issubdtype(y.dtype, np.floating) else y
-
-
 def run_model(model_path: Union[str, Path], inputs: Dict[str, np.ndarray],
               num_threads: Optional[int] = 1) -> List[np.ndarray]:
     """Run every sample through the model in LiteRT, one at a time.
@@ -102,43 +86,36 @@ def run_model(model_path: Union[str, Path], inputs: Dict[str, np.ndarray],
     arrays [N, *sample shape]. int8/int16 inputs are quantized with the model's scale/zero-point
     and integer outputs dequantized, so the result is comparable with the float model.
     Returns one float array [N, *output shape without the batch of 1] per model output."""
-    from .quantize import check_tflite, load_interpreter, model_inputs
+    from .modelinfo import check_tflite, inputs_of, interpreter
 
     check_tflite(model_path)
-    specs = model_inputs(model_path)
-    it = load_interpreter(model_path, num_threads=num_threads)
-    in_details = {d["index"]: d for d in it.get_input_details()}
+    it = interpreter(model_path, num_threads=num_threads)
+    specs = inputs_of(it)
     out_details = it.get_output_details()
+    try:  # the agent's rule: tensor name, signature name, `x` or the only array
+        arrays = tensors.match_arrays(inputs, [s.detail for s in specs], "data")
+    except tensors.AgentError as e:
+        raise UsageError(e.message) from None
     feeds = []
-    for spec in specs:
-        if spec.name in inputs:
-            arr = inputs[spec.name]
-        elif spec.tensor_name in inputs:
-            arr = inputs[spec.tensor_name]
-        elif len(specs) == 1 and len(inputs) == 1:
-            arr = next(iter(inputs.values()))
-        else:
-            raise UsageError(f"no data for model input {spec.name!r} "
-                             f"(got {', '.join(inputs) or 'nothing'})")
-        arr = np.asarray(arr)
+    for spec, arr in zip(specs, arrays):
         sample = spec.shape[1:] if spec.shape[:1] == (1,) else spec.shape
-        if arr.shape[1:] != tuple(sample):
+        if arr.ndim == 0 or tensors.fit_shape(tuple(arr.shape[1:]), spec.detail) is None:
             raise UsageError(f"data for input {spec.name!r} has shape {list(arr.shape)}, "
                              f"expected [N, {', '.join(map(str, sample))}]")
         feeds.append((spec, arr))
     n = len(feeds[0][1])
-    if any(len(a) != n for _, a in feeds):
-        raise UsageError("inputs have different sample counts")
     outs: List[List[np.ndarray]] = [[] for _ in out_details]
     try:
         for i in range(n):
             for spec, arr in feeds:
-                d = in_details[spec.index]
-                it.set_tensor(spec.index, _quantize_input(arr[i].reshape(spec.shape), d))
+                it.set_tensor(spec.index, tensors.convert_for(arr[i].reshape(spec.shape),
+                                                              spec.detail, "data"))
             it.invoke()
             for k, d in enumerate(out_details):
-                y = _dequantize_output(it.get_tensor(d["index"]), d)
+                y = tensors.dequantize(it.get_tensor(d["index"]), d)
                 outs[k].append(y[0] if y.shape[:1] == (1,) else y)
+    except tensors.AgentError as e:
+        raise UsageError(e.message) from None
     except (ValueError, RuntimeError) as e:
         raise ModelError(f"LiteRT failed running {model_path}: {e}") from e
     return [np.stack(o) for o in outs]

@@ -30,7 +30,6 @@ import io
 import os
 import re
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -38,8 +37,11 @@ import numpy as np
 
 from ..errors import EdgeBenchError, ModelError, UsageError
 from ..hashing import sha256_bytes, sha256_file
+from .modelinfo import InputSpec, check_tflite, model_inputs
+from .modelinfo import interpreter as load_interpreter
 from .quantcache import cache_get_or_make, default_cache_dir, write_atomic
 from .variants import STATIC_VARIANTS, VARIANTS, QuantizeResult, needs_calibration, parse_variants
+from edge_bench_agent import tensors
 
 RECIPES: Dict[str, str] = {
     "fp32": "none (float model as given)",
@@ -53,7 +55,6 @@ RECIPES: Dict[str, str] = {
 
 RANDOM = "random"
 RANDOM_SAMPLES = 16
-TFLITE_IDENTIFIER = b"TFL3"
 SIGNATURE_KEY = "serving_default"
 
 
@@ -61,62 +62,7 @@ class CalibrationWarning(UserWarning):
     """Calibration data is random: the quantized model's accuracy means nothing."""
 
 
-@dataclass(frozen=True)
-class InputSpec:
-    """One model input. `name` is the SignatureDef name (what ai-edge-quantizer calibrates by),
-    `tensor_name` the tensor's own name (often the same)."""
-    name: str
-    tensor_name: str
-    shape: Tuple[int, ...]
-    dtype: np.dtype
-    index: int
-
-
 # ---- model checks ------------------------------------------------------------------------------
-def check_tflite(path: Union[str, Path]) -> Path:
-    """Raise ModelError unless `path` is an existing TFLite flatbuffer ("TFL3" at bytes 4..8)."""
-    p = Path(path)
-    if not p.exists():
-        raise ModelError(f"model file {p} does not exist")
-    if not p.is_file():
-        raise ModelError(f"model path {p} is not a file")
-    with open(p, "rb") as f:
-        head = f.read(8)
-    if len(head) < 8 or head[4:8] != TFLITE_IDENTIFIER:
-        what = "empty" if not head else f"starts with {head[:8]!r}"
-        raise ModelError(f"{p} is not a TFLite model (no 'TFL3' flatbuffer identifier; file {what})",
-                         hint="pass a .tflite file; Keras/SavedModel need the [tf] extra")
-    return p
-
-
-def load_interpreter(model_path: Union[str, Path], num_threads: Optional[int] = None):
-    from ai_edge_litert.interpreter import Interpreter
-
-    try:
-        it = Interpreter(model_path=str(model_path), num_threads=num_threads)
-        it.allocate_tensors()
-    except (ValueError, RuntimeError) as e:
-        raise ModelError(f"LiteRT cannot load {model_path}: {str(e).strip()}") from e
-    return it
-
-
-def model_inputs(model_path: Union[str, Path]) -> List[InputSpec]:
-    """The model's inputs, named by its SignatureDef `serving_default` when it has one."""
-    check_tflite(model_path)
-    it = load_interpreter(model_path)
-    details = it.get_input_details()
-    sig_names: Dict[str, str] = {}  # tensor name -> signature input name
-    sigs = it.get_signature_list()
-    if sigs:
-        key = SIGNATURE_KEY if SIGNATURE_KEY in sigs else next(iter(sigs))
-        runner = it.get_signature_runner(key)
-        for sname, d in runner.get_input_details().items():
-            sig_names[d["name"]] = sname
-    return [InputSpec(sig_names.get(d["name"], d["name"]), d["name"],
-                      tuple(int(s) for s in d["shape"]), np.dtype(d["dtype"]), int(d["index"]))
-            for d in details]
-
-
 def model_ops(model_path: Union[str, Path]) -> List[str]:
     """Builtin op names used by the model (e.g. ["FULLY_CONNECTED", "SOFTMAX"])."""
     from ai_edge_litert import schema_py_generated as schema
@@ -158,19 +104,20 @@ def _sample_shape(spec: InputSpec) -> Tuple[int, ...]:
 
 def _fit(arr: np.ndarray, spec: InputSpec, source: str, array_name: str,
          single_sample: bool = False) -> np.ndarray:
-    """Check one array against an input; return it as [N, *sample_shape] of the input's dtype."""
+    """Check one array against an input; return it as [N, *sample_shape] of the input's dtype.
+    A sample fits the input as the agent feeds it (edge_bench_agent.tensors.fit_shape)."""
     sample = _sample_shape(spec)
     arr = np.asarray(arr)
     want = f"[N, {', '.join(map(str, sample))}] {spec.dtype}"
     got = f"{list(arr.shape)} {arr.dtype}"
     if single_sample:
-        if arr.shape == spec.shape or arr.shape == sample:
-            arr = arr.reshape((1,) + sample)
-    elif arr.ndim >= 1 and arr.shape[1:] == spec.shape and spec.shape[:1] == (1,):
-        arr = arr.reshape((arr.shape[0],) + sample)  # [N, 1, ...]: per-sample batch of one
-    if arr.ndim != len(sample) + 1 or tuple(arr.shape[1:]) != tuple(sample) or arr.shape[0] == 0:
+        arr = arr.reshape((1,) + arr.shape)
+    fitted = (tensors.fit_shape(tuple(int(x) for x in arr.shape[1:]), spec.detail)
+              if arr.ndim >= 1 and arr.shape[0] > 0 else None)
+    if fitted is None or tuple(fitted[1:] if fitted[:1] == [1] else fitted) != tuple(sample):
         raise UsageError(f"calibration {source}: array {array_name!r} for input {spec.name!r} has "
                          f"shape {got}, expected {want} (model input shape {list(spec.shape)})")
+    arr = arr.reshape((arr.shape[0],) + tuple(sample))
     if np.issubdtype(spec.dtype, np.floating):
         if not np.issubdtype(arr.dtype, np.floating):
             raise UsageError(
@@ -189,31 +136,19 @@ def _fit(arr: np.ndarray, spec: InputSpec, source: str, array_name: str,
 
 def _match(arrays: Dict[str, np.ndarray], specs: List[InputSpec], source: str,
            single_sample: bool = False) -> Dict[str, np.ndarray]:
-    by_name: Dict[str, InputSpec] = {}
-    for s in specs:
-        by_name[s.name] = s
-        by_name.setdefault(s.tensor_name, s)
-    out: Dict[str, np.ndarray] = {}
-    unused = [k for k in arrays if k not in by_name]
-    if len(specs) == 1 and specs[0].name not in arrays and specs[0].tensor_name not in arrays:
-        spec = specs[0]
-        key = "x" if "x" in arrays else (next(iter(arrays)) if len(arrays) == 1 else None)
-        if key is None:
-            raise UsageError(f"calibration {source}: no array named {spec.name!r} or 'x' "
-                             f"(found {', '.join(arrays) or 'none'})")
-        return {spec.name: _fit(arrays[key], spec, source, key, single_sample)}
-    missing = [s.name for s in specs if s.name not in arrays and s.tensor_name not in arrays]
-    if missing:
-        raise UsageError(f"calibration {source}: no array for input(s) {', '.join(missing)} "
-                         f"(found {', '.join(arrays) or 'none'})",
-                         hint="name the arrays after the model inputs: "
-                              + ", ".join(s.name for s in specs))
+    """{signature input name: [N, *sample] array}: arrays matched to inputs by the agent's rule
+    (edge_bench_agent.tensors.match_keys); for calibration every array must match an input."""
+    try:
+        keys = tensors.match_keys(arrays, [s.detail for s in specs], f"calibration {source}")
+    except tensors.AgentError as e:
+        raise UsageError(e.message, hint="name the arrays after the model inputs: "
+                                         + ", ".join(s.name for s in specs)) from None
+    unused = [k for k in arrays if k not in keys]
     if unused:
         raise UsageError(f"calibration {source}: array(s) {', '.join(unused)} match no model input",
                          hint="model inputs: " + ", ".join(s.name for s in specs))
-    for key, arr in arrays.items():
-        spec = by_name[key]
-        out[spec.name] = _fit(arr, spec, source, key, single_sample)
+    out = {spec.name: _fit(arrays[key], spec, source, key, single_sample)
+           for spec, key in zip(specs, keys)}
     counts = {k: len(v) for k, v in out.items()}
     if len(set(counts.values())) > 1:
         raise UsageError(f"calibration {source}: inputs have different sample counts {counts}")
@@ -222,17 +157,16 @@ def _match(arrays: Dict[str, np.ndarray], specs: List[InputSpec], source: str,
 
 def _load_npz(path: Path) -> Dict[str, np.ndarray]:
     try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except Exception as e:  # zipfile.BadZipFile, ValueError (pickled objects), OSError
-        raise UsageError(f"calibration file {path} cannot be read as .npz: {e}") from e
+        return tensors.load_npz(path, "calibration")
+    except tensors.AgentError as e:
+        raise UsageError(e.message) from None
 
 
 def _load_npy(path: Path) -> np.ndarray:
     try:
-        return np.load(path, allow_pickle=False)
-    except Exception as e:
-        raise UsageError(f"calibration file {path} cannot be read as .npy: {e}") from e
+        return tensors.load_npy(path, "calibration")
+    except tensors.AgentError as e:
+        raise UsageError(e.message) from None
 
 
 def random_calibration(specs: List[InputSpec], n: int = RANDOM_SAMPLES,

@@ -41,7 +41,7 @@ def base_result(device: str, task: Any) -> Dict[str, Any]:
     art = task.artifact
     return {
         "device": device, "model": art.model.name, "variant": art.variant, "threads": task.threads,
-        "status": "ok", "error": None,
+        "status": "ok", "error": None, "error_detail": None,
         "runtime": None, "device_info": None, "agent_version": None,
         "model_sha256": art.sha256, "model_bytes": art.bytes,
         "init_ms": None, "first_inference_ms": None, "warmup": task.timing.warmup, "runs": 0,
@@ -59,10 +59,14 @@ def _quantizer(art: Any) -> Optional[str]:
 
 
 def error_result(device: str, task: Any, message: str, status: str = "error",
-                 error_type: Optional[str] = None) -> Dict[str, Any]:
+                 detail: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """A failed (or skipped) result. `error` is the one-line text people read; `detail` the
+    structured facts a program reads (see errors.error_detail: type, exit code, signal,
+    stderr tail, process index), so CI can tell a timeout from a crash without parsing text."""
     r = base_result(device, task)
     r["status"] = status
-    r["error"] = message if not error_type else f"{error_type}: {message}"
+    r["error"] = message
+    r["error_detail"] = detail
     return r
 
 

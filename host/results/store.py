@@ -6,6 +6,8 @@ Layout (schema version in `meta`, upgraded by the ordered MIGRATIONS list):
 - `results`: one row per device x model x variant x threads, with the columns that queries
   filter on, the whole result document as JSON (`doc`, without the samples) and the raw latency
   samples packed as little-endian float64 (`samples`), so later comparisons run real statistics.
+  A failed result's `error_detail` is also in columns (`error_type`, `error_exit_code`,
+  `error_signal`, `error_process`; schema version 3) for queries such as "every timeout".
 
 The database is in WAL mode and each `add_result` is its own transaction: a run that is killed
 (SIGKILL, power cut of the host process) keeps every result that had been added.
@@ -71,6 +73,14 @@ MIGRATIONS: List[str] = [
     """
     ALTER TABLE results ADD COLUMN median_ci_lo REAL;
     ALTER TABLE results ADD COLUMN median_ci_hi REAL;
+    """,
+    # 3: a failed result's structured facts (error_detail) as columns, so history and CI can
+    # select crashes vs timeouts by type, exit code or signal without parsing `error`
+    """
+    ALTER TABLE results ADD COLUMN error_type TEXT;
+    ALTER TABLE results ADD COLUMN error_exit_code INTEGER;
+    ALTER TABLE results ADD COLUMN error_signal INTEGER;
+    ALTER TABLE results ADD COLUMN error_process INTEGER;
     """,
 ]
 
@@ -255,6 +265,7 @@ class Store:
             ci = [lo, hi]
             r["median_ci_ms"] = ci if lo is not None else None
         blob = pack_samples(samples)
+        det = r.get("error_detail") or {}
 
         def op(db: sqlite3.Connection) -> int:
             if not db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
@@ -262,12 +273,14 @@ class Store:
             cur = db.execute(
                 "INSERT INTO results(run_id, device, model, variant, threads, status, error,"
                 " model_sha256, runtime, runtime_version, agent_version, median_ms, n_samples,"
-                " added_at, doc, samples, median_ci_lo, median_ci_hi)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " added_at, doc, samples, median_ci_lo, median_ci_hi, error_type,"
+                " error_exit_code, error_signal, error_process)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (run_id, r["device"], r["model"], r["variant"], r.get("threads"),
                  r.get("status") or "ok", r.get("error"), r.get("model_sha256"), rt.get("name"),
                  rt.get("version"), r.get("agent_version"), lat.get("median"), len(samples),
-                 _now(), _json(r), blob, ci[0], ci[1]))
+                 _now(), _json(r), blob, ci[0], ci[1], det.get("type"), det.get("exit_code"),
+                 det.get("signal"), det.get("process")))
             return int(cur.lastrowid)
         return self._write(op)
 
@@ -361,14 +374,17 @@ class Store:
     def history(self, device: Optional[str] = None, model: Optional[str] = None,
                 variant: Optional[str] = None, threads: Optional[int] = None,
                 last: Optional[int] = None, *, label: Optional[str] = None,
-                status: Optional[str] = None, samples: bool = False) -> List[Dict[str, Any]]:
+                status: Optional[str] = None, error_type: Optional[str] = None,
+                samples: bool = False) -> List[Dict[str, Any]]:
         """Results across runs, oldest first. Each row: run_id, label, started_at, device,
-        model, variant, threads, status, error, median_ms, ci_lo, ci_hi, n_samples,
+        model, variant, threads, status, error, error_type, error_exit_code, error_signal,
+        error_process, median_ms, ci_lo, ci_hi, n_samples,
         model_sha256, runtime, runtime_version, agent_version, result (the result document).
         `last` keeps only the N most recent runs that have a matching result."""
         where, params = [], []
         for col, val in (("x.device", device), ("x.model", model), ("x.variant", variant),
-                         ("x.threads", threads), ("x.status", status)):
+                         ("x.threads", threads), ("x.status", status),
+                         ("x.error_type", error_type)):
             if val is not None:
                 where.append(f"{col} = ?")
                 params.append(val)
@@ -392,6 +408,8 @@ class Store:
                 "run_id": row["run_id"], "label": row["label"], "started_at": row["started_at"],
                 "device": row["device"], "model": row["model"], "variant": row["variant"],
                 "threads": row["threads"], "status": row["status"], "error": row["error"],
+                "error_type": row["error_type"], "error_exit_code": row["error_exit_code"],
+                "error_signal": row["error_signal"], "error_process": row["error_process"],
                 "median_ms": row["median_ms"], "ci_lo": row["median_ci_lo"],
                 "ci_hi": row["median_ci_hi"], "n_samples": row["n_samples"],
                 "model_sha256": row["model_sha256"], "runtime": row["runtime"],

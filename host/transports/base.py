@@ -6,11 +6,13 @@ every argument itself) streaming its stdout lines, puts a file, and can cancel.
 from __future__ import annotations
 
 import abc
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, Optional, Sequence
+from typing import Callable, Dict, Iterator, Optional, Sequence
 
 from ..config import Device
+from ..errors import RemoteCommandError, TransportError
 
 
 @dataclass
@@ -51,6 +53,8 @@ class Transport(abc.ABC):
         self.device = device
         #: bytes sent by put() since connect, for tests and benchmarks
         self.bytes_pushed = 0
+        #: connection attempts made by connect_with_retries() (results' `connect_attempts`)
+        self.attempts = 0
 
     def __enter__(self) -> "Transport":
         self.connect()
@@ -65,6 +69,31 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     def close(self) -> None: ...
+
+    def connect_with_retries(self, once: Callable[[], None],
+                             sleep: Callable[[float], None] = time.sleep) -> None:
+        """The one retry policy of every transport: call `once` up to 1 + device.retries times;
+        only a TransportError with `retryable` set (refused, timed out, reset, phone offline) is
+        tried again, after device.retry_backoff_s seconds, doubled each time. Auth, host key and
+        configuration errors are raised at once: retrying cannot fix them. Counts `attempts`;
+        the last error after more than one attempt says how many were made."""
+        tries = 1 + max(0, int(self.device.retries))
+        delay = max(0.0, float(self.device.retry_backoff_s))
+        for i in range(tries):
+            self.attempts += 1
+            try:
+                once()
+                return
+            except TransportError as e:
+                if not e.retryable:
+                    raise
+                if i == tries - 1:
+                    if tries == 1:
+                        raise
+                    raise TransportError(e.device, e.message, retryable=True, attempts=tries,
+                                         hint=e.hint) from e
+                sleep(delay)
+                delay *= 2
 
     @abc.abstractmethod
     def start(self, argv: Sequence[str], stdin: Optional[bytes] = None,
@@ -100,7 +129,6 @@ class Transport(abc.ABC):
             if len(parts) == 2 and len(parts[0]) == 64:
                 out[parts[1].lstrip("*")] = parts[0]
         if res.exit_code not in (0, 1):
-            from ..errors import RemoteCommandError
             raise RemoteCommandError(self.device.name, "sha256sum", res.exit_code, res.stderr,
                                      hint="the device needs sha256sum (coreutils or toybox)")
         return out
@@ -108,6 +136,5 @@ class Transport(abc.ABC):
     def makedirs(self, path: str) -> None:
         res = self.run(["mkdir", "-p", "--", path], timeout=60)
         if res.exit_code != 0:
-            from ..errors import RemoteCommandError
             raise RemoteCommandError(self.device.name, f"mkdir -p {path}", res.exit_code,
                                      res.stderr, hint="check the device's workdir setting and free disk")

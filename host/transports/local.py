@@ -10,7 +10,7 @@ from typing import Dict, Iterator, Optional, Sequence
 
 from ..errors import TransportError
 from .base import RemoteProcess, Transport
-from .streams import LineQueue, TailBuffer, kill_local_group
+from .streams import LineQueue, TailBuffer, kill_local_group, write_and_close
 
 
 class LocalProcess(RemoteProcess):
@@ -34,13 +34,7 @@ class LocalProcess(RemoteProcess):
         threading.Thread(target=self._write_stdin, args=(stdin,), daemon=True).start()
 
     def _write_stdin(self, data: Optional[bytes]) -> None:
-        assert self.proc.stdin is not None
-        try:
-            if data:
-                self.proc.stdin.write(data)
-            self.proc.stdin.close()
-        except OSError:
-            pass
+        write_and_close(self.proc.stdin, data)
 
     def _pump_stderr(self) -> None:
         assert self.proc.stderr is not None
@@ -70,7 +64,7 @@ class LocalProcess(RemoteProcess):
 
 class LocalTransport(Transport):
     def connect(self) -> None:
-        pass
+        self.connect_with_retries(lambda: None)  # nothing to open; counts the one attempt
 
     def close(self) -> None:
         pass

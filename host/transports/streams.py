@@ -8,7 +8,7 @@ import signal
 import subprocess
 import threading
 import time
-from typing import Callable, Deque, Iterator, Optional
+from typing import IO, Callable, Deque, Iterator, Optional
 
 _EOF = object()
 
@@ -85,3 +85,15 @@ class LineQueue:
             if item is _EOF:
                 return
             yield item  # type: ignore[misc]
+
+
+def write_and_close(stream: Optional[IO[bytes]], data: Optional[bytes]) -> None:
+    """Write a child's stdin then close it (the command sees EOF); a child that exited early
+    (broken pipe) is not an error here: its exit status says what happened."""
+    assert stream is not None
+    try:
+        if data:
+            stream.write(data)
+        stream.close()
+    except OSError:
+        pass

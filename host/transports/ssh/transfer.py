@@ -1,0 +1,157 @@
+"""Files on an SSH device: SFTP upload (atomic rename, clear disk-full errors) and the workdir.
+
+put(): SFTP upload to `remote.part-<random>`, then posix-rename over `remote` (atomic).
+"""
+from __future__ import annotations
+
+import errno
+import posixpath
+import re
+import secrets
+import stat
+from pathlib import Path
+from typing import Optional, Tuple
+
+import paramiko
+from paramiko.ssh_exception import SSHException
+
+from ...config import Device
+from ...errors import ConfigError, DeviceError, TransportError
+from .process import command_line
+
+_USER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+
+
+class SSHFiles:
+    """SFTP and workdir methods of SSHTransport (which provides the attributes declared here)."""
+
+    device: Device
+    client: Optional[paramiko.SSHClient]
+    _sftp: Optional[paramiko.SFTPClient]
+    bytes_pushed: int
+    where: str
+    # also uses SSHTransport's _transport(), _exec_simple() and Transport.run()
+
+    def _sftp_client(self) -> paramiko.SFTPClient:
+        if self._sftp is None:
+            t = self._transport()
+            try:
+                self._sftp = paramiko.SFTPClient.from_transport(t)
+            except (SSHException, EOFError, OSError) as e:
+                raise TransportError(self.device.name, f"cannot open SFTP on {self.where}: {e}", retryable=True,
+                           hint="the device's sshd needs the sftp subsystem (Subsystem sftp ...)")
+            if self._sftp is None:
+                raise TransportError(self.device.name, f"cannot open SFTP on {self.where}", retryable=False)
+        return self._sftp
+
+    def _sftp_makedirs(self, sftp: paramiko.SFTPClient, path: str) -> None:
+        parts = [p for p in path.split("/") if p and p != "."]
+        cur = "/" if path.startswith("/") else ""
+        for p in parts:
+            cur = posixpath.join(cur, p) if cur else p
+            try:
+                st = sftp.stat(cur)
+                if st.st_mode is not None and not stat.S_ISDIR(st.st_mode):
+                    raise DeviceError(self.device.name, f"cannot create directory {path}: {cur} is a file")
+                continue
+            except FileNotFoundError:
+                pass
+            try:
+                sftp.mkdir(cur)
+            except OSError as e:
+                try:  # made concurrently by someone else?
+                    if stat.S_ISDIR(sftp.stat(cur).st_mode or 0):
+                        continue
+                except OSError:
+                    pass
+                raise DeviceError(self.device.name, f"cannot create directory {cur}:"
+                                  f" {e.strerror or e}", hint="check the device's workdir setting,"
+                                  " permissions and free disk")
+
+    def put(self, local: Path, remote: str) -> None:
+        local = Path(local)
+        size = local.stat().st_size
+        sftp = self._sftp_client()
+        parent = posixpath.dirname(remote)
+        tmp = f"{remote}.part-{secrets.token_hex(6)}"
+        try:
+            if parent:
+                self._sftp_makedirs(sftp, parent)
+            sftp.put(str(local), tmp, confirm=True)
+            try:
+                sftp.posix_rename(tmp, remote)
+            except OSError as e:
+                if "unsupported" not in str(e).lower():
+                    raise
+                try:  # server without posix-rename@openssh.com: not atomic, but works
+                    sftp.remove(remote)
+                except OSError:
+                    pass
+                sftp.rename(tmp, remote)
+        except (DeviceError, OSError, EOFError, SSHException) as e:
+            t = self.client.get_transport() if self.client is not None else None
+            alive = t is not None and t.is_active()
+            if alive:
+                try:
+                    sftp.remove(tmp)
+                except Exception:  # noqa: BLE001
+                    pass
+            if isinstance(e, DeviceError):
+                raise
+            if not alive or not isinstance(e, OSError):
+                self._sftp = None
+                raise TransportError(self.device.name, f"connection to {self.where} lost while uploading"
+                           f" {local.name}: {e}", retryable=True) from None
+            # SFTP reports a full disk as a generic "Failure" (or, with pipelined writes, as a
+            # short file): ask the device how much room there is to say what really happened
+            free = self._free_kb(parent or ".")
+            if free is not None and (free[0] * 1024 < size or e.errno == errno.ENOSPC
+                                     or "no space" in str(e).lower()):
+                raise DeviceError(self.device.name, f"no space left on the device: {free[0]} KB free"
+                                  f" on {free[1]} (workdir {parent or '.'}), {local.name} needs"
+                                  f" {(size + 1023) // 1024} KB",
+                                  hint="free some space there or point workdir: at a bigger"
+                                       " filesystem") from None
+            raise DeviceError(self.device.name, f"cannot upload {local} to {remote}:"
+                              f" {e.strerror or e}",
+                              hint="check the device's workdir setting, permissions and free disk") from None
+        self.bytes_pushed += size
+
+    def _free_kb(self, path: str) -> Optional[Tuple[int, str]]:
+        """(KB available, mount point) of the filesystem holding `path` on the device (POSIX
+        `df -Pk`), or None when that cannot be found out."""
+        try:
+            code, out = self._exec_simple(command_line(["df", "-Pk", "--", path]),
+                                          timeout=self.device.connect_timeout_s + 10)
+        except TransportError:
+            return None
+        lines = out.decode("utf-8", "replace").strip().splitlines()
+        if code != 0 or len(lines) < 2:
+            return None
+        parts = lines[-1].split()
+        try:
+            return int(parts[3]), parts[5] if len(parts) > 5 else path
+        except (IndexError, ValueError):
+            return None
+
+    # -- paths
+    def resolve_workdir(self, workdir: str) -> str:
+        """`~/x` -> `x` (relative paths resolve against the login directory for both commands
+        and SFTP), `~` -> `.`, `~user/x` -> that user's home + /x, anything else unchanged."""
+        w = workdir.strip()
+        if w == "~":
+            return "."
+        if w.startswith("~/"):
+            rest = w[2:].lstrip("/")
+            return rest.rstrip("/") or "."
+        if w.startswith("~"):
+            user, _, rest = w[1:].partition("/")
+            if not _USER_NAME.match(user):
+                raise ConfigError(f"{self.device.source}: workdir {workdir!r}: bad user name after ~")
+            res = self.run(["sh", "-c", f"cd ~{user} && pwd"], timeout=self.device.connect_timeout_s + 10)
+            home = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else ""
+            if res.exit_code != 0 or not home.startswith("/"):
+                raise DeviceError(self.device.name, f"cannot resolve workdir {workdir!r}: no home"
+                                  f" directory for user {user!r}")
+            return posixpath.join(home, rest) if rest else home
+        return w
