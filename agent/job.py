@@ -149,6 +149,9 @@ def _run_tasks(job: Dict[str, Any], tasks: List[Dict[str, Any]], workdir: str,
                        "cooldown_s": waited, "job_id": job.get("job_id")}
             if need[i] > 1:
                 payload["process"] = proc_no
+            # which task and process starts now: the host shows it as the device's current work
+            emit("progress", done=done, total=len(tasks), task=task_id, started=True,
+                 process=proc_no + 1, processes=need[i])
             got, errs = run_worker(job["python"], payload,
                                    float(timeout) if timeout else None,
                                    float(beat) if beat else None, (done, len(tasks)),

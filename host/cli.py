@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                     " (SSH boards, Android phones over adb, and this machine as `local`).",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"edge-bench {__version__}")
+    parser.add_argument("--verbose", "-v", action="store_true", dest="verbose_all",
+                        help="show the libraries' own output (LiteRT, ai-edge-quantizer) as it"
+                             " comes; otherwise it is captured and shown only with an error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module in COMMANDS.items():
         try:
@@ -66,6 +69,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from . import quiet
+    quiet.set_verbose(bool(getattr(args, "verbose_all", False) or getattr(args, "verbose", False)))
     import signal
     import threading
     if threading.current_thread() is threading.main_thread():
@@ -76,6 +81,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         return int(args.func(args) or 0)
     except EdgeBenchError as e:
         print(f"edge-bench: error: {e}", file=sys.stderr)
+        said = quiet.take_failure_output()
+        if said:  # what the library printed before it failed often says why
+            print("  library output before the error:\n    " + said.replace("\n", "\n    "),
+                  file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("edge-bench: interrupted", file=sys.stderr)

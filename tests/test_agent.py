@@ -63,6 +63,16 @@ def run_agent(job: Any = None, args: Optional[List[str]] = None, stdin: Optional
     return events, p
 
 
+def finished(events: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The progress events that count work done (not the ones announcing a process start)."""
+    return [e for e in events if e["event"] == "progress" and not e.get("started")]
+
+
+def started(events: List[Dict[str, Any]]) -> List[Any]:
+    return [(e["task"], e["process"]) for e in events
+            if e["event"] == "progress" and e.get("started")]
+
+
 def of(events: List[Dict[str, Any]], kind: str) -> List[Dict[str, Any]]:
     return [e for e in events if e["event"] == kind]
 
@@ -90,7 +100,7 @@ def decode(out: Dict[str, Any]) -> np.ndarray:
 def check_event_order(events: List[Dict[str, Any]], n_tasks: int) -> None:
     assert events[0]["event"] == "hello"
     assert events[-1]["event"] == "bye" and events[-1]["tasks"] == n_tasks
-    prog = of(events, "progress")
+    prog = finished(events)
     assert [p["done"] for p in prog] == list(range(1, n_tasks + 1))
     assert all(p["total"] == n_tasks for p in prog)
 
@@ -635,8 +645,9 @@ def test_processes_merge_into_one_result_with_eval_from_process_0(wd: Path,
     assert r["stopped_by"] == "runs"
     assert r["eval"]["n"] == len(eval_x)                 # scored once (process 0)
     # progress: one per process, the last one completes the task
-    prog = of(events, "progress")
+    prog = finished(events)
     assert [(e["done"], e.get("process")) for e in prog] == [(0, 1), (0, 2), (1, None)]
+    assert started(events) == [("p3", 1), ("p3", 2), ("p3", 3)]
     # the merged line is still a protocol line the host parses
     assert events[-1] == {"proto": 1, "event": "bye", "tasks": 1, "errors": 0}
 
@@ -653,9 +664,11 @@ def test_interleave_runs_processes_round_robin(wd: Path) -> None:
              task("c", blob(wd, "dense.tflite"), wd, runs=3)]
     events, p = run_agent(job(wd, tasks, interleave=True))
     assert p.returncode == 0
-    order = [(e["task"], e.get("process")) for e in of(events, "progress")]
+    order = [(e["task"], e.get("process")) for e in finished(events)]
     # round 1: a1 b1 c(done); round 2: a(done) b2; round 3: b(done)
     assert order == [("a", 1), ("b", 1), ("c", None), ("a", None), ("b", 2), ("b", None)]
+    # each process is announced as it starts, in the same round-robin order
+    assert started(events) == [("a", 1), ("b", 1), ("c", 1), ("a", 2), ("b", 2), ("b", 3)]
     assert [r["task"] for r in of(events, "result")] == ["c", "a", "b"]
     assert {r["task"]: r["processes"] for r in of(events, "result")} == {"a": 2, "b": 3, "c": 1}
 
@@ -676,8 +689,9 @@ def test_a_crashing_process_fails_its_task_once_and_skips_the_rest(wd: Path,
     assert [r["task"] for r in of(events, "result")] == ["after"]
     assert events[-1]["errors"] == 1
     # processes 2 and 3 of the failed task were never started
-    assert [(e["task"], e.get("process")) for e in of(events, "progress")] == [
+    assert [(e["task"], e.get("process")) for e in finished(events)] == [
         ("flaky", 1), ("flaky", None), ("after", None)]
+    assert started(events) == [("flaky", 1), ("flaky", 2), ("after", 1)]
 
 
 @pytest.mark.parametrize("bad", [0, 101, "3", 2.5])

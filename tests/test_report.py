@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import csv
+import os
 import re
 import shutil
-import struct
-import subprocess
-import zlib
 from pathlib import Path
 from typing import Any, Dict
 
@@ -64,7 +62,8 @@ def test_report_html_is_self_contained(db: Path, tmp_path: Path) -> None:
     assert "@import" not in text and "url(" not in text
     # every URL in the page is the SVG namespace, which is an identifier, not a fetch
     assert set(re.findall(r"https?://[^\s\"'<>]+", text)) <= {"http://www.w3.org/2000/svg"}
-    assert text.count("<svg") == 2 + 9  # 2 distributions (digits, mobilenet) + 9 trend plots
+    # 2 trade-off charts and 2 distributions (local: digits, mobilenet; pi4 only failed) + 9 trends
+    assert text.count("<svg") == 2 + 2 + 9 and text.count('class="plot tradeoff"') == 2
     assert "Segmentation fault" in text and "nightly-2024-05-06" in text
     rows = list(csv.DictReader(out_csv.open()))
     assert len(rows) == 10 and rows[0]["run_id"] == "run-5"
@@ -79,7 +78,7 @@ def test_report_from_json_file_without_store(db: Path, tmp_path: Path) -> None:
     assert main(["report", str(tmp_path / "run.json"), "--html", str(out),
                  "--db", str(tmp_path / "none.sqlite")]) == 0
     text = out.read_text()
-    assert "no stored history" in text and text.count("<svg") == 2
+    assert "no stored history" in text and text.count("<svg") == 2 + 2  # + 2 trade-off charts
     assert main(["report", "last", "--db", str(db)]) == 2  # nothing to write
     assert main(["report", "nope", "--html", str(out), "--db", str(db)]) == 2
 
@@ -92,50 +91,80 @@ def test_render_handles_empty_and_odd_runs() -> None:
     const = dict(make_result("int8", 1, 1.0, seed=2), samples_ms=[0.5] * 50)
     html = render_html({"schema": "edge-bench/run/1", "run_id": "r", "started_at": "now",
                         "results": [one, const]}, {})
-    assert html.count("<svg") == 1
+    assert html.count("<svg") == 1 + 1  # one distribution, one trade-off chart (both variants)
 
 
-def _png_size_and_nonblank(path: Path) -> tuple:
-    """(width, height, fraction of pixels that differ from the most common colour)."""
-    try:
-        from PIL import Image
-    except ImportError:  # decode the PNG's filtered scanlines directly: blank pages filter to ~0
-        data = path.read_bytes()
-        assert data[:8] == b"\x89PNG\r\n\x1a\n"
-        pos, idat, w = 8, b"", 0
-        h = 0
-        while pos < len(data):
-            (ln,) = struct.unpack(">I", data[pos:pos + 4])
-            typ = data[pos + 4:pos + 8]
-            body = data[pos + 8:pos + 8 + ln]
-            if typ == b"IHDR":
-                w, h = struct.unpack(">II", body[:8])
-            elif typ == b"IDAT":
-                idat += body
-            pos += 12 + ln
-        raw = np.frombuffer(zlib.decompress(idat), dtype=np.uint8)
-        return w, h, float(np.count_nonzero(raw)) / raw.size
-    img = np.asarray(Image.open(path).convert("RGB"))
-    flat = img.reshape(-1, 3)
-    colours, counts = np.unique(flat, axis=0, return_counts=True)
-    return img.shape[1], img.shape[0], 1.0 - counts.max() / flat.shape[0]
+def run_doc(devices=("local", "pi4")) -> Dict[str, Any]:
+    """A run of digits on two devices, four variants each, with accuracy; one stalled sample."""
+    results = []
+    for d, slow in zip(devices, (1.0, 3.1)):
+        for i, (v, size, ms, top1, agree) in enumerate((
+                ("fp32", 69_000, 2.0, 0.970, 1.0), ("fp16", 36_000, 1.95, 0.970, 1.0),
+                ("dynamic-int8", 22_000, 1.3, 0.968, 0.995), ("int8", 24_000, 0.7, 0.955, 0.98))):
+            r = make_result(v, 1, ms * slow, seed=i + 10 * len(results), device=d)
+            r.update(model_bytes=size, accuracy={"top1": top1, "top1_ref": 0.970,
+                                                 "agreement_vs_ref": agree, "max_abs_err": 0.01})
+            results.append(r)
+    results[0]["samples_ms"][5] = 200.0  # one stall: CoV explodes, IQR/median does not
+    return {"schema": "edge-bench/run/1", "run_id": "r-1", "label": "two devices",
+            "started_at": "2026-12-01T02:00:00+00:00",
+            "argv": ["edge-bench", "run", "--devices", "local,pi4", "--label", "two devices"],
+            "results": results}
+
+
+def test_report_command_line_spread_and_axis_labels(db: Path) -> None:
+    from edge_bench.render.html import iqr_over_median
+    from edge_bench.render.svg import trend_svg
+    doc = run_doc()
+    html = render_html(doc, {})
+    assert "edge-bench edge-bench" not in html
+    assert "command: <code>edge-bench run --devices local,pi4 --label &#x27;two devices&#x27;</code>" in html
+    old = render_html(Store(db).get_run("last"), {})  # stored argv without the program name
+    assert "command: <code>edge-bench run --label nightly-2024-05-06</code>" in old
+    s = doc["results"][0]["samples_ms"]
+    cov = float(np.std(s) / np.mean(s))
+    assert cov > 0.5 and iqr_over_median(s) < 0.2  # one stall of 100x the median
+    assert "IQR/med" in html
+    # a trend whose medians differ in the third decimal: every y label different
+    rows = [{"run_id": f"r{i}", "label": None, "started_at": "", "status": "ok",
+             "median_ms": 0.176 + 0.002 * i, "ci_lo": 0.175 + 0.002 * i, "ci_hi": 0.178 + 0.002 * i}
+            for i in range(6)]
+    svg = trend_svg(("local", "m", "fp32", 1), rows, "r5")
+    labels = re.findall(r'class="tick" text-anchor="end">([^<]+)<', svg)
+    assert len(labels) >= 3 and len(set(labels)) == len(labels), labels
+
+
+def test_tradeoff_chart_marks_the_pareto_front() -> None:
+    from edge_bench.render.tradeoff import pareto, tradeoff_svg
+    assert pareto([(69, 2.0), (36, 1.95), (22, 1.3), (24, 0.7)]) == [2, 3]
+    rs = [r for r in run_doc()["results"] if r["device"] == "local"]
+    svg = tradeoff_svg(rs, "local · digits")
+    assert svg.count('class="ring"') == 2  # dynamic-int8 (smallest) and int8 (fastest)
+    assert "fp32 (reference)" in svg and svg.count('class="ref"') == 2
+    assert "top-1 -1.5 pts" in svg and "top-1 +0.0 pts" in svg
+    assert re.search(r'<path d="M[^"]+" class="front"/>', svg)
+    # a variant with wrong outputs: a cross, never on the front, even when smallest and fastest
+    bad = dict(rs[3], model_bytes=10_000, accuracy=dict(rs[3]["accuracy"], flag="agreement 10%"))
+    bad["latency_ms"] = dict(bad["latency_ms"], median=0.1)
+    svg = tradeoff_svg(rs[:3] + [bad], "x")
+    assert 'class="wrong"' in svg and "WRONG OUTPUT" in svg and svg.count('class="ring"') == 1
 
 
 def test_report_renders_in_headless_chromium(db: Path, tmp_path: Path) -> None:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    if not chromium:
-        pytest.skip("chromium is not installed (apt-get install -y chromium); .ci/run installs it")
+    from browser import inked, render
+    from edge_bench.results.document import write_json
+    write_json(run_doc(), tmp_path / "run.json")
     out = tmp_path / "report.html"
-    assert main(["report", "last", "--html", str(out), "--db", str(db)]) == 0
-    shot = tmp_path / "shot.png"
-    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--disable-component-update", "--no-first-run", "--disable-sync", "--mute-audio",
-           f"--user-data-dir={tmp_path / 'chrome-profile'}", "--window-size=1280,2400",
-           "--hide-scrollbars", f"--screenshot={shot}", out.as_uri()]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
-    assert shot.exists(), f"no screenshot; chromium exited {p.returncode}: {p.stderr[-2000:]}"
-    w, h, inked = _png_size_and_nonblank(shot)
-    assert (w, h) == (1280, 2400)
-    assert inked > 0.03, f"screenshot looks blank ({inked:.3%} non-background)"
-    # keep a copy next to the test run for a human to look at
-    shutil.copy(shot, tmp_path / "report-screenshot.png")
+    assert main(["report", str(tmp_path / "run.json"), "--html", str(out), "--db", str(db)]) == 0
+    page = render(out, tmp_path, 1280, 2400)
+    assert not page.script_errors(), page.script_errors()
+    # the SVGs were parsed as SVG and have content: trade-off fronts, violins, device bars
+    assert page.dom.count('class="plot tradeoff"') == 2 and page.dom.count('class="plot devices"') == 1
+    fronts = re.findall(r'<path d="(M[^"]+)" class="front">', page.dom)
+    assert len(fronts) == 2 and all(d.count("L") >= 2 for d in fronts)
+    assert len(re.findall(r'<polygon points="[\d.,\s]{40,}"', page.dom)) >= 8  # violins
+    assert page.dom.count('<rect x="') >= 8  # one bar per device and variant
+    assert inked(page.png) > 0.03, "screenshot looks blank"
+    dest = os.environ.get("EDGE_BENCH_SCREENSHOTS")
+    if dest:
+        shutil.copy(page.png, Path(dest) / "report.png")

@@ -74,9 +74,17 @@ def test_document_validates_against_schema(local_run: Dict[str, Any]) -> None:
 
 
 def test_plain_output_when_not_a_tty(local_run: Dict[str, Any]) -> None:
-    out = local_run["proc"].stdout
-    assert "median ms" in out and "builtin:digits" in out and "dynamic-int8" in out
-    assert "\x1b[" not in out  # no terminal escapes in a pipe
+    out, err = local_run["proc"].stdout, local_run["proc"].stderr
+    # one line per result as it arrives, with the full model name, then the table once
+    lines = [ln for ln in out.splitlines() if ln.startswith("result ")]
+    assert len(lines) == 6 and all("model=builtin:digits" in ln for ln in lines)
+    assert out.count("edge-bench results") == 1
+    header = next(ln for ln in out.splitlines() if ln.startswith("variant") or ln.startswith("model"))
+    assert "median" in header and "dynamic-int8" in out
+    # progress, one line per event on stderr: quantization, then the device's tasks
+    assert "quantizing builtin:digits int8" in err and "[local] 6/6" in err
+    assert "\x1b[" not in out + err  # no terminal escapes in a pipe
+    assert "XNNPACK delegate" not in out + err  # the runtime's INFO line stays captured
 
 
 def test_results_are_in_the_store(local_run: Dict[str, Any]) -> None:

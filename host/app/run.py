@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from ..analysis.verdict import DEFAULT_THRESHOLD
 from ..errors import UsageError
@@ -24,9 +24,12 @@ DEFAULT_VARIANTS = "fp32,int8"
 class Display(Protocol):
     """What the service reports to while it runs (render/display.LiveDisplay)."""
 
-    def note(self, text: str) -> None: ...
+    def on_quantize(self, done: int, total: int, model: str, variant: str) -> None: ...
+    def plan(self, plan: Dict[str, List[Tuple[str, str, str, int]]], timing: Any) -> None: ...
     def on_status(self, device: str, text: str) -> None: ...
+    def on_progress(self, device: str, info: Dict[str, Any]) -> None: ...
     def on_result(self, r: Dict[str, Any]) -> None: ...
+    def stop(self) -> None: ...
     def __enter__(self) -> Any: ...
     def __exit__(self, *exc: Any) -> None: ...
 
@@ -118,8 +121,9 @@ def select_devices(req: RunRequest) -> List[Any]:
 
 
 def plan_tasks(req: RunRequest, devices: Sequence[Any], models: Sequence[Any],
-               progress: Callable[[str], None]) -> Dict[Any, List[Any]]:
-    """device -> its tasks: every variant of every model at every thread count."""
+               progress: Callable[[int, int, str, str], None]) -> Dict[Any, List[Any]]:
+    """device -> its tasks: every variant of every model at every thread count.
+    `progress(done, total, model, variant)` follows the quantization (fleet/plan.py)."""
     from ..fleet.plan import Timing, make_artifacts
     from ..fleet.runner import Task
     from ..models.dispatch import parse_quantizers, route_variants
@@ -163,7 +167,13 @@ def execute(req: RunRequest, display: Display, json_out: Optional[str] = None) -
     check(req)
     devices = select_devices(req)
     models = resolve_models(req)
-    plan = plan_tasks(req, devices, models, progress=display.note)
+    try:
+        plan = plan_tasks(req, devices, models, progress=display.on_quantize)
+    finally:
+        display.stop()  # the quantization's progress; the run's starts with the session
+    display.plan({d.name: [(t.id, t.artifact.model.name, t.artifact.variant, t.threads)
+                           for t in tasks] for d, tasks in plan.items()},
+                 next((t.timing for tasks in plan.values() for t in tasks), None))
 
     from ..results.record import new_run
     doc = new_run(req.label, list(req.argv))
@@ -184,7 +194,7 @@ def execute(req: RunRequest, display: Display, json_out: Optional[str] = None) -
     from ..fleet.session import Session
     # cooldown and lock wait travel on each Device (flags > devices.yaml), see DeviceRun
     session = Session(plan, on_result=on_result, on_status=display.on_status, job_id=doc["run_id"],
-                      op_profiling=req.op_profiling)
+                      op_profiling=req.op_profiling, on_progress=display.on_progress)
     interrupted = False
     try:
         with display:

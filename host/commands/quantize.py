@@ -57,6 +57,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "for .keras/.h5/SavedModel input; pip install 'edge-bench[tf]'), pt2e "
                         "(PyTorch's PT2E flow for .pt2 / module:function input; pip install "
                         "'edge-bench[torch]'), or ai-edge-quantizer,pt2e for both")
+    p.add_argument("--verbose", "-v", action="store_true",
+                   help="show ai-edge-quantizer's and LiteRT's own output as it comes")
     p.add_argument("-o", "--output", "--out", dest="output", metavar="DIR", required=True,
                    help="output folder (created if missing)")
     p.set_defaults(func=run)

@@ -118,6 +118,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--fail-on-regression", action="store_true",
                    help="exit 1 when the comparison with --baseline finds a regression")
     p.add_argument("--quiet", "-q", action="store_true", help="no table, only errors and --json")
+    p.add_argument("--verbose", "-v", action="store_true",
+                   help="show the libraries' own output (LiteRT, ai-edge-quantizer) as it comes")
     p.set_defaults(func=run)
 
 

@@ -4,14 +4,20 @@ verified by sha256 ON the device after the push (and the agent checks again befo
 from __future__ import annotations
 
 import posixpath
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from .artifact import agent_artifact
 from ..errors import DeviceError
 from ..hashing import sha256_file
 from ..transports.base import Transport
+
+#: pushes of files at least this big are reported to `on_push` (the live display shows them)
+BIG_PUSH_BYTES = 4 << 20
+#: how often a big push reports its bytes and rate
+PUSH_PROGRESS_EVERY_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -42,12 +48,29 @@ class DeployReport:
     bytes_pushed: int = 0
 
 
+def _throttled(name: str, t0: float, on_push: Callable[[Dict[str, Any]], None]
+               ) -> Callable[[int, int], None]:
+    """A transport's byte progress as `on_push` events, one per PUSH_PROGRESS_EVERY_S at most,
+    with the rate so far."""
+    last = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= PUSH_PROGRESS_EVERY_S and done < total:
+            last[0] = now
+            on_push({"file": name, "total": total, "bytes": done,
+                     "rate": done / max(1e-6, now - t0)})
+    return progress
+
+
 def remote_path(workdir: str, blob: Blob) -> str:
     return posixpath.join(workdir, blob.remote_rel)
 
 
-def ensure_blobs(transport: Transport, workdir: str, blobs: Sequence[Blob]) -> DeployReport:
-    """Make every blob present and verified under workdir on the device."""
+def ensure_blobs(transport: Transport, workdir: str, blobs: Sequence[Blob],
+                 on_push: Optional[Callable[[Dict[str, Any]], None]] = None) -> DeployReport:
+    """Make every blob present and verified under workdir on the device. `on_push` hears of
+    each push of a file over BIG_PUSH_BYTES: {file, total, bytes, elapsed_s, finished}."""
     report = DeployReport()
     unique = list({b.remote_rel: b for b in blobs}.values())
     dirs = sorted({posixpath.dirname(remote_path(workdir, b)) for b in unique})
@@ -63,7 +86,15 @@ def ensure_blobs(transport: Transport, workdir: str, blobs: Sequence[Blob]) -> D
             missing.append((b, p))
     before = transport.bytes_pushed
     for b, p in missing:
-        transport.put(b.local, p)
+        size = b.local.stat().st_size
+        if on_push is None or size < BIG_PUSH_BYTES:
+            transport.put(b.local, p)
+            continue
+        t0 = time.monotonic()
+        on_push({"file": b.local.name, "total": size, "bytes": 0, "first": True})
+        transport.put(b.local, p, progress=_throttled(b.local.name, t0, on_push))
+        on_push({"file": b.local.name, "total": size, "bytes": size, "finished": True,
+                 "elapsed_s": time.monotonic() - t0})
     if missing:
         got = transport.sha256_many([p for _, p in missing])
         for b, p in missing:

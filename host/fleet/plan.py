@@ -162,15 +162,17 @@ def load_eval(path: Path, model_path: Path) -> EvalData:
 
 
 def make_artifacts(models: Sequence[ModelSpec], variants: Sequence[str],
-                   progress: Optional[Callable[[str], None]] = None,
+                   progress: Optional[Callable[[int, int, str, str], None]] = None,
                    cache_dir: Optional[Path] = None) -> List[Artifact]:
-    """Quantize every model into every variant (cached). A failed variant never stops the rest."""
+    """Quantize every model into every variant (cached). A failed variant never stops the rest.
+    `progress(done, total, model, variant)` before each step and once more with done == total."""
     from ..models.dispatch import make_variant
     out: List[Artifact] = []
+    total = len(models) * len(variants)
     for m in models:
         for v in variants:
             if progress:
-                progress(f"preparing {m.name} {v}")
+                progress(len(out), total, m.name, v)
             art = Artifact(model=m, variant=v)
             try:
                 q = make_variant(m.path, v, None, m.calibration, quantizer=m.quantizer,
@@ -180,6 +182,8 @@ def make_artifacts(models: Sequence[ModelSpec], variants: Sequence[str],
             except EdgeBenchError as e:
                 art.error = str(e)
             out.append(art)
+    if progress:
+        progress(total, total, "", "")
     return out
 
 

@@ -27,6 +27,7 @@ AGENT_GRACE_S = 15.0
 
 Emit = Callable[[Dict[str, Any]], None]
 Status = Callable[[str, str], None]  # (device, text)
+Progress = Callable[[str, Dict[str, Any]], None]  # (device, {"kind": "task" | "push", ...})
 
 
 @dataclass
@@ -59,11 +60,13 @@ class DeviceRun:
 
     def __init__(self, device: Device, tasks: Sequence[Task], emit: Emit,
                  status: Optional[Status] = None,
-                 job_id: str = "job", op_profiling: bool = False) -> None:
+                 job_id: str = "job", op_profiling: bool = False,
+                 progress: Optional[Progress] = None) -> None:
         self.device = device
         self.tasks = list(tasks)
         self.emit = emit
         self.status = status or (lambda d, t: None)
+        self.progress = progress or (lambda d, info: None)
         self.job_id = job_id
         self.done: Dict[str, bool] = {}
         self.transport: Optional[Transport] = None
@@ -176,7 +179,8 @@ class DeviceRun:
                 eval_blob[t.id] = Blob.for_file(art.model.eval.path)
                 blobs.append(eval_blob[t.id])
         self.status(name, "pushing")
-        rep = ensure_blobs(self.transport, workdir, blobs)
+        rep = ensure_blobs(self.transport, workdir, blobs,
+                           on_push=lambda info: self.progress(name, dict(info, kind="push")))
         self.bytes_pushed += rep.bytes_pushed
         self.files_pushed += len(rep.pushed)
         self.files_present += len(rep.present)
@@ -264,7 +268,10 @@ class DeviceRun:
                 if msg.get("runtime") is None:
                     self.status(name, "no TFLite runtime: " + str(msg.get("runtime_error")))
             elif ev == "progress":
-                if msg.get("heartbeat"):
+                self.progress(name, dict(msg, kind="task"))
+                if msg.get("started"):
+                    pass  # a worker process started: the structured event above says which
+                elif msg.get("heartbeat"):
                     self.status(name, f"running {msg.get('done')}/{msg.get('total')}"
                                       f" ({msg.get('elapsed_s')} s into {msg.get('task')})")
                 elif "waiting_for_lock" in msg:

@@ -12,19 +12,23 @@ from .runner import DeviceRun, Task
 
 Sink = Callable[[Dict[str, Any]], None]
 StatusSink = Callable[[str, str], None]
+ProgressSink = Callable[[str, Dict[str, Any]], None]
 
 
 class Session:
     def __init__(self, plan: Dict[Device, Sequence[Task]], on_result: Sink,
                  on_status: Optional[StatusSink] = None,
-                 job_id: str = "job", op_profiling: bool = False) -> None:
+                 job_id: str = "job", op_profiling: bool = False,
+                 on_progress: Optional[ProgressSink] = None) -> None:
         self.plan = plan
         self.on_result = on_result
         self.on_status = on_status or (lambda d, t: None)
+        self.on_progress = on_progress or (lambda d, info: None)
         self._q: "queue.Queue[tuple]" = queue.Queue()
         self.runs: List[DeviceRun] = [
             DeviceRun(dev, tasks, emit=lambda r: self._q.put(("result", r)),
                       status=lambda d, t: self._q.put(("status", d, t)),
+                      progress=lambda d, info: self._q.put(("progress", d, info)),
                       job_id=f"{job_id}-{dev.name}",
                       op_profiling=op_profiling)
             for dev, tasks in plan.items()
@@ -101,5 +105,7 @@ class Session:
                 continue
             if item[0] == "result":
                 self.on_result(item[1])
+            elif item[0] == "progress":
+                self.on_progress(item[1], item[2])
             else:
                 self.on_status(item[1], item[2])

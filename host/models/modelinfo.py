@@ -63,10 +63,12 @@ def interpreter(model_path: Union[str, Path], num_threads: Optional[int] = None,
     ModelError otherwise."""
     from ai_edge_litert.interpreter import Interpreter
 
+    from ..quiet import quiet
     try:
-        it = Interpreter(model_path=str(model_path), num_threads=num_threads)
-        if allocate:
-            it.allocate_tensors()
+        with quiet("LiteRT"):  # "INFO: Created TensorFlow Lite XNNPACK delegate" goes to fd 2
+            it = Interpreter(model_path=str(model_path), num_threads=num_threads)
+            if allocate:
+                it.allocate_tensors()
     except (ValueError, RuntimeError) as e:
         raise ModelError(f"LiteRT cannot load {model_path}: {str(e).strip()}") from e
     return it

@@ -26,7 +26,6 @@ ai-edge-quantizer version; written to a temp file and renamed, so concurrent run
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import re
 import warnings
@@ -37,6 +36,7 @@ import numpy as np
 
 from ..errors import EdgeBenchError, ModelError, UsageError
 from ..hashing import sha256_bytes, sha256_file
+from ..quiet import quiet, take_failure_output
 from .modelinfo import InputSpec, check_tflite, model_inputs
 from .modelinfo import interpreter as load_interpreter
 from .quantcache import cache_get_or_make, default_cache_dir, write_atomic
@@ -253,7 +253,7 @@ def _quiet():
     """ai-edge-quantizer prints progress bars/reports and warns about debugging options."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors.*")
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        with quiet("ai-edge-quantizer"):
             yield
 
 
@@ -325,8 +325,10 @@ def quantize_model(model_path: Union[str, Path], variant: str, out_path: Union[s
         msg = " ".join(str(e).split()) or type(e).__name__
         op = _op_in_message(msg, ops)
         where = f" (op {op})" if op else ""
+        said = take_failure_output(max_lines=3).replace("\n", " | ")
         raise ModelError(f"variant {variant} of {model_path.name} failed{where}: {msg}",
-                         hint=f"model ops: {', '.join(ops)}") from e
+                         hint=f"model ops: {', '.join(ops)}"
+                         + (f"; the quantizer printed: {said}" if said else "")) from e
     write_atomic(out_path, data)
     try:
         load_interpreter(out_path)

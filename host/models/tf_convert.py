@@ -36,9 +36,7 @@ the conversion fails.
 from __future__ import annotations
 
 import contextlib
-import io
 import os
-import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -113,31 +111,15 @@ def source_sha256(path: Union[str, Path]) -> str:
 
 @contextlib.contextmanager
 def _captured_output() -> Iterator[List[str]]:
-    """Send fds 1 and 2 (Python and C++ writes) to a temp file; the text lands in the list."""
+    """Capture fds 1 and 2 (Python and C++ writes) and warnings; the text lands in the list."""
+    from ..quiet import quiet
     out: List[str] = []
-    py_out = io.StringIO()
-    for s in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            s.flush()
-    saved = [os.dup(1), os.dup(2)]
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        os.dup2(tmp.fileno(), 1)
-        os.dup2(tmp.fileno(), 2)
-        try:
-            with warnings.catch_warnings(), contextlib.redirect_stdout(py_out), \
-                    contextlib.redirect_stderr(py_out):
-                warnings.simplefilter("ignore")
-                yield out
-        finally:
-            for s in (sys.stdout, sys.stderr):
-                with contextlib.suppress(Exception):
-                    s.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
-            tmp.seek(0)
-            out.append(py_out.getvalue() + tmp.read().decode("utf-8", "replace"))
+    try:
+        with warnings.catch_warnings(), quiet("TFLiteConverter") as cap:
+            warnings.simplefilter("ignore")
+            yield out
+    finally:
+        out.append(cap.text)
 
 
 def _noise_free(text: str, limit: int = 1500) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Dict, List, Optional, TextIO
+from typing import Any, Dict, List, Optional, TextIO, Tuple
 
 
 def _short(v: Any) -> str:
@@ -88,22 +88,49 @@ VERDICT_STYLE = {"slower": "bold red", "accuracy-drop": "bold red", "error": "re
                  "faster": "green", "same": "", "missing": "yellow", "new": "cyan"}
 
 
-def print_rich(cmp: Dict[str, Any], file: Optional[TextIO] = None) -> None:
-    """The comparison as a rich table (plain text when not a terminal)."""
-    from rich.console import Console
-    from rich.table import Table
-    console = Console(file=file or sys.stdout, width=None if (file or sys.stdout).isatty() else 160)
-    t = Table(title=f"compare {_title(cmp)}", expand=False)
-    for c in COLUMNS:
-        t.add_column(c, justify="right" if c in ("thr", "base ms", "cand ms", "p") else "left",
-                     overflow="fold", max_width=50 if c.startswith("environment") else None)
-    for r, cells in zip(cmp["rows"], table_rows(cmp)):
+def rich_columns(cmp: Dict[str, Any]) -> Tuple[List[Any], List[str]]:
+    """The comparison's columns for a terminal (the full text is in table_rows, --markdown and
+    --json): short model labels, one unit per latency column, constant columns dropped."""
+    from .table import Col, in_unit, short_labels, time_unit
+    rows = cmp["rows"]
+    unit, size = time_unit([r["base_median_ms"] for r in rows] + [r["cand_median_ms"] for r in rows])
+    labels = short_labels(r["model"] for r in rows)
+    cols = {n: c for n, c in (
+        ("device", Col("device")), ("model", Col("model", flex=True, min_width=8, prefer=22)),
+        ("variant", Col("variant")), ("thr", Col("thr", numeric=True)),
+        ("base", Col(f"base {unit}", numeric=True, priority=3)),
+        ("cand", Col(f"cand {unit}", numeric=True, priority=4)),
+        ("median", Col("median Δ [95% CI]", numeric=True, priority=2)),
+        ("p25", Col("p25 Δ [95% CI]", numeric=True, priority=6)),
+        ("p", Col("p", numeric=True, priority=1)), ("top1", Col("top-1", priority=5)),
+        ("verdict", Col("verdict")),
+        ("notes", Col("environment / notes", flex=True, min_width=6, prefer=16)))}
+    styles = []
+    for r, cells in zip(rows, table_rows(cmp)):
+        for n, v in zip(("device", "model", "variant", "thr"), cells[:4]):
+            cols[n].cells.append(labels[v] if n == "model" else v)
+        cols["base"].cells.append(in_unit(r["base_median_ms"], size))
+        cols["cand"].cells.append(in_unit(r["cand_median_ms"], size))
+        for n, v in zip(("median", "p25", "p", "top1", "verdict", "notes"), cells[6:]):
+            cols[n].cells.append(v)
         style = VERDICT_STYLE.get(r["verdict"], "")
-        if r["mismatches"] and not style:
-            style = "yellow"
-        t.add_row(*cells, style=style or None)
-    console.print(t)
-    console.print(summary_line(cmp), style="bold red" if cmp["regressed"] else "bold green")
+        styles.append(style or ("yellow" if r["mismatches"] else ""))
+    drop = {"device"} if len({r["device"] for r in rows}) <= 1 else set()
+    if len({r["threads"] for r in rows}) <= 1:
+        drop.add("thr")
+    return [c for n, c in cols.items() if n not in drop], styles
+
+
+def print_rich(cmp: Dict[str, Any], file: Optional[TextIO] = None) -> None:
+    """The comparison as a table that fits the terminal (plain text when not a terminal)."""
+    from rich.console import Console
+    from rich.text import Text
+    from .table import rich_table
+    out = file or sys.stdout
+    console = Console(file=out, width=None if out.isatty() else 160)
+    cols, styles = rich_columns(cmp)
+    console.print(rich_table(cols, console.width, title=f"compare {_title(cmp)}", styles=styles))
+    console.print(Text(summary_line(cmp), style="bold red" if cmp["regressed"] else "bold green"))
 
 
 def to_markdown(cmp: Dict[str, Any]) -> str:

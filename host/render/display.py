@@ -1,75 +1,130 @@
-"""What the user sees during a run: a live rich table on a terminal, plain lines otherwise.
+"""What the user sees during a run.
 
-rich is imported only here (and in other display code), never at package import time.
+On a terminal: a live block with a progress line per device (and quantization) above the results
+table, which gains a row the moment a result is final; when the run ends the block is replaced
+by the final table, printed once. Not a terminal (CI logs, pipes): one plain line per event, then
+the table as aligned text. The table fits the width (render/table.py): one line per result.
+
+rich is imported only here and in the other render modules, never at package import time.
 """
 from __future__ import annotations
 
 import sys
-from typing import Any, Dict, List, Optional, TextIO, Tuple
+from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
+
+from .progress import PROCESS_OVERHEAD_S, DeviceProgress, QuantizeProgress, rich_rows
+from .table import (Col, byte_unit, fmt_bytes, fmt_time, in_unit, pct, plain_table, rich_table,
+                    short_labels, signed, time_unit)
 
 Key = Tuple[str, str, int]  # device, model, threads
-
-COLUMNS = ["device", "model", "variant", "thr", "size", "median ms", "p95 ms", "speedup",
-           "top-1", "agree", "status"]
-
-
-def fmt_bytes(n: Optional[int]) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
+STYLES = {"ok": "", "bad": "bold red", "warn": "yellow", "skip": "dim"}
+TITLE = "edge-bench results"
 
 
-def fmt_ms(x: Optional[float]) -> str:
-    if x is None:
-        return "-"
-    if x < 1:
-        return f"{x:.4f}"
-    return f"{x:.3f}" if x < 10 else f"{x:.1f}"
+def text(value: Any, style: str = "") -> Any:
+    """User or device text as a rich Text: shown as written, never read as markup (a label
+    `exp[v2]` or a device error `[/x]` is text, not a style tag)."""
+    from rich.text import Text
+    return Text("" if value is None else str(value), style=style)
+
+
+def texts(cells: Any) -> List[Any]:
+    return [text(c) for c in cells]
+
+
+def escape(value: Any) -> str:
+    """For the few places rich takes a markup string (table titles): escape it."""
+    from rich.markup import escape as rich_escape
+    return rich_escape("" if value is None else str(value))
+
+
+def status_of(r: Dict[str, Any]) -> Tuple[str, str]:
+    """A result's status text and style name: ok / bad / warn / skip."""
+    acc = r.get("accuracy") or {}
+    if r["status"] != "ok":
+        return f"{r['status']}: {r.get('error') or ''}", ("skip" if r["status"] == "skipped" else "bad")
+    if acc.get("flag"):
+        return f"WRONG OUTPUT: {acc['flag']}", "bad"
+    if (r.get("device_info") or {}).get("throttled_during"):
+        return "ok (throttled)", "warn"
+    return "ok", "ok"
+
+
+def speedup(r: Dict[str, Any], fp32: Optional[Dict[str, Any]]) -> Optional[float]:
+    if not fp32 or r["status"] != "ok" or fp32.get("status") != "ok":
+        return None
+    a = (fp32.get("latency_ms") or {}).get("median")
+    b = (r.get("latency_ms") or {}).get("median")
+    return a / b if a and b else None
 
 
 def row_cells(r: Dict[str, Any], fp32: Optional[Dict[str, Any]]) -> Tuple[List[str], str]:
-    """Cells of one result row and a style name: ok / bad / warn / skip."""
+    """Every cell of one result with its own units (plain log lines), and its style name."""
     lat = r.get("latency_ms") or {}
-    speed = "-"
-    if fp32 and r["status"] == "ok" and fp32.get("status") == "ok":
-        a, b = (fp32.get("latency_ms") or {}).get("median"), lat.get("median")
-        if a and b:
-            speed = f"{a / b:.2f}x"
     acc = r.get("accuracy") or {}
-    top1 = "-"
-    if acc.get("top1") is not None:
-        top1 = f"{acc['top1'] * 100:.1f}%"
-        ref = acc.get("top1_ref")
-        if ref is not None:
-            top1 += f" ({(acc['top1'] - ref) * 100:+.1f})"
-    agree = f"{acc['agreement_vs_ref'] * 100:.1f}%" if acc.get("agreement_vs_ref") is not None else "-"
-    style = "ok"
-    status = r["status"]
-    if r["status"] != "ok":
-        style = "skip" if r["status"] == "skipped" else "bad"
-        status = f"{r['status']}: {r.get('error') or ''}"
-    elif acc.get("flag"):
-        style = "bad"
-        status = f"WRONG OUTPUT: {acc['flag']}"
-    elif (r.get("device_info") or {}).get("throttled_during"):
-        style = "warn"
-        status = "ok (throttled)"
+    sp = speedup(r, fp32)
+    status, style = status_of(r)
     cells = [r["device"], r["model"], r["variant"], str(r["threads"]), fmt_bytes(r.get("model_bytes")),
-             fmt_ms(lat.get("median")), fmt_ms(lat.get("p95")), speed, top1, agree, status]
+             fmt_time(lat.get("median")), fmt_time(lat.get("p95")),
+             "-" if sp is None else f"{sp:.2f}x",
+             "-" if acc.get("top1") is None else f"{acc['top1'] * 100:.1f}%",
+             "-" if acc.get("agreement_vs_ref") is None else f"{acc['agreement_vs_ref'] * 100:.1f}%",
+             status]
     return cells, style
+
+
+LINE_KEYS = ["device", "model", "variant", "threads", "size", "median", "p95", "speedup",
+             "top1", "agree", "status"]
+
+
+def results_columns(results: Sequence[Dict[str, Any]], fp32: Dict[Key, Dict[str, Any]],
+                    labels: Dict[str, str], *, one_device: bool, one_threads: bool) -> List[Col]:
+    """The results table's columns: numbers in one unit per column, named in the header."""
+    lats = [r.get("latency_ms") or {} for r in results]
+    tname, tsize = time_unit([x.get("median") for x in lats] + [x.get("p95") for x in lats])
+    bname, bsize = byte_unit([r.get("model_bytes") for r in results])
+    cols = {k: c for k, c in (
+        ("device", Col("device")), ("model", Col("model", flex=True, min_width=8, prefer=24)),
+        ("variant", Col("variant")), ("thr", Col("thr", numeric=True)),
+        ("size", Col(f"size {bname}", numeric=True, priority=4)),
+        ("med", Col(f"median {tname}", numeric=True)),
+        ("p95", Col(f"p95 {tname}", numeric=True, priority=2)),
+        ("sp", Col("×fp32", numeric=True, priority=6)),
+        ("top1", Col("top-1 %", numeric=True, priority=3)),
+        ("dtop1", Col("Δtop-1", numeric=True, priority=5)),
+        ("agree", Col("agree %", numeric=True, priority=1)),
+        ("status", Col("status", flex=True, min_width=6, prefer=10)))}
+    for r, lat in zip(results, lats):
+        acc = r.get("accuracy") or {}
+        sp = speedup(r, fp32.get((r["device"], r["model"], r["threads"])))
+        d = None
+        if acc.get("top1") is not None and acc.get("top1_ref") is not None:
+            d = (acc["top1"] - acc["top1_ref"]) * 100
+        for k, v in (("device", str(r["device"])), ("model", labels.get(r["model"], r["model"])),
+                     ("variant", str(r["variant"])), ("thr", str(r["threads"])),
+                     ("size", in_unit(r.get("model_bytes"), bsize)),
+                     ("med", in_unit(lat.get("median"), tsize)), ("p95", in_unit(lat.get("p95"), tsize)),
+                     ("sp", "-" if sp is None else f"{sp:.2f}"), ("top1", pct(acc.get("top1"))),
+                     ("dtop1", signed(d)), ("agree", pct(acc.get("agreement_vs_ref"))),
+                     ("status", status_of(r)[0])):
+            cols[k].cells.append(v)
+    drop = {"device"} if one_device else set()
+    if one_threads:
+        drop.add("thr")
+    return [c for k, c in cols.items() if k not in drop]
 
 
 class ResultsView:
     """Collects results and renders them; fp32 of the same (device, model, threads) is the base."""
 
-    def __init__(self) -> None:
+    def __init__(self, models: Sequence[str] = (), devices: Sequence[str] = (),
+                 threads: Sequence[int] = ()) -> None:
         self.results: List[Dict[str, Any]] = []
         self.fp32: Dict[Key, Dict[str, Any]] = {}
         self.status: Dict[str, str] = {}
+        self.models, self.devices, self.threads = list(models), list(devices), list(threads)
+        #: (device, model, variant, threads) -> position in the plan: the final table's order
+        self.order: Dict[Tuple[str, str, str, int], int] = {}
 
     def add(self, r: Dict[str, Any]) -> None:
         self.results.append(r)
@@ -80,83 +135,192 @@ class ResultsView:
         return [row_cells(r, self.fp32.get((r["device"], r["model"], r["threads"])))
                 for r in self.results]
 
-    def rich_table(self) -> Any:
-        from rich.table import Table
-        styles = {"ok": "", "bad": "bold red", "warn": "yellow", "skip": "dim"}
-        t = Table(title="edge-bench results", expand=False)
-        for c in COLUMNS:
-            t.add_column(c, justify="right" if c in ("thr", "size", "median ms", "p95 ms",
-                                                      "speedup", "top-1", "agree") else "left",
-                         overflow="fold", max_width=60 if c == "status" else None)
-        for cells, style in self.rows():
-            t.add_row(*cells, style=styles[style])
-        return t
+    def _sets(self) -> Tuple[List[str], List[str], List[int]]:
+        models = list(dict.fromkeys(self.models + [r["model"] for r in self.results]))
+        devices = list(dict.fromkeys(self.devices + [r["device"] for r in self.results]))
+        threads = list(dict.fromkeys(self.threads + [r["threads"] for r in self.results]))
+        return models, devices, threads
+
+    def title(self) -> str:
+        _, devices, threads = self._sets()
+        extra = []
+        if len(devices) == 1:
+            extra.append(f"on {devices[0]}")
+        if len(threads) == 1:
+            extra.append(f"{threads[0]} thread{'s' if threads[0] != 1 else ''}")
+        return TITLE + (" · " + ", ".join(extra) if extra else "")
+
+    def in_plan_order(self) -> List[Dict[str, Any]]:
+        last = len(self.order)
+        return sorted(self.results, key=lambda r: self.order.get(
+            (r["device"], r["model"], r["variant"], r["threads"]), last))
+
+    def columns(self, results: Optional[Sequence[Dict[str, Any]]] = None) -> List[Col]:
+        models, devices, threads = self._sets()
+        return results_columns(self.results if results is None else results, self.fp32,
+                               short_labels(models), one_device=len(devices) == 1,
+                               one_threads=len(threads) == 1)
+
+    def rich_table(self, width: Optional[int], last: Optional[int] = None) -> Any:
+        """All results in plan order, or while running the `last` ones in arrival order."""
+        shown = self.in_plan_order() if last is None else self.results[-last:]
+        styles = [STYLES[status_of(r)[1]] for r in shown]
+        caption = None
+        if len(shown) < len(self.results):
+            caption = f"… {len(self.results) - len(shown)} earlier results above this view"
+        return rich_table(self.columns(shown), width, title=self.title(), styles=styles,
+                          caption=caption)
 
 
 class LiveDisplay:
-    """Context manager: a rich Live table with a status line per device (TTY), or plain lines."""
+    """Context manager: a rich Live block (TTY), or plain lines. Call `plan()` first so the
+    progress knows each device's tasks."""
 
     def __init__(self, stream: Optional[TextIO] = None, live: Optional[bool] = None,
                  quiet: bool = False) -> None:
         self.stream = stream or sys.stdout
-        self.view = ResultsView()
         self.live = self.stream.isatty() if live is None else live
+        self.view = ResultsView()
         self.quiet = quiet
+        self.devices: Dict[str, DeviceProgress] = {}
+        self.quant = QuantizeProgress()
         self._live: Any = None
+        self._console: Any = None
+
+    # -- setup ----------------------------------------------------------------------------
+    def plan(self, plan: Dict[str, List[Tuple[str, str, str, int]]], timing: Any = None) -> None:
+        """plan: device -> [(task id, model, variant, threads)]; timing: the run's Timing."""
+        models = [m for tasks in plan.values() for _, m, _, _ in tasks]
+        labels = short_labels(models)
+        processes = int(getattr(timing, "processes", 1) or 1)
+        unit = PROCESS_OVERHEAD_S + float(getattr(timing, "min_seconds", 1.0) or 0.0) / processes
+        for dev, tasks in plan.items():
+            multi = len({th for _, _, _, th in tasks}) > 1
+            self.devices[dev] = DeviceProgress(
+                dev, {tid: f"{labels[m]} {v}" + (f" t{th}" if multi else "")
+                      for tid, m, v, th in tasks},
+                processes=processes, unit_budget_s=unit)
+        self.view = ResultsView(models, list(plan), [th for tasks in plan.values()
+                                                     for _, _, _, th in tasks])
+        for dev, tasks in plan.items():
+            for _, m, v, th in tasks:
+                self.view.order.setdefault((dev, m, v, th), len(self.view.order))
 
     def __enter__(self) -> "LiveDisplay":
-        if self.live and not self.quiet:
-            from rich.console import Console
-            from rich.live import Live
-            self._live = Live(self._render(), console=Console(file=self.stream),
-                              refresh_per_second=8, transient=False)
-            self._live.__enter__()
+        self.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        if self._live is not None:
-            self._live.update(self._render())
-            self._live.__exit__(*exc)
-            self._live = None
+    def start(self) -> None:
+        if not (self.live and not self.quiet) or self._live is not None:
+            return
+        from rich.console import Console
+        from rich.live import Live
+        from ..quiet import terminal_file
+        # the live block draws on its own copy of the terminal: library captures never eat it
+        self._console = Console(file=terminal_file(self.stream))
+        self._live = Live(_Frame(self), console=self._console, refresh_per_second=4,
+                          transient=True, redirect_stdout=False, redirect_stderr=False)
+        self._live.__enter__()
 
-    def _render(self) -> Any:
-        from rich.console import Group
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self._live is None:
+            return
         from rich.text import Text
-        lines = [Text(f"{d}: {s}", style="cyan") for d, s in sorted(self.view.status.items())]
-        return Group(*lines, self.view.rich_table())
+        live, self._live = self._live, None
+        live.update(Text(""), refresh=True)  # the final refresh draws nothing to scroll away
+        live.__exit__(None, None, None)
+        if self.view.results:
+            self._console.print(self.view.rich_table(self._console.width))
+        if self._console.file is not self.stream:
+            self._console.file.close()
+
+    def _frame(self, width: int, height: int) -> Any:
+        from rich.console import Group
+        prog = rich_rows(list(self.devices.values()), self.quant, width)
+        n_prog = len(self.devices) + (1 if self.quant.total and self.quant.done < self.quant.total else 0)
+        room = max(1, height - n_prog - 6)
+        if not self.view.results:
+            return prog
+        return Group(prog, self.view.rich_table(width, last=room))
+
+    # -- events ---------------------------------------------------------------------------
+    def _say(self, text: str, file: Optional[TextIO] = None) -> None:
+        if not self.quiet and self._live is None:
+            print(text, file=file or sys.stderr, flush=True)
+
+    def on_quantize(self, done: int, total: int, model: str, variant: str) -> None:
+        """Quantization step `done` of `total` is about to start (done == total: finished)."""
+        self.quant.done, self.quant.total = done, total
+        self.quant.current = f"{short_labels([model])[model]} {variant}" if model else ""
+        if done < total:
+            self.start()
+            self._say(f"quantizing {model} {variant} ({done + 1}/{total})")
 
     def note(self, text: str) -> None:
-        """A message about preparation (quantizing...)."""
+        """A message about preparation."""
         if self.quiet:
             return
         if self._live is not None:
-            self._live.console.print(text, style="dim")
+            self._live.console.print(text, style="dim", markup=False, highlight=False)
         else:
             print(text, file=sys.stderr, flush=True)
 
     def on_status(self, device: str, text: str) -> None:
         self.view.status[device] = text
-        if self._live is not None:
-            self._live.update(self._render())
-        elif not self.quiet:
-            print(f"[{device}] {text}", file=sys.stderr, flush=True)
+        d = self.devices.get(device)
+        if d is not None:
+            d.on_status(text)
+        if self._live is None and not self.quiet:
+            print(d.line() if d is not None and text.startswith("running") else
+                  f"[{device}] {text}", file=sys.stderr, flush=True)
+
+    def on_progress(self, device: str, info: Dict[str, Any]) -> None:
+        d = self.devices.get(device)
+        if d is None:
+            return
+        d.on_progress(info)
+        if self._live is None and not self.quiet and not (
+                info.get("kind") == "push" and not info.get("finished") and not info.get("first")):
+            print(d.line() if info.get("kind") != "push" else _push_line(device, info),
+                  file=sys.stderr, flush=True)
 
     def on_result(self, r: Dict[str, Any]) -> None:
         self.view.add(r)
         if self._live is not None:
-            self._live.update(self._render())
+            self._live.refresh()
         elif not self.quiet:
             cells, _ = self.view.rows()[-1]
-            print("  ".join(f"{c}={v}" for c, v in zip(COLUMNS, cells)), file=self.stream, flush=True)
+            print("result " + "  ".join(f"{c}={v}" for c, v in zip(LINE_KEYS, cells)),
+                  file=self.stream, flush=True)
 
     def print_final_table(self) -> None:
-        """Plain mode: a final aligned table once everything is in."""
+        """Plain mode: the table as aligned text once everything is in (live mode printed it
+        when the live block ended)."""
         if self.live or self.quiet or not self.view.results:
             return
-        rows = [c for c, _ in self.view.rows()]
-        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(COLUMNS)]
         print("", file=self.stream)
-        print("  ".join(h.ljust(w) for h, w in zip(COLUMNS, widths)).rstrip(), file=self.stream)
-        for r in rows:
-            print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip(), file=self.stream)
+        print(self.view.title(), file=self.stream)
+        for line in plain_table(self.view.columns(self.view.in_plan_order()), None):
+            print(line, file=self.stream)
         self.stream.flush()
+
+
+def _push_line(device: str, info: Dict[str, Any]) -> str:
+    if info.get("finished"):
+        secs = max(1e-6, float(info.get("elapsed_s") or 0.0))
+        return (f"[{device}] pushed {info.get('file')} {fmt_bytes(info.get('total'))} in"
+                f" {secs:.1f} s ({fmt_bytes((info.get('total') or 0) / secs)}/s)")
+    return f"[{device}] pushing {info.get('file')} {fmt_bytes(info.get('total'))}"
+
+
+class _Frame:
+    """The live block, laid out for the console's size at each refresh."""
+
+    def __init__(self, display: LiveDisplay) -> None:
+        self.display = display
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        yield self.display._frame(options.max_width, options.size.height)

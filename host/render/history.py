@@ -3,9 +3,10 @@ each key's runs with the change against the previous one."""
 from __future__ import annotations
 
 import sys
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..analysis.verdict import Key
+from .table import Col, in_unit, rich_table, short_labels, time_unit
 
 SPARK = "▁▂▃▄▅▆▇█"
 
@@ -33,68 +34,107 @@ def group_by_key(rows: List[Dict[str, Any]]) -> Dict[Key, List[Dict[str, Any]]]:
     return out
 
 
-def _ms(x: Optional[float]) -> str:
-    if x is None:
+def _console(file: Any) -> Any:
+    from rich.console import Console
+    return Console(file=file, width=None if file.isatty() else 160)
+
+
+def _ci(r: Optional[Dict[str, Any]], size: float) -> str:
+    if not r or r["ci_lo"] is None:
         return "-"
-    return f"{x:.4f}" if x < 1 else (f"{x:.3f}" if x < 10 else f"{x:.1f}")
+    return f"{in_unit(r['ci_lo'], size)}–{in_unit(r['ci_hi'], size)}"
+
+
+def _change(a: Optional[Dict[str, Any]], b: Optional[Dict[str, Any]]) -> str:
+    if not a or not b or not a["median_ms"] or not b["median_ms"]:
+        return "-"
+    return f"{(b['median_ms'] / a['median_ms'] - 1) * 100:+.1f}%"
+
+
+def runs_columns(runs: List[Dict[str, Any]]) -> List[Col]:
+    cols = [Col("run", priority=1), Col("label", flex=True, min_width=8, prefer=20),
+            Col("started", priority=3), Col("finished", priority=2), Col("status"),
+            Col("ok", numeric=True)]
+    for r in runs:
+        for c, v in zip(cols, (r["run_id"], r.get("label") or "", (r.get("started_at") or "")[:19],
+                               (r.get("finished_at") or "")[:19], r.get("status") or "",
+                               f"{r.get('n_ok', 0)}/{r.get('n_results', 0)}")):
+            c.cells.append(v)
+    return cols
+
+
+def trend_columns(groups: Dict[Key, List[Dict[str, Any]]]) -> List[Col]:
+    """One row per key: first and last median, change, last CI and a sparkline."""
+    ok = {k: [r for r in rs if r["status"] == "ok" and r["median_ms"] is not None]
+          for k, rs in groups.items()}
+    unit, size = time_unit([r["median_ms"] for rs in ok.values() for r in rs])
+    labels = short_labels(k[1] for k in groups)
+    cols = {n: c for n, c in (
+        ("device", Col("device")), ("model", Col("model", flex=True, min_width=8, prefer=24)),
+        ("variant", Col("variant")), ("thr", Col("thr", numeric=True)),
+        ("runs", Col("runs", numeric=True, priority=2)),
+        ("first", Col(f"first {unit}", numeric=True, priority=3)),
+        ("last", Col(f"last {unit}", numeric=True)), ("change", Col("change", numeric=True)),
+        ("ci", Col(f"last 95% CI {unit}", numeric=True, priority=1)),
+        ("trend", Col("trend", flex=True, min_width=6, prefer=12)))}
+    for k, rs in groups.items():
+        first, last = (ok[k][0], ok[k][-1]) if ok[k] else (None, None)
+        for n, v in (("device", k[0]), ("model", labels[k[1]]), ("variant", k[2]),
+                     ("thr", "-" if k[3] is None else str(k[3])), ("runs", str(len(rs))),
+                     ("first", in_unit(first and first["median_ms"], size)),
+                     ("last", in_unit(last and last["median_ms"], size)),
+                     ("change", _change(first, last)), ("ci", _ci(last, size)),
+                     ("trend", sparkline([r["median_ms"] if r["status"] == "ok" else None
+                                          for r in rs]))):
+            cols[n].cells.append(v)
+    drop = {"device"} if len({k[0] for k in groups}) == 1 else set()
+    if len({k[3] for k in groups}) == 1:
+        drop.add("thr")
+    return [c for n, c in cols.items() if n not in drop]
+
+
+def key_columns(rs: List[Dict[str, Any]]) -> Tuple[List[Col], List[str]]:
+    """One row per run of a key, and the row styles."""
+    unit, size = time_unit([r["median_ms"] for r in rs])
+    cols = [Col("run", priority=1), Col("label", flex=True, min_width=8, prefer=20),
+            Col("started", priority=3), Col(f"median {unit}", numeric=True),
+            Col(f"95% CI {unit}", numeric=True, priority=4), Col("n", numeric=True, priority=2),
+            Col("vs previous", numeric=True), Col("runtime", priority=5),
+            Col("status", flex=True, min_width=6, prefer=10)]
+    styles, prev = [], None
+    for r in rs:
+        rt = " ".join(x for x in (r.get("runtime"), r.get("runtime_version")) if x)
+        st = r["status"] if r["status"] == "ok" else f"{r['status']}: {r.get('error') or ''}"
+        for c, v in zip(cols, (r["run_id"], r.get("label") or "", (r.get("started_at") or "")[:19],
+                               in_unit(r["median_ms"], size), _ci(r, size), str(r["n_samples"]),
+                               _change(prev, r), rt, st)):
+            c.cells.append(v)
+        styles.append("" if r["status"] == "ok" else "red")
+        if r["status"] == "ok":
+            prev = r
+    return cols, styles
 
 
 def print_history(rows: List[Dict[str, Any]], runs: List[Dict[str, Any]], *, filtered: bool = False,
                   summary: bool = False, file: Any = None) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    """The runs, the trend per key and each key's runs, as tables that fit the terminal."""
     file = file or sys.stdout
-    console = Console(file=file, width=None if file.isatty() else 160)
+    console = _console(file)
+    width = console.width
     if not rows and not runs:
         console.print("no runs stored yet: `edge-bench run` stores every run")
         return
     if not filtered and runs:
-        t = Table(title="runs (newest first)")
-        for c in ("run", "label", "started", "finished", "status", "results"):
-            t.add_column(c)
-        for r in runs:
-            t.add_row(r["run_id"], r.get("label") or "", r.get("started_at") or "",
-                      r.get("finished_at") or "", r.get("status") or "",
-                      f"{r.get('n_ok', 0)}/{r.get('n_results', 0)} ok")
-        console.print(t)
+        console.print(rich_table(runs_columns(runs), width, title="runs (newest first)"))
     if not rows:
         console.print("no stored results match")
         return
     groups = group_by_key(rows)
-    t = Table(title="trend per key (median latency, oldest -> newest)")
-    for c in ("device", "model", "variant", "thr", "runs", "first ms", "last ms", "change",
-              "last 95% CI", "trend"):
-        t.add_column(c, justify="right" if c in ("thr", "runs", "first ms", "last ms", "change") else "left")
-    for k, rs in groups.items():
-        ok = [r for r in rs if r["status"] == "ok" and r["median_ms"] is not None]
-        first, last = (ok[0], ok[-1]) if ok else (None, None)
-        change = "-"
-        if first and last and first["median_ms"]:
-            change = f"{(last['median_ms'] / first['median_ms'] - 1) * 100:+.1f}%"
-        ci = "-"
-        if last and last["ci_lo"] is not None:
-            ci = f"[{_ms(last['ci_lo'])}, {_ms(last['ci_hi'])}]"
-        t.add_row(k[0], k[1], k[2], "-" if k[3] is None else str(k[3]), str(len(rs)),
-                  _ms(first["median_ms"]) if first else "-", _ms(last["median_ms"]) if last else "-",
-                  change, ci, sparkline([r["median_ms"] if r["status"] == "ok" else None for r in rs]))
-    console.print(t)
+    console.print(rich_table(trend_columns(groups), width,
+                             title="trend per key (median latency, oldest -> newest)"))
     if summary:
         return
     for k, rs in groups.items():
-        t = Table(title=f"{k[0]}  {k[1]}  {k[2]}  threads={k[3]}", title_justify="left")
-        for c in ("run", "label", "started", "median ms", "95% CI", "n", "vs previous", "runtime", "status"):
-            t.add_column(c, justify="right" if c in ("median ms", "n", "vs previous") else "left")
-        prev = None
-        for r in rs:
-            vs = "-"
-            if prev and r["median_ms"] and prev["median_ms"]:
-                vs = f"{(r['median_ms'] / prev['median_ms'] - 1) * 100:+.1f}%"
-            ci = f"[{_ms(r['ci_lo'])}, {_ms(r['ci_hi'])}]" if r["ci_lo"] is not None else "-"
-            rt = " ".join(x for x in (r.get("runtime"), r.get("runtime_version")) if x)
-            st = r["status"] if r["status"] == "ok" else f"{r['status']}: {r.get('error') or ''}"
-            t.add_row(r["run_id"], r.get("label") or "", r.get("started_at") or "", _ms(r["median_ms"]),
-                      ci, str(r["n_samples"]), vs, rt, st,
-                      style=None if r["status"] == "ok" else "red")
-            if r["status"] == "ok":
-                prev = r
-        console.print(t)
+        cols, styles = key_columns(rs)
+        console.print(rich_table(cols, width, title=f"{k[0]}  {k[1]}  {k[2]}  threads={k[3]}",
+                                 styles=styles))

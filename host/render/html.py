@@ -3,6 +3,7 @@ SVG plots of render/svg.py; no scripts, no fonts, no network.
 """
 from __future__ import annotations
 
+import shlex
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -10,6 +11,7 @@ import numpy as np
 
 from ..analysis.verdict import Key
 from .svg import distribution_svg, esc, fmt_ms, trend_svg
+from .tradeoff import TRADEOFF_CSS, devices_svg, tradeoff_svg
 
 
 CSS = """
@@ -69,11 +71,22 @@ def _speedups(results: List[Dict[str, Any]]) -> Dict[int, Optional[float]]:
     return out
 
 
+def iqr_over_median(samples: Any) -> Optional[float]:
+    """The robust spread: interquartile range over the median. CoV (std / mean) is ruled by a
+    single outlier (183% for tight samples with one 100x stall); this is not."""
+    s = np.asarray(samples, dtype=np.float64)
+    s = s[np.isfinite(s)]
+    if s.size < 4:
+        return None
+    q1, med, q3 = (float(v) for v in np.percentile(s, [25, 50, 75]))
+    return (q3 - q1) / med if med > 0 else None
+
+
 def results_table(doc: Dict[str, Any]) -> str:
     results = doc.get("results") or []
     sp = _speedups(results)
     cols = ["device", "model", "variant", "thr", "size", "median ms", "95% CI", "p95 ms", "CoV",
-            "n", "vs fp32", "top-1", "agree", "runtime", "status"]
+            "IQR/med", "n", "vs fp32", "top-1", "agree", "runtime", "status"]
     out = ['<div class="tablewrap"><table class="res"><thead><tr>' + "".join(f"<th>{esc(c)}</th>" for c in cols)
            + "</tr></thead><tbody>"]
     for i, r in enumerate(results):
@@ -100,6 +113,8 @@ def results_table(doc: Dict[str, Any]) -> str:
                 top1 += f" ({(acc['top1'] - acc['top1_ref']) * 100:+.1f})"
         agree = f"{acc['agreement_vs_ref'] * 100:.1f}%" if acc.get("agreement_vs_ref") is not None else "–"
         cov = f"{lat['cov'] * 100:.1f}%" if lat.get("cov") is not None else "–"
+        spread = iqr_over_median(r.get("samples_ms") or [])
+        iqr = "–" if spread is None else f"{spread * 100:.1f}%"
         cis = f"{fmt_ms(ci[0])}–{fmt_ms(ci[1])}" if ci and ci[0] is not None else "–"
         rts = " ".join(str(x) for x in (rt.get("name"), rt.get("version")) if x)
         if rt.get("xnnpack") is not None:
@@ -107,13 +122,49 @@ def results_table(doc: Dict[str, Any]) -> str:
         n = r.get("runs") if r.get("runs") is not None else len(r.get("samples_ms") or [])
         cells = [(esc(r.get("device")), ""), (esc(r.get("model")), ""), (esc(r.get("variant")), ""),
                  (esc(r.get("threads")), "n"), (size_s, "n"), (fmt_ms(lat.get("median")), "n"),
-                 (cis, "n"), (fmt_ms(lat.get("p95")), "n"), (cov, "n"), (esc(n), "n"),
+                 (cis, "n"), (fmt_ms(lat.get("p95")), "n"), (cov, "n"), (iqr, "n"), (esc(n), "n"),
                  (f"{sp[i]:.2f}×" if sp[i] else "–", "n"), (top1, "n"), (agree, "n"), (esc(rts), "rt"),
                  (status, "st")]
         out.append(f'<tr class="{cls}">' + "".join(
             f'<td class="{c}">{v}</td>' if c else f"<td>{v}</td>" for v, c in cells) + "</tr>")
     out.append("</tbody></table></div>")
     return "\n".join(out)
+
+
+def tradeoff_section(results: List[Dict[str, Any]]) -> List[str]:
+    """The trade-off chart per device and model (at its lowest thread count), and the devices
+    side by side per model when there are several."""
+    by: Dict[Tuple[str, str], List[Dict[str, Any]]] = {}
+    for r in results:
+        by.setdefault((str(r.get("device")), str(r.get("model"))), []).append(r)
+    charts = []
+    for (dev, model), rs in by.items():
+        low = min((r.get("threads") or 1) for r in rs)
+        svg = tradeoff_svg([r for r in rs if (r.get("threads") or 1) == low],
+                           f"{dev} · {model} · t{low}")
+        if svg:
+            charts.append(svg)
+    out = ["<h2>Trade-off: size, latency, accuracy</h2>"]
+    if not charts:
+        return out + ['<p class="note">no successful results with a size and a latency.</p>']
+    out += ['<p class="note">each variant at its file size and median latency; next to it its '
+            "accuracy change against fp32 (top-1 points with labels, else agreement with the fp32 "
+            "outputs), green = unchanged to red = large drop; dashed lines through fp32, the "
+            "reference; ringed and joined: the Pareto front (no other variant is both smaller and "
+            "faster); a cross: outputs flagged wrong.</p>",
+            '<div class="tradeoffs">' + "\n".join(charts) + "</div>"]
+    models = list(dict.fromkeys(str(r.get("model")) for r in results))
+    versus = []
+    for model in models:
+        rs = [r for r in results if str(r.get("model")) == model]
+        low = min((r.get("threads") or 1) for r in rs)
+        svg = devices_svg([r for r in rs if (r.get("threads") or 1) == low],
+                          f"{model} · t{low} on every device")
+        if svg:
+            versus.append(svg)
+    if versus:
+        out += ["<h2>Devices side by side</h2>", '<div class="plots">' + "\n".join(versus) + "</div>"]
+    return out
 
 
 def render_html(doc: Dict[str, Any], history: Optional[Dict[Key, List[Dict[str, Any]]]] = None) -> str:
@@ -128,7 +179,7 @@ def render_html(doc: Dict[str, Any], history: Optional[Dict[Key, List[Dict[str, 
     title = f"edge-bench report · {doc.get('label') or doc.get('run_id')}"
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
-             f"<title>{esc(title)}</title>", f"<style>{CSS}</style></head><body><main>",
+             f"<title>{esc(title)}</title>", f"<style>{CSS}{TRADEOFF_CSS}</style></head><body><main>",
              f"<h1>{esc(title)}</h1>",
              f'<p class="meta">run <code>{esc(doc.get("run_id"))}</code>'
              + (f' · label <code>{esc(doc.get("label"))}</code>' if doc.get("label") else "")
@@ -139,7 +190,10 @@ def render_html(doc: Dict[str, Any], history: Optional[Dict[Key, List[Dict[str, 
              + (f' · python {esc(host.get("python"))}' if host.get("python") else "")
              + "</p>"]
     if doc.get("argv"):
-        parts.append(f'<p class="meta">command: <code>edge-bench {esc(" ".join(doc["argv"]))}</code></p>')
+        argv = [str(a) for a in doc["argv"]]  # stored as run by the CLI: "edge-bench", "run", ...
+        if argv[:1] != ["edge-bench"]:
+            argv = ["edge-bench", *argv]
+        parts.append(f'<p class="meta">command: <code>{esc(shlex.join(argv))}</code></p>')
     devices = sorted({str(r.get("device")) for r in results})
     models = sorted({str(r.get("model")) for r in results})
     parts.append('<div class="cards">'
@@ -152,6 +206,7 @@ def render_html(doc: Dict[str, Any], history: Optional[Dict[Key, List[Dict[str, 
                  "</div>")
     parts.append("<h2>Results</h2>")
     parts.append(results_table(doc))
+    parts.extend(tradeoff_section(results))
 
     # distributions: one plot per (device, model), one row per variant x threads
     groups: Dict[Tuple[str, str], List[Tuple[str, np.ndarray]]] = {}

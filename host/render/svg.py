@@ -29,17 +29,6 @@ def fmt_ms(x: Optional[float]) -> str:
     return f"{x:.4f}" if x < 1 else (f"{x:.3f}" if x < 10 else f"{x:.1f}")
 
 
-def fmt_num(x: float) -> str:
-    if x == 0:
-        return "0"
-    a = abs(x)
-    if a >= 100:
-        return f"{x:.0f}"
-    if a >= 1:
-        return f"{x:.3g}"
-    return f"{x:.2g}"
-
-
 def nice_ticks(lo: float, hi: float, n: int = 5) -> List[float]:
     if not (hi > lo):
         return [lo]
@@ -53,6 +42,23 @@ def nice_ticks(lo: float, hi: float, n: int = 5) -> List[float]:
         ticks.append(round(v, 12))
         v += step
     return ticks
+
+
+def tick_labels(ticks: Sequence[float]) -> List[str]:
+    """Labels with just enough decimals that neighbouring ticks read differently
+    (0.175 0.18 0.185, not 0.18 0.18 0.18)."""
+    if not ticks:
+        return []
+    if len(ticks) == 1:
+        return [f"{ticks[0]:.3g}"]
+    step = min(abs(b - a) for a, b in zip(ticks, ticks[1:]) if b != a) if len(set(ticks)) > 1 else 1
+    decimals = 0
+    while decimals < 12:
+        labels = [f"{t:.{decimals}f}" for t in ticks]
+        if len(set(labels)) == len(labels) and abs(round(step, decimals) - step) < step * 1e-6:
+            return labels
+        decimals += 1
+    return [f"{t:g}" for t in ticks]
 
 
 def log_ticks(lo: float, hi: float) -> List[float]:
@@ -111,11 +117,13 @@ def distribution_svg(rows: Sequence[Tuple[str, np.ndarray]], title: str, width: 
            f'viewBox="0 0 {width} {height}" role="img" aria-label="{esc(title)}">',
            f'<text x="{left}" y="18" class="ttl">{esc(title)}</text>']
     yb = top + row_h * len(rows)
-    for t in ax.ticks():
+    ticks = ax.ticks()
+    labels = dict(zip(ticks, tick_labels(ticks)))
+    for t in ticks:
         x = ax(t)
         if ax.x0 - 0.5 <= x <= ax.x1 + 0.5:
             out.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{yb}" class="grid"/>')
-            out.append(f'<text x="{x:.1f}" y="{yb + 16}" class="tick" text-anchor="middle">{fmt_num(t)}</text>')
+            out.append(f'<text x="{x:.1f}" y="{yb + 16}" class="tick" text-anchor="middle">{labels[t]}</text>')
     out.append(f'<text x="{(ax.x0 + ax.x1) / 2:.0f}" y="{yb + 34}" class="axl" text-anchor="middle">'
                f'latency per inference, ms{" (log scale)" if ax.log else ""}</text>')
     for i, (lab, s) in enumerate(rows):
@@ -194,11 +202,13 @@ def trend_svg(key: Key, rows: List[Dict[str, Any]], current_run: Optional[str],
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="plot trend" width="{width}" height="{height}" '
            f'viewBox="0 0 {width} {height}" role="img" aria-label="{esc(title)}">',
            f'<text x="{left}" y="16" class="ttl">{esc(title)}</text>']
-    for t in nice_ticks(lo, hi, 4):
+    ticks = nice_ticks(lo, hi, 4)
+    labels = dict(zip(ticks, tick_labels(ticks)))
+    for t in ticks:
         yy = y(t)
         if top - 1 <= yy <= height - bottom + 1:
             out.append(f'<line x1="{left}" y1="{yy:.1f}" x2="{width - right}" y2="{yy:.1f}" class="grid"/>')
-            out.append(f'<text x="{left - 6}" y="{yy + 4:.1f}" class="tick" text-anchor="end">{fmt_num(t)}</text>')
+            out.append(f'<text x="{left - 6}" y="{yy + 4:.1f}" class="tick" text-anchor="end">{labels[t]}</text>')
     out.append(f'<text x="12" y="{(top + height - bottom) / 2:.0f}" class="axl" text-anchor="middle" '
                f'transform="rotate(-90 12 {(top + height - bottom) / 2:.0f})">median ms</text>')
     if n > 1:

@@ -37,6 +37,21 @@ def new_run(label: Optional[str], argv: List[str]) -> Dict[str, Any]:
     }
 
 
+#: quantizer name -> the package whose version is recorded with each variant it made
+QUANTIZER_PACKAGES = {"ai-edge-quantizer": "ai-edge-quantizer", "tflite-converter": "tensorflow",
+                      "pt2e": "litert-torch"}
+
+
+def package_version(name: Optional[str]) -> Optional[str]:
+    if not name:
+        return None
+    try:
+        from importlib.metadata import version
+        return version(name)
+    except Exception:  # noqa: BLE001 - not installed: unknown, not an error
+        return None
+
+
 def base_result(device: str, task: Any) -> Dict[str, Any]:
     art = task.artifact
     return {
@@ -49,6 +64,8 @@ def base_result(device: str, task: Any) -> Dict[str, Any]:
         "peak_rss_mb": None, "cooldown_s": None, "accuracy": None,
         # who made this variant and how (ai-edge-quantizer or TensorFlow's converter)
         "quantizer": _quantizer(art),
+        "quantizer_version": None if art.variant == "fp32" else
+        package_version(QUANTIZER_PACKAGES.get(_quantizer(art) or "")),
         "recipe": art.recipe,
     }
 

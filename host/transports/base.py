@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Callable, Dict, Iterator, Optional, Sequence
 
 from ..config import Device
+
+#: `progress(bytes_done, total)` of a push
+PutProgress = Callable[[int, int], None]
 from ..errors import RemoteCommandError, TransportError
 
 
@@ -101,8 +104,9 @@ class Transport(abc.ABC):
         """Start argv on the device; `stdin` is written then closed."""
 
     @abc.abstractmethod
-    def put(self, local: Path, remote: str) -> None:
-        """Copy a local file to `remote` (a path on the device). Counts bytes_pushed."""
+    def put(self, local: Path, remote: str, progress: Optional[PutProgress] = None) -> None:
+        """Copy a local file to `remote` (a path on the device). Counts bytes_pushed.
+        `progress(bytes_done, total)` is called as the bytes go (at least once, at the end)."""
 
     def run(self, argv: Sequence[str], stdin: Optional[bytes] = None,
             timeout: Optional[float] = None) -> Completed:

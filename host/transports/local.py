@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Dict, Iterator, Optional, Sequence
 
 from ..errors import TransportError
-from .base import RemoteProcess, Transport
+from .base import PutProgress, RemoteProcess, Transport
 from .streams import LineQueue, TailBuffer, kill_local_group, write_and_close
 
 
@@ -73,10 +73,20 @@ class LocalTransport(Transport):
               env: Optional[dict] = None) -> LocalProcess:
         return LocalProcess(self.device.name, argv, stdin, env)
 
-    def put(self, local: Path, remote: str) -> None:
+    def put(self, local: Path, remote: str, progress: Optional[PutProgress] = None) -> None:
         dest = Path(remote)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(local, dest)
+        if progress is None:
+            shutil.copyfile(local, dest)
+        else:  # in 1 MiB pieces, saying how far it got
+            total, done = Path(local).stat().st_size, 0
+            with open(local, "rb") as src, open(dest, "wb") as out:
+                for chunk in iter(lambda: src.read(1 << 20), b""):
+                    out.write(chunk)
+                    done += len(chunk)
+                    progress(done, total)
+            if not total:
+                progress(0, 0)
         self.bytes_pushed += dest.stat().st_size
 
     def sha256_many(self, paths: Sequence[str], timeout: Optional[float] = 300) -> Dict[str, str]:

@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence
 
 from ...config import Device
 from ...errors import RemoteCommandError, TransportError
-from ..base import Transport
+from ..base import PutProgress, Transport
 from .process import ADBProcess
 from .tool import _HOSTPORT, INSTALL_HINT, find_adb, is_tcp_serial, parse_devices
 
@@ -166,7 +166,8 @@ class ADBTransport(Transport):
             self.connect()
         return ADBProcess(self, argv, stdin, env)
 
-    def put(self, local: Path, remote: str) -> None:
+    def put(self, local: Path, remote: str, progress: Optional[PutProgress] = None) -> None:
+        """`adb push` (its own progress is not machine-readable: `progress` hears the end)."""
         local = Path(local)
         size = local.stat().st_size
         tmp = f"{remote}.tmp-{secrets.token_hex(4)}"
@@ -187,6 +188,8 @@ class ADBTransport(Transport):
             raise RemoteCommandError(self.device.name, f"mv -f {tmp} {remote}", done.exit_code,
                                      done.stderr)
         self.bytes_pushed += size
+        if progress is not None:
+            progress(size, size)
 
     def resolve_workdir(self, workdir: str) -> str:
         """Absolute POSIX path on the phone: `~` is the shell's $HOME, relative = /data/local/tmp/."""

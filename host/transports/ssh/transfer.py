@@ -17,6 +17,7 @@ from paramiko.ssh_exception import SSHException
 
 from ...config import Device
 from ...errors import ConfigError, DeviceError, TransportError
+from ..base import PutProgress
 from .process import command_line
 
 _USER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
@@ -68,7 +69,7 @@ class SSHFiles:
                                   f" {e.strerror or e}", hint="check the device's workdir setting,"
                                   " permissions and free disk")
 
-    def put(self, local: Path, remote: str) -> None:
+    def put(self, local: Path, remote: str, progress: Optional[PutProgress] = None) -> None:
         local = Path(local)
         size = local.stat().st_size
         sftp = self._sftp_client()
@@ -77,7 +78,7 @@ class SSHFiles:
         try:
             if parent:
                 self._sftp_makedirs(sftp, parent)
-            sftp.put(str(local), tmp, confirm=True)
+            sftp.put(str(local), tmp, callback=progress, confirm=True)
             try:
                 sftp.posix_rename(tmp, remote)
             except OSError as e:
