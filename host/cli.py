@@ -22,6 +22,11 @@ COMMANDS = {
     "history": "history",
     "compare": "compare",
     "report": "report",
+    "store": "store",
+    "submit": "submit",
+    "worker": "worker",
+    "queue": "queue",
+    "cancel": "cancel",
 }
 
 EPILOG = """\

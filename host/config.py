@@ -5,6 +5,7 @@ Every error names the file, the line and the field, and says what to do.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -66,6 +67,8 @@ _FIELDS: Dict[str, Tuple[tuple, str]] = {
                           " or a path to a script on this host"),
     "delegate": ((str,), "runner benchmark_model only: xnnpack (default), gpu, nnapi or none"),
     "description": ((str,), "free text"),
+    "lab": ((str,), "the lab whose `edge-bench worker --lab NAME` runs this device's queued jobs"
+                    " (default: default)"),
 }
 
 
@@ -106,6 +109,7 @@ class Device:
     bootstrap: Optional[str] = None
     delegate: Optional[str] = None
     description: Optional[str] = None
+    lab: str = "default"
     source: str = "<built-in>"  # "file:line" where the device was defined
 
     def with_overrides(self, **kw: Any) -> "Device":
@@ -324,6 +328,9 @@ def _check_fields(f: str, prefix: str, spec: Dict[str, Any], allow_transport: bo
         if key == "delegate" and value not in ("xnnpack", "gpu", "nnapi", "none"):
             raise ConfigError(f"{f}:{line}: field {prefix}.delegate is {value!r}; expected xnnpack,"
                               " gpu, nnapi or none")
+        if key == "lab" and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,40}", value):
+            raise ConfigError(f"{f}:{line}: field {prefix}.lab is {value!r}; expected a word of"
+                              " letters, digits, _ . - (up to 41 characters)")
         if key == "runner" and value not in RUNNERS:
             raise ConfigError(f"{f}:{line}: field {prefix}.runner is {value!r}; expected one of"
                               f" {', '.join(RUNNERS)}")

@@ -1,6 +1,7 @@
 """Shared pytest fixtures. Each helper module keeps its fixtures in its own marked section."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -123,3 +124,34 @@ def make_fleet(_fleet_base: Path, request: pytest.FixtureRequest):
 def fleet4(make_fleet):
     return make_fleet(4)
 # ========================================================================== end of FLEET section
+
+
+# =============================================================================================
+# POSTGRESQL: a throwaway cluster (tests/pgserver.py), for the shared store and the job queue
+#
+#   pg_cluster (session)  -> pgserver.PgCluster: initdb + pg_ctl as the `postgres` user on
+#                            127.0.0.1:<free port>, trust auth (except role edge_secret, which
+#                            needs its password); .url(db) .create_db(name) .restart() .sql()
+#   pg_url     (function) -> postgresql://postgres@127.0.0.1:PORT/<fresh database for this test>
+# Skips (with the reason) when the server binaries, the postgres user or psycopg are missing.
+# =============================================================================================
+@pytest.fixture(scope="session")
+def pg_cluster():
+    import pgserver
+    reason = pgserver.pg_missing_reason()
+    if reason and os.environ.get("CI"):
+        pytest.fail(f"CI must run the PostgreSQL tests: {reason} (see .ci/run)")
+    if reason:
+        pytest.skip(reason)
+    c = pgserver.start_cluster()
+    yield c
+    pgserver.remove_cluster(c)
+
+
+@pytest.fixture
+def pg_url(pg_cluster, request: pytest.FixtureRequest) -> str:
+    import re
+    import uuid
+    name = re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:40] + "_" + uuid.uuid4().hex[:6]
+    return pg_cluster.create_db(name)
+# ===================================================================== end of POSTGRESQL section

@@ -47,8 +47,8 @@ def load_doc(ref: str, store: Any = None, db: Optional[str] = None,
         doc["_source"] = ref
         return doc
     if store is None:
-        from ..results.store import Store
-        store = Store(db, create=False)
+        from ..results.backend import open_store
+        store = open_store(db, create=False)
     run_id = store.resolve(ref, exclude=exclude)
     doc = store.get_run(run_id)
     doc["_source"] = ref
@@ -94,8 +94,8 @@ def compare_refs(base_ref: str, cand_ref: str, db: Optional[str] = None,
         docs: List[Dict[str, Any]] = []
         for ref in (base_ref, cand_ref):
             if store is None and not is_file_ref(ref):
-                from ..results.store import Store
-                store = Store(db, create=False)
+                from ..results.backend import open_store
+                store = open_store(db, create=False)
             docs.append(load_doc(ref, store=store))
         return compare(store, docs[0], docs[1], settings)
     finally:

@@ -11,8 +11,8 @@ def load_history(db: Optional[str], *, device: Optional[str] = None, model: Opti
                  csv_out: Optional[str] = None
                  ) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
     """(matching results oldest first, the runs newest first) of the store at `db`."""
-    from ..results.store import Store
-    store = Store(db, create=False)
+    from ..results.backend import open_store
+    store = open_store(db, create=False)
     try:
         rows = store.history(device=device, model=model, variant=variant, threads=threads,
                              last=last, label=label)

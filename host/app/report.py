@@ -29,13 +29,13 @@ def load_run(ref: str, db: Optional[str], history: int
              ) -> Tuple[Dict[str, Any], Dict[Key, List[Dict[str, Any]]]]:
     """(the run's document, its keys' history over `history` stored runs). A results file
     needs no store (its trends are then drawn only when the store opens)."""
-    from ..results.store import Store
+    from ..results.backend import open_store
     store = None
     if not (os.path.isfile(ref) or ref.endswith(".json")):
-        store = Store(db, create=False)
+        store = open_store(db, create=False)
     else:
         try:
-            store = Store(db, create=False)  # for trends only; optional with a file
+            store = open_store(db, create=False)  # for trends only; optional with a file
         except (UsageError, StoreError):
             store = None
     try:

@@ -179,8 +179,8 @@ def execute(req: RunRequest, display: Display, json_out: Optional[str] = None) -
     doc = new_run(req.label, list(req.argv))
     store = None
     if not req.no_store:
-        from ..results.store import Store
-        store = Store(req.db) if req.db else Store()
+        from ..results.backend import open_store
+        store = open_store(req.db)
         if req.baseline and not req.baseline.startswith("last"):
             store.resolve(req.baseline)  # a typo fails now, not after the whole benchmark
         doc["run_id"] = store.begin_run(doc) or doc["run_id"]

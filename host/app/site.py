@@ -182,10 +182,10 @@ def write_site(out_dir: Union[str, Path], db: Optional[str] = None, *, verdict_p
                threshold: float = 0.05) -> SiteReport:
     """`edge-bench report --site DIR [--db PATH|URL]`."""
     from ..errors import StoreError, UsageError
-    from ..results.store import Store
+    from ..results.backend import open_store
     if verdict_pairs < 0:
         raise UsageError(f"--verdicts {verdict_pairs}: expected a number >= 0")
-    store = Store(db, create=False)  # a path or a postgresql:// URL
+    store = open_store(db, create=False)  # a path or a postgresql:// URL
     try:
         return build_site(store, out_dir, verdict_pairs=verdict_pairs, threshold=threshold)
     except OSError as e:

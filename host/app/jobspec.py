@@ -1,0 +1,83 @@
+"""What a queued device job carries, and the plan a worker makes from it: `run`'s own request
+(app/run.py's RunRequest, its checks, device selection with the flags' overrides, models and
+planning), so a queued job times exactly what `run` would.
+
+Model files are named by absolute path and sha256: the worker must see the same file (a shared
+filesystem, or the same path deployed on the lab host); a different file is refused, not timed.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any, Dict, List, Set, Tuple
+
+from ..errors import UsageError
+from . import run as run_service
+
+Key = Tuple[str, str, int]
+
+#: RunRequest fields that belong to the submitter, not to the job
+_SUBMITTER_ONLY = ("devices", "config", "db", "no_store", "label", "baseline", "argv", "model")
+
+
+def request_from_args(args: argparse.Namespace) -> "run_service.RunRequest":
+    req = run_service.RunRequest(**{f.name: getattr(args, f.name)
+                                    for f in fields(run_service.RunRequest) if hasattr(args, f.name)})
+    run_service.check(req)
+    return req
+
+
+def job_options(req: "run_service.RunRequest") -> Dict[str, Any]:
+    """The JSON a job carries: the request's timing/variant/runtime fields and the models."""
+    from ..hashing import sha256_file
+    models = []
+    for m in req.model or run_service.DEFAULT_MODELS:
+        if m.startswith("builtin:"):
+            models.append({"name": m, "path": m, "sha256": None})
+            continue
+        if not os.path.isfile(m):
+            raise UsageError(f"--model {m}: no such file")
+        # results keep the name as typed (as `run` does); the worker reads the absolute path
+        models.append({"name": m, "path": os.path.abspath(m), "sha256": sha256_file(Path(m))})
+    opts = {k: v for k, v in asdict(req).items() if k not in _SUBMITTER_ONLY}
+    for k in ("calibration", "eval"):
+        if opts.get(k) and opts[k] != "random":
+            opts[k] = os.path.abspath(opts[k])
+    return {"request": opts, "models": models}
+
+
+def planned_keys(options: Dict[str, Any]) -> List[Key]:
+    req = run_service.RunRequest(**options["request"])
+    from ..models.variants import parse_variants
+    return [(m["name"], v, t) for m in options["models"]
+            for v in parse_variants(req.variants or run_service.DEFAULT_VARIANTS)
+            for t in run_service.int_list(req.threads, "--threads")]
+
+
+def plan_device(options: Dict[str, Any], device: str, lab: str, config: Any,
+                skip: Set[Key]) -> Tuple[Any, List[Any]]:
+    """(the worker's Device with the flags' overrides, its tasks), leaving out the keys already
+    stored (a retried job). UsageError when the device is not this worker's or a model differs."""
+    from ..hashing import sha256_file
+    for m in options["models"]:
+        if m["sha256"] is None:
+            continue
+        if not os.path.isfile(m["path"]):
+            raise UsageError(f"model {m['path']} is not on this worker's host",
+                             hint="put it at the same path (a shared filesystem) or use builtin:")
+        if sha256_file(Path(m["path"])) != m["sha256"]:
+            raise UsageError(f"model {m['path']} on this worker's host is not the file that was"
+                             " submitted (sha256 differs)")
+    req = run_service.RunRequest(**options["request"], devices=device, config=config,
+                                 model=[m["path"] for m in options["models"]])
+    (dev,) = run_service.select_devices(req)
+    if dev.lab != lab:
+        raise UsageError(f"device {device} is in lab {dev.lab} here, not {lab}")
+    models = run_service.resolve_models(req)
+    for spec, m in zip(models, options["models"]):
+        spec.name = m["name"]
+    tasks = run_service.plan_tasks(req, [dev], models, progress=lambda *_: None)[dev]
+    return dev, [t for t in tasks if (t.artifact.model.name, t.artifact.variant, t.threads)
+                 not in skip]

@@ -1,0 +1,59 @@
+"""`edge-bench store copy SRC DST`: move a history between stores (SQLite -> PostgreSQL).
+
+Rows are copied column by column (run metadata, each result's document, its raw samples and the
+time it was added), each run with its results in one transaction of the destination. Runs the
+destination already has are skipped, so a copy that was interrupted can simply be run again.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, List, Sequence
+
+from ..results.backend import open_store
+
+
+@dataclass
+class CopyReport:
+    source: str
+    destination: str
+    runs: int = 0
+    results: int = 0
+    skipped: int = 0
+
+
+def _columns(store: Any, table: str) -> List[str]:
+    from ..results.pg import table_columns
+    return [c for c, _ in table_columns(store, table) if c != "id"]
+
+
+def copy_store(src_ref: str, dst_ref: str) -> CopyReport:
+    src = open_store(src_ref, create=False)
+    dst = open_store(dst_ref)
+    try:
+        report = CopyReport(str(src.path), str(dst.path))
+        run_cols = [c for c in _columns(src, "runs") if c in set(_columns(dst, "runs"))]
+        res_cols = [c for c in _columns(src, "results") if c in set(_columns(dst, "results"))]
+        have = {r[0] for r in dst._read("SELECT run_id FROM runs")}
+        for run in src._read("SELECT * FROM runs ORDER BY started_at, id"):
+            if run["run_id"] in have:
+                report.skipped += 1
+                continue
+            results = src._read("SELECT * FROM results WHERE run_id = ? ORDER BY id",
+                                (run["run_id"],))
+
+            def op(db: Any, run: Any = run, results: Sequence[Any] = results) -> None:
+                _insert(db, "runs", run_cols, [run[c] for c in run_cols])
+                for r in results:
+                    _insert(db, "results", res_cols, [r[c] for c in res_cols])
+            dst._write(op)
+            report.runs += 1
+            report.results += len(results)
+        return report
+    finally:
+        src.close()
+        dst.close()
+
+
+def _insert(db: Any, table: str, cols: Sequence[str], values: Sequence[Any]) -> None:
+    marks = ", ".join("?" for _ in cols)
+    db.execute(f"INSERT INTO {table}({', '.join(cols)}) VALUES ({marks})", tuple(values))
