@@ -154,17 +154,20 @@ def plan_tasks(req: RunRequest, devices: Sequence[Any], models: Sequence[Any],
     `progress(done, total, model, variant)` follows the quantization (fleet/plan.py)."""
     from ..fleet.plan import Timing, make_artifacts
     from ..fleet.runner import Task
+    from ..models.dispatch import parse_quantizers, route_variants
     from ..models.variants import GIVEN, VARIANTS, parse_variants
     allowed = VARIANTS + (GIVEN,)
-    variants = parse_variants(req.variants or DEFAULT_VARIANTS, allowed)
+    quantizers = parse_quantizers(req.quantizer)
+    variants = route_variants(parse_variants(req.variants or DEFAULT_VARIANTS, allowed),
+                              quantizers)  # pt2e: pt2e-int8, ...
     threads = int_list(req.threads, "--threads")
     timing = Timing(runs=req.runs, warmup=req.warmup, min_seconds=req.min_seconds,
                     max_seconds=req.max_seconds, max_runs=max(req.max_runs, req.runs),
                     processes=req.processes, interleave=req.interleave)
     artifacts: List[Any] = []
     for m in models:  # defaults without calibration data: int8 shown skipped, dynamic-int8 made
-        mine = variants if req.variants or m.calibration else parse_variants(
-            DEFAULT_VARIANTS_NO_CALIBRATION, allowed)
+        mine = variants if req.variants or m.calibration else route_variants(
+            parse_variants(DEFAULT_VARIANTS_NO_CALIBRATION, allowed), quantizers)
         artifacts += make_artifacts([m], mine, progress=progress)
     plan = {}
     for d in devices:

@@ -1,7 +1,8 @@
 """The cache of made variants, shared by both quantizers.
 
 `$EDGE_BENCH_CACHE/quantized/...` (default ~/.cache/edge-bench/quantized): each file next to a
-.json sidecar with its size, sha256 and recipe; a file is written under a temp name and renamed,
+.json sidecar with its size, sha256 and recipe (a hit is served only when the file's size AND
+sha256 match the sidecar; anything else is rebuilt); a file is written under a temp name and renamed,
 so parallel runs never see a half-written model. Each quantizer builds its own key (quantize.py:
 model sha256, variant, calibration sha256, ai-edge-quantizer version; tf_convert.py: the same
 with TensorFlow's version).
@@ -41,7 +42,7 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 def cache_get_or_make(out: Path, make: Callable[[str], QuantizeResult],
                       meta_fields: Dict[str, Any]) -> QuantizeResult:
-    """The cached file `out` (validated by its .json sidecar) or `make(tmp_path)` written to a
+    """The cached file `out` (its size and sha256 checked against its .json sidecar) or `make(tmp_path)` written to a
     temp name and renamed, so parallel runs never see a half-written model. Shared by both
     quantizers (ai-edge-quantizer here, TensorFlow's converter in tf_convert)."""
     meta = out.with_suffix(".json")

@@ -59,7 +59,8 @@ def new_run(label: Optional[str], argv: List[str]) -> Dict[str, Any]:
 
 
 #: quantizer name -> the package whose version is recorded with each variant it made
-QUANTIZER_PACKAGES = {"ai-edge-quantizer": "ai-edge-quantizer", "tflite-converter": "tensorflow"}
+QUANTIZER_PACKAGES = {"ai-edge-quantizer": "ai-edge-quantizer", "tflite-converter": "tensorflow",
+                      "pt2e": "litert-torch"}
 
 
 def package_version(name: Optional[str]) -> Optional[str]:
@@ -83,11 +84,16 @@ def base_result(device: str, task: Any) -> Dict[str, Any]:
         "latency_ms": summarize([]), "median_ci_ms": None, "samples_ms": [],
         "peak_rss_mb": None, "cooldown_s": None, "accuracy": None,
         # who made this variant and how (ai-edge-quantizer or TensorFlow's converter)
-        "quantizer": None if art.variant == "fp32" else getattr(art.model, "quantizer", None),
+        "quantizer": _quantizer(art),
         "quantizer_version": None if art.variant == "fp32" else
-        package_version(QUANTIZER_PACKAGES.get(getattr(art.model, "quantizer", None) or "")),
+        package_version(QUANTIZER_PACKAGES.get(_quantizer(art) or "")),
         "recipe": art.recipe,
     }
+
+
+def _quantizer(art: Any) -> Optional[str]:
+    from ..models.dispatch import variant_quantizer  # pt2e-* variants are PyTorch's PT2E
+    return variant_quantizer(art.variant, getattr(art.model, "quantizer", None))
 
 
 def error_result(device: str, task: Any, message: str, status: str = "error",
@@ -151,4 +157,5 @@ def score_eval(task: Any, ev: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     acc = score(outputs, spec.reference(), labels=spec.eval.labels, variant=task.artifact.variant,
                 unlabeled=derived and spec.eval.labels is None, output_names=names)
     acc["eval_source"] = spec.eval.source
+    acc["reference"] = getattr(spec, "reference_label", None)  # e.g. "pytorch fp32"
     return acc
