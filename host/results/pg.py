@@ -1,7 +1,7 @@
 """The results store on PostgreSQL: the shared history of a team (`--db postgresql://...`).
 
 It IS the SQLite Store (results/store.py) with another connection: every query and every
-migration in store.MIGRATIONS runs here through a thin dialect layer, so there is one schema and
+migration in migrations.MIGRATIONS runs here through a thin dialect layer, so there is one schema and
 one migration path for both (see docs/scale-out.md for why not SQLAlchemy + Alembic):
 
 - placeholders `?` become `%s`; DDL types map `INTEGER PRIMARY KEY AUTOINCREMENT` -> identity,
@@ -25,7 +25,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from ..errors import StoreError
 from .dburl import db_ref, redact, scrub
-from .store import MIGRATIONS, SCHEMA_VERSION, Store, _new_run_id, _split_sql
+from .migrations import MIGRATIONS, SCHEMA_VERSION
+from .store import Store, _new_run_id, _split_sql
 
 try:  # an optional dependency: pip install 'edge-bench[team]'
     import psycopg

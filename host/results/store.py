@@ -1,6 +1,6 @@
 """The results store: one SQLite file, every result committed the moment it arrives.
 
-Layout (schema version in `meta`, upgraded by the ordered MIGRATIONS list):
+Layout (schema version in `meta`, upgraded by the ordered MIGRATIONS list in migrations.py):
 
 - `runs`: one row per `edge-bench run` (run_id, label, times, status, host, argv).
 - `results`: one row per device x model x variant x threads, with the columns that queries
@@ -27,64 +27,11 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Unio
 import numpy as np
 
 from ..errors import StoreError, UsageError
+from .controller import controller_alive, controller_id
+from .migrations import MIGRATIONS, SCHEMA_VERSION
 
 SCHEMA = "edge-bench/run/1"
 
-# Each migration takes the database from version i to i+1. Never edit a released one: append.
-MIGRATIONS: List[str] = [
-    # 1: runs and results
-    """
-    CREATE TABLE runs (
-        id          INTEGER PRIMARY KEY AUTOINCREMENT,
-        run_id      TEXT NOT NULL UNIQUE,
-        label       TEXT,
-        started_at  TEXT NOT NULL,
-        finished_at TEXT,
-        status      TEXT NOT NULL DEFAULT 'running',
-        host        TEXT NOT NULL DEFAULT '{}',
-        argv        TEXT NOT NULL DEFAULT '[]',
-        extra       TEXT NOT NULL DEFAULT '{}'
-    );
-    CREATE INDEX runs_label ON runs(label);
-    CREATE INDEX runs_started ON runs(started_at);
-    CREATE TABLE results (
-        id           INTEGER PRIMARY KEY AUTOINCREMENT,
-        run_id       TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
-        device       TEXT NOT NULL,
-        model        TEXT NOT NULL,
-        variant      TEXT NOT NULL,
-        threads      INTEGER,
-        status       TEXT NOT NULL,
-        error        TEXT,
-        model_sha256 TEXT,
-        runtime      TEXT,
-        runtime_version TEXT,
-        agent_version TEXT,
-        median_ms    REAL,
-        n_samples    INTEGER NOT NULL DEFAULT 0,
-        added_at     TEXT NOT NULL,
-        doc          TEXT NOT NULL,
-        samples      BLOB
-    );
-    CREATE INDEX results_run ON results(run_id);
-    CREATE INDEX results_key ON results(device, model, variant, threads);
-    """,
-    # 2: the median's confidence interval as columns, for cheap history queries
-    """
-    ALTER TABLE results ADD COLUMN median_ci_lo REAL;
-    ALTER TABLE results ADD COLUMN median_ci_hi REAL;
-    """,
-    # 3: a failed result's structured facts (error_detail) as columns, so history and CI can
-    # select crashes vs timeouts by type, exit code or signal without parsing `error`
-    """
-    ALTER TABLE results ADD COLUMN error_type TEXT;
-    ALTER TABLE results ADD COLUMN error_exit_code INTEGER;
-    ALTER TABLE results ADD COLUMN error_signal INTEGER;
-    ALTER TABLE results ADD COLUMN error_process INTEGER;
-    """,
-]
-
-SCHEMA_VERSION = len(MIGRATIONS)
 
 _REF_LAST = re.compile(r"^last(?:~(\d+))?$")
 
@@ -93,38 +40,6 @@ _REF_LAST = re.compile(r"^last(?:~(\d+))?$")
 #: `interrupted` was stopped by Ctrl-C): one crashed nightly must not become the next baseline
 COMPLETE = ("ok", "partial", "finished")
 _COMPLETE_SQL = "status IN (" + ", ".join(f"'{s}'" for s in COMPLETE) + ")"
-
-
-def controller_id() -> Dict[str, Any]:
-    """Who is making a run: host name, pid and the process's start time (so a reused pid is
-    not taken for the controller)."""
-    import platform
-    return {"node": platform.node(), "pid": os.getpid(), "start": _process_start(os.getpid())}
-
-
-def _process_start(pid: int) -> Optional[str]:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read().decode("ascii", "replace")
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[-1].split()[19]       # field 22: starttime in clock ticks
-
-
-def controller_alive(ctl: Dict[str, Any]) -> Optional[bool]:
-    """True/False for a controller on this host, None when it ran elsewhere (unknown)."""
-    import platform
-    if not isinstance(ctl, dict) or ctl.get("node") != platform.node():
-        return None
-    try:
-        pid = int(ctl.get("pid"))
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, TypeError, ValueError, OverflowError):
-        return None if not isinstance(ctl.get("pid"), int) else True
-    start = ctl.get("start")
-    return start is None or _process_start(pid) in (None, start)
 
 
 def default_db_path() -> Path:
@@ -394,7 +309,7 @@ class Store:
             self._unknown(ref, "there are not that many complete runs")
         if m:
             n = int(m.group(1) or 0)
-            sql = f"SELECT run_id FROM runs WHERE {_COMPLETE_SQL if complete else '1'}"
+            sql = f"SELECT run_id FROM runs WHERE {_COMPLETE_SQL if complete else '1 = 1'}"
             params: List[Any] = []
             if exclude:
                 sql += " AND run_id != ?"
@@ -409,7 +324,7 @@ class Store:
         rows = self._read("SELECT run_id FROM runs WHERE run_id = ?", (ref,))
         if rows:
             return str(rows[0]["run_id"])
-        sql = f"SELECT run_id FROM runs WHERE label = ? AND {_COMPLETE_SQL if complete else '1'}"
+        sql = f"SELECT run_id FROM runs WHERE label = ? AND {_COMPLETE_SQL if complete else '1 = 1'}"
         params = [ref]
         if exclude:
             sql += " AND run_id != ?"

@@ -1,0 +1,60 @@
+"""The store's schema: the ordered migrations, shared by SQLite (store.py) and PostgreSQL (pg.py)."""
+from __future__ import annotations
+
+from typing import List
+
+# Each migration takes the database from version i to i+1. Never edit a released one: append.
+MIGRATIONS: List[str] = [
+    # 1: runs and results
+    """
+    CREATE TABLE runs (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id      TEXT NOT NULL UNIQUE,
+        label       TEXT,
+        started_at  TEXT NOT NULL,
+        finished_at TEXT,
+        status      TEXT NOT NULL DEFAULT 'running',
+        host        TEXT NOT NULL DEFAULT '{}',
+        argv        TEXT NOT NULL DEFAULT '[]',
+        extra       TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX runs_label ON runs(label);
+    CREATE INDEX runs_started ON runs(started_at);
+    CREATE TABLE results (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id       TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+        device       TEXT NOT NULL,
+        model        TEXT NOT NULL,
+        variant      TEXT NOT NULL,
+        threads      INTEGER,
+        status       TEXT NOT NULL,
+        error        TEXT,
+        model_sha256 TEXT,
+        runtime      TEXT,
+        runtime_version TEXT,
+        agent_version TEXT,
+        median_ms    REAL,
+        n_samples    INTEGER NOT NULL DEFAULT 0,
+        added_at     TEXT NOT NULL,
+        doc          TEXT NOT NULL,
+        samples      BLOB
+    );
+    CREATE INDEX results_run ON results(run_id);
+    CREATE INDEX results_key ON results(device, model, variant, threads);
+    """,
+    # 2: the median's confidence interval as columns, for cheap history queries
+    """
+    ALTER TABLE results ADD COLUMN median_ci_lo REAL;
+    ALTER TABLE results ADD COLUMN median_ci_hi REAL;
+    """,
+    # 3: a failed result's structured facts (error_detail) as columns, so history and CI can
+    # select crashes vs timeouts by type, exit code or signal without parsing `error`
+    """
+    ALTER TABLE results ADD COLUMN error_type TEXT;
+    ALTER TABLE results ADD COLUMN error_exit_code INTEGER;
+    ALTER TABLE results ADD COLUMN error_signal INTEGER;
+    ALTER TABLE results ADD COLUMN error_process INTEGER;
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
