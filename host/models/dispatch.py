@@ -50,15 +50,18 @@ def make_variant(model_path: Union[str, Path], variant: str,
                  out_path: Union[None, str, Path] = None,
                  calibration: Union[None, str, Path, Dict[str, np.ndarray]] = None, *,
                  quantizer: str = DEFAULT_QUANTIZER, source: Union[None, str, Path] = None,
-                 cache_dir: Union[None, str, Path] = None) -> QuantizeResult:
+                 cache_dir: Union[None, str, Path] = None,
+                 signature: Optional[str] = None) -> QuantizeResult:
     """One variant made by `quantizer`: cached when `out_path` is None, else written there.
+    `signature`: the SignatureDef ai-edge-quantizer calibrates through (None: the default).
 
     `model_path` is the float .tflite; `source` the Keras/SavedModel it came from (required by
     tflite-converter, whose fp32 is `model_path` itself)."""
     quantizer = parse_quantizer(quantizer)
     if quantizer == DEFAULT_QUANTIZER or variant == "fp32":
-        res = (cached_variant(model_path, variant, calibration, cache_dir) if out_path is None
-               else quantize_model(model_path, variant, out_path, calibration))
+        res = (cached_variant(model_path, variant, calibration, cache_dir, signature)
+               if out_path is None
+               else quantize_model(model_path, variant, out_path, calibration, signature))
         if source is not None and res.variant == "fp32":  # made by TFLiteConverter from source
             res = res._replace(
                 recipe_description=f"{tf_convert.RECIPES['fp32']}, from {Path(source).name}")
