@@ -37,15 +37,17 @@ def _read_job_text(stream: IO[bytes]) -> str:
 
 def cooldown_wait(cfg: Optional[Dict[str, Any]],
                   temp_fn: Callable[[], Optional[float]] = read_temp_c,
-                  sleep: Callable[[float], None] = time.sleep) -> float:
-    """Wait (polling every 1 s, at most max_s) until the temperature is below temp_c."""
+                  sleep: Callable[[float], None] = time.sleep,
+                  clock: Callable[[], float] = time.monotonic) -> float:
+    """Wait (polling every 1 s, at most max_s of `clock`) until the temperature is below
+    temp_c; returns the seconds waited."""
     if not cfg or cfg.get("temp_c") is None:
         return 0.0
     limit, max_s = float(cfg["temp_c"]), float(cfg.get("max_s", 120.0))
-    start = time.monotonic()
+    start = clock()
     while True:
         temp = _safe(temp_fn)
-        waited = time.monotonic() - start
+        waited = clock() - start
         if temp is None or temp < limit or waited >= max_s:
             return round(waited, 3)
         sleep(min(1.0, max(0.0, max_s - waited)))
@@ -75,7 +77,7 @@ def run_job(job: Dict[str, Any]) -> int:
     try:
         return _run_tasks(job, tasks, workdir, resolved, lock_fd)
     finally:
-        lock.release_lock(lock_fd)
+        lock.release_lock(lock_fd, workdir)
 
 
 def _task_processes(task: Dict[str, Any]) -> int:

@@ -1,9 +1,17 @@
-"""The device lock: an exclusive flock on <workdir>/lock naming its holder (docs/protocol.md)."""
+"""The device lock: an exclusive flock on <workdir>/lock, its holder named in
+<workdir>/lock.holder (docs/protocol.md "Device lock").
+
+The lock file is opened with O_NOFOLLOW and must be a regular file of this user with one link:
+a symlink or hard link planted there (a shared board, a workdir under /tmp) is refused, never
+followed. The lock file's bytes are never written or truncated; the holder info goes to a temp
+file renamed over lock.holder, which replaces a planted symlink instead of writing through it.
+"""
 from __future__ import annotations
 
 import errno
 import json
 import os
+import stat
 import time
 from typing import Any, Callable, Dict, Optional
 
@@ -14,21 +22,23 @@ except ImportError:  # not on POSIX: the device lock is skipped (logged)
 
 from .facts import _read
 from .output import log
-from .protocol import LOCK_NAME, AgentError, describe_holder
+from .protocol import LOCK_HOLDER_NAME, LOCK_NAME, AgentError, describe_holder, workdir_problem
 
 
 def read_lock_holder(path: str, tries: int = 10) -> Optional[Dict[str, Any]]:
-    """The holder info in a lock file (retried briefly: the holder writes it just after
-    taking the lock); None when unreadable."""
+    """The holder info of the lock at `path` (from lock.holder beside it; retried briefly: the
+    holder writes it just after taking the lock); None when there is none."""
+    holder = os.path.join(os.path.dirname(path), LOCK_HOLDER_NAME)
     for i in range(tries):
-        text = _read(path, 8192)
-        if text and text.strip():
-            try:
-                data = json.loads(text)
-                if isinstance(data, dict):
-                    return data
-            except ValueError:
-                pass
+        if not os.path.islink(holder):
+            text = _read(holder, 8192)
+            if text and text.strip():
+                try:
+                    data = json.loads(text)
+                    if isinstance(data, dict):
+                        return data
+                except ValueError:
+                    pass
         if i + 1 < tries:
             time.sleep(0.02)
     return None
@@ -46,22 +56,74 @@ def _pid_alive(pid: Any) -> Optional[bool]:
         return True
 
 
+def check_workdir(workdir: str) -> str:
+    """The workdir as an absolute path, created if missing (mode 0700); AgentError
+    UnsafeWorkdir when another user owns it or others may write to it (protocol.workdir_problem)."""
+    path = os.path.abspath(os.path.expanduser(workdir))
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        st = os.stat(path)
+    except OSError as e:
+        raise AgentError("UnsafeWorkdir", "cannot create the workdir %s: %s" % (path, e))
+    if not stat.S_ISDIR(st.st_mode):
+        raise AgentError("UnsafeWorkdir", "workdir %s is not a directory" % path)
+    problem = workdir_problem(path, st.st_uid, st.st_mode, os.geteuid())
+    if problem:
+        raise AgentError("UnsafeWorkdir", problem)
+    return path
+
+
+def _open_lock(path: str) -> int:
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as e:
+        if e.errno == errno.ELOOP or os.path.islink(path):
+            raise AgentError("UnsafeWorkdir", "the device lock %s is a symlink; refusing to"
+                             " follow it (someone planted it? remove it: rm %s)" % (path, path))
+        raise AgentError("InternalError", "cannot open the device lock %s: %s (another login "
+                         "user's workdir? give each user its own workdir)" % (path, e))
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_uid != os.geteuid():
+        os.close(fd)
+        raise AgentError("UnsafeWorkdir", "the device lock %s is not a plain file of this user"
+                         " (%s, %d links, uid %d); refusing to use it (remove it: rm %s)"
+                         % (path, "regular" if stat.S_ISREG(st.st_mode) else "special",
+                            st.st_nlink, st.st_uid, path))
+    return fd
+
+
+def _write_holder(workdir: str, holder: Dict[str, Any]) -> None:
+    path = os.path.join(workdir, LOCK_HOLDER_NAME)
+    tmp = "%s.%d.tmp" % (path, os.getpid())
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0),
+                     0o644)
+        try:
+            os.write(fd, (json.dumps(holder, sort_keys=True) + "\n").encode("utf-8"))
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as e:  # the holder info is a courtesy: the flock is the lock
+        log("cannot write %s: %s" % (path, e))
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
 def acquire_lock(workdir: str, holder: Dict[str, Any], wait_s: float = 0.0,
                  on_wait: Optional[Callable[[Optional[Dict[str, Any]], float], None]] = None,
                  poll_s: float = 0.2, note_every_s: float = 10.0) -> Optional[int]:
-    """Take the exclusive flock on <workdir>/lock (waiting up to wait_s) and write `holder`
-    into it; the fd, or AgentError DeviceBusy naming the holder. The kernel drops the lock
+    """Take the exclusive flock on <workdir>/lock (waiting up to wait_s) and name `holder` in
+    lock.holder; the fd, or AgentError DeviceBusy naming the holder. The kernel drops the lock
     when every process holding the fd is gone, so a dead holder never leaves a stale lock."""
     if fcntl is None:
         log("no fcntl on this platform: running without the device lock")
         return None
+    workdir = check_workdir(workdir)
     path = os.path.join(workdir, LOCK_NAME)
-    try:
-        os.makedirs(workdir, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o664)
-    except OSError as e:
-        raise AgentError("InternalError", "cannot open the device lock %s: %s (another login "
-                         "user's workdir? give each user its own workdir)" % (path, e))
+    fd = _open_lock(path)
     start = time.monotonic()
     next_note = start
     while True:
@@ -85,19 +147,20 @@ def acquire_lock(workdir: str, holder: Dict[str, Any], wait_s: float = 0.0,
             on_wait(read_lock_holder(path), left)
             next_note = now + note_every_s
         time.sleep(min(poll_s, left))
-    os.ftruncate(fd, 0)
-    os.lseek(fd, 0, os.SEEK_SET)
-    os.write(fd, (json.dumps(holder, sort_keys=True) + "\n").encode("utf-8"))
+    _write_holder(workdir, holder)
     return fd
 
 
-def release_lock(fd: Optional[int]) -> None:
+def release_lock(fd: Optional[int], workdir: Optional[str] = None) -> None:
+    """Remove the holder info (while still holding the lock) and drop the lock."""
     if fd is None:
         return
-    try:
-        os.ftruncate(fd, 0)
-    except OSError:
-        pass
+    if workdir is not None:
+        try:
+            os.unlink(os.path.join(os.path.abspath(os.path.expanduser(workdir)),
+                                   LOCK_HOLDER_NAME))
+        except OSError:
+            pass
     try:
         os.close(fd)
     except OSError:

@@ -8,6 +8,7 @@ Python >= 3.8 syntax, stdlib only (it runs on the device).
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import sys
@@ -22,7 +23,7 @@ EVENTS = ("hello", "progress", "result", "error", "bye")
 #: every `type` an `error` event may carry (docs/protocol.md "Error types")
 ERROR_TYPES = ("BadJob", "NoRuntime", "FileMissing", "ChecksumMismatch", "ModelLoadError",
                "InvokeError", "EvalDataError", "WorkerCrashed", "DeviceBusy", "Timeout",
-               "InternalError")
+               "UnsafeWorkdir", "InternalError")
 #: exit codes of the job process
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_JOB, EXIT_BUSY = 0, 1, 2, 3
 
@@ -36,8 +37,25 @@ TASK_DEFAULTS: Dict[str, Any] = {"threads": 1, "xnnpack": True, "warmup": 5, "ru
                                  "signature": None}
 #: most worker processes one task may ask for
 MAX_PROCESSES = 100
-#: the device lock file, in the workdir (docs/protocol.md "Device lock")
+#: the device lock file, in the workdir (docs/protocol.md "Device lock"), and the file beside
+#: it that names the holder (written by rename: the lock file itself is never written)
 LOCK_NAME = "lock"
+LOCK_HOLDER_NAME = "lock.holder"
+
+
+def workdir_problem(path: str, owner_uid: int, mode: int, my_uid: int) -> Optional[str]:
+    """Why a workdir is unsafe to write into, or None: one rule for the host (before it pushes)
+    and the agent (before it locks). Another user's directory, or one that others may write to
+    without the sticky bit, lets them plant symlinks or swap files under us."""
+    if owner_uid != my_uid:
+        return ("workdir %s belongs to another user (uid %d, this login is uid %d); give each"
+                " login its own workdir" % (path, owner_uid, my_uid))
+    if mode & 0o022 and not mode & 0o1000:
+        who = "everyone" if mode & 0o002 else "its group"
+        return ("workdir %s is writable by %s (mode %03o) without the sticky bit, so others can"
+                " plant symlinks or replace files in it; run `chmod go-w %s` on the device (or"
+                " use a private workdir)" % (path, who, mode & 0o7777, path))
+    return None
 
 
 class AgentError(Exception):
@@ -67,7 +85,8 @@ def _num(task: Dict[str, Any], key: str, kind: type, minimum: float,
     value = task.get(key, TASK_DEFAULTS[key])
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum \
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or value < minimum \
             or (kind is int and int(value) != value):
         raise AgentError("BadJob", "task field %r must be %s >= %s, got %r"
                          % (key, kind.__name__, minimum, value))
@@ -161,7 +180,8 @@ def parse_job(text: str) -> Dict[str, Any]:
     python = job.get("python", [sys.executable])
     if isinstance(python, str):
         python = python.split()
-    if not python or not all(isinstance(x, str) and x for x in python):
+    if not isinstance(python, list) or not python \
+            or not all(isinstance(x, str) and x for x in python):
         raise AgentError("BadJob", "job 'python' must be a non-empty argv list, got %r"
                          % (job.get("python"),))
     job["python"] = python
@@ -173,11 +193,11 @@ def parse_job(text: str) -> Dict[str, Any]:
         raise AgentError("BadJob", "job 'cooldown' must be an object {temp_c, max_s}")
     wait = job.get("lock_wait_s")
     if wait is not None and (isinstance(wait, bool) or not isinstance(wait, (int, float))
-                             or wait < 0):
+                             or not math.isfinite(wait) or wait < 0):
         raise AgentError("BadJob", "job 'lock_wait_s' must be a number >= 0, got %r" % (wait,))
     beat = job.get("heartbeat_s")
     if beat is not None and (isinstance(beat, bool) or not isinstance(beat, (int, float))
-                             or beat <= 0):
+                             or not math.isfinite(beat) or beat <= 0):
         raise AgentError("BadJob", "job 'heartbeat_s' must be a number > 0, got %r" % (beat,))
     controller = job.get("controller")
     if controller is not None and not isinstance(controller, dict):

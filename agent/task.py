@@ -112,11 +112,12 @@ def set_inputs(interp: Any, matched: Optional[List["np.ndarray"]], seed: int) ->
 
 def timing_loop(invoke: Callable[[], Any], runs: int, min_seconds: float,
                 max_seconds: Optional[float],
-                max_runs: Optional[int] = None) -> Tuple[List[int], str, float]:
+                max_runs: Optional[int] = None,
+                clock: Callable[[], int] = time.perf_counter_ns) -> Tuple[List[int], str, float]:
     """(samples_ns, stopped_by, loop_s): time invoke() until >= runs samples AND >= min_seconds
     of summed samples; stop anyway once max_seconds of wall time passed or max_runs samples were
-    taken (after >= 1 sample). Only invoke() itself is between the two clock reads."""
-    clock = time.perf_counter_ns
+    taken (after >= 1 sample). Only invoke() itself is between the two clock reads. `clock`
+    (nanoseconds) is injected by the tests (tests/test_timing_clock.py)."""
     min_ns = int(min_seconds * 1e9)
     max_ns = int(max_seconds * 1e9) if max_seconds is not None and max_seconds > 0 else -1
     cap = max_runs if max_runs is not None and max_runs > 0 else -1

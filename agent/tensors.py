@@ -141,10 +141,18 @@ def convert_for(arr: "np.ndarray", detail: Dict[str, Any], what: str) -> "np.nda
     if arr.dtype == target:
         return arr
     scale, zero_point = _qparams(detail)
+    if target.kind in "iu" and scale > 0 and arr.dtype.kind in "biuf":
+        # a quantized input: data of another dtype are real values (what the fp32 reference
+        # sees), quantized by value; never a raw cast of uint8/int64 numbers into int8
+        return quantize(arr, target, scale, zero_point)
     if target.kind in "iu" and arr.dtype.kind == "f":
-        if scale > 0:
-            return quantize(arr, target, scale, zero_point)
         return np.rint(arr).astype(target)
+    if target.kind in "iu" and arr.dtype.kind in "biu" and arr.size:
+        info = np.iinfo(target)
+        if int(arr.min()) < int(info.min) or int(arr.max()) > int(info.max):
+            raise AgentError("EvalDataError", "%s holds values %d..%d, outside the range of the"
+                             " model input %r (%s)" % (what, int(arr.min()), int(arr.max()),
+                                                        detail.get("name"), target))
     if arr.dtype.kind in "biuf" and target.kind in "biuf":
         return arr.astype(target)
     raise AgentError("EvalDataError", "%s has dtype %s, the model input %r wants %s"

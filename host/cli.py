@@ -66,6 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    for arg in argv:
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = arg.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            print(f"edge-bench: error: argument {shown!r} is not valid UTF-8 (a file name in"
+                  " another encoding?); rename the file or pass a symlink with a UTF-8 name",
+                  file=sys.stderr)
+            return 2
     parser = build_parser()
     if not argv:
         argv = ["run"]  # the embedded default: built-in models on `local`
@@ -91,6 +100,14 @@ def main(argv: Optional[List[str]] = None) -> int:
             print("  library output before the error:\n    " + said.replace("\n", "\n    "),
                   file=sys.stderr)
         return e.exit_code
+    except OSError as e:
+        # a path the system refuses (name too long, a loop of symlinks, an I/O error) that no
+        # check above caught: still one line naming the file
+        name = str(e.filename) if e.filename is not None else ""
+        name = name if len(name) <= 120 else name[:120] + "..."
+        print(f"edge-bench: error: {name + ': ' if name else ''}{e.strerror or e}",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("edge-bench: interrupted", file=sys.stderr)
         return 130

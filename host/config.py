@@ -4,6 +4,7 @@ Every error names the file, the line and the field, and says what to do.
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 import shlex
@@ -70,6 +71,45 @@ _FIELDS: Dict[str, Tuple[tuple, str]] = {
     "lab": ((str,), "the lab whose `edge-bench worker --lab NAME` runs this device's queued jobs"
                     " (default: default)"),
 }
+
+
+#: devices.yaml larger than this is refused before it is parsed (a fleet of hundreds of
+#: devices is a few tens of KB)
+MAX_CONFIG_BYTES = 1 << 20
+
+#: numeric fields: (smallest, largest, smallest is allowed). Every number must be finite.
+LIMITS: Dict[str, Tuple[float, float, bool]] = {
+    "timeout_s": (0, 7 * 86400, False),
+    "idle_timeout_s": (0, 7 * 86400, False),
+    "connect_timeout_s": (0, 3600, False),
+    "retries": (0, 100, True),
+    "retry_backoff_s": (0, 3600, True),
+    "port": (1, 65535, True),
+    "adb_port": (1, 65535, True),
+    "cooldown_temp_c": (0, 150, False),
+    "cooldown_max_s": (0, 86400, True),
+    "lock_wait_s": (0, 86400, True),
+}
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def check_number(value: Any, name: str, where: str) -> None:
+    """Raise ConfigError unless `value` is finite and inside LIMITS[name]; `where` starts the
+    message (a file:line and field, an environment variable or a flag)."""
+    lo, hi, lo_ok = LIMITS[name]
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where} is {value!r}; expected a finite number")
+    if value > hi or value < lo or (value == lo and not lo_ok):
+        rel = ">=" if lo_ok else ">"
+        raise ConfigError(f"{where} is {value!r}; expected a number {rel} {lo:g} and <= {hi:g}")
+
+
+def check_text(value: str, where: str) -> None:
+    """Text fields must not carry control characters (newlines, NUL, escapes)."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ConfigError(f"{where} contains a control character (newline, tab, NUL...);"
+                          " remove it")
 
 
 @dataclass(frozen=True)
@@ -158,12 +198,24 @@ def local_device() -> Device:
 
 
 class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that remembers the line of every mapping key and value."""
+    """SafeLoader that remembers the line of every mapping key and value and refuses aliases
+    (`*name`): a few nested aliases expand to billions of nodes (the "billion laughs")."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.events.AliasEvent):
+            event = self.peek_event()
+            raise ConfigError(f"{self.name}:{event.start_mark.line + 1}: YAML alias"
+                              f" *{event.anchor} is not allowed in devices.yaml",
+                              hint="write the value out, or put shared settings under defaults:")
+        return super().compose_node(parent, index)
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> Dict[str, Any]:
     mapping = _LinedDict()
     for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise ConfigError(f"{loader.name}:{key_node.start_mark.line + 1}: a key must be a"
+                              " plain word, not a list or mapping")
         key = loader.construct_object(key_node, deep=True)
         if key in mapping:
             raise ConfigError(f"{loader.name}:{key_node.start_mark.line + 1}: duplicate key {key!r}")
@@ -231,11 +283,13 @@ def _apply_env(d: Device, env: Mapping[str, str]) -> Device:
                 over[name] = float(v)
             except ValueError:
                 raise ConfigError(f"EDGE_BENCH_{name.upper()}={v!r}: expected a number of seconds")
+            check_number(over[name], name, f"EDGE_BENCH_{name.upper()}")
     v = env.get("EDGE_BENCH_RETRIES")
     if v:
-        if not v.isdigit():
+        if not (v.isascii() and v.isdigit()):
             raise ConfigError(f"EDGE_BENCH_RETRIES={v!r}: expected a whole number")
         over["retries"] = int(v)
+        check_number(over["retries"], "retries", "EDGE_BENCH_RETRIES")
     v = env.get("EDGE_BENCH_RUNTIME")
     if v:
         if v not in RUNTIMES:
@@ -246,9 +300,19 @@ def _apply_env(d: Device, env: Mapping[str, str]) -> Device:
 
 def _parse_file(path: Path) -> Dict[str, Device]:
     try:
-        text = path.read_text()
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}")
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES >> 20} MB; not a devices.yaml",
+                          hint="pass --config PATH to the right file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte {e.start}); not a devices.yaml",
+                          hint="pass --config PATH to the right file")
     try:
         loader = _LineLoader(text)
         loader.name = str(path)
@@ -258,10 +322,12 @@ def _parse_file(path: Path) -> Dict[str, Device]:
             loader.dispose()
     except yaml.MarkedYAMLError as e:
         line = e.problem_mark.line + 1 if e.problem_mark else 0
-        raise ConfigError(f"{path}:{line}: not valid YAML: {e.problem}",
+        raise ConfigError(f"{path}:{line}: not valid YAML: {e.problem or e.context}",
                           hint="fix the syntax (indentation, colons, quotes)")
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}")
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(e).split())}")
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply; not a devices.yaml")
     if not isinstance(doc, dict):
         raise ConfigError(f"{path}:1: expected a mapping with 'version: 1' and 'devices:'")
     f = str(path)
@@ -288,7 +354,8 @@ def _parse_file(path: Path) -> Dict[str, Device]:
     out: Dict[str, Device] = {}
     for name, spec in devs.items():
         where = f"{f}:{_line(devs, name)}"
-        if not isinstance(name, str) or not name or any(c.isspace() for c in name) or "," in name:
+        if not isinstance(name, str) or not name or "," in name \
+                or any(c.isspace() or not c.isprintable() for c in name):
             raise ConfigError(f"{where}: device name {name!r} must be a non-empty word without"
                               " spaces or commas")
         if spec is None:
@@ -312,16 +379,24 @@ def _check_fields(f: str, prefix: str, spec: Dict[str, Any], allow_transport: bo
         ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
         if not ok:
             raise ConfigError(f"{f}:{line}: field {prefix}.{key} is {value!r}; expected {help_}")
-        if key == "tags" and not all(isinstance(t, str) for t in value):
+        if key == "tags" and not all(isinstance(t, str) and t and not any(c.isspace() or c == ","
+                                                                           for c in t)
+                                     for t in value):
             raise ConfigError(f"{f}:{line}: field {prefix}.tags must be a list of words")
         if key == "python" and isinstance(value, list) and not all(isinstance(t, str) for t in value):
             raise ConfigError(f"{f}:{line}: field {prefix}.python must be a string or a list of strings")
-        if key == "lock_wait_s" and value < 0:
-            raise ConfigError(f"{f}:{line}: field {prefix}.lock_wait_s must be >= 0")
-        if key in ("timeout_s", "idle_timeout_s", "connect_timeout_s") and value <= 0:
-            raise ConfigError(f"{f}:{line}: field {prefix}.{key} must be > 0")
-        if key == "port" and not 0 < value < 65536:
-            raise ConfigError(f"{f}:{line}: field {prefix}.port {value} is not a TCP port")
+        if key in LIMITS:
+            check_number(value, key, f"{f}:{line}: field {prefix}.{key}")
+        if isinstance(value, str):
+            check_text(value, f"{f}:{line}: field {prefix}.{key}")
+        if key == "python" and isinstance(value, list):
+            for t in value:
+                check_text(t, f"{f}:{line}: field {prefix}.python")
+        if key == "workdir" and not value.strip():
+            raise ConfigError(f"{f}:{line}: field {prefix}.workdir is empty",
+                              hint="set it to a directory on the device, e.g. ~/.cache/edge-bench")
+        if key == "env":
+            _check_env(f, line, prefix, value)
         if key == "runtime" and value not in RUNTIMES:
             raise ConfigError(f"{f}:{line}: field {prefix}.runtime is {value!r}; expected one of"
                               f" {', '.join(RUNTIMES)}")
@@ -334,6 +409,22 @@ def _check_fields(f: str, prefix: str, spec: Dict[str, Any], allow_transport: bo
         if key == "runner" and value not in RUNNERS:
             raise ConfigError(f"{f}:{line}: field {prefix}.runner is {value!r}; expected one of"
                               f" {', '.join(RUNNERS)}")
+
+
+def _check_env(f: str, line: int, prefix: str, env: Dict[Any, Any]) -> None:
+    for k, v in env.items():
+        where = f"{f}:{_line(env, k) or line}: field {prefix}.env.{k}"
+        if not isinstance(k, str) or not _ENV_NAME.match(k):
+            raise ConfigError(f"{where}: {k!r} is not an environment variable name"
+                              " (letters, digits and _, not starting with a digit)")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(f"{where} is {v!r}; expected text or a finite number")
+        if not isinstance(v, (str, int, float, bool)):
+            kind = "mapping" if isinstance(v, dict) else type(v).__name__
+            raise ConfigError(f"{where} is a {kind}; expected text or a number",
+                              hint="quote it: NAME: 'value'")
+        if isinstance(v, str):
+            check_text(v, where)
 
 
 def _make_device(name: str, m: Dict[str, Any], spec: Dict[str, Any], f: str, where: str) -> Device:

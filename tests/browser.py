@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import List
 
 import numpy as np
-import pytest
+from conftest import missing_system
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--no-first-run", "--disable-sync", "--mute-audio",
@@ -20,7 +20,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
 def chromium() -> str:
     exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if not exe:
-        pytest.skip("chromium is not installed (apt-get install -y chromium); .ci/run installs it")
+        missing_system("chromium is not installed (apt-get install -y chromium); .ci/run installs it")
     return exe
 
 

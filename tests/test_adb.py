@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import List
 
 import pytest
+from conftest import missing_system
 
 from edge_bench.fleet.artifact import agent_artifact
 
@@ -326,7 +327,7 @@ def test_idle_timeout_kills_a_stalled_command(phone: ADBTransport) -> None:
 def test_taskset_prefix_pins_the_command(adb_server: AdbServer, standin: AdbdStandin,  # noqa: F811
                                         make_adb_device) -> None:
     if not shutil.which("taskset"):
-        pytest.skip("taskset not installed on this machine (util-linux)")
+        missing_system("taskset is not installed (apt-get install -y util-linux)")
     dev = make_adb_device(adb_server, standin, taskset="1")
     with open_transport(dev) as tr:
         r = tr.run(["grep", "Cpus_allowed_list", "/proc/self/status"])
@@ -370,10 +371,10 @@ def test_phone_facts_from_getprop_and_sys(phone: ADBTransport) -> None:
 
 # --- the real agent over adb ------------------------------------------------------------------
 def _needs_agent(model: Path = DIGITS) -> None:
-    if not AGENT.exists():
-        pytest.skip("the agent artifact is not built")
-    if not model.exists():
-        pytest.skip(f"{model.relative_to(REPO)} not built yet")
+    """The agent artifact is built from the package and the models are in the repo: a missing
+    one is a broken checkout, a failure (not a skip)."""
+    assert AGENT.is_file(), f"the agent artifact {AGENT} was not built"
+    assert model.is_file(), f"{model.relative_to(REPO)} is missing from the repo"
 
 
 # a long-running job: mobilenet (ms per invoke, not us) for --min-seconds, with --max-runs high
@@ -438,6 +439,18 @@ def _wait_for_agent(standin: AdbdStandin, p: subprocess.Popen, timeout: float = 
     raise AssertionError("agent never started on the phone")
 
 
+def _wait_for_worker(standin: AdbdStandin, p: subprocess.Popen, timeout: float = 120) -> None:
+    """Until the agent's worker process (`... --worker`) runs on the phone: the event itself."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(pid in pids_with(" --worker") for pid in pids_with(standin.workdir)):
+            return
+        if p.poll() is not None:
+            raise AssertionError("edge-bench ended before the worker started: " + p.stderr.read())
+        time.sleep(0.1)
+    raise AssertionError("the agent's worker never started on the phone")
+
+
 def test_phone_going_offline_mid_run_fails_it_and_keeps_the_rest(adb_server: AdbServer,  # noqa: F811
                                                                  standin: AdbdStandin,
                                                                  tmp_path: Path) -> None:
@@ -448,7 +461,7 @@ def test_phone_going_offline_mid_run_fails_it_and_keeps_the_rest(adb_server: Adb
                     "--min-seconds", "6", "--max-seconds", "20", "--json", str(out), "--no-store"],
                    tmp_path)
     agent_pids = _wait_for_agent(standin, p)
-    time.sleep(1.0)
+    _wait_for_worker(standin, p)  # the phone is timing: now it goes away
     standin.go_offline()
     stdout, stderr = p.communicate(timeout=300)
     assert p.returncode == 3, stderr + stdout
@@ -471,7 +484,7 @@ def test_interrupting_a_run_kills_the_agent_on_the_phone(adb_server: AdbServer, 
     p = edge_bench(["run", "--config", str(cfg), "--devices", "phone", *LONG, "--min-seconds", "60",
                     "--max-seconds", "120", "--no-store"], tmp_path)
     _wait_for_agent(standin, p)
-    time.sleep(1.5)   # let the worker process start too
+    _wait_for_worker(standin, p)
     before = pids_with(standin.workdir)
     assert before
     p.send_signal(signal.SIGINT)

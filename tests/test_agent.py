@@ -202,7 +202,8 @@ def test_min_seconds_keeps_timing_past_runs(wd: Path) -> None:
     events, _ = run_agent(job(wd, [t]))
     (r,) = of(events, "result")
     assert r["stopped_by"] == "min_seconds"
-    assert sum(r["samples_ns"]) >= 0.05e9  # min_seconds counts summed samples
+    # min_seconds counts summed samples, and the loop stops at the first sample that reaches it
+    assert sum(r["samples_ns"]) >= 0.05e9 > sum(r["samples_ns"][:-1])
     assert r["runs"] > 1
 
 
@@ -498,7 +499,7 @@ def test_agent_imports_only_stdlib_numpy_and_runtimes() -> None:
 
 # ------------------------------------------------------------------------------ in-process units
 
-from edge_bench_agent import facts, job as J, task as T, tensors  # noqa: E402
+from edge_bench_agent import facts, task as T, tensors  # noqa: E402
 
 
 def test_decode_throttled_bits() -> None:
@@ -542,19 +543,11 @@ def test_timing_loop_semantics() -> None:
     assert samples == [] and why == "runs"
     samples, why, loop_s = T.timing_loop(lambda: None, runs=10 ** 12, min_seconds=0.0,
                                          max_seconds=0.05)
-    assert why == "max_seconds" and loop_s >= 0.05 and samples
+    assert why == "max_seconds" and loop_s >= 0.05 and len(samples) >= 1
 
 
-def test_cooldown_waits_until_cool_or_max() -> None:
-    temps = iter([80.0, 70.0, 55.0, 50.0])
-    slept: List[float] = []
-    waited = J.cooldown_wait({"temp_c": 60.0, "max_s": 30.0}, lambda: next(temps), slept.append)
-    assert len(slept) == 2 and all(s == 1.0 for s in slept)
-    assert waited >= 0.0
-    assert J.cooldown_wait(None) == 0.0
-    assert J.cooldown_wait({"temp_c": 60.0, "max_s": 5.0}, lambda: None) == 0.0  # no sensor
-    # never cools: stops at max_s (a fake clock through sleep)
-    assert J.cooldown_wait({"temp_c": 60.0, "max_s": 0.0}, lambda: 90.0) == 0.0
+# the cooldown wait and the timing loop's stop rules with an injected clock (exact counts):
+# tests/test_timing_clock.py
 
 
 def test_device_info_never_raises_and_is_json(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -58,7 +58,7 @@ def test_no_file_means_local_only() -> None:
     ("version: 1\ndevices:\n  a: {transport: local\n", r"not valid YAML"),
     ("version: 1\ndevices: []\n", r"field 'devices' must be a non-empty mapping"),
     ("version: 1\ndefaults:\n  timeout_s: -1\ndevices: {a: {transport: local}}\n",
-     r":3: field defaults.timeout_s must be > 0"),
+     r":3: field defaults.timeout_s is -1; expected a number > 0"),
     ("version: 1\ndevices:\n  a:\n    transport: local\n    tags: pi\n", r":5: field devices.a.tags"),
 ])
 def test_bad_files_name_file_line_and_field(tmp_path: Path, text: str, pattern: str) -> None:

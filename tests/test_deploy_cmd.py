@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import List
 
 import pytest
+from conftest import missing_system
 
 from edge_bench.app.deploy import ANDROID_NOTE, choose_bootstrap
 from edge_bench.config import Device
@@ -30,9 +31,10 @@ def test_bootstrap_script_syntax(script: Path) -> None:
     assert "EDGE_BENCH_PYTHON=" in text and "edge-bench/venv" in text
 
 
-@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
 def test_bootstrap_script_shellcheck(script: Path) -> None:
+    if shutil.which("shellcheck") is None:
+        missing_system("shellcheck is not installed (apt-get install -y shellcheck)")
     p = subprocess.run(["shellcheck", "-S", "style", str(script)], capture_output=True, text=True)
     assert p.returncode == 0, p.stdout
 

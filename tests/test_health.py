@@ -72,7 +72,9 @@ def test_annotate_sets_device_info_and_parses_jetson_facts() -> None:
                                     "power_sysfs": {}}}}
     annotate(r)
     info = r["device_info"]
-    assert info["throttled_during"] is True and info["throttle_reasons"]
+    assert info["throttled_during"] is True
+    # bit 1 of vcgencmd get_throttled, set after the run and not before
+    assert info["throttle_reasons"] == ["pi arm_freq_capped (after the timed loop)"]
     assert info["tegrastats"]["input_power_mw"] == 5079
     assert info["nvpmodel"] == {"mode": "MODE_15W_6CORE", "id": 2}
     assert annotate({"device_info": None}) == {"device_info": None}
@@ -220,7 +222,10 @@ def test_cooldown_flag_overrides_devices_yaml(fleet: Path) -> None:
                     "--json", str(out)], fleet.parent)
     assert p.returncode == 0, p.stderr
     (r,) = json.loads(out.read_text())["results"]
-    assert 0.15 <= r["cooldown_s"] < 1.0
+    # the agent waits until max_s of its own clock passed (the sensor stays at 85 C): at least the
+    # flag's 0.2 s, and (the point) not the 1.5 s devices.yaml sets for "hot", which the run
+    # without the flag waits in full (test_cooldown_from_devices_yaml)
+    assert 0.2 <= r["cooldown_s"] < 1.5
 
 
 def test_jetson_facts_are_parsed_on_the_host(fleet_run: Dict[str, Any]) -> None:

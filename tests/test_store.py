@@ -169,7 +169,8 @@ def test_killed_run_keeps_finished_results(tmp_path: Path) -> None:
     assert "added" in p.stdout
     st = Store(db)
     doc = st.get_run("killed-run")
-    assert doc["status"] == "running" and doc["finished_at"] is None
+    # its controller is gone: the run is marked abandoned (finished at its last result)
+    assert doc["status"] == "abandoned" and doc["finished_at"] is not None
     assert [r["variant"] for r in doc["results"]] == ["v0", "v1", "v2"]
     for i, r in enumerate(doc["results"]):
         assert r["samples_ms"] == make_result(variant=f"v{i}", seed=i)["samples_ms"]

@@ -17,6 +17,7 @@ from typing import Dict, List
 
 import numpy as np
 import pytest
+from conftest import missing_system
 
 from edge_bench.models import dispatch as D, quantize as Q
 from edge_bench.models.builtin import resolve
@@ -128,7 +129,10 @@ def _digits_weights() -> List[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def tf(tmp_path_factory: pytest.TempPathFactory):
-    tf = pytest.importorskip("tensorflow", reason="needs TensorFlow (pip install 'edge-bench[tf]')")
+    try:
+        import tensorflow as tf
+    except ImportError:
+        missing_system("needs TensorFlow, the [tf] extra: pip install -e '.[tf]'")
     with pytest.MonkeyPatch.context() as mp:  # fp32 conversions go to the default cache
         mp.setenv("EDGE_BENCH_CACHE", str(tmp_path_factory.mktemp("default-cache")))
         yield tf

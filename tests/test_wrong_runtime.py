@@ -191,7 +191,9 @@ def test_failed_and_flagged_results_are_stored(digits_run) -> None:
         run = st.get_run(digits_run["doc"]["run_id"])
     stored = {(r["device"], r["variant"]): r for r in run["results"]}
     assert stored[("old", "weight-int4")]["status"] == "error"
-    assert stored[("old", "dynamic-int8")]["accuracy"]["flag"]
+    flag = stored[("old", "dynamic-int8")]["accuracy"]["flag"]
+    assert "agreement" in flag
+    assert flag == _by(digits_run["doc"])[("old", "dynamic-int8")]["accuracy"]["flag"]
 
 
 def test_dynamic_int4_model_gives_nan_or_segfaults_on_old_runtime(old_runtime_python: Path,

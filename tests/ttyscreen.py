@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Dict, List, Optional
 
-import pytest
+from conftest import missing_system
 
 DONE = "__TTY_DONE__"
 
@@ -25,7 +25,7 @@ DONE = "__TTY_DONE__"
 def need_tmux() -> str:
     tmux = shutil.which("tmux")
     if not tmux:
-        pytest.skip("tmux is not installed (apt-get install -y tmux); .ci/run installs it")
+        missing_system("tmux is not installed (apt-get install -y tmux); .ci/run installs it")
     return tmux
 
 
@@ -100,7 +100,7 @@ def ansi_to_png(ansi: str, out: Path, width: int, title: str, tmp: Path) -> Path
     from rich.text import Text
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if not chromium:
-        pytest.skip("chromium is not installed")
+        missing_system("chromium is not installed (apt-get install -y chromium); .ci/run installs it")
     console = Console(record=True, width=width, file=open(os.devnull, "w"), force_terminal=True,
                       color_system="truecolor")
     lines = ansi.rstrip("\n").splitlines()

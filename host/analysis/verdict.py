@@ -66,7 +66,8 @@ from .stats import (mannwhitney_blocks, process_blocks, process_quantiles, quant
 
 Key = Tuple[str, str, str, Optional[int]]
 
-VERDICTS = ("slower", "accuracy-drop", "error", "faster", "same", "missing", "new")
+VERDICTS = ("slower", "accuracy-drop", "error", "faster", "same", "inconclusive", "missing",
+            "new")
 #: verdicts that make `--fail-on-regression` exit 1
 REGRESSIONS = ("slower", "accuracy-drop", "error")
 
@@ -289,6 +290,7 @@ def compare_results(base: Optional[Dict[str, Any]], cand: Optional[Dict[str, Any
     if ratio is None:
         row["notes"].append("no latency to compare")
     elif p is None or lo is None or hi is None:
+        row["verdict"] = "inconclusive"
         row["notes"].append(f"too few samples for a test ({row['n_base']} vs {row['n_cand']})")
     else:
         significant = p < alpha
@@ -300,7 +302,11 @@ def compare_results(base: Optional[Dict[str, Any]], cand: Optional[Dict[str, Any
             why = [] if significant else [f"p={p:.2g} >= {alpha:g}"]
             if not (lo > 1.0 or hi < 1.0):
                 why.append("interval includes no change")
-            row["notes"].append(f"p25 {(ratio - 1) * 100:+.1f}% but not conclusive ({', '.join(why)})")
+            # a change as large as the threshold that the samples cannot confirm or rule out:
+            # not `same` (a 2x slowdown measured 3 times a side used to say same)
+            row["verdict"] = "inconclusive"
+            row["notes"].append(f"p25 {(ratio - 1) * 100:+.1f}% but not conclusive ({', '.join(why)});"
+                                " measure more (--runs, --processes) to decide")
         if med_ratio is not None and (med_ratio >= up or med_ratio <= down) and down < ratio < up:
             row["notes"].append(
                 f"median {(med_ratio - 1) * 100:+.1f}% but the fast quartile moved only "
@@ -358,7 +364,25 @@ def compare_docs(base_doc: Dict[str, Any], cand_doc: Dict[str, Any], *,
         "summary": summary,
         "mismatched_rows": sum(1 for r in rows if r["mismatches"]),
         "regressed": any(r["regression"] for r in rows),
+        # keys the comparison could not judge: too few samples, or absent from the baseline
+        "inconclusive": summary["inconclusive"],
+        "no_baseline": sum(1 for k, r in zip(keys, rows) if k not in bi),
     }
+
+
+def gate_failures(cmp: Dict[str, Any], allow_inconclusive: bool = False) -> List[str]:
+    """Why `--fail-on-regression` fails this comparison (empty: it passes): a regression, and
+    unless `allow_inconclusive`, keys that could not be judged (inconclusive, or missing from
+    the baseline, e.g. one whose run was cut short)."""
+    why = []
+    if cmp.get("regressed"):
+        why.append("a regression")
+    if not allow_inconclusive:
+        if cmp.get("inconclusive"):
+            why.append(f"{cmp['inconclusive']} inconclusive key(s)")
+        if cmp.get("no_baseline"):
+            why.append(f"{cmp['no_baseline']} key(s) missing from the baseline")
+    return why
 
 
 def _doc_ref(doc: Dict[str, Any]) -> Dict[str, Any]:

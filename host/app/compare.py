@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -52,6 +53,10 @@ def load_doc(ref: str, store: Any = None, db: Optional[str] = None,
     run_id = store.resolve(ref, exclude=exclude)
     doc = store.get_run(run_id)
     doc["_source"] = ref
+    from ..results.store import COMPLETE
+    if doc.get("status") not in COMPLETE:
+        print(f"edge-bench: warning: run {run_id} is {doc.get('status')}, not complete: keys it"
+              " never measured show as missing", file=sys.stderr)
     return doc
 
 

@@ -11,13 +11,24 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from ..errors import EdgeBenchError, UsageError, VariantSkipped
+from ..models.variants import PT2E_STATIC, STATIC_VARIANTS
+
+STATIC = STATIC_VARIANTS | PT2E_STATIC  # the variants that need calibration data
 
 
 def resolve_model(spec: str) -> Tuple[Path, Optional[Path], str]:
     from ..models.builtin import is_builtin, resolve
     from ..models.quantize import check_tflite
     from ..models.tf_convert import is_tf_model
+    from ..models.pytorch import is_torch_model
 
+    if is_torch_model(spec):  # converted by dispatch.float_model (litert-torch)
+        from ..models.pytorch.source import stem_of
+        cal = None
+        if is_builtin(spec):
+            from ..models.builtin.torch_models import resolve_torch
+            cal = resolve_torch(spec).calibration
+        return spec, cal, stem_of(spec)  # type: ignore[return-value]
     if is_builtin(spec):
         m = resolve(spec)
         return m.path, m.calibration, spec.split(":", 1)[1]
@@ -35,7 +46,7 @@ class QuantizeJob:
     """What `edge-bench quantize` will make, with the calibration already loaded."""
     variants: List[str]
     model_path: Path                   # the float .tflite (converted from Keras/SavedModel)
-    source: Optional[Path]             # the Keras/SavedModel it came from, or None
+    source: Any                        # the Keras/SavedModel path or TorchModel, or None
     quantizer: str
     stem: str
     out_dir: Path
@@ -55,26 +66,31 @@ def prepare(model: str, variants: str, quantizer: str, calibration: Optional[str
     """Check everything and load the calibration, before any variant is made. `signature`:
     the SignatureDef to calibrate through (default: serving_default, else the first)."""
     from ..fleet.plan import choose_signature
-    from ..models.dispatch import check_quantizer, float_model
+    from ..models.dispatch import (check_quantizer, float_model, main_quantizer,
+                                   parse_quantizers, route_variants)
     from ..models.quantize import RANDOM, CalibrationWarning, load_calibration
-    from ..models.variants import STATIC_VARIANTS, VARIANTS, parse_variants
+    from ..models.variants import VARIANTS, parse_variants
 
     names = list(VARIANTS) if variants.strip().lower() == "all" else parse_variants(variants)
+    quantizers = parse_quantizers(quantizer)
+    names = route_variants(names, quantizers)  # pt2e: pt2e-int8, ...
     model_path, builtin_calib, stem = resolve_model(model)
-    model_path, source = float_model(model_path)  # a Keras/SavedModel -> its fp32 .tflite
+    model_path, source = float_model(model_path)  # Keras/SavedModel/PyTorch -> fp32 .tflite
     key = choose_signature(model_path, signature)
+    for q in quantizers:
+        check_quantizer(q, source, model)
     derived = None
     if source is None:  # a .tflite from the wild -> its float32 baseline (or itself)
         from ..models.baseline import model_baseline
         base = model_baseline(model_path)
         model_path, derived = base.path, (base.recipe() if base.derived else None)
-    job = QuantizeJob(names, model_path, source, check_quantizer(quantizer, source, model), stem,
+    job = QuantizeJob(names, model_path, source, main_quantizer(quantizers), stem,
                       Path(output).expanduser(), derived_from=derived, signature=key)
     calib_src = calibration or builtin_calib
     if job.out_dir.exists() and not job.out_dir.is_dir():
         raise UsageError(f"output {job.out_dir} exists and is not a folder")
     job.out_dir.mkdir(parents=True, exist_ok=True)
-    static = [v for v in names if v in STATIC_VARIANTS]
+    static = [v for v in names if v in STATIC]
     if static:
         if calib_src is None:
             raise UsageError(f"variant(s) {', '.join(static)} need calibration data",
@@ -92,7 +108,6 @@ def make_variants(job: QuantizeJob, on_error: Callable[[str, EdgeBenchError], No
                   ) -> Tuple[List[Dict[str, Any]], int]:
     """(one row per variant, how many failed). `on_error(variant, error)` as each one fails."""
     from ..models.dispatch import make_variant
-    from ..models.variants import STATIC_VARIANTS
     fp32_bytes = job.model_path.stat().st_size
     rows: List[Dict[str, Any]] = []
     failed = 0
@@ -100,7 +115,7 @@ def make_variants(job: QuantizeJob, on_error: Callable[[str, EdgeBenchError], No
         out = job.out_dir / f"{job.stem}-{v}.tflite"
         try:
             res = make_variant(job.model_path, v, out,
-                               job.calibration if v in STATIC_VARIANTS else None,
+                               job.calibration if v in STATIC else None,
                                quantizer=job.quantizer, source=job.source,
                                signature=job.signature)
             rows.append({"variant": v, "bytes": res.bytes, "ratio": res.bytes / fp32_bytes,

@@ -69,6 +69,7 @@ class RunRequest:
     label: Optional[str] = None
     baseline: Optional[str] = None
     threshold: float = DEFAULT_THRESHOLD
+    allow_inconclusive: bool = False
     argv: List[str] = field(default_factory=lambda: ["edge-bench", "run"])
 
 
@@ -81,6 +82,7 @@ class RunOutcome:
     interrupted: bool = False
     signal: Optional[int] = None
     store: Any = None
+    store_error: Optional[str] = None   # results the store could not take (they are in --json)
 
 
 def int_list(text: str, flag: str) -> List[int]:
@@ -93,32 +95,54 @@ def int_list(text: str, flag: str) -> List[int]:
     return vals
 
 
+#: flag -> (smallest, largest, smallest allowed); every number must be finite
+FLAG_LIMITS = {
+    "runs": (1, 1_000_000_000, True), "warmup": (0, 1_000_000, True),
+    "min_seconds": (0, 86400, True), "max_seconds": (0, 7 * 86400, False),
+    "max_runs": (1, 1_000_000_000, True), "timeout": (0, 7 * 86400, False),
+    "lock_wait": (0, 86400, True), "cooldown_temp": (0, 150, False),
+    "cooldown_max_s": (0, 86400, True), "threshold": (0, 100, True),
+}
+
+
 def check(req: RunRequest) -> None:
-    """Refuse bad flags before anything is quantized or pushed."""
-    if req.runs < 1 or req.warmup < 0 or req.min_seconds < 0 or req.max_seconds <= 0:
-        raise UsageError("--runs must be >= 1, --warmup and --min-seconds >= 0, --max-seconds > 0")
+    """Refuse bad flags before anything is quantized or pushed: every number finite and in
+    range (NaN compares false with everything, so it slips through `x < 0` checks)."""
+    import math
+    for name, (lo, hi, lo_ok) in FLAG_LIMITS.items():
+        v = getattr(req, name, None)
+        if v is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if not math.isfinite(v) or v > hi or v < lo or (v == lo and not lo_ok):
+            shown = v if isinstance(v, int) else f"{v:g}"
+            raise UsageError(f"{flag} {shown}: expected a number {'>=' if lo_ok else '>'} {lo:g}"
+                             f" and <= {hi:g}")
     if not 1 <= req.processes <= 100:
         raise UsageError(f"--processes {req.processes}: expected 1 to 100 worker processes per"
                          " model (3 is the default)")
-    if req.lock_wait is not None and req.lock_wait < 0:
-        raise UsageError(f"--lock-wait {req.lock_wait:g}: expected seconds >= 0")
-    if req.cooldown_max_s is not None and req.cooldown_max_s < 0:
-        raise UsageError(f"--cooldown-max-s {req.cooldown_max_s:g}: expected seconds >= 0")
+    if req.label is not None:
+        from ..results.record import check_label
+        check_label(req.label)
     if req.baseline and req.no_store:
         raise UsageError("--baseline needs the results store (drop --no-store)")
 
 
-def select_devices(req: RunRequest) -> List[Any]:
+def select_devices(req: RunRequest, note: Optional[Callable[[str], None]] = None) -> List[Any]:
     """The devices of devices.yaml that --devices names, with the flags' overrides applied
-    (flags > devices.yaml; None keeps the device's own setting)."""
+    (flags > devices.yaml; None keeps the device's own setting). `note` hears which
+    devices.yaml is in use (it chooses what runs: docs/security.md)."""
     from ..config import find_config, load_fleet
-    devices = load_fleet(find_config(req.config)).select(req.devices)
+    fleet = load_fleet(find_config(req.config))
+    if note is not None and fleet.path is not None:
+        note(f"devices from {fleet.path.resolve()}")
+    devices = fleet.select(req.devices)
     overrides: Dict[str, Any] = {}
     if req.no_xnnpack:
         overrides["xnnpack"] = False
     if req.runtime:
         overrides["runtime"] = req.runtime
-    if req.timeout:
+    if req.timeout is not None:
         overrides["timeout_s"] = req.timeout
     overrides.update(lock_wait_s=req.lock_wait, cooldown_temp_c=req.cooldown_temp,
                      cooldown_max_s=req.cooldown_max_s)
@@ -131,17 +155,20 @@ def plan_tasks(req: RunRequest, devices: Sequence[Any], models: Sequence[Any],
     `progress(done, total, model, variant)` follows the quantization (fleet/plan.py)."""
     from ..fleet.plan import Timing, make_artifacts
     from ..fleet.runner import Task
+    from ..models.dispatch import parse_quantizers, route_variants
     from ..models.variants import GIVEN, VARIANTS, parse_variants
     allowed = VARIANTS + (GIVEN,)
-    variants = parse_variants(req.variants or DEFAULT_VARIANTS, allowed)
+    quantizers = parse_quantizers(req.quantizer)
+    variants = route_variants(parse_variants(req.variants or DEFAULT_VARIANTS, allowed),
+                              quantizers)  # pt2e: pt2e-int8, ...
     threads = int_list(req.threads, "--threads")
     timing = Timing(runs=req.runs, warmup=req.warmup, min_seconds=req.min_seconds,
                     max_seconds=req.max_seconds, max_runs=max(req.max_runs, req.runs),
                     processes=req.processes, interleave=req.interleave)
     artifacts: List[Any] = []
     for m in models:  # defaults without calibration data: int8 shown skipped, dynamic-int8 made
-        mine = variants if req.variants or m.calibration else parse_variants(
-            DEFAULT_VARIANTS_NO_CALIBRATION, allowed)
+        mine = variants if req.variants or m.calibration else route_variants(
+            parse_variants(DEFAULT_VARIANTS_NO_CALIBRATION, allowed), quantizers)
         artifacts += make_artifacts([m], mine, progress=progress)
     plan = {}
     for d in devices:
@@ -178,11 +205,72 @@ def failed_results(results: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
             or (r.get("accuracy") or {}).get("flag")]
 
 
+class StoreWriter:
+    """Writes results into the store as they arrive without ever stopping the run: a write that
+    fails (the store locked by another process past its busy timeout, a corrupt page, a full
+    disk) keeps the result in `pending`, says so once, and later results are queued behind it;
+    `flush` tries the queue again at the end. The results always reach --json and the table."""
+
+    def __init__(self, store: Any, run_id: str, note: Callable[[str], None]) -> None:
+        self.store, self.run_id, self.note = store, run_id, note
+        self.pending: List[Dict[str, Any]] = []
+        self.error: Optional[str] = None
+
+    def add(self, r: Dict[str, Any]) -> None:
+        if self.pending:                      # keep the store's order; retried in flush()
+            self.pending.append(r)
+            return
+        self._try(r)
+
+    def _try(self, r: Dict[str, Any]) -> bool:
+        from ..errors import StoreError
+        try:
+            self.store.add_result(self.run_id, r)
+            return True
+        except StoreError as e:
+            if self.error is None:
+                self.note(f"edge-bench: warning: {e}; results go on to the table and --json,"
+                          " the store is tried again at the end")
+            self.error = str(e)
+            self.pending.append(r)
+            return False
+
+    def flush(self) -> None:
+        queued, self.pending = self.pending, []
+        for i, r in enumerate(queued):
+            if not self._try(r):
+                self.pending.extend(queued[i + 1:])
+                return
+        if queued and not self.pending:
+            self.error = None                 # everything made it in the end
+
+    def finish(self, status: str) -> None:
+        from ..errors import StoreError
+        try:
+            self.store.finish_run(self.run_id, status)
+        except StoreError as e:
+            self.error = self.error or str(e)
+            self.note(f"edge-bench: warning: {e}; the run stays `running` in the store until"
+                      " it is read again (then `abandoned`)")
+
+
 def execute(req: RunRequest, display: Display, json_out: Optional[str] = None) -> RunOutcome:
     """Run `req` to the end (or to Ctrl-C / SIGTERM), storing as it goes; --json written last."""
     check(req)
-    devices = select_devices(req)
+    devices = select_devices(req, note=display.note)
     models = resolve_models(req)
+    if json_out:
+        from ..results.document import check_writable
+        check_writable(json_out, "--json")
+    store = None
+    if not req.no_store:
+        # opened and tried before any work: an unwritable or locked --db fails now
+        from ..results.backend import open_store
+        store = open_store(req.db)
+        if hasattr(store, "check_writable"):   # the SQLite store; PostgreSQL checks on connect
+            store.check_writable()
+        if req.baseline and not req.baseline.startswith("last"):
+            store.resolve(req.baseline)  # a typo fails now, not after the whole benchmark
     try:
         plan = plan_tasks(req, devices, models, progress=display.on_quantize)
     finally:
@@ -193,18 +281,15 @@ def execute(req: RunRequest, display: Display, json_out: Optional[str] = None) -
 
     from ..results.record import new_run
     doc = new_run(req.label, list(req.argv))
-    store = None
-    if not req.no_store:
-        from ..results.backend import open_store
-        store = open_store(req.db)
-        if req.baseline and not req.baseline.startswith("last"):
-            store.resolve(req.baseline)  # a typo fails now, not after the whole benchmark
+    if store is not None:
         doc["run_id"] = store.begin_run(doc) or doc["run_id"]
+
+    writer = StoreWriter(store, doc["run_id"], display.note) if store is not None else None
 
     def on_result(r: Dict[str, Any]) -> None:
         doc["results"].append(r)
-        if store is not None:
-            store.add_result(doc["run_id"], r)
+        if writer is not None:
+            writer.add(r)      # never raises: a store failure must not stop the benchmark
         display.on_result(r)
 
     from ..fleet.session import Session
@@ -222,13 +307,22 @@ def execute(req: RunRequest, display: Display, json_out: Optional[str] = None) -
         doc["devices"] = {r.device.name: r.summary() for r in session.runs}
         doc["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         doc["status"] = run_status(doc["results"], interrupted)
-        if store is not None:
-            store.finish_run(doc["run_id"], doc["status"])
+        if writer is not None:
+            writer.flush()     # the results the store refused, once more (busy timeout)
+            if writer.error is not None:
+                doc["status"] = "interrupted" if interrupted else "partial"
+            if not writer.pending:
+                writer.finish(doc["status"])   # else it would only wait out the lock again
+            if writer.error is not None:
+                doc["status"] = "interrupted" if interrupted else "partial"
+                doc["store_error"] = (f"{len(writer.pending)} of {len(doc['results'])} results"
+                                      f" not in the results store: {writer.error}")
         if json_out:
             from ..results.document import write_json
             write_json(doc, json_out)
     return RunOutcome(doc=doc, failed=failed_results(doc["results"]), interrupted=interrupted,
-                      signal=session.signal, store=store)
+                      signal=session.signal, store=store,
+                      store_error=doc.get("store_error"))
 
 
 def compare_baseline(req: RunRequest, out: RunOutcome) -> Optional[Dict[str, Any]]:
@@ -241,11 +335,14 @@ def compare_baseline(req: RunRequest, out: RunOutcome) -> Optional[Dict[str, Any
 
 
 def exit_code(out: RunOutcome, comparison: Optional[Dict[str, Any]],
-              fail_on_regression: bool) -> int:
+              fail_on_regression: bool, allow_inconclusive: bool = False) -> int:
     """128 + signal when interrupted (130 Ctrl-C, 143 SIGTERM); 1 for a regression with
-    --fail-on-regression; 3 when a result failed; else 0."""
+    --fail-on-regression (or keys it could not judge, unless allow_inconclusive); 3 when a
+    result failed or the store lost results; else 0."""
+    from ..analysis.verdict import gate_failures
     if out.interrupted:
         return 128 + int(out.signal or 2)
-    if fail_on_regression and comparison is not None and comparison["regressed"]:
+    if fail_on_regression and comparison is not None \
+            and gate_failures(comparison, allow_inconclusive):
         return 1
-    return 3 if out.failed else 0
+    return 3 if out.failed or out.store_error else 0

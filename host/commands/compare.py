@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import sys
+from typing import Any, Dict
 
 from ..analysis.noise import MIN_HISTORY_RUNS
 from ..analysis.verdict import (DECISION_QUANTILE, DEFAULT_ACCURACY_THRESHOLD, DEFAULT_ALPHA,
@@ -63,7 +64,12 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--no-history", action="store_true",
                    help="ignore the run-to-run noise of earlier stored runs (see below)")
     p.add_argument("--fail-on-regression", action="store_true",
-                   help="exit 1 when any key is slower, lost accuracy, or newly fails")
+                   help="exit 1 when any key is slower, lost accuracy, or newly fails, or (unless"
+                        " --allow-inconclusive) could not be judged")
+    p.add_argument("--allow-inconclusive", action="store_true",
+                   help="with --fail-on-regression: do not fail on keys that could not be judged"
+                        " (verdict inconclusive: too few samples for a test, or a change the"
+                        " samples cannot confirm; or keys missing from the baseline)")
     p.set_defaults(func=run)
 
 
@@ -74,4 +80,16 @@ def run(args: argparse.Namespace) -> int:
                         accuracy_threshold=args.accuracy_threshold, use_history=not args.no_history)
     cmp = compare_refs(args.base, args.cand, db=args.db, settings=settings)
     emit(cmp, json_out=args.json_out, markdown_out=args.markdown_out)
-    return 1 if (cmp["regressed"] and args.fail_on_regression) else 0
+    return gate_exit(cmp, args.fail_on_regression, args.allow_inconclusive)
+
+
+def gate_exit(cmp: Dict[str, Any], fail_on_regression: bool, allow_inconclusive: bool) -> int:
+    """1 (and why, on stderr) when --fail-on-regression fails this comparison, else 0."""
+    from ..analysis.verdict import gate_failures
+    why = gate_failures(cmp, allow_inconclusive) if fail_on_regression else []
+    if why:
+        print(f"edge-bench: --fail-on-regression: {', '.join(why)}"
+              + ("" if allow_inconclusive or why == ["a regression"] else
+                 " (--allow-inconclusive accepts keys that could not be judged)"),
+              file=sys.stderr)
+    return 1 if why else 0

@@ -27,8 +27,10 @@ devices.yaml, else ~/.ssh/known_hosts; created if missing).
 Compare the fingerprint with the one the device itself reports before you accept it:
     ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub      (on the device's console)
 
-If known_hosts already has a DIFFERENT key of the same type for the device, nothing is written
-unless --replace is given: a changed key means a reinstalled device or a man in the middle.
+If known_hosts already has a DIFFERENT key for the device (of any type: a device that used to
+present ed25519 and now offers ecdsa counts as changed), both fingerprints are shown and nothing
+is written unless --replace is given: a changed key means a reinstalled device or a man in the
+middle.
 
 exit codes: 0 trusted (or already trusted), 1 not trusted (declined, or changed key without
 --replace), 2 usage or config error, 3 device unreachable
@@ -88,13 +90,16 @@ def _print(rows: List[Dict[str, Any]], check: bool, path: Any) -> None:
     if sys.stdout.isatty():
         from rich.console import Console
         from rich.table import Table
-        t = Table(title=f"devices ({path or 'no devices.yaml: built-in local only'})")
+        from ..render.display import escape, texts
+        t = Table(title=escape(f"devices ({path or 'no devices.yaml: built-in local only'})"))
         for c in cols:
             t.add_column(c, overflow="fold")
         for cells, st in zip(table, styles):
-            t.add_row(*cells, style=st)
+            t.add_row(*texts(cells), style=st)
         Console().print(t)
         return
+    if path:
+        print(f"devices from {Path(path).resolve()}", file=sys.stderr)
     widths = [max(len(c), *(len(r[i]) for r in table)) for i, c in enumerate(cols)]
     print("  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip())
     for r in table:
@@ -133,12 +138,16 @@ def trust(args: argparse.Namespace) -> int:
     if same:
         print(f"already trusted: {kh} line {same[0][0]} has this key for {name}")
         return 0
-    changed = [e for e in existing if e[1] == key.get_name()]
+    # any other key for this host, of any type: a server that used to present ed25519 and now
+    # offers only ecdsa is as suspicious as a new ed25519 key
+    changed = existing
     if changed:
         nums = ", ".join(str(e[0]) for e in changed)
-        print(f"WARNING: HOST KEY CHANGED: {kh} line {nums} has a different {key.get_name()} key"
-              f" for {name}. The device was reinstalled, or someone is in the middle.",
-              file=sys.stderr)
+        print(f"WARNING: HOST KEY CHANGED: {kh} line {nums} has a different key for {name}."
+              " The device was reinstalled, or someone is in the middle.", file=sys.stderr)
+        for num, ktype, b64 in changed:
+            print(f"  known (line {num}): {ktype} {_fingerprint(b64)}", file=sys.stderr)
+        print(f"  presented now:  {key.get_name()} {fp}", file=sys.stderr)
         if not args.replace:
             print(f"not trusted. If you are sure the device was reinstalled, remove line {nums}"
                   f" of {kh} (`ssh-keygen -R '{name}' -f {kh}`), or run again with --replace",
@@ -160,3 +169,16 @@ def trust(args: argparse.Namespace) -> int:
     append_known_host(kh, line)
     print(f"added to {kh}: {name} {key.get_name()} {fp}")
     return 0
+
+
+def _fingerprint(b64: str) -> str:
+    """OpenSSH's SHA256 fingerprint of a known_hosts key (base64 blob)."""
+    import base64
+    import binascii
+    import hashlib
+    try:
+        blob = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        return "(unreadable key)"
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+

@@ -33,6 +33,8 @@ examples:
   edge-bench quantize model.tflite --variants int8 --calibration random -o /tmp/q
   edge-bench quantize model.keras --quantizer tflite-converter --variants fp16,int8 -o out/
       (a Keras/SavedModel through TensorFlow's converter: pip install 'edge-bench[tf]')
+  edge-bench quantize mymodels:resnet --quantizer pt2e --variants fp32,int8 --calibration c.npz -o out/
+      (a PyTorch factory through PT2E + litert-torch: pip install 'edge-bench[torch]')
 
 Files are named MODEL-VARIANT.tflite. A variant that fails is reported and the others are still
 written; the exit code is then 3.
@@ -44,15 +46,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "quantize", help="write quantized variants of a .tflite model",
         description=DESCRIPTION, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", metavar="MODEL", help="float .tflite file, or builtin:NAME")
+    p.add_argument("model", metavar="MODEL", help="float .tflite file, builtin:NAME, or a PyTorch"
+                                                  " .pt2 / module:function ([torch] extra)")
     p.add_argument("--variants", default="fp32,fp16,dynamic-int8,int8",
                    help="comma-separated variants, or `all` (default: %(default)s)")
     p.add_argument("--calibration", metavar="FILE|random",
                    help="calibration data for int8/int16x8 (.npz, .npy, folder of .npy, random)")
     p.add_argument("--quantizer", default="ai-edge-quantizer",
-                   choices=["ai-edge-quantizer", "tflite-converter"],
-                   help="ai-edge-quantizer (default) or tflite-converter (TensorFlow's converter, "
-                        "for .keras/.h5/SavedModel input; pip install 'edge-bench[tf]')")
+                   help="ai-edge-quantizer (default), tflite-converter (TensorFlow's converter, "
+                        "for .keras/.h5/SavedModel input; pip install 'edge-bench[tf]'), pt2e "
+                        "(PyTorch's PT2E flow for .pt2 / module:function input; pip install "
+                        "'edge-bench[torch]'), or ai-edge-quantizer,pt2e for both")
     p.add_argument("--signature", default=None, metavar="KEY",
                    help="the SignatureDef int8/int16x8 calibrate through, for a model with"
                         " several (default: serving_default, else the first)")
@@ -76,13 +80,14 @@ def _print_table(rows: List[dict], out_dir: Path) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        t = Table(title=f"quantized variants in {out_dir}")
+        from ..render.display import escape, texts
+        t = Table(title=escape(f"quantized variants in {out_dir}"))
         for h in headers:
             t.add_column(h, justify="right" if h in ("bytes", "vs fp32") else "left",
                          overflow="fold")
         for c, r in zip(cells, rows):
             style = "red" if r["error"] else None
-            t.add_row(*c, style=style)
+            t.add_row(*texts(c), style=style)
         Console().print(t)
         return
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers[:-1])]

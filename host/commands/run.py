@@ -36,6 +36,9 @@ examples:
   edge-bench run --devices pi4,jetson --model mobilenet_v2.tflite --threads 1,4
   edge-bench run --devices tag:arm64 --variants fp32,fp16,dynamic-int8,int8 --eval eval.npz
   edge-bench run --label nightly-2026-11-27 --baseline last --fail-on-regression --json out.json
+  edge-bench run --model builtin:digits-torch --quantizer ai-edge-quantizer,pt2e
+      (a PyTorch model: .pt2 or module:function, both quantization routes in one table;
+       pip install 'edge-bench[torch]')
 """
 
 
@@ -47,7 +50,8 @@ def add_parser(sub: Any) -> None:
                    help="device names and tag:TAG, comma separated (default: local)")
     p.add_argument("--config", "-c", default=None, help="devices.yaml to use")
     p.add_argument("--model", "-m", action="append", default=None,
-                   help="a float .tflite file or builtin:NAME; repeat for several"
+                   help="a float .tflite file, builtin:NAME, or a PyTorch .pt2 /"
+                        " module:function (pip install 'edge-bench[torch]'); repeat for several"
                         f" (default: {', '.join(DEFAULT_MODELS)})")
     p.add_argument("--variants", default=None,
                    help=f"{','.join(VARIANTS)} and `given` (the .tflite exactly as given, e.g."
@@ -89,10 +93,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--calibration", default=None,
                    help="calibration data (.npz, .npy, folder of .npy, or `random`) for int8/int16x8")
     p.add_argument("--quantizer", default=D.quantizer,
-                   choices=["ai-edge-quantizer", "tflite-converter"],
-                   help="who makes the variants: ai-edge-quantizer (default, any float .tflite) or"
+                   help="who makes the variants: ai-edge-quantizer (default, any float .tflite),"
                         " tflite-converter (TensorFlow's, for .keras/.h5/SavedModel models;"
-                        " pip install 'edge-bench[tf]')")
+                        " pip install 'edge-bench[tf]') or pt2e (PyTorch's PT2E flow for .pt2 /"
+                        " module:function models, variants named pt2e-int8, ...; pip install"
+                        " 'edge-bench[torch]'); ai-edge-quantizer,pt2e makes both in one table")
     p.add_argument("--eval", default=None,
                    help=".npz with model inputs (`x` or input names) and optional labels `y`:"
                         " run on the device and scored against the fp32 reference")
@@ -123,7 +128,11 @@ def add_parser(sub: Any) -> None:
                    help="smallest slowdown that counts as a regression"
                         f" (default: {DEFAULT_THRESHOLD:g} = {DEFAULT_THRESHOLD * 100:g}%%)")
     p.add_argument("--fail-on-regression", action="store_true",
-                   help="exit 1 when the comparison with --baseline finds a regression")
+                   help="exit 1 when the comparison with --baseline finds a regression, or"
+                        " (unless --allow-inconclusive) keys it could not judge")
+    p.add_argument("--allow-inconclusive", action="store_true",
+                   help="with --fail-on-regression: do not fail on inconclusive keys or keys"
+                        " missing from the baseline")
     p.add_argument("--quiet", "-q", action="store_true", help="no table, only errors and --json")
     p.add_argument("--verbose", "-v", action="store_true",
                    help="show the libraries' own output (LiteRT, ai-edge-quantizer) as it comes")
@@ -146,6 +155,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"edge-bench: interrupted; {len(out.doc['results'])} finished results kept"
               f" (run {out.doc['run_id']})", file=sys.stderr)
         return service.exit_code(out, None, args.fail_on_regression)
+    if out.store_error:
+        print(f"edge-bench: {out.store_error}; every result is in the table"
+              + (f" and in {args.json}" if args.json and args.json != "-" else
+                 " (use --json FILE to keep them)" if not args.json else ""), file=sys.stderr)
     if out.failed:
         print(f"edge-bench: {len(out.failed)} of {len(out.doc['results'])} results failed or"
               " disagree with fp32 (see status column)", file=sys.stderr)
@@ -158,4 +171,9 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr if json_to_stdout else sys.stdout)
         else:
             emit(cmp, file=sys.stderr if json_to_stdout else None, quiet=args.quiet)
-    return service.exit_code(out, cmp, args.fail_on_regression)
+            if args.fail_on_regression:
+                from ..analysis.verdict import gate_failures
+                why = gate_failures(cmp, args.allow_inconclusive)
+                if why:
+                    print(f"edge-bench: --fail-on-regression: {', '.join(why)}", file=sys.stderr)
+    return service.exit_code(out, cmp, args.fail_on_regression, args.allow_inconclusive)

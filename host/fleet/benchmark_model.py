@@ -154,6 +154,8 @@ BUSY_EXIT = 75
 BUSY_MARKER = "EDGE_BENCH_DEVICE_BUSY"
 LOCKED_SCRIPT = (
     'lock=$0\n'
+    'if [ -L "$lock" ]; then echo "the device lock $lock is a symlink; refusing to follow it'
+    ' (remove it)" >&2; exit 1; fi\n'
     'if command -v flock >/dev/null 2>&1; then\n'
     '  exec 9>>"$lock" || exit 1\n'
     '  flock -n 9 || { echo ' + BUSY_MARKER + '; exit ' + str(BUSY_EXIT) + '; }\n'

@@ -67,10 +67,36 @@ def remote_path(workdir: str, blob: Blob) -> str:
     return posixpath.join(workdir, blob.remote_rel)
 
 
+#: prints "<owner uid> <octal mode>" of the directory $1 and then this login's uid (POSIX stat
+#: of coreutils, busybox and toybox)
+_STAT_SCRIPT = 'stat -L -c "%u %a" -- "$1" && id -u'
+
+
+def check_workdir(transport: Transport, workdir: str) -> None:
+    """Create the workdir and refuse it (DeviceError) when another user owns it or others may
+    write into it without the sticky bit: they could plant symlinks or swap the files pushed
+    there (the rule: edge_bench_agent.protocol.workdir_problem, which the agent applies too)."""
+    from edge_bench_agent.protocol import workdir_problem
+    transport.makedirs(workdir)
+    res = transport.run(["sh", "-c", _STAT_SCRIPT, "sh", workdir], timeout=60)
+    words = res.stdout.split()
+    if res.exit_code != 0 or len(words) != 3:
+        return  # no stat on this device: the agent checks again before it locks
+    try:
+        owner, mode, me = int(words[0]), int(words[1], 8), int(words[2])
+    except ValueError:
+        return
+    problem = workdir_problem(workdir, owner, mode, me)
+    if problem:
+        raise DeviceError(transport.device.name, problem)
+
+
 def ensure_blobs(transport: Transport, workdir: str, blobs: Sequence[Blob],
                  on_push: Optional[Callable[[Dict[str, Any]], None]] = None) -> DeployReport:
-    """Make every blob present and verified under workdir on the device. `on_push` hears of
-    each push of a file over BIG_PUSH_BYTES: {file, total, bytes, elapsed_s, finished}."""
+    """Make every blob present and verified under workdir on the device (after
+    check_workdir). `on_push` hears of each push of a file over BIG_PUSH_BYTES: {file, total,
+    bytes, elapsed_s, finished}."""
+    check_workdir(transport, workdir)
     report = DeployReport()
     unique = list({b.remote_rel: b for b in blobs}.values())
     dirs = sorted({posixpath.dirname(remote_path(workdir, b)) for b in unique})

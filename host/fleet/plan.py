@@ -52,7 +52,7 @@ class ModelSpec:
     path: Path                       # the float model
     calibration: Optional[str] = None  # path or "random"
     eval: Optional[EvalData] = None
-    source: Optional[Path] = None    # the Keras/SavedModel `path` was converted from
+    source: Any = None               # Keras/SavedModel path or pytorch.TorchModel `path` came from
     quantizer: str = "ai-edge-quantizer"  # who makes the variants (dispatch.QUANTIZERS)
     given: Optional[Path] = None     # the .tflite as given (variant `given`), see models/baseline
     fp32_recipe: Optional[str] = None  # how `path` was derived from it (None: it is the file)
@@ -63,11 +63,23 @@ class ModelSpec:
     _reference: Optional[List[np.ndarray]] = None
     _ref_lock: threading.Lock = field(default_factory=threading.Lock)
 
+    @property
+    def reference_label(self) -> str:
+        """What variants are scored against: the PyTorch model itself for PyTorch models."""
+        from ..models.pytorch import TorchModel
+        from ..models.pytorch.reference import REFERENCE
+        return REFERENCE if isinstance(self.source, TorchModel) else "fp32 .tflite"
+
     def reference(self) -> Optional[List[np.ndarray]]:
-        """fp32 outputs for every eval sample, computed once on the host."""
+        """fp32 outputs for every eval sample, computed once on the host (by the PyTorch model
+        for PyTorch models: the fp32 row then shows the conversion's own error)."""
         if self.eval is None:
             return None
         with self._ref_lock:
+            from ..models.pytorch import TorchModel
+            if self._reference is None and isinstance(self.source, TorchModel):
+                from ..models.pytorch.reference import torch_outputs
+                self._reference = torch_outputs(self.source, self.eval.inputs)
             if self._reference is None:
                 from ..models.accuracy import reference_outputs
                 self._reference = reference_outputs(self.path, self.eval.inputs, self.signature)
@@ -91,20 +103,29 @@ class Artifact:
 def resolve_model(name: str, calibration: Optional[str], eval_file: Optional[str],
                   quantizer: Optional[str] = None, reference: Optional[str] = None,
                   signature: Optional[str] = None) -> ModelSpec:
-    """builtin:NAME, a .tflite, or a Keras/SavedModel (converted to fp32, needs [tf]);
+    """builtin:NAME, a .tflite, a Keras/SavedModel (converted to fp32, needs [tf]) or a PyTorch
+    model (.pt2, module:function, builtin:digits-torch; converted by litert-torch, needs [torch]);
     built-ins bring their calibration and eval. A .tflite from the wild gets its float32
     baseline (models/baseline.py); an already-quantized one is timed as given and scored
     against `reference` (a float .tflite) when given. Without --eval, variants are compared
     with fp32 on derived inputs (models/unlabeled.py). `signature` chooses the SignatureDef
     (default: serving_default, else the first): calibration, inputs, outputs and scoring."""
-    from ..models.dispatch import check_quantizer, float_model
-    if name.startswith("builtin:"):
+    from ..models.dispatch import check_quantizer, float_model, main_quantizer, parse_quantizers
+    from ..models.pytorch import is_torch_model
+    if is_torch_model(name):  # .pt2, module:function or builtin:digits-torch (needs [torch])
+        fp32, source = float_model(name)
+        cal, ev = calibration, eval_file
+        if name.startswith("builtin:"):
+            from ..models.builtin.torch_models import resolve_torch
+            b = resolve_torch(name)
+            cal, ev = cal or str(b.calibration), ev or str(b.eval)
+        spec = ModelSpec(name=name, path=fp32, calibration=cal, source=source)
+    elif name.startswith("builtin:"):
         from ..models.builtin import resolve
         b = resolve(name)
         cal = calibration or (str(b.calibration) if b.calibration else None)
         ev = eval_file or (str(b.eval) if b.eval else None)
         spec = ModelSpec(name=name, path=Path(b.path), calibration=cal)
-        spec.signature = choose_signature(spec.path, signature)
     else:
         p = Path(name).expanduser()
         if not p.exists():
@@ -117,9 +138,14 @@ def resolve_model(name: str, calibration: Optional[str], eval_file: Optional[str
         if source is None:
             _wild(spec, p, reference)
         ev = eval_file
+    if spec.signature is None:  # a built-in or PyTorch model (a file's was chosen above)
+        spec.signature = choose_signature(spec.path, signature)
     if reference and spec.given is None:
         raise UsageError(f"--reference {reference}: only for a .tflite --model ({name} is not)")
-    spec.quantizer = check_quantizer(quantizer or spec.quantizer, spec.source, name)
+    quantizers = parse_quantizers(quantizer or spec.quantizer)  # e.g. ai-edge-quantizer,pt2e
+    for q in quantizers:
+        check_quantizer(q, spec.source, name)
+    spec.quantizer = main_quantizer(quantizers)
     if ev:
         spec.eval = load_eval(Path(ev), spec.path, spec.signature)
     elif spec.no_float is None and not name.startswith("builtin:"):
@@ -187,6 +213,8 @@ def load_eval(path: Path, model_path: Path, signature: Optional[str] = None) -> 
     """An .npz with the model inputs (by input name, or `x` for one input) and optional labels `y`."""
     if not path.is_file():
         raise UsageError(f"--eval {path}: no such file")
+    from ..models.datafiles import check_data_file
+    check_data_file(path, "--eval")
     try:
         arrays = tensors.load_npz(path, "--eval")
     except tensors.AgentError as e:
@@ -201,6 +229,9 @@ def load_eval(path: Path, model_path: Path, signature: Optional[str] = None) -> 
     inputs: Dict[str, np.ndarray] = {}
     for spec, key in zip(specs, keys):
         a = arrays[key]
+        if a.ndim < 1 or a.dtype.kind not in "biuf":
+            raise UsageError(f"--eval {path}: array {key!r} ({a.dtype}, shape {list(a.shape)}) is"
+                             " not a batch of numbers [N, ...]")
         shape = tensors.fit_shape(tuple(int(x) for x in a.shape[1:]), spec.detail) if a.ndim else None
         if shape is None or a.shape[0] == 0:
             want = list(spec.shape[1:])
@@ -209,6 +240,12 @@ def load_eval(path: Path, model_path: Path, signature: Optional[str] = None) -> 
         inputs[spec.name] = a
     labels = arrays.get("y")
     n = len(next(iter(inputs.values())))
+    if any(len(a) != n for a in inputs.values()):
+        raise UsageError(f"--eval {path}: the input arrays have different sample counts"
+                         f" ({', '.join(f'{k}: {len(a)}' for k, a in inputs.items())})")
+    if labels is not None and (labels.ndim != 1 or labels.dtype.kind not in "iu"):
+        raise UsageError(f"--eval {path}: labels 'y' ({labels.dtype}, shape {list(labels.shape)})"
+                         " must be one whole-number class index per sample")
     if labels is not None and len(labels) != n:
         raise UsageError(f"--eval {path}: {len(labels)} labels in 'y' for {n} samples")
     return EvalData(path=path, sha256=sha256_file(path), inputs=inputs, labels=labels)

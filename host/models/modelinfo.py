@@ -47,8 +47,13 @@ def check_tflite(path: Union[str, Path]) -> Path:
         raise ModelError(f"model file {p} does not exist")
     if not p.is_file():
         raise ModelError(f"model path {p} is not a file")
-    with open(p, "rb") as f:
-        head = f.read(8)
+    try:
+        with open(p, "rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        raise ModelError(f"model file {p} cannot be read: {e.strerror or e}",
+                         hint="check its permissions" if isinstance(e, PermissionError) else None
+                         ) from e
     if len(head) < 8 or head[4:8] != TFLITE_IDENTIFIER:
         what = "empty" if not head else f"starts with {head[:8]!r}"
         raise ModelError(f"{p} is not a TFLite model (no 'TFL3' flatbuffer identifier; file {what})",

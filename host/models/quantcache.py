@@ -1,7 +1,8 @@
 """The cache of made variants, shared by both quantizers.
 
 `$EDGE_BENCH_CACHE/quantized/...` (default ~/.cache/edge-bench/quantized): each file next to a
-.json sidecar with its size, sha256 and recipe; a file is written under a temp name and renamed,
+.json sidecar with its size, sha256 and recipe (a hit is served only when the file's size AND
+sha256 match the sidecar; anything else is rebuilt); a file is written under a temp name and renamed,
 so parallel runs never see a half-written model. Each quantizer builds its own key (quantize.py:
 model sha256, variant, calibration sha256, ai-edge-quantizer version; tf_convert.py: the same
 with TensorFlow's version).
@@ -11,10 +12,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Dict
 
+from ..hashing import sha256_file
 from .variants import QuantizeResult
 
 
@@ -39,7 +42,7 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 def cache_get_or_make(out: Path, make: Callable[[str], QuantizeResult],
                       meta_fields: Dict[str, Any]) -> QuantizeResult:
-    """The cached file `out` (validated by its .json sidecar) or `make(tmp_path)` written to a
+    """The cached file `out` (its size and sha256 checked against its .json sidecar) or `make(tmp_path)` written to a
     temp name and renamed, so parallel runs never see a half-written model. Shared by both
     quantizers (ai-edge-quantizer here, TensorFlow's converter in tf_convert)."""
     meta = out.with_suffix(".json")
@@ -47,10 +50,15 @@ def cache_get_or_make(out: Path, make: Callable[[str], QuantizeResult],
     if out.is_file() and meta.is_file():
         try:
             info = json.loads(meta.read_text())
+            # size first (cheap), then the bytes themselves: a cached file corrupted in place
+            # (same size) would otherwise be benchmarked and scored as the variant
             if info.get("bytes") == out.stat().st_size:
-                return QuantizeResult(variant, out, info["bytes"], info["sha256"],
-                                      info["recipe_description"], True)
-        except (ValueError, KeyError, OSError):
+                if sha256_file(out) == info["sha256"]:
+                    return QuantizeResult(variant, out, info["bytes"], info["sha256"],
+                                          info["recipe_description"], True)
+                print(f"edge-bench: warning: cached {out} does not match its sha256 (corrupted);"
+                      " making it again", file=sys.stderr)
+        except (ValueError, KeyError, OSError, TypeError, AttributeError):
             pass  # a broken entry is simply rebuilt
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".tflite", dir=out.parent)

@@ -68,13 +68,22 @@ def model_ops(model_path: Union[str, Path]) -> List[str]:
     from ai_edge_litert import schema_py_generated as schema
 
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    buf = Path(model_path).read_bytes()
-    model = schema.Model.GetRootAs(buf, 0)
-    ops = []
-    for i in range(model.OperatorCodesLength()):
-        oc = model.OperatorCodes(i)
-        code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
-        ops.append(names.get(code, oc.CustomCode().decode() if oc.CustomCode() else str(code)))
+    try:
+        buf = Path(model_path).read_bytes()
+    except OSError as e:
+        raise ModelError(f"model file {model_path} cannot be read: {e.strerror or e}") from e
+    try:
+        model = schema.Model.GetRootAs(buf, 0)
+        ops = []
+        for i in range(model.OperatorCodesLength()):
+            oc = model.OperatorCodes(i)
+            code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
+            custom = oc.CustomCode()
+            ops.append(names.get(code, custom.decode("utf-8", "replace") if custom else str(code)))
+    except Exception as e:  # noqa: BLE001 - struct.error / IndexError from a cut flatbuffer
+        raise ModelError(f"{model_path} is truncated or corrupt (its flatbuffer cannot be"
+                         f" read: {str(e)[:120]})",
+                         hint="copy or download the model again") from e
     return ops
 
 
@@ -156,6 +165,8 @@ def _match(arrays: Dict[str, np.ndarray], specs: List[InputSpec], source: str,
 
 
 def _load_npz(path: Path) -> Dict[str, np.ndarray]:
+    from .datafiles import check_data_file
+    check_data_file(path, "calibration file")
     try:
         return tensors.load_npz(path, "calibration")
     except tensors.AgentError as e:
@@ -163,6 +174,8 @@ def _load_npz(path: Path) -> Dict[str, np.ndarray]:
 
 
 def _load_npy(path: Path) -> np.ndarray:
+    from .datafiles import check_data_file
+    check_data_file(path, "calibration file")
     try:
         return tensors.load_npy(path, "calibration")
     except tensors.AgentError as e:

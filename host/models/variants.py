@@ -15,6 +15,9 @@ VARIANTS: Tuple[str, ...] = (
 
 #: `edge-bench run` only: the .tflite exactly as given (an fp16-stored or already-quantized file)
 GIVEN = "given"
+#: PyTorch's PT2E route (--quantizer pt2e; models/pytorch/convert.py), named apart
+PT2E_VARIANTS: Tuple[str, ...] = ("pt2e-dynamic-int8", "pt2e-int8")
+PT2E_STATIC = frozenset({"pt2e-int8"})  # calibrated through the PyTorch model
 
 #: variants whose recipe needs calibration data (static activation ranges)
 STATIC_VARIANTS = frozenset({"int8", "int16x8"})
@@ -39,8 +42,9 @@ def parse_variants(spec: Union[str, Sequence[str]], allowed: Sequence[str] = VAR
         v = raw.strip().lower()
         if not v:
             continue
-        if v not in allowed:
-            raise UsageError(f"unknown variant {raw.strip()!r}", hint="valid: " + ", ".join(allowed))
+        if v not in allowed and v not in PT2E_VARIANTS:
+            raise UsageError(f"unknown variant {raw.strip()!r}",
+                             hint="valid: " + ", ".join(tuple(allowed) + PT2E_VARIANTS))
         if v not in out:
             out.append(v)
     if not out:

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, TextIO, Union
 
-from ..errors import StoreError
+from ..errors import StoreError, UsageError
 
 SCHEMA = "edge-bench/run/1"
 SCHEMA_FILE = Path(__file__).resolve().parent / "schemas" / "run-1.json"
@@ -118,6 +118,25 @@ def check_schema_id(doc: Any, where: str) -> None:
                      hint="pass a file written by `edge-bench run --json FILE`")
 
 
+def check_writable(path_or_dash: PathLike, what: str) -> None:
+    """Fail now (UsageError) when `what` (e.g. "--json") cannot be written at that path, so a
+    typo does not surface only after the whole benchmark. Creates missing parent directories,
+    and a temp file in the target directory that it removes again."""
+    if str(path_or_dash) == "-":
+        return
+    path = Path(path_or_dash).expanduser()
+    if path.is_dir():
+        raise UsageError(f"{what} {path} is a directory", hint="give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".check", dir=str(path.parent))
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise UsageError(f"{what} {path}: cannot write there ({e.strerror or e}); nothing was run",
+                         hint="pick a writable path") from e
+
+
 def read_json(path: PathLike) -> Dict[str, Any]:
     """Read a results document; refuses unknown schema values and malformed files."""
     p = Path(path).expanduser()
@@ -125,6 +144,9 @@ def read_json(path: PathLike) -> Dict[str, Any]:
         text = sys.stdin.read() if str(path) == "-" else p.read_text(encoding="utf-8")
     except OSError as e:
         raise StoreError(f"cannot read the results file {p}: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise StoreError(f"{p} is not a results file (not UTF-8 text at byte {e.start})",
+                         hint="pass a file written by `edge-bench run --json`") from e
     try:
         doc = json.loads(text)
     except ValueError as e:

@@ -21,6 +21,27 @@ def new_run_id(now: Optional[datetime] = None) -> str:
     return now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
 
 
+MAX_LABEL_CHARS = 200
+
+
+def check_label(label: str) -> None:
+    """A label names runs for `compare`, `history --label` and `--baseline`: it must be printable
+    text that no other kind of run reference (last, last~N, a .json file) would shadow."""
+    import re
+    from ..errors import UsageError
+    if not label.strip():
+        raise UsageError("--label is empty", hint="give the run a name, e.g. nightly-2026-11-27")
+    if len(label) > MAX_LABEL_CHARS:
+        raise UsageError(f"--label is {len(label)} characters long; at most {MAX_LABEL_CHARS}")
+    if not label.isprintable():
+        raise UsageError(f"--label {label!r} contains a control character (newline, tab...)")
+    if label != label.strip():
+        raise UsageError(f"--label {label!r} starts or ends with a space")
+    if re.match(r"^last(~\d+)?$", label) or label.endswith(".json") or label == "-":
+        raise UsageError(f"--label {label!r} would be read as a run reference or a file by"
+                         " compare and --baseline", hint="pick another name")
+
+
 def new_run(label: Optional[str], argv: List[str]) -> Dict[str, Any]:
     now = datetime.now(timezone.utc)
     return {
@@ -38,7 +59,8 @@ def new_run(label: Optional[str], argv: List[str]) -> Dict[str, Any]:
 
 
 #: quantizer name -> the package whose version is recorded with each variant it made
-QUANTIZER_PACKAGES = {"ai-edge-quantizer": "ai-edge-quantizer", "tflite-converter": "tensorflow"}
+QUANTIZER_PACKAGES = {"ai-edge-quantizer": "ai-edge-quantizer", "tflite-converter": "tensorflow",
+                      "pt2e": "litert-torch"}
 
 
 def package_version(name: Optional[str]) -> Optional[str]:
@@ -62,12 +84,17 @@ def base_result(device: str, task: Any) -> Dict[str, Any]:
         "latency_ms": summarize([]), "median_ci_ms": None, "samples_ms": [],
         "peak_rss_mb": None, "cooldown_s": None, "accuracy": None,
         # who made this variant and how (ai-edge-quantizer or TensorFlow's converter)
-        "quantizer": None if art.variant == "fp32" else getattr(art.model, "quantizer", None),
+        "quantizer": _quantizer(art),
         "quantizer_version": None if art.variant == "fp32" else
-        package_version(QUANTIZER_PACKAGES.get(getattr(art.model, "quantizer", None) or "")),
+        package_version(QUANTIZER_PACKAGES.get(_quantizer(art) or "")),
         "recipe": art.recipe,
         "signature": getattr(art.model, "signature", None),  # the SignatureDef used, if any
     }
+
+
+def _quantizer(art: Any) -> Optional[str]:
+    from ..models.dispatch import variant_quantizer  # pt2e-* variants are PyTorch's PT2E
+    return variant_quantizer(art.variant, getattr(art.model, "quantizer", None))
 
 
 def error_result(device: str, task: Any, message: str, status: str = "error",
@@ -131,4 +158,5 @@ def score_eval(task: Any, ev: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     acc = score(outputs, spec.reference(), labels=spec.eval.labels, variant=task.artifact.variant,
                 unlabeled=derived and spec.eval.labels is None, output_names=names)
     acc["eval_source"] = spec.eval.source
+    acc["reference"] = getattr(spec, "reference_label", None)  # e.g. "pytorch fp32"
     return acc

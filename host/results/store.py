@@ -88,6 +88,44 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 _REF_LAST = re.compile(r"^last(?:~(\d+))?$")
 
+#: run statuses of a run its controller finished; `last`, `last~N` and labels pick only these
+#: (a `running` run is being made or its controller died, `abandoned` is the latter,
+#: `interrupted` was stopped by Ctrl-C): one crashed nightly must not become the next baseline
+COMPLETE = ("ok", "partial", "finished")
+_COMPLETE_SQL = "status IN (" + ", ".join(f"'{s}'" for s in COMPLETE) + ")"
+
+
+def controller_id() -> Dict[str, Any]:
+    """Who is making a run: host name, pid and the process's start time (so a reused pid is
+    not taken for the controller)."""
+    import platform
+    return {"node": platform.node(), "pid": os.getpid(), "start": _process_start(os.getpid())}
+
+
+def _process_start(pid: int) -> Optional[str]:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[-1].split()[19]       # field 22: starttime in clock ticks
+
+
+def controller_alive(ctl: Dict[str, Any]) -> Optional[bool]:
+    """True/False for a controller on this host, None when it ran elsewhere (unknown)."""
+    import platform
+    if not isinstance(ctl, dict) or ctl.get("node") != platform.node():
+        return None
+    try:
+        pid = int(ctl.get("pid"))
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, TypeError, ValueError, OverflowError):
+        return None if not isinstance(ctl.get("pid"), int) else True
+    start = ctl.get("start")
+    return start is None or _process_start(pid) in (None, start)
+
 
 def default_db_path() -> Path:
     """EDGE_BENCH_DB, else $XDG_DATA_HOME/edge-bench/results.sqlite (~/.local/share by default)."""
@@ -228,6 +266,11 @@ class Store:
                 raise StoreError(f"cannot read the results store {self.path}: {e}") from e
 
     # --- writing --------------------------------------------------------------------------
+    def check_writable(self) -> None:
+        """A real (no-op) write, so that a read-only or locked store fails before a run."""
+        self._write(lambda db: db.execute(
+            "UPDATE meta SET value = value WHERE key = 'schema_version'"))
+
     def begin_run(self, run_meta: Dict[str, Any]) -> str:
         """Record a new run. run_meta: run_id (made if missing), label, started_at, host, argv,
         status (default "running"); any other keys except results are kept too."""
@@ -236,6 +279,8 @@ class Store:
         known = {"schema", "run_id", "label", "started_at", "finished_at", "status", "host",
                  "argv", "results"}
         extra = {k: v for k, v in meta.items() if k not in known}
+        if (meta.get("status") or "running") == "running":
+            extra["_controller"] = controller_id()
 
         def op(db: sqlite3.Connection) -> None:
             if db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
@@ -292,11 +337,35 @@ class Store:
                 raise StoreError(f"unknown run {run_id}")
         self._write(op)
 
+    def reap_abandoned(self) -> List[str]:
+        """Mark `abandoned` every `running` run whose controller on this host is gone (killed,
+        crashed, power cut). Returns their run ids. A read-only store is left as it is."""
+        gone = []
+        for row in self._read("SELECT run_id, extra FROM runs WHERE status = 'running'"):
+            try:
+                ctl = json.loads(row["extra"] or "{}").get("_controller")
+            except ValueError:
+                continue
+            if controller_alive(ctl) is False:
+                gone.append(str(row["run_id"]))
+        if gone:
+            def op(db: sqlite3.Connection) -> None:
+                for run_id in gone:
+                    db.execute("UPDATE runs SET status = 'abandoned', finished_at = COALESCE("
+                               "(SELECT MAX(added_at) FROM results WHERE run_id = ?), started_at)"
+                               " WHERE run_id = ? AND status = 'running'", (run_id, run_id))
+            try:
+                self._write(op)
+            except StoreError:
+                pass
+        return gone
+
     # --- reading --------------------------------------------------------------------------
     _ORDER = "ORDER BY started_at DESC, id DESC"
 
     def list_runs(self, limit: Optional[int] = 20, label: Optional[str] = None) -> List[Dict[str, Any]]:
         """Newest first: run_id, label, started_at, finished_at, status, n_results, n_ok."""
+        self.reap_abandoned()
         sql = ("SELECT r.*, (SELECT COUNT(*) FROM results x WHERE x.run_id = r.run_id) AS n_results,"
                " (SELECT COUNT(*) FROM results x WHERE x.run_id = r.run_id AND x.status = 'ok') AS n_ok"
                " FROM runs r")
@@ -310,31 +379,37 @@ class Store:
             params.append(int(limit))
         return [self._run_meta(row, counts=True) for row in self._read(sql, params)]
 
-    def resolve(self, ref: str, exclude: Optional[str] = None) -> str:
+    def resolve(self, ref: str, exclude: Optional[str] = None, *, complete: bool = True) -> str:
         """A run id from a ref: a run id (or a unique prefix of one), `last`, `last~N` (N runs
         before the last), or a label (its newest run). `exclude` leaves one run out of `last`
-        and of labels (the run being made, when it is compared with `--baseline last`)."""
+        and of labels (the run being made, when it is compared with `--baseline last`).
+        With `complete` (the default, for baselines and comparisons), `last` and labels pick
+        only runs in COMPLETE; a run id always resolves."""
         ref = str(ref).strip()
         if not ref:
             raise UsageError("empty run reference")
+        self.reap_abandoned()
         m = _REF_LAST.match(ref)
+        if m and len(m.group(1) or "") > 9:
+            self._unknown(ref, "there are not that many complete runs")
         if m:
             n = int(m.group(1) or 0)
-            sql = "SELECT run_id FROM runs"
+            sql = f"SELECT run_id FROM runs WHERE {_COMPLETE_SQL if complete else '1'}"
             params: List[Any] = []
             if exclude:
-                sql += " WHERE run_id != ?"
+                sql += " AND run_id != ?"
                 params.append(exclude)
             sql += f" {self._ORDER} LIMIT 1 OFFSET ?"
             params.append(n)
             rows = self._read(sql, params)
             if rows:
                 return str(rows[0]["run_id"])
-            self._unknown(ref, "there are not that many runs")
+            self._unknown(ref, "there are not that many complete runs"
+                          + self._incomplete_note())
         rows = self._read("SELECT run_id FROM runs WHERE run_id = ?", (ref,))
         if rows:
             return str(rows[0]["run_id"])
-        sql = "SELECT run_id FROM runs WHERE label = ?"
+        sql = f"SELECT run_id FROM runs WHERE label = ? AND {_COMPLETE_SQL if complete else '1'}"
         params = [ref]
         if exclude:
             sql += " AND run_id != ?"
@@ -342,6 +417,8 @@ class Store:
         rows = self._read(sql + f" {self._ORDER} LIMIT 1", params)
         if rows:
             return str(rows[0]["run_id"])
+        if self._read("SELECT 1 FROM runs WHERE label = ? LIMIT 1", (ref,)):
+            self._unknown(ref, "no complete run has this label" + self._incomplete_note(ref))
         like = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         rows = self._read("SELECT run_id FROM runs WHERE run_id LIKE ? ESCAPE '\\'", (like,))
         if len(rows) == 1:
@@ -350,6 +427,19 @@ class Store:
             self._unknown(ref, f"it matches {len(rows)} run ids")
         self._unknown(ref, None)
         raise AssertionError("unreachable")
+
+    def _incomplete_note(self, label: Optional[str] = None) -> str:
+        sql = f"SELECT run_id, status FROM runs WHERE NOT {_COMPLETE_SQL}"
+        params: List[Any] = []
+        if label is not None:
+            sql += " AND label = ?"
+            params.append(label)
+        rows = self._read(sql + f" {self._ORDER} LIMIT 3", params)
+        if not rows:
+            return ""
+        return (" (skipped, not complete: "
+                + ", ".join(f"{r['run_id']} {r['status']}" for r in rows)
+                + "; name one by its run id to use it anyway)")
 
     def _unknown(self, ref: str, why: Optional[str]) -> None:
         recent = self.list_runs(limit=8)
@@ -364,7 +454,7 @@ class Store:
 
     def get_run(self, ref: str, *, samples: bool = True) -> Dict[str, Any]:
         """The run as an "edge-bench/run/1" document with all its results (samples included)."""
-        run_id = self.resolve(ref)
+        run_id = self.resolve(ref, complete=False)
         rows = self._read("SELECT * FROM runs WHERE run_id = ?", (run_id,))
         doc = self._run_meta(rows[0])
         res = self._read("SELECT * FROM results WHERE run_id = ? ORDER BY id", (run_id,))
@@ -425,7 +515,8 @@ class Store:
                                "argv": json.loads(row["argv"] or "[]")}
         extra = json.loads(row["extra"] or "{}")
         for k, v in extra.items():
-            doc.setdefault(k, v)
+            if not k.startswith("_"):
+                doc.setdefault(k, v)
         if counts:
             doc["n_results"] = row["n_results"]
             doc["n_ok"] = row["n_ok"]

@@ -9,7 +9,7 @@ import abc
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterator, Optional, Sequence
+from typing import Callable, Dict, Iterator, Optional, Sequence, Tuple
 
 from ..config import Device
 
@@ -47,6 +47,30 @@ class RemoteProcess(abc.ABC):
     @abc.abstractmethod
     def stderr_tail(self, max_chars: int = 2000) -> str:
         """The last stderr output seen (for error messages)."""
+
+
+def parse_sha256sum_line(line: str) -> Optional[Tuple[str, str]]:
+    """(hex digest, file name) of one `sha256sum` output line: `HASH  NAME` or `HASH *NAME`;
+    GNU prefixes the line with a backslash and escapes `\\` and newlines in NAME when it holds
+    either, so a path with a backslash is still recognised."""
+    escaped = line.startswith("\\")
+    body = line[1:] if escaped else line
+    digest, rest = body[:64], body[64:]
+    if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest) \
+            or len(rest) < 2 or rest[0] != " " or rest[1] not in " *":
+        return None
+    name = rest[2:]
+    if escaped:
+        chars, i = [], 0
+        while i < len(name):
+            if name[i] == "\\" and i + 1 < len(name):
+                chars.append({"n": "\n", "\\": "\\"}.get(name[i + 1], name[i + 1]))
+                i += 2
+            else:
+                chars.append(name[i])
+                i += 1
+        name = "".join(chars)
+    return digest, name
 
 
 class Transport(abc.ABC):
@@ -129,9 +153,9 @@ class Transport(abc.ABC):
         res = self.run(["sha256sum", "--", *paths], timeout=timeout)
         out: Dict[str, str] = {}
         for line in res.stdout.splitlines():
-            parts = line.strip().split(None, 1)
-            if len(parts) == 2 and len(parts[0]) == 64:
-                out[parts[1].lstrip("*")] = parts[0]
+            parsed = parse_sha256sum_line(line)
+            if parsed is not None:
+                out[parsed[1]] = parsed[0]
         if res.exit_code not in (0, 1):
             raise RemoteCommandError(self.device.name, "sha256sum", res.exit_code, res.stderr,
                                      hint="the device needs sha256sum (coreutils or toybox)")

@@ -1,7 +1,9 @@
 """The host itself as a device: the agent runs in a subprocess."""
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 import shutil
 import subprocess
 import threading
@@ -74,19 +76,28 @@ class LocalTransport(Transport):
         return LocalProcess(self.device.name, argv, stdin, env)
 
     def put(self, local: Path, remote: str, progress: Optional[PutProgress] = None) -> None:
+        """Copy to a temp file in the destination's directory (in 1 MiB pieces, telling
+        `progress` how far it got), then rename it into place: the rename replaces whatever is
+        at `remote` (a planted symlink included) and never writes through it; a reader never
+        sees half a file."""
         dest = Path(remote)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        if progress is None:
-            shutil.copyfile(local, dest)
-        else:  # in 1 MiB pieces, saying how far it got
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=str(dest.parent))
+        try:
             total, done = Path(local).stat().st_size, 0
-            with open(local, "rb") as src, open(dest, "wb") as out:
+            with os.fdopen(fd, "wb") as out, open(local, "rb") as src:
                 for chunk in iter(lambda: src.read(1 << 20), b""):
                     out.write(chunk)
                     done += len(chunk)
-                    progress(done, total)
-            if not total:
+                    if progress is not None:
+                        progress(done, total)
+            if progress is not None and not total:
                 progress(0, 0)
+            os.replace(tmp, dest)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         self.bytes_pushed += dest.stat().st_size
 
     def sha256_many(self, paths: Sequence[str], timeout: Optional[float] = 300) -> Dict[str, str]:

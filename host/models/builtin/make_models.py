@@ -242,10 +242,15 @@ def _npz(**arrays: np.ndarray) -> bytes:
 
 
 def make_all(out_dir: Path = DATA_DIR) -> Dict[str, Path]:
+    return write_files({**make_digits(), **make_mobilenet()}, out_dir)
+
+
+def write_files(files: Dict[str, bytes], out_dir: Path) -> Dict[str, Path]:
+    """Write each file through a temp name (also used by make_torch_model)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {}
-    for name, data in {**make_digits(), **make_mobilenet()}.items():
+    for name, data in files.items():
         path = out_dir / name
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_bytes(data)

@@ -136,15 +136,30 @@ class SSHFiles:
             return None
 
     # -- paths
+    def _login_dir(self) -> str:
+        """The absolute login directory (what `~` and relative paths mean on the device)."""
+        cached = getattr(self, "_home", None)
+        if cached:
+            return cached
+        res = self.run(["pwd"], timeout=self.device.connect_timeout_s + 10)
+        home = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else ""
+        if res.exit_code != 0 or not home.startswith("/"):
+            raise DeviceError(self.device.name, "cannot resolve the workdir: `pwd` in the login"
+                              f" directory printed {home!r}")
+        self._home = home
+        return home
+
     def resolve_workdir(self, workdir: str) -> str:
-        """`~/x` -> `x` (relative paths resolve against the login directory for both commands
-        and SFTP), `~` -> `.`, `~user/x` -> that user's home + /x, anything else unchanged."""
+        """An absolute path, always: `~/x` and `x` -> login directory + /x, `~` -> the login
+        directory, `~user/x` -> that user's home + /x. Never a relative path, which a program
+        could read as an option when it starts with `-` (a workdir `~/-c...`)."""
         w = workdir.strip()
-        if w == "~":
-            return "."
-        if w.startswith("~/"):
-            rest = w[2:].lstrip("/")
-            return rest.rstrip("/") or "."
+        if w == "~" or w.startswith("~/"):
+            rest = w[2:].strip("/")
+            home = self._login_dir()
+            return posixpath.normpath(posixpath.join(home, rest)) if rest else home
+        if not w.startswith("/") and not w.startswith("~"):
+            return posixpath.normpath(posixpath.join(self._login_dir(), w))
         if w.startswith("~"):
             user, _, rest = w[1:].partition("/")
             if not _USER_NAME.match(user):

@@ -1,0 +1,215 @@
+"""PyTorch models in: real torch + litert-torch conversions on the CPU, PT2E and ai-edge-quantizer
+variants timed and scored on `local` by the real agent, against the PyTorch model itself.
+
+Needs the [torch] extra (skipped without it, failed on CI). Conversions are cached for the
+session (EDGE_BENCH_CACHE), so each is made once.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+import pytest
+
+from torch_helpers import (BUILTIN, require_torch, torch_cache,  # noqa: F401 (a fixture)
+                           write_local_fleet, write_user_models)
+
+pytestmark = pytest.mark.timeout(1200)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _torch_installed() -> None:
+    require_torch()
+
+
+@pytest.fixture
+def env(torch_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A clean working folder (cwd, on sys.path for factories) with a local-only fleet."""
+    monkeypatch.setenv("EDGE_BENCH_CACHE", str(torch_cache))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    write_user_models(tmp_path)
+    sys.modules.pop("usermodels", None)
+    return write_local_fleet(tmp_path)
+
+
+def _cli(args: List[str], capsys: pytest.CaptureFixture) -> tuple:
+    from edge_bench.cli import main
+    rc = main(args)
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def _run(env: Path, model: str, extra: List[str], capsys) -> Dict[str, dict]:
+    out = env.parent / "run.json"
+    rc, so, se = _cli(["run", "--config", str(env), "--model", model, "--runs", "5",
+                       "--warmup", "1", "--min-seconds", "0", "--processes", "1",
+                       "--json", str(out), "--no-store", "--quiet"] + extra, capsys)
+    assert out.exists(), se
+    doc = json.loads(out.read_text())
+    rows = {r["variant"]: r for r in doc["results"]}
+    for v, r in rows.items():
+        assert r["status"] == "ok", (v, r["error"], se[-2000:])
+        assert not (r["accuracy"] or {}).get("flag"), (v, r["accuracy"])
+    assert rc == 0, se
+    return rows
+
+
+def _pytorch_top1(pt2: Path, eval_npz: Path) -> float:
+    """Top-1 of the PyTorch model itself, computed here (independently of edge-bench)."""
+    import torch
+    m = torch.export.load(str(pt2)).module()
+    ev = np.load(eval_npz)
+    with torch.no_grad():
+        pred = [int(m(torch.from_numpy(x[None])).argmax()) for x in ev["x"]]
+    return float(np.mean(np.asarray(pred) == ev["y"]))
+
+
+# ---- the built-in PyTorch model through both routes, one table ---------------------------------
+def test_builtin_both_routes_side_by_side_scored_against_pytorch(env: Path, capsys) -> None:
+    from edge_bench.models.builtin.torch_models import resolve_torch
+    rows = _run(env, BUILTIN, ["--quantizer", "ai-edge-quantizer,pt2e",
+                               "--variants", "fp32,int8,dynamic-int8"], capsys)
+    assert set(rows) == {"fp32", "int8", "dynamic-int8", "pt2e-int8", "pt2e-dynamic-int8"}
+    assert rows["fp32"]["quantizer"] is None
+    assert rows["int8"]["quantizer"] == rows["dynamic-int8"]["quantizer"] == "ai-edge-quantizer"
+    assert rows["pt2e-int8"]["quantizer"] == rows["pt2e-dynamic-int8"]["quantizer"] == "pt2e"
+    assert "PT2E static" in rows["pt2e-int8"]["recipe"]
+    assert "200 calibration samples" in rows["pt2e-int8"]["recipe"]
+    # two routes really made two different files
+    assert rows["int8"]["model_sha256"] != rows["pt2e-int8"]["model_sha256"]
+
+    b = resolve_torch(BUILTIN)
+    torch_top1 = _pytorch_top1(b.path, b.eval)
+    assert torch_top1 >= 0.95
+    fp32 = rows["fp32"]
+    for v, r in rows.items():
+        acc = r["accuracy"]
+        assert acc["reference"] == "pytorch fp32", v
+        assert acc["top1_ref"] == pytest.approx(torch_top1), v  # the reference IS PyTorch
+        assert acc["samples"] == len(np.load(b.eval)["y"])
+    # the conversion's own error: LiteRT fp32 vs PyTorch fp32
+    assert fp32["accuracy"]["agreement_vs_ref"] == 1.0
+    assert fp32["accuracy"]["max_abs_err"] < 1e-3, fp32["accuracy"]
+    assert fp32["accuracy"]["snr_db"] > 60, fp32["accuracy"]
+    for v in ("int8", "pt2e-int8", "dynamic-int8", "pt2e-dynamic-int8"):
+        acc = rows[v]["accuracy"]
+        assert acc["top1"] >= fp32["accuracy"]["top1"] - 0.01, (v, acc)  # within 1 point
+        assert 0 < acc["max_abs_err"], v  # quantized for real
+        assert rows[v]["model_bytes"] < 0.4 * fp32["model_bytes"], v
+    assert fp32["runtime"]["name"] == "ai-edge-litert" and fp32["runs"] >= 5
+
+
+def test_pt2e_alone_gives_fp32_and_int8(env: Path, capsys) -> None:
+    rows = _run(env, BUILTIN, ["--quantizer", "pt2e"], capsys)
+    assert set(rows) == {"fp32", "pt2e-int8"}
+    assert rows["pt2e-int8"]["accuracy"]["top1"] >= rows["fp32"]["accuracy"]["top1"] - 0.01
+
+
+# ---- a user's own .pt2 and factory ------------------------------------------------------------
+def _small_model(env: Path):
+    import importlib
+    return importlib.import_module("usermodels").small()
+
+
+def test_users_pt2_runs_through_the_same_command(env: Path, capsys) -> None:
+    import torch
+    model, example = _small_model(env)
+    pt2 = env.parent / "mine.pt2"
+    torch.export.save(torch.export.export(model, example), str(pt2))
+    rng = np.random.default_rng(3)
+    x = rng.random((40, 3, 6, 6), dtype=np.float32)
+    with torch.no_grad():
+        logits = model(torch.from_numpy(x)).numpy()
+    np.savez(env.parent / "cal.npz", x=x[:20])
+    np.savez(env.parent / "ev.npz", x=x[20:], y=logits[20:].argmax(1))
+    rows = _run(env, str(pt2), ["--quantizer", "pt2e", "--variants", "fp32,int8,dynamic-int8",
+                                "--calibration", "cal.npz", "--eval", "ev.npz"], capsys)
+    assert set(rows) == {"fp32", "pt2e-int8", "pt2e-dynamic-int8"}
+    fp32 = rows["fp32"]["accuracy"]
+    assert fp32["reference"] == "pytorch fp32"
+    assert fp32["top1_ref"] == 1.0  # labels are the PyTorch model's own argmax
+    assert fp32["agreement_vs_ref"] == 1.0 and fp32["max_abs_err"] < 1e-4
+
+
+def test_quantize_command_converts_a_factory(env: Path, capsys) -> None:
+    """`edge-bench quantize usermodels:small --quantizer pt2e`: the files load in LiteRT, fp32
+    computes what the PyTorch model computes, pt2e-int8 has int8 inputs (full integer)."""
+    import torch
+    from ai_edge_litert.interpreter import Interpreter
+    out = env.parent / "out"
+    rc, so, se = _cli(["quantize", "usermodels:small", "--quantizer", "pt2e",
+                       "--variants", "fp32,int8,dynamic-int8", "--calibration", "random",
+                       "-o", str(out)], capsys)
+    assert rc == 0, se
+    files = {p.name for p in out.iterdir()}
+    assert files == {"usermodels_small-fp32.tflite", "usermodels_small-pt2e-int8.tflite",
+                     "usermodels_small-pt2e-dynamic-int8.tflite"}, files
+    model, (ex,) = _small_model(env)
+    x = np.random.default_rng(1).random((1, 3, 6, 6), dtype=np.float32)
+    it = Interpreter(model_path=str(out / "usermodels_small-fp32.tflite"))
+    it.allocate_tensors()
+    it.set_tensor(it.get_input_details()[0]["index"], x)
+    it.invoke()
+    got = it.get_tensor(it.get_output_details()[0]["index"])
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    it8 = Interpreter(model_path=str(out / "usermodels_small-pt2e-int8.tflite"))
+    assert it8.get_input_details()[0]["dtype"] == np.int8
+    assert "pt2e-int8" in so and "PT2E static" in so
+
+
+# ---- bad input: one line, exit 2, never a traceback --------------------------------------------
+@pytest.mark.parametrize("factory, words", [
+    ("usermodels:unsupported", ["unsupported op aten.histc"]),
+    ("usermodels:wrong_inputs", ["example inputs ([1, 32] float32) do not fit the model",
+                                 "mat1 and mat2"]),
+    ("usermodels:raises", ["the factory raised ValueError: checkpoint weights.pt not found"]),
+    ("usermodels:not_a_pair", ["must return (nn.Module, example_inputs)"]),
+    ("usermodels:nothing", ["has no function 'nothing'"]),
+    ("nosuchmodule:make", ["cannot import module 'nosuchmodule'"]),
+    ("usermodels:data_dependent", ["torch.export failed"]),
+    ("usermodels:qat_prepared", ["QAT-prepared models (fake-quantize modules) are not supported"]),
+])
+def test_bad_pytorch_models_fail_with_one_line(env: Path, capsys, factory: str,
+                                               words: List[str]) -> None:
+    rc, so, se = _cli(["run", "--config", str(env), "--model", factory, "--no-store",
+                       "--quiet"], capsys)
+    assert rc == 2, se
+    lines = [ln for ln in se.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in se, se
+    assert lines[0].startswith("edge-bench: error: --model " + factory), lines
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def test_pt2e_on_a_tflite_model_is_refused(env: Path, capsys) -> None:
+    rc, so, se = _cli(["run", "--config", str(env), "--model", "builtin:digits",
+                       "--quantizer", "pt2e", "--no-store"], capsys)
+    assert rc == 2 and "--quantizer pt2e quantizes PyTorch models" in se, se
+
+
+def test_not_a_pt2_file(env: Path, capsys) -> None:
+    bad = env.parent / "broken.pt2"
+    bad.write_bytes(b"not a zip")
+    rc, so, se = _cli(["run", "--config", str(env), "--model", str(bad), "--no-store"], capsys)
+    assert rc == 2 and "is not a torch.export program" in se and "Traceback" not in se, se
+
+
+def test_without_the_extra_one_line_says_what_to_install(env: Path) -> None:
+    """A Python where `import torch` fails (as without the extra): exit 2 and the pip line."""
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from edge_bench.cli import main\n"
+            f"sys.exit(main(['run', '--config', {str(env)!r}, '--model', {BUILTIN!r},"
+            " '--no-store']))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 2, p.stderr
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, p.stderr
+    assert "pip install 'edge-bench[torch]'" in lines[0] and "Traceback" not in p.stderr
