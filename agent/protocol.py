@@ -33,7 +33,8 @@ EXIT_OK, EXIT_INTERNAL, EXIT_BAD_JOB, EXIT_BUSY = 0, 1, 2, 3
 #: and host and agent must agree on what an omitted field means.
 TASK_DEFAULTS: Dict[str, Any] = {"threads": 1, "xnnpack": True, "warmup": 5, "runs": 50,
                                  "min_seconds": 1.0, "max_seconds": 60.0, "max_runs": None,
-                                 "seed": 0, "timeout_s": None, "processes": 1}
+                                 "seed": 0, "timeout_s": None, "processes": 1,
+                                 "signature": None}
 #: most worker processes one task may ask for
 MAX_PROCESSES = 100
 #: the device lock file, in the workdir (docs/protocol.md "Device lock"), and the file beside
@@ -109,6 +110,10 @@ def task_params(task: Any) -> Dict[str, Any]:
     if not isinstance(xnnpack, bool):
         raise AgentError("BadJob", "task field 'xnnpack' must be true or false, got %r"
                          % (xnnpack,))
+    signature = task.get("signature", TASK_DEFAULTS["signature"])
+    if signature is not None and (not isinstance(signature, str) or not signature):
+        raise AgentError("BadJob", "task field 'signature' must be a SignatureDef key or null, "
+                         "got %r" % (signature,))
     return {"threads": _num(task, "threads", int, 1, allow_none=True), "xnnpack": xnnpack,
             "warmup": _num(task, "warmup", int, 0), "runs": _num(task, "runs", int, 0),
             "min_seconds": _num(task, "min_seconds", float, 0),
@@ -116,7 +121,7 @@ def task_params(task: Any) -> Dict[str, Any]:
             "max_runs": _num(task, "max_runs", int, 0, allow_none=True),
             "seed": _num(task, "seed", int, 0),
             "timeout_s": _num(task, "timeout_s", float, 0, allow_none=True),
-            "processes": task_processes(task)}
+            "processes": task_processes(task), "signature": signature}
 
 
 def file_ref(path: str, sha256: Optional[str]) -> Dict[str, Any]:
@@ -130,12 +135,16 @@ def build_task(task_id: str, model: Dict[str, Any], *, threads: Optional[int] = 
                max_runs: Optional[int] = None, processes: int = 1,
                timeout_s: Optional[float] = None, seed: int = 0,
                eval_file: Optional[Dict[str, Any]] = None,
-               input_file: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """One task of a job, every field explicit; validated as the agent will (AgentError)."""
+               input_file: Optional[Dict[str, Any]] = None,
+               signature: Optional[str] = None) -> Dict[str, Any]:
+    """One task of a job, every field explicit; validated as the agent will (AgentError).
+    `signature`: the SignatureDef whose inputs are named and whose outputs are read (None: the
+    model's default, serving_default else the first)."""
     task = {"id": task_id, "model": model, "threads": threads, "xnnpack": xnnpack,
             "warmup": warmup, "runs": runs, "min_seconds": min_seconds,
             "max_seconds": max_seconds, "max_runs": max_runs, "processes": processes,
-            "timeout_s": timeout_s, "seed": seed, "eval": eval_file, "input": input_file}
+            "timeout_s": timeout_s, "seed": seed, "eval": eval_file, "input": input_file,
+            "signature": signature}
     task_params(task)
     return task
 

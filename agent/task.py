@@ -19,8 +19,9 @@ from .facts import _safe, collect_device_info, cooling_devices, read_temp_c, thr
 from .output import emit, emit_error
 from .protocol import AgentError, task_params
 from .runtime import Runtime, load_runtime, numpy_major
-from .tensors import (dequantize, load_npz, match_arrays, model_inputs, random_input,
-                      sample_for, signature_names, tensor_info)
+from .tensors import (check_signature, dequantize, load_npz, match_arrays, model_inputs,
+                      output_details, random_input, sample_for, signature_keys, signature_names,
+                      tensor_info)
 
 
 def resolve_path(workdir: str, path: str) -> str:
@@ -68,9 +69,11 @@ def _initial_shapes(interp: Any, first: Optional[List["np.ndarray"]], what: str)
 
 
 def open_interpreter(rt: Runtime, path: str, threads: Optional[int], xnnpack: bool,
-                     user_first: Optional[Dict[str, "np.ndarray"]]
+                     user_first: Optional[Dict[str, "np.ndarray"]],
+                     signature: Optional[str] = None
                      ) -> Tuple[Any, float, Optional[List["np.ndarray"]]]:
-    """(interpreter, init_ms, the user's input arrays matched to inputs): construct + allocate."""
+    """(interpreter, init_ms, the user's input arrays matched to inputs): construct + allocate.
+    `signature` (a SignatureDef key, None for the default naming) must exist in the model."""
     t0 = time.perf_counter_ns()
     try:
         interp = rt.make(path, threads, xnnpack)
@@ -82,9 +85,10 @@ def open_interpreter(rt: Runtime, path: str, threads: Optional[int], xnnpack: bo
             hint = " (tflite-runtime needs numpy<2; numpy %s is installed)" % np.__version__
         raise AgentError("ModelLoadError", "%s cannot load %s: %s: %s%s"
                          % (rt.name, path, type(e).__name__, e, hint))
+    check_signature(signature_keys(interp), signature, os.path.basename(path))
     matched = None
     if user_first is not None:
-        matched = match_arrays(user_first, model_inputs(interp), "input")
+        matched = match_arrays(user_first, model_inputs(interp, signature), "input")
     try:
         _initial_shapes(interp, matched, "input")
         interp.allocate_tensors()
@@ -153,10 +157,12 @@ def _invoke_checked(interp: Any, what: str) -> Callable[[], Any]:
     return call
 
 
-def run_eval(interp: Any, data: Dict[str, "np.ndarray"]) -> Dict[str, Any]:
-    """Every eval sample through the model (batch 1); outputs dequantized, stacked, base64."""
-    in_details = model_inputs(interp)
-    out_details = interp.get_output_details()
+def run_eval(interp: Any, data: Dict[str, "np.ndarray"],
+             signature: Optional[str] = None) -> Dict[str, Any]:
+    """Every eval sample through the model (batch 1); the outputs of `signature` (None: all)
+    dequantized, stacked, base64."""
+    in_details = model_inputs(interp, signature)
+    out_details = output_details(interp, signature)
     arrays = match_arrays(data, in_details, "eval")
     current = {int(d["index"]): [int(x) for x in d["shape"]] for d in in_details}
     n = int(arrays[0].shape[0])
@@ -171,19 +177,20 @@ def run_eval(interp: Any, data: Dict[str, "np.ndarray"]) -> Dict[str, Any]:
                 resized = True
         if resized:
             interp.allocate_tensors()
-            out_details = interp.get_output_details()
+            out_details = output_details(interp, signature)
         for d, (sample, _) in zip(in_details, feeds):
             interp.set_tensor(int(d["index"]), sample)
         _invoke_checked(interp, "eval sample %d" % i)()
         outs = [dequantize(interp.get_tensor(int(d["index"])), d) for d in out_details]
         collected.append([o[0] if o.ndim >= 1 and o.shape[0] == 1 else o for o in outs])
-    return {"n": n, "outputs": _pack_outputs(interp, collected)}
+    return {"n": n, "outputs": _pack_outputs(interp, collected, signature)}
 
 
-def _pack_outputs(interp: Any, collected: List[List["np.ndarray"]]) -> List[Dict[str, Any]]:
-    sig_names = signature_names(interp, "outputs")
+def _pack_outputs(interp: Any, collected: List[List["np.ndarray"]],
+                  signature: Optional[str]) -> List[Dict[str, Any]]:
+    sig_names = signature_names(interp, "outputs", signature)
     packed = []
-    for j, d in enumerate(interp.get_output_details()):
+    for j, d in enumerate(output_details(interp, signature)):
         try:
             stacked = np.ascontiguousarray(np.stack([row[j] for row in collected]),
                                            dtype="<f4")
@@ -224,7 +231,9 @@ def run_task(payload: Dict[str, Any]) -> Dict[str, Any]:
     input_path = verify_file(workdir, task["input"], "input")[0] if task.get("input") else None
     rt = load_runtime(payload.get("runtime") or "auto")
     user = load_npz(input_path, "input") if input_path else None
-    interp, init_ms, matched = open_interpreter(rt, model_path, p["threads"], p["xnnpack"], user)
+    key = p["signature"]
+    interp, init_ms, matched = open_interpreter(rt, model_path, p["threads"], p["xnnpack"], user,
+                                                key)
     set_inputs(interp, matched, p["seed"])
     t0 = time.perf_counter_ns()
     _invoke_checked(interp, "the first inference")()
@@ -243,10 +252,10 @@ def run_task(payload: Dict[str, Any]) -> Dict[str, Any]:
     info["temp_c_after"] = info.get("temp_c")
     info["throttled_before"] = throttled_before
     info["cooling_devices_before"] = cooling_before
-    sig_in, sig_out = signature_names(interp, "inputs"), signature_names(interp, "outputs")
+    sig_in, sig_out = signature_names(interp, "inputs", key), signature_names(interp, "outputs", key)
     ins = [tensor_info(d, sig_in.get(int(d["index"]))) for d in interp.get_input_details()]
-    outs = [tensor_info(d, sig_out.get(int(d["index"]))) for d in interp.get_output_details()]
-    ev = run_eval(interp, load_npz(eval_path, "eval")) if eval_path else None
+    outs = [tensor_info(d, sig_out.get(int(d["index"]))) for d in output_details(interp, key)]
+    ev = run_eval(interp, load_npz(eval_path, "eval"), key) if eval_path else None
     return {"init_ms": init_ms, "first_inference_ms": first_ms, "warmup": p["warmup"],
             "runs": len(samples), "samples_ns": samples, "stopped_by": stopped_by,
             "loop_s": loop_s, "peak_rss_kb": peak_rss_kb(),
@@ -254,7 +263,7 @@ def run_task(payload: Dict[str, Any]) -> Dict[str, Any]:
             "runtime": {"name": rt.name, "module": rt.module, "version": rt.version,
                         "xnnpack": p["xnnpack"], "threads": p["threads"]},
             "device_info": info, "model_sha256": model_sha, "model_bytes": model_bytes,
-            "inputs": ins, "outputs": outs, "eval": ev}
+            "inputs": ins, "outputs": outs, "eval": ev, "signature": key}
 
 
 def worker_main() -> int:

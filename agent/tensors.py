@@ -27,12 +27,33 @@ def tensor_info(detail: Dict[str, Any], sig_name: Optional[str] = None) -> Dict[
     return out
 
 
-def signature_names(interp: Any, kind: str) -> Dict[int, str]:
-    """{tensor index: signature name} for inputs/outputs of the model's signatures."""
+def signature_keys(interp: Any) -> List[str]:
+    """The model's SignatureDef keys in file order ([] without signatures or on old runtimes)."""
+    try:
+        return [str(k) for k in interp._get_full_signature_list()]
+    except Exception:  # noqa: BLE001 - older runtimes: tensor names only
+        return []
+
+
+def default_signature(keys: List[str]) -> Optional[str]:
+    """The signature used when none is chosen: serving_default, else the first; None if none."""
+    return SIGNATURE_KEY if SIGNATURE_KEY in keys else (keys[0] if keys else None)
+
+
+def check_signature(keys: List[str], key: Optional[str], where: str) -> None:
+    """AgentError ModelLoadError naming `where`, `key` and the keys there are, if `key` is unknown."""
+    if key is not None and key not in keys:
+        raise AgentError("ModelLoadError", "%s has no signature %r (signatures: %s)"
+                         % (where, key, ", ".join(keys) or "none"))
+
+
+def signature_names(interp: Any, kind: str, key: Optional[str] = None) -> Dict[int, str]:
+    """{tensor index: signature name} for inputs/outputs of signature `key`, or (None) of all
+    the model's signatures, serving_default first."""
     out: Dict[int, str] = {}
     try:
         full = interp._get_full_signature_list()
-        keys = sorted(full, key=lambda k: k != SIGNATURE_KEY)  # serving_default first
+        keys = [key] if key is not None else sorted(full, key=lambda k: k != SIGNATURE_KEY)
         for sig in (full[k] for k in keys):
             for name, index in (sig.get(kind) or {}).items():
                 out.setdefault(int(index), str(name))
@@ -46,17 +67,27 @@ def _qparams(detail: Dict[str, Any]) -> Tuple[float, int]:
     return float(scale), int(zero_point)
 
 
-def model_inputs(interp: Any) -> List[Dict[str, Any]]:
+def model_inputs(interp: Any, key: Optional[str] = None) -> List[Dict[str, Any]]:
     """The model's input details (as the runtime gives them), each with "signature_name" (its
-    name in the model's signature, serving_default first; None without signatures). The ONE
-    description of a model's inputs, on host and device."""
-    sig = signature_names(interp, "inputs")
+    name in signature `key`, or by default serving_default first; None without signatures).
+    The ONE description of a model's inputs, on host and device."""
+    sig = signature_names(interp, "inputs", key)
     out = []
     for d in interp.get_input_details():
         d = dict(d)
         d["signature_name"] = sig.get(int(d["index"]))
         out.append(d)
     return out
+
+
+def output_details(interp: Any, key: Optional[str] = None) -> List[Dict[str, Any]]:
+    """The outputs read from the model: those of signature `key` (in graph order), or all the
+    graph's outputs when `key` is None."""
+    details = interp.get_output_details()
+    if key is None:
+        return details
+    wanted = set(signature_names(interp, "outputs", key))
+    return [d for d in details if int(d["index"]) in wanted]
 
 
 def input_name(detail: Dict[str, Any]) -> str:

@@ -54,6 +54,7 @@ class QuantizeJob:
     calibration_source: Optional[str] = None   # "random data" or the path
     warnings: List[str] = field(default_factory=list)
     derived_from: Optional[str] = None         # how the fp32 baseline was derived (wild .tflite)
+    signature: Optional[str] = None            # the SignatureDef calibration goes through
 
     @property
     def calibration_samples(self) -> int:
@@ -61,8 +62,10 @@ class QuantizeJob:
 
 
 def prepare(model: str, variants: str, quantizer: str, calibration: Optional[str],
-            output: str) -> QuantizeJob:
-    """Check everything and load the calibration, before any variant is made."""
+            output: str, signature: Optional[str] = None) -> QuantizeJob:
+    """Check everything and load the calibration, before any variant is made. `signature`:
+    the SignatureDef to calibrate through (default: serving_default, else the first)."""
+    from ..fleet.plan import choose_signature
     from ..models.dispatch import (check_quantizer, float_model, main_quantizer,
                                    parse_quantizers, route_variants)
     from ..models.quantize import RANDOM, CalibrationWarning, load_calibration
@@ -73,6 +76,7 @@ def prepare(model: str, variants: str, quantizer: str, calibration: Optional[str
     names = route_variants(names, quantizers)  # pt2e: pt2e-int8, ...
     model_path, builtin_calib, stem = resolve_model(model)
     model_path, source = float_model(model_path)  # Keras/SavedModel/PyTorch -> fp32 .tflite
+    key = choose_signature(model_path, signature)
     for q in quantizers:
         check_quantizer(q, source, model)
     derived = None
@@ -81,7 +85,7 @@ def prepare(model: str, variants: str, quantizer: str, calibration: Optional[str
         base = model_baseline(model_path)
         model_path, derived = base.path, (base.recipe() if base.derived else None)
     job = QuantizeJob(names, model_path, source, main_quantizer(quantizers), stem,
-                      Path(output).expanduser(), derived_from=derived)
+                      Path(output).expanduser(), derived_from=derived, signature=key)
     calib_src = calibration or builtin_calib
     if job.out_dir.exists() and not job.out_dir.is_dir():
         raise UsageError(f"output {job.out_dir} exists and is not a folder")
@@ -94,7 +98,7 @@ def prepare(model: str, variants: str, quantizer: str, calibration: Optional[str
                                   "--calibration random (accuracy will be meaningless)")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", CalibrationWarning)
-            job.calibration = load_calibration(calib_src, model_path)
+            job.calibration = load_calibration(calib_src, model_path, key)
         job.warnings = [str(w.message) for w in caught]
         job.calibration_source = "random data" if str(calib_src) == RANDOM else str(calib_src)
     return job
@@ -112,7 +116,8 @@ def make_variants(job: QuantizeJob, on_error: Callable[[str, EdgeBenchError], No
         try:
             res = make_variant(job.model_path, v, out,
                                job.calibration if v in STATIC else None,
-                               quantizer=job.quantizer, source=job.source)
+                               quantizer=job.quantizer, source=job.source,
+                               signature=job.signature)
             rows.append({"variant": v, "bytes": res.bytes, "ratio": res.bytes / fp32_bytes,
                          "recipe": res.recipe_description, "error": None, "path": str(out)})
         except VariantSkipped as e:  # deliberate (already quantized, custom op): not a failure

@@ -44,6 +44,7 @@ class RunRequest:
     config: Optional[str] = None
     model: Optional[List[str]] = None
     reference: Optional[List[str]] = None   # float .tflite per --model (already-quantized ones)
+    signature: Optional[str] = None         # SignatureDef key (default: serving_default, else first)
     variants: Optional[str] = None
     threads: str = "1"
     runs: int = 50
@@ -186,7 +187,8 @@ def resolve_models(req: RunRequest) -> List[Any]:
     if refs and len(refs) != len(names):
         raise UsageError(f"--reference given {len(refs)} times for {len(names)} --model(s)",
                          hint="give one --reference per --model, in the same order")
-    return [resolve_model(m, req.calibration, req.eval, req.quantizer, refs[i] if refs else None)
+    return [resolve_model(m, req.calibration, req.eval, req.quantizer, refs[i] if refs else None,
+                          req.signature)
             for i, m in enumerate(names)]
 
 

@@ -57,6 +57,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "for .keras/.h5/SavedModel input; pip install 'edge-bench[tf]'), pt2e "
                         "(PyTorch's PT2E flow for .pt2 / module:function input; pip install "
                         "'edge-bench[torch]'), or ai-edge-quantizer,pt2e for both")
+    p.add_argument("--signature", default=None, metavar="KEY",
+                   help="the SignatureDef int8/int16x8 calibrate through, for a model with"
+                        " several (default: serving_default, else the first)")
     p.add_argument("--verbose", "-v", action="store_true",
                    help="show ai-edge-quantizer's and LiteRT's own output as it comes")
     p.add_argument("-o", "--output", "--out", dest="output", metavar="DIR", required=True,
@@ -101,13 +104,15 @@ def _print_table(rows: List[dict], out_dir: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..app.quantize import make_variants, prepare
 
-    job = prepare(args.model, args.variants, args.quantizer, args.calibration, args.output)
+    job = prepare(args.model, args.variants, args.quantizer, args.calibration, args.output,
+                  args.signature)
     for w in job.warnings:
         print(f"edge-bench: WARNING: {w}", file=sys.stderr)
     if job.derived_from:
         print(f"edge-bench: fp32 is the {job.derived_from}", file=sys.stderr)
     if job.calibration:
-        print(f"calibration: {job.calibration_samples} samples from {job.calibration_source}",
+        print(f"calibration: {job.calibration_samples} samples from {job.calibration_source}"
+              + (f" through signature {job.signature}" if job.signature else ""),
               file=sys.stderr)
     rows, failed = make_variants(
         job, lambda v, e: print(f"edge-bench: variant {v} failed: {e}", file=sys.stderr))

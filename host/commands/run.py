@@ -63,6 +63,9 @@ def add_parser(sub: Any) -> None:
                    help="the float model of an already-quantized --model: its fp32 row, the"
                         " reference the given file is scored against, and what the variants are"
                         " made from (one per --model, in order)")
+    p.add_argument("--signature", default=None, metavar="KEY",
+                   help="the SignatureDef to benchmark, calibrate and score, for a model with"
+                        " several (default: serving_default, else the first)")
     p.add_argument("--threads", default=D.threads,
                    help=f"interpreter threads, e.g. 1,2,4 (default: {D.threads})")
     p.add_argument("--runs", type=int, default=D.runs, help=f"minimum timed runs (default: {D.runs})")

@@ -59,6 +59,7 @@ class ModelSpec:
     given_recipe: Optional[str] = None
     no_float: Optional[str] = None   # why no variant can be made (already quantized, no reference)
     quantized: bool = False          # the file as given is already quantized: always timed as given
+    signature: Optional[str] = None  # the SignatureDef used (None: the model has none)
     _reference: Optional[List[np.ndarray]] = None
     _ref_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -81,7 +82,7 @@ class ModelSpec:
                 self._reference = torch_outputs(self.source, self.eval.inputs)
             if self._reference is None:
                 from ..models.accuracy import reference_outputs
-                self._reference = reference_outputs(self.path, self.eval.inputs)
+                self._reference = reference_outputs(self.path, self.eval.inputs, self.signature)
             return self._reference
 
 
@@ -100,13 +101,15 @@ class Artifact:
 
 
 def resolve_model(name: str, calibration: Optional[str], eval_file: Optional[str],
-                  quantizer: Optional[str] = None, reference: Optional[str] = None) -> ModelSpec:
+                  quantizer: Optional[str] = None, reference: Optional[str] = None,
+                  signature: Optional[str] = None) -> ModelSpec:
     """builtin:NAME, a .tflite, a Keras/SavedModel (converted to fp32, needs [tf]) or a PyTorch
     model (.pt2, module:function, builtin:digits-torch; converted by litert-torch, needs [torch]);
     built-ins bring their calibration and eval. A .tflite from the wild gets its float32
     baseline (models/baseline.py); an already-quantized one is timed as given and scored
     against `reference` (a float .tflite) when given. Without --eval, variants are compared
-    with fp32 on derived inputs (models/unlabeled.py)."""
+    with fp32 on derived inputs (models/unlabeled.py). `signature` chooses the SignatureDef
+    (default: serving_default, else the first): calibration, inputs, outputs and scoring."""
     from ..models.dispatch import check_quantizer, float_model, main_quantizer, parse_quantizers
     from ..models.pytorch import is_torch_model
     if is_torch_model(name):  # .pt2, module:function or builtin:digits-torch (needs [torch])
@@ -131,9 +134,12 @@ def resolve_model(name: str, calibration: Optional[str], eval_file: Optional[str
                                   " the [tf] extra) or builtin:digits / builtin:mobilenet")
         fp32, source = float_model(p)
         spec = ModelSpec(name=name, path=fp32, calibration=calibration, source=source)
+        spec.signature = choose_signature(p if source is None else fp32, signature)
         if source is None:
             _wild(spec, p, reference)
         ev = eval_file
+    if spec.signature is None:  # a built-in or PyTorch model (a file's was chosen above)
+        spec.signature = choose_signature(spec.path, signature)
     if reference and spec.given is None:
         raise UsageError(f"--reference {reference}: only for a .tflite --model ({name} is not)")
     quantizers = parse_quantizers(quantizer or spec.quantizer)  # e.g. ai-edge-quantizer,pt2e
@@ -141,19 +147,32 @@ def resolve_model(name: str, calibration: Optional[str], eval_file: Optional[str
         check_quantizer(q, spec.source, name)
     spec.quantizer = main_quantizer(quantizers)
     if ev:
-        spec.eval = load_eval(Path(ev), spec.path)
+        spec.eval = load_eval(Path(ev), spec.path, spec.signature)
     elif spec.no_float is None and not name.startswith("builtin:"):
         spec.eval = _derived_eval(spec)
     return spec
+
+
+def choose_signature(path: Path, wanted: Optional[str]) -> Optional[str]:
+    """The SignatureDef of the model at `path` to use: `wanted` (it must exist: ModelError
+    naming the file, the key and the keys there are), else serving_default, else the first;
+    None when the model has none (a baseline gets serving_default, the default)."""
+    from ..errors import ModelError
+    from ..models.repair import signature_key
+    try:
+        return signature_key(path.read_bytes(), wanted)
+    except ModelError as e:
+        raise ModelError(f"{path.name}: {e.message}", hint=f"{e.hint}; choose one with "
+                         "--signature KEY") from None
 
 
 def _wild(spec: ModelSpec, given: Path, reference: Optional[str]) -> None:
     """Fill `spec` from the file as given: its float baseline, or (already quantized) itself."""
     from ..errors import ModelError
     from ..models.baseline import float_baseline, model_baseline
-    from ..models.repair import signature_key, signature_subgraph
+    from ..models.repair import signature_subgraph
     data = given.read_bytes()
-    key = signature_key(data)  # serving_default, else the first
+    key = spec.signature
     if key is not None and signature_subgraph(data, key) != 0:
         raise ModelError(f"{given.name}: its signature {key!r} runs subgraph "
                          f"{signature_subgraph(data, key)}; edge-bench times and calibrates the "
@@ -185,12 +204,12 @@ def _derived_eval(spec: ModelSpec) -> Optional[EvalData]:
     from ..models.unlabeled import derived_inputs, write_npz
     if host_cannot_run(spec.path):
         return None
-    inputs, source = derived_inputs(spec.path, spec.calibration)
+    inputs, source = derived_inputs(spec.path, spec.calibration, spec.signature)
     path, sha = write_npz(inputs)
     return EvalData(path=path, sha256=sha, inputs=inputs, labels=None, source=source)
 
 
-def load_eval(path: Path, model_path: Path) -> EvalData:
+def load_eval(path: Path, model_path: Path, signature: Optional[str] = None) -> EvalData:
     """An .npz with the model inputs (by input name, or `x` for one input) and optional labels `y`."""
     if not path.is_file():
         raise UsageError(f"--eval {path}: no such file")
@@ -201,7 +220,7 @@ def load_eval(path: Path, model_path: Path) -> EvalData:
     except tensors.AgentError as e:
         raise UsageError(e.message, hint="save with numpy.savez(path, x=inputs, y=labels)") from None
     from ..models.modelinfo import model_inputs
-    specs = model_inputs(model_path)
+    specs = model_inputs(model_path, signature)
     try:  # the agent's rule (tensor name, signature name, `x`): what the host accepts, it does
         keys = tensors.match_keys(arrays, [s.detail for s in specs], f"--eval {path}")
     except tensors.AgentError as e:
@@ -258,7 +277,8 @@ def make_artifacts(models: Sequence[ModelSpec], variants: Sequence[str],
                                          " pass --reference FLOAT.tflite for the variants")
                 else:
                     q = make_variant(m.path, v, None, m.calibration, quantizer=m.quantizer,
-                                     source=m.source, cache_dir=cache_dir)
+                                     source=m.source, cache_dir=cache_dir,
+                                     signature=m.signature)
                     art.path, art.sha256, art.bytes = Path(q.path), q.sha256, q.bytes
                     art.recipe = getattr(q, "recipe_description", None)
                     if v == "fp32" and m.fp32_recipe:

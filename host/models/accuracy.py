@@ -89,19 +89,21 @@ def tolerance_for(variant: Optional[str]) -> Tolerance:
 
 # ---- running models on the host --------------------------------------------------------------
 def run_model(model_path: Union[str, Path], inputs: Dict[str, np.ndarray],
-              num_threads: Optional[int] = 1) -> List[np.ndarray]:
+              num_threads: Optional[int] = 1, signature: Optional[str] = None
+              ) -> List[np.ndarray]:
     """Run every sample through the model in LiteRT, one at a time.
 
     `inputs` maps input names (signature or tensor names; any key for a single-input model) to
     arrays [N, *sample shape]. int8/int16 inputs are quantized with the model's scale/zero-point
     and integer outputs dequantized, so the result is comparable with the float model.
-    Returns one float array [N, *output shape without the batch of 1] per model output."""
+    Returns one float array [N, *output shape without the batch of 1] per model output (per
+    output of SignatureDef `signature` when given, as the agent reads them)."""
     from .modelinfo import check_tflite, inputs_of, interpreter
 
     check_tflite(model_path)
     it = interpreter(model_path, num_threads=num_threads)
-    specs = inputs_of(it)
-    out_details = it.get_output_details()
+    specs = inputs_of(it, signature)
+    out_details = tensors.output_details(it, signature)
     try:  # the agent's rule: tensor name, signature name, `x` or the only array
         arrays = tensors.match_arrays(inputs, [s.detail for s in specs], "data")
     except tensors.AgentError as e:
@@ -131,10 +133,10 @@ def run_model(model_path: Union[str, Path], inputs: Dict[str, np.ndarray],
     return [np.stack(o) for o in outs]
 
 
-def reference_outputs(model_path: Union[str, Path], inputs: Dict[str, np.ndarray]
-                      ) -> List[np.ndarray]:
+def reference_outputs(model_path: Union[str, Path], inputs: Dict[str, np.ndarray],
+                      signature: Optional[str] = None) -> List[np.ndarray]:
     """The fp32 model's outputs on the host (the reference every variant is compared with)."""
-    return run_model(model_path, inputs)
+    return run_model(model_path, inputs, signature=signature)
 
 
 # ---- scoring -----------------------------------------------------------------------------------

@@ -79,15 +79,18 @@ def interpreter(model_path: Union[str, Path], num_threads: Optional[int] = None,
     return it
 
 
-def inputs_of(it: Any) -> List[InputSpec]:
-    """The inputs of a live interpreter (tensors.model_inputs, as the agent sees them)."""
+def inputs_of(it: Any, signature: Optional[str] = None) -> List[InputSpec]:
+    """The inputs of a live interpreter (tensors.model_inputs, as the agent sees them), named
+    by SignatureDef `signature` (None: serving_default, else the first)."""
     return [InputSpec(tensors.input_name(d), str(d["name"]),
                       tuple(int(s) for s in d["shape"]), np.dtype(d["dtype"]), int(d["index"]),
                       d)
-            for d in tensors.model_inputs(it)]
+            for d in tensors.model_inputs(it, signature)]
 
 
-def model_inputs(model_path: Union[str, Path]) -> List[InputSpec]:
-    """The model's inputs, named by its SignatureDef (serving_default first) when it has one."""
+def model_inputs(model_path: Union[str, Path], signature: Optional[str] = None
+                 ) -> List[InputSpec]:
+    """The model's inputs, named by its SignatureDef `signature` (None: serving_default, else
+    the first) when it has one."""
     check_tflite(model_path)
-    return inputs_of(interpreter(model_path, allocate=False))
+    return inputs_of(interpreter(model_path, allocate=False), signature)

@@ -201,13 +201,14 @@ def random_calibration(specs: List[InputSpec], n: int = RANDOM_SAMPLES,
     return out
 
 
-def load_calibration(source: Union[str, Path], model_path: Union[str, Path]
-                     ) -> Dict[str, np.ndarray]:
+def load_calibration(source: Union[str, Path], model_path: Union[str, Path],
+                     signature: Optional[str] = None) -> Dict[str, np.ndarray]:
     """Load calibration samples for `model_path`: {input name: array [N, *sample shape]}.
 
     `source` is a .npz, a .npy, a folder of .npy files, or "random" (warns CalibrationWarning).
-    Wrong shape/dtype/name -> UsageError naming the file, the array, expected and got."""
-    specs = model_inputs(model_path)
+    Wrong shape/dtype/name -> UsageError naming the file, the array, expected and got.
+    Inputs are named by SignatureDef `signature` (None: serving_default, else the first)."""
+    specs = model_inputs(model_path, signature)
     if str(source) == RANDOM:
         warnings.warn("calibration data is RANDOM: int8/int16x8 accuracy will be meaningless; "
                       "pass --calibration FILE with real samples", CalibrationWarning, stacklevel=2)
@@ -286,8 +287,11 @@ def _describe(variant: str, calibration: Optional[Dict[str, np.ndarray]],
 
 
 def _run_quantizer(model_path: Path, variant: str,
-                   calibration: Optional[Dict[str, np.ndarray]]) -> bytes:
-    """Run ai-edge-quantizer; returns the quantized flatbuffer (raises whatever it raises)."""
+                   calibration: Optional[Dict[str, np.ndarray]],
+                   signature: Optional[str] = None) -> bytes:
+    """Run ai-edge-quantizer, calibrating through SignatureDef `signature` (None:
+    serving_default, else the first); returns the quantized flatbuffer (raises whatever it
+    raises)."""
     from ai_edge_quantizer import quantizer
 
     with _quiet():
@@ -297,7 +301,7 @@ def _run_quantizer(model_path: Path, variant: str,
             n = len(next(iter(calibration.values())))
             samples = [{name: arr[i:i + 1] for name, arr in calibration.items()} for i in range(n)]
             from .repair import signature_key
-            key = signature_key(Path(model_path).read_bytes()) or SIGNATURE_KEY
+            key = signature_key(Path(model_path).read_bytes(), signature) or SIGNATURE_KEY
             cal = qt.calibrate({key: samples}, num_threads=max(1, os.cpu_count() or 1))
         result = qt.quantize(cal, enable_progress_report=False)
     return bytes(result.quantized_model)
@@ -314,8 +318,8 @@ def host_cannot_run(model_path: Union[str, Path]) -> Optional[str]:
 
 
 def quantize_model(model_path: Union[str, Path], variant: str, out_path: Union[str, Path],
-                   calibration: Union[None, str, Path, Dict[str, np.ndarray]] = None
-                   ) -> QuantizeResult:
+                   calibration: Union[None, str, Path, Dict[str, np.ndarray]] = None,
+                   signature: Optional[str] = None) -> QuantizeResult:
     """Write `variant` of the float model at `model_path` to `out_path`.
 
     `calibration`: a dict from load_calibration, or a path / "random" to load. Required for
@@ -339,7 +343,7 @@ def quantize_model(model_path: Union[str, Path], variant: str, out_path: Union[s
                                           f"cannot run it ({unrunnable})")
         if not isinstance(calibration, dict):
             label = "random" if str(calibration) == RANDOM else Path(calibration).name
-            calibration = load_calibration(calibration, model_path)
+            calibration = load_calibration(calibration, model_path, signature)
     else:
         calibration = None
     ops = model_ops(model_path)
@@ -353,7 +357,7 @@ def quantize_model(model_path: Union[str, Path], variant: str, out_path: Union[s
                              hint="variants are made from a float model: quantize that one, or "
                                   "time this file as given (variant `given`)")
     try:
-        data = _run_quantizer(model_path, variant, calibration)
+        data = _run_quantizer(model_path, variant, calibration, signature)
     except EdgeBenchError:
         raise
     except Exception as e:  # the quantizer raises ValueError/RuntimeError/KeyError/...
@@ -396,7 +400,8 @@ def _quantizer_version() -> str:
 
 def cached_variant(model_path: Union[str, Path], variant: str,
                    calibration: Union[None, str, Path] = None,
-                   cache_dir: Union[None, str, Path] = None) -> QuantizeResult:
+                   cache_dir: Union[None, str, Path] = None,
+                   signature: Optional[str] = None) -> QuantizeResult:
     """`variant` of the model from the cache, quantizing on a miss.
 
     Key: (model sha256, variant, calibration sha256, ai-edge-quantizer version); calibration only
@@ -410,10 +415,13 @@ def cached_variant(model_path: Union[str, Path], variant: str,
         raise needs_calibration(variant)
     model_sha = sha256_file(model_path)
     calib_sha = calibration_sha256(calibration) if variant in STATIC_VARIANTS else "none"
-    key = sha256_bytes(f"{model_sha}|{variant}|{calib_sha}|{_quantizer_version()}".encode())[:24]
+    # the calibrating signature counts only for a calibrated variant, and only when chosen
+    sig = f"|{signature}" if signature and variant in STATIC_VARIANTS else ""
+    key = sha256_bytes(f"{model_sha}|{variant}|{calib_sha}|{_quantizer_version()}{sig}"
+                       .encode())[:24]
     base = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     out = base / model_sha[:16] / f"{variant}-{key}.tflite"
     return cache_get_or_make(
-        out, lambda tmp: quantize_model(model_path, variant, tmp, calibration),
+        out, lambda tmp: quantize_model(model_path, variant, tmp, calibration, signature),
         {"model_sha256": model_sha, "variant": variant, "calibration_sha256": calib_sha,
          "quantizer": _quantizer_version()})

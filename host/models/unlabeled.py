@@ -30,29 +30,29 @@ EVAL_SAMPLES = 4
 SEED = 0
 
 
-def random_inputs(model_path: Path, n: int = EVAL_SAMPLES, seed: int = SEED
-                  ) -> Dict[str, np.ndarray]:
+def random_inputs(model_path: Path, n: int = EVAL_SAMPLES, seed: int = SEED,
+                  signature: Optional[str] = None) -> Dict[str, np.ndarray]:
     """{input name: [n, *sample shape]} of seeded random data (the agent's rule)."""
     from .modelinfo import model_inputs
     from .quantize import random_calibration
     try:
-        return random_calibration(model_inputs(model_path), n, seed)
+        return random_calibration(model_inputs(model_path, signature), n, seed)
     except ModelError as e:
         raise ModelError(f"{Path(model_path).name}: {e}") from e
 
 
-def derived_inputs(model_path: Path, calibration: Optional[str]
-                   ) -> Tuple[Dict[str, np.ndarray], str]:
+def derived_inputs(model_path: Path, calibration: Optional[str],
+                   signature: Optional[str] = None) -> Tuple[Dict[str, np.ndarray], str]:
     """(inputs, where they came from): calibration samples when a calibration file is given,
     else seeded random inputs."""
     from .quantize import RANDOM, load_calibration
 
     if calibration and str(calibration) != RANDOM:
-        arrays = load_calibration(calibration, model_path)
+        arrays = load_calibration(calibration, model_path, signature)
         arrays = {k: v[:EVAL_SAMPLES] for k, v in arrays.items()}
         n = len(next(iter(arrays.values())))
         return arrays, f"calibration ({n} samples of {Path(calibration).name})"
-    return random_inputs(model_path), f"random inputs ({EVAL_SAMPLES} samples, seed {SEED})"
+    return random_inputs(model_path, signature=signature), f"random inputs ({EVAL_SAMPLES} samples, seed {SEED})"
 
 
 def write_npz(arrays: Dict[str, np.ndarray], cache_dir: Optional[Path] = None) -> Tuple[Path, str]:

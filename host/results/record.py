@@ -88,6 +88,7 @@ def base_result(device: str, task: Any) -> Dict[str, Any]:
         "quantizer_version": None if art.variant == "fp32" else
         package_version(QUANTIZER_PACKAGES.get(_quantizer(art) or "")),
         "recipe": art.recipe,
+        "signature": getattr(art.model, "signature", None),  # the SignatureDef used, if any
     }
 
 
