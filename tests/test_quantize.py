@@ -162,7 +162,7 @@ def test_check_tflite(tmp_path):
 
 
 def test_quantizer_failure_names_variant_and_op(tmp_path, monkeypatch):
-    def boom(model_path, variant, calibration):
+    def boom(model_path, variant, calibration, signature=None):
         raise ValueError("Unsupported operation FULLY_CONNECTED for Algorithm: float_casting.")
     monkeypatch.setattr(Q, "_run_quantizer", boom)
     with pytest.raises(ModelError) as e:
@@ -247,10 +247,10 @@ def test_cli_user_model_and_errors(tmp_path):
 def test_cli_failed_variant_does_not_stop_others(tmp_path, monkeypatch):
     real = Q._run_quantizer
 
-    def flaky(model_path, variant, calibration):
+    def flaky(model_path, variant, calibration, signature=None):
         if variant == "weight-int4":
             raise ValueError("Unsupported operation FULLY_CONNECTED for Algorithm: min_max")
-        return real(model_path, variant, calibration)
+        return real(model_path, variant, calibration, signature)
     monkeypatch.setattr(Q, "_run_quantizer", flaky)
     rc, out, err = _cli("quantize", "builtin:digits", "--variants",
                         "weight-int4,fp16,dynamic-int8", "-o", str(tmp_path))

@@ -70,7 +70,7 @@ def test_a_failing_quantizer_says_what_it_printed(tmp_path: Path, monkeypatch,
                                                  capsys: pytest.CaptureFixture) -> None:
     from edge_bench.models import quantize as Q
 
-    def noisy(model_path, variant, calibration):
+    def noisy(model_path, variant, calibration, signature=None):
         with Q._quiet():
             os.write(2, b"ERROR: tensor 'dense/kernel' has no quantization parameters\n")
             raise RuntimeError("quantization failed")

@@ -373,16 +373,25 @@ def quantize_model(model_path: Union[str, Path], variant: str, out_path: Union[s
     write_atomic(out_path, data)
     if unrunnable:  # the device runs it (or names the op it lacks); the host cannot load it
         return _result(variant, out_path, _describe(variant, calibration, label))
-    try:
-        load_interpreter(out_path)
-    except ModelError as e:
-        with contextlib.suppress(OSError):
-            out_path.unlink()
+    e = unloadable(out_path)
+    if e is not None:
         op = _op_in_message(str(e), model_ops(model_path) + ["QUANTIZE", "DEQUANTIZE"])
         where = f" (op {op})" if op else ""
         raise ModelError(f"variant {variant} of {model_path.name}: the quantized model does not "
                          f"load in LiteRT{where}: {e}") from e
     return _result(variant, out_path, _describe(variant, calibration, label))
+
+
+def unloadable(path: Path) -> Optional[ModelError]:
+    """None when LiteRT loads the file just made at `path`; else the file is removed (never
+    served from the cache) and the reason returned, for the caller to name the variant."""
+    try:
+        load_interpreter(path)
+    except ModelError as e:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return e
+    return None
 
 
 def _result(variant: str, path: Path, desc: str, cached: bool = False) -> QuantizeResult:

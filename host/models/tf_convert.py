@@ -47,7 +47,7 @@ import numpy as np
 from ..errors import ModelError, UsageError
 from ..hashing import sha256_bytes, sha256_file
 from .quantcache import cache_get_or_make, default_cache_dir, write_atomic
-from .quantize import calibration_sha256, load_calibration, load_interpreter
+from .quantize import calibration_sha256, load_calibration, unloadable
 from .variants import QuantizeResult, needs_calibration, parse_variants
 
 QUANTIZER = "tflite-converter"
@@ -209,11 +209,8 @@ def convert(source: Union[str, Path], variant: str, out_path: Union[str, Path],
                          + (f"\nconverter output:\n{detail}" if detail and detail not in msg
                             else "")) from err
     write_atomic(out_path, bytes(data))
-    try:
-        load_interpreter(out_path)
-    except ModelError as e:
-        with contextlib.suppress(OSError):
-            out_path.unlink()
+    e = unloadable(out_path)
+    if e is not None:
         raise ModelError(f"variant {variant} of {source.name}: the converted model does not load "
                          f"in LiteRT: {e}") from e
     desc = RECIPES[variant] + (f"; {n_cal} calibration samples" if n_cal else "")

@@ -1,7 +1,9 @@
 """The store's schema: the ordered migrations, shared by SQLite (store.py) and PostgreSQL (pg.py)."""
 from __future__ import annotations
 
-from typing import List
+from typing import Any, List
+
+from ..errors import StoreError
 
 # Each migration takes the database from version i to i+1. Never edit a released one: append.
 MIGRATIONS: List[str] = [
@@ -58,3 +60,13 @@ MIGRATIONS: List[str] = [
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def check_not_newer(version: int, where: Any) -> None:
+    """A store written by a newer edge-bench is refused, never downgraded or misread."""
+    if version > SCHEMA_VERSION:
+        from .. import __version__
+        raise StoreError(
+            f"the results store {where} has schema version {version}, newer than this "
+            f"edge-bench {__version__} understands (version {SCHEMA_VERSION})",
+            hint="upgrade edge-bench (pip install -U edge-bench), or pass another --db")

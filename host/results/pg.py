@@ -25,7 +25,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from ..errors import StoreError
 from .dburl import db_ref, redact, scrub
-from .migrations import MIGRATIONS, SCHEMA_VERSION
+from .migrations import MIGRATIONS, SCHEMA_VERSION, check_not_newer
 from .store import Store, _new_run_id, _split_sql
 
 try:  # an optional dependency: pip install 'edge-bench[team]'
@@ -201,12 +201,7 @@ class PgStore(Store):
             db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             version = int(row[0]) if row else 0
-            if version > SCHEMA_VERSION:
-                from .. import __version__
-                raise StoreError(
-                    f"the results store {self.path} has schema version {version}, newer than this"
-                    f" edge-bench {__version__} understands (version {SCHEMA_VERSION})",
-                    hint="upgrade edge-bench (pip install -U edge-bench), or pass another --db")
+            check_not_newer(version, self.path)
             for i in range(version, SCHEMA_VERSION):
                 for stmt in _split_sql(MIGRATIONS[i]):
                     db.execute(pg_ddl(stmt))

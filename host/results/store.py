@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import StoreError, UsageError
 from .controller import controller_alive, controller_id
-from .migrations import MIGRATIONS, SCHEMA_VERSION
+from .migrations import MIGRATIONS, SCHEMA_VERSION, check_not_newer
 
 SCHEMA = "edge-bench/run/1"
 
@@ -130,12 +130,7 @@ class Store:
             db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             version = int(row[0]) if row else 0
-            if version > SCHEMA_VERSION:
-                from .. import __version__
-                raise StoreError(
-                    f"the results store {self.path} has schema version {version}, newer than this "
-                    f"edge-bench {__version__} understands (version {SCHEMA_VERSION})",
-                    hint="upgrade edge-bench (pip install -U edge-bench), or pass another --db PATH")
+            check_not_newer(version, self.path)
             for i in range(version, SCHEMA_VERSION):
                 db.execute("BEGIN IMMEDIATE")
                 try:

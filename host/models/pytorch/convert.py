@@ -24,7 +24,6 @@ converter's C++ logging are captured and shown only when a conversion fails.
 """
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
@@ -138,7 +137,7 @@ def convert(model: Union[str, TorchModel], variant: str, out_path: Union[str, Pa
 
     `calibration` (pt2e-int8): a dict from quantize.load_calibration, or a path/"random" loaded
     against `float_model` (the fp32 .tflite of this model)."""
-    from ..quantize import load_calibration, load_interpreter
+    from ..quantize import load_calibration, unloadable
     from ..variants import QuantizeResult, needs_calibration
 
     tm = model if isinstance(model, TorchModel) else load_torch_model(model)
@@ -160,11 +159,8 @@ def convert(model: Union[str, TorchModel], variant: str, out_path: Union[str, Pa
             cal = load_calibration(calibration, fm)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     n_cal = _convert(tm, base, out_path, cal)
-    try:
-        load_interpreter(out_path)
-    except ModelError as e:
-        with contextlib.suppress(OSError):
-            out_path.unlink()
+    e = unloadable(out_path)
+    if e is not None:
         raise ModelError(f"{variant} of {tm.name}: the converted model does not load in "
                          f"LiteRT: {e}") from e
     desc = RECIPES[base] + (f"; {n_cal} calibration samples" if n_cal else "")
