@@ -87,7 +87,13 @@ def output_details(interp: Any, key: Optional[str] = None) -> List[Dict[str, Any
     if key is None:
         return details
     wanted = set(signature_names(interp, "outputs", key))
-    return [d for d in details if int(d["index"]) in wanted]
+    picked = [d for d in details if int(d["index"]) in wanted]
+    if len(picked) < len(wanted):
+        # the SignatureDef names tensors that are no longer graph outputs: ai-edge-quantizer
+        # appends a DEQUANTIZE after a quantized output and leaves the signature pointing at
+        # the int8 tensor before it. The graph's outputs are then what the model returns.
+        return details
+    return picked
 
 
 def input_name(detail: Dict[str, Any]) -> str:

@@ -424,8 +424,13 @@ def cached_variant(model_path: Union[str, Path], variant: str,
         raise needs_calibration(variant)
     model_sha = sha256_file(model_path)
     calib_sha = calibration_sha256(calibration) if variant in STATIC_VARIANTS else "none"
-    # the calibrating signature counts only for a calibrated variant, and only when chosen
-    sig = f"|{signature}" if signature and variant in STATIC_VARIANTS else ""
+    # the calibrating signature counts only for a calibrated variant, and only when it is not
+    # the model's default one (the same file whether the default was named or left out)
+    sig = ""
+    if signature and variant in STATIC_VARIANTS:
+        from .repair import signature_key
+        if signature != signature_key(Path(model_path).read_bytes()):
+            sig = f"|{signature}"
     key = sha256_bytes(f"{model_sha}|{variant}|{calib_sha}|{_quantizer_version()}{sig}"
                        .encode())[:24]
     base = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
