@@ -52,6 +52,8 @@ def test_two_labs_two_submitters_at_once(tmp_path: Path, pg_url: str, pg_cluster
     inside its lab's network namespace, where the other lab's devices cannot be reached. Two
     shells submit runs over all four devices at once: both finish, one run each in the history,
     and the device locks ran the two runs' jobs on each device one after the other."""
+    import copy
+
     import yaml
     fleets = {"lab-a": make_fleet(2, names=["a1", "a2"]), "lab-b": make_fleet(2, names=["b1", "b2"])}
     if not all(f.netns for f in fleets.values()):
@@ -69,7 +71,8 @@ def test_two_labs_two_submitters_at_once(tmp_path: Path, pg_url: str, pg_cluster
         # the lab host: the first device's namespace; it reaches the server on its bridge
         workers.start(lab, cfg, netns=fleet[0].ns,
                       db=pg_cluster.url(db, host=f"{fleet.subnet}.1"))
-    every["b1-from-a"] = {**every["b1"], "lab": "lab-a"}
+    # a deep copy: shared nested values would be dumped as a YAML alias, which devices.yaml refuses
+    every["b1-from-a"] = {**copy.deepcopy(every["b1"]), "lab": "lab-a"}
     submit_cfg = tmp_path / "submit.yaml"
     submit_cfg.write_text(yaml.safe_dump({"version": 1, "devices": every}))
     shells = [team.popen(["submit", "--config", str(submit_cfg), *team.FAST,
