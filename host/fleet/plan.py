@@ -161,9 +161,13 @@ def choose_signature(path: Path, wanted: Optional[str]) -> Optional[str]:
     from ..models.repair import signature_key
     try:
         return signature_key(path.read_bytes(), wanted)
-    except ModelError as e:
-        raise ModelError(f"{path.name}: {e.message}", hint=f"{e.hint}; choose one with "
-                         "--signature KEY") from None
+    except (ModelError, OSError) as e:
+        if not wanted:  # an unreadable or truncated file: that model's own error, made later
+            return None
+        if isinstance(e, OSError):
+            raise ModelError(f"{path.name}: cannot read the model: {e.strerror or e}") from None
+        raise ModelError(f"{path.name}: {e.message}", hint=(f"{e.hint}; choose one with "
+                         "--signature KEY") if e.hint else None) from None
 
 
 def _wild(spec: ModelSpec, given: Path, reference: Optional[str]) -> None:
