@@ -52,8 +52,9 @@ def test_run_fits_the_terminal_and_shows_progress(work: Dict[str, Any], width: i
     with Terminal(width, 40, env=work["env"], cwd=work["tmp"]) as t:
         t.run(command([str(p) for p in work["deep"]], "--json", str(out), "--label", f"w{width}"))
         frames = t.wait_done(timeout=400)
-        # int8 of a model without calibration data: skipped with a long reason
-        assert t.exit_code() == 3, t.scrollback()
+        # int8 of a model without calibration data: skipped with a long reason; a deliberate
+        # skip does not fail the run (issue 11)
+        assert t.exit_code() == 0, t.scrollback()
         screen = t.scrollback()
         colored = t.scrollback(escapes=True)
     doc = json.loads(out.read_text())
@@ -69,7 +70,9 @@ def test_run_fits_the_terminal_and_shows_progress(work: Dict[str, Any], width: i
     # the model and worker process at work (announced by the agent as each process starts)
     assert any(re.search(r"digits\.tflite (fp32|int8|dynamic-int8) · proc [12]/2\s+\d+:\d\d", f)
                for f in frames), "\n----\n".join(frames)
-    assert any("quantiz" in f for f in frames) or all(r["variant"] == "fp32" for r in doc["results"])
+    # (The quantization bar is not asserted here: since the run plans model by model, each
+    # model's quantization of digits takes milliseconds and a sampled frame catches it only by
+    # luck: a race, not a check. test_run_local's plain-output test sees its lines.)
     # the final table: printed once, one line per result, nothing wider than the terminal
     assert screen.count("edge-bench results") == 1, screen
     rows = result_rows(screen)
@@ -91,7 +94,8 @@ def test_run_fits_the_terminal_and_shows_progress(work: Dict[str, Any], width: i
     header = next(ln for ln in screen.splitlines() if ln.lstrip().startswith("model "))
     assert re.search(r"median (ns|µs|ms)", header) and "device" not in header  # one device
     assert "thr" not in header.split()  # one thread count: said in the title instead
-    assert "top-1" not in header and "agree" not in header  # no eval data: no accuracy columns
+    if width >= 100:  # no eval file, yet outputs are compared with fp32 on derived inputs
+        assert "agree" in header  # (issue 11); at 80 columns such columns give way first
     if width >= 160:
         assert "p95" in header and "size" in header
     # the libraries' own chatter stays off the terminal
@@ -115,7 +119,7 @@ def test_no_color_and_json_to_stdout_in_a_terminal(work: Dict[str, Any]) -> None
         t.run(command(["builtin:digits", str(work["deep"][0])], "--json", "-", "--no-store")
               + f" > {shlex.quote(str(out))}")
         t.wait_done(timeout=400)
-        assert t.exit_code() == 3, t.scrollback()
+        assert t.exit_code() == 0, t.scrollback()  # only deliberate skips (issue 11)
         colored = t.scrollback(escapes=True)
         screen = t.scrollback()
     doc = json.loads(out.read_text())
@@ -144,7 +148,7 @@ def test_history_and_compare_fit_80_columns(work: Dict[str, Any]) -> None:
     cmp = screen[screen.index("compare "):]
     rows = result_rows(cmp)
     assert len(rows) == 6, cmp
-    assert all(re.search(r"\b(same|slower|faster|missing|new)\b", ln) for ln in rows), cmp
+    assert all(re.search(r"\b(same|slower|faster|missing|new|inconclusive)\b", ln) for ln in rows), cmp
     assert re.search(r"(no regression|REGRESSION):", cmp)
 
 
