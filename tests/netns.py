@@ -336,7 +336,7 @@ class FleetDevice:
         """A tiny tmpfs at `path`, visible to this device's sshd and its sessions only (mounted in
         its own mount namespace when there is one). Unmounted by close()."""
         Path(path).mkdir(parents=True, exist_ok=True)
-        _sh([*self.enter(), "mount", "-t", "tmpfs", "-o", f"size={size},mode=0777", "tmpfs", path])
+        _sh([*self.enter(), "mount", "-t", "tmpfs", "-o", f"size={size},mode=1777", "tmpfs", path])
         self.mounts.append(path)
 
     @property
