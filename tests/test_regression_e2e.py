@@ -66,22 +66,27 @@ def nightly(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Any]:
     assert base.returncode == 0, base.stderr + base.stdout
     cand = edge_bench(["run", "--model", "builtin:mobilenet", *TIMING, "--db", str(db),
                        "--label", "cand", "--baseline", "base", "--fail-on-regression",
-                       "--json", str(tmp / "cand.json")], tmp)
+                       "--allow-inconclusive", "--json", str(tmp / "cand.json")], tmp)
     return {"tmp": tmp, "db": db, "base": base, "cand": cand}
 
 
 def test_same_model_twice_is_not_a_regression(nightly: Dict[str, Any]) -> None:
+    """No false alarm: the same model twice is never `slower`. On a loaded machine (CI, other
+    tests in parallel) the two runs' processes can disagree by more than the 5% threshold; the
+    honest verdict then is `inconclusive`, which --allow-inconclusive lets pass (without it the
+    gate fails, as issue 16 asks: tested in test_hostile_compare)."""
     p = nightly["cand"]
     assert p.returncode == 0, p.stdout + p.stderr
     assert "no regression" in p.stdout
     assert "builtin:mobilenet" in p.stdout
     # and `compare` on the stored runs agrees, with a row per key and no environment difference
     c = edge_bench(["compare", "base", "cand", "--db", str(nightly["db"]), "--json", "-",
-                    "--fail-on-regression"], nightly["tmp"])
+                    "--fail-on-regression", "--allow-inconclusive"], nightly["tmp"])
     assert c.returncode == 0, c.stdout + c.stderr
     cmp = json.loads(c.stdout)
     (row,) = cmp["rows"]
-    assert row["verdict"] in ("same", "faster"), row
+    assert row["verdict"] in ("same", "faster", "inconclusive"), row
+    assert not row["regression"]
     assert row["mismatches"] == []
     assert row["n_base"] >= 200 and row["n_cand"] >= 200
     assert row["ci_lo"] <= row["ratio"] <= row["ci_hi"]

@@ -7,6 +7,7 @@ import os
 import re
 import shlex
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Dict, List
@@ -132,12 +133,22 @@ def test_no_color_and_json_to_stdout_in_a_terminal(work: Dict[str, Any]) -> None
     assert not re.search(r"\x1b\[[0-9;]*(3[0-8]|9[0-7])[;m]", colored), colored[:2000]
 
 
-def test_history_and_compare_fit_80_columns(work: Dict[str, Any]) -> None:
-    """After the runs above (labels w80, w100, w160 in the store): `history` and `compare` at
-    80 columns, one line per key, nothing wider than the screen."""
+def test_history_and_compare_fit_80_columns(work: Dict[str, Any], tmp_path: Path) -> None:
+    """`history` and `compare` at 80 columns, one line per key, nothing wider than the screen.
+    Its own two runs (labels h1, h2) in its own store: the tests run in random order, so it
+    cannot lean on the runs of the tests above."""
+    env = dict(work["env"], EDGE_BENCH_DB=str(tmp_path / "h.sqlite"))
+    for label in ("h1", "h2"):
+        p = subprocess.run(command([str(q) for q in work["deep"]], "--label", label, "--runs", "10",
+                                   "--min-seconds", "0.1"),
+                           shell=True, capture_output=True, text=True, cwd=str(work["tmp"]),
+                           env={k: v for k, v in dict(os.environ, **env).items()
+                                if k != "EDGE_BENCH_CONFIG"},
+                           timeout=400)
+        assert p.returncode == 0, p.stdout + p.stderr
     py = shlex.quote(sys.executable)
-    with Terminal(80, 50, env=work["env"], cwd=work["tmp"]) as t:
-        t.run(f"{py} -m edge_bench.cli history --summary; {py} -m edge_bench.cli compare w80 w160")
+    with Terminal(80, 50, env=env, cwd=work["tmp"]) as t:
+        t.run(f"{py} -m edge_bench.cli history --summary; {py} -m edge_bench.cli compare h1 h2")
         t.wait_done(timeout=300)
         screen = t.scrollback()
     assert "Traceback" not in screen, screen
