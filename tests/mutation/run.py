@@ -83,7 +83,11 @@ MODULES: Dict[str, Module] = {
         "tests/test_agent_integrity.py",
         "tests/test_agent.py::test_checksum_mismatch_and_missing_file_do_not_stop_the_job"),
         functions=("verify_file",)),
-    "agent-lock": Module("agent/lock.py", ("tests/test_lock.py",)),
+    "agent-lock": Module("agent/lock.py", (
+        "tests/test_lock_rules.py",
+        "tests/test_lock.py::test_agent_worker_keeps_the_lock_after_its_job_process_dies",
+        "tests/test_lock.py::test_agent_lock_wait_gives_up_with_device_busy",
+        "tests/test_lock.py::test_bad_lock_wait_is_bad_job")),
     "protocol": Module("agent/protocol.py", ("tests/test_protocol.py",),
                        functions=("_num", "task_processes", "task_params", "parse_job",
                                   "parse_line"), timeout=90.0),
@@ -98,8 +102,11 @@ MODULES: Dict[str, Module] = {
 SKIPPED_OPERATORS = re.compile(
     r"core/ReplaceBinaryOperator_\w+_(FloorDiv|Mod|Pow|RShift|LShift|BitOr|BitAnd|BitXor)$")
 
-PYTEST = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:randomly", "-p", "no:cacheprovider",
-          "--no-header", "-o", "addopts="]
+# Plugins are not auto-loaded (PYTEST_DISABLE_PLUGIN_AUTOLOAD in run_module): hypothesis' and
+# jaxtyping's plugins alone cost ~3 s of CPU per pytest start, i.e. per mutant. Only
+# pytest-timeout is loaded (the tests' timeout marks); @given works without hypothesis' plugin.
+PYTEST = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "pytest_timeout",
+          "-p", "no:cacheprovider", "--no-header", "-o", "addopts="]
 
 
 def package_dirs() -> Dict[str, str]:
@@ -152,6 +159,7 @@ def run_module(name: str, mod: Module, out: Path, log, retest: bool = False) -> 
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(work / "import")] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
     env.pop("CI", None)  # a scratch run is not CI: a missing system package may skip here
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # see PYTEST (also: no random order)
     cfg = work / "cosmic-ray.toml"
     test_cmd = " ".join(shlex.quote(a) for a in PYTEST + list(mod.tests))
     cfg.write_text("\n".join([
