@@ -56,14 +56,38 @@ class Module:
     timeout: float = 300.0         # seconds per mutant (an endless loop counts as killed)
 
 
+# The unit tests of the statistics and the verdict rules, fastest first (a mutant dies at its
+# first failing test). Not here: the CLI runs of test_compare.py and its 120-pair false-alarm
+# calibration (18 s alone), which exercise the same functions end to end.
+_COMPARE_UNIT = tuple("tests/test_compare.py::" + t for t in (
+    "test_run_level_is_the_pooled_fast_quartile", "test_one_unlucky_process_is_set_aside",
+    "test_a_slowdown_of_every_process_is_slower",
+    "test_two_unlucky_processes_of_three_move_the_pooled_fast_quartile_little",
+    "test_block_test_is_not_fooled_by_drift"))
+STATS_TESTS = ("tests/test_stats.py",
+               "tests/test_thresholds.py::test_the_verdict_is_decided_on_the_fast_quartile",
+               *_COMPARE_UNIT)
+VERDICT_TESTS = ("tests/test_thresholds.py",
+                 "tests/test_compare.py::test_environment_mismatch_is_reported",
+                 "tests/test_compare.py::test_accuracy_drop_missing_new_error", *_COMPARE_UNIT)
+
 # The core named in issue 17. Each module runs only the tests that cover it.
 MODULES: Dict[str, Module] = {
-    "stats": Module("host/analysis/stats.py", ("tests/test_stats.py", "tests/test_compare.py")),
-    "verdict": Module("host/analysis/verdict.py",
-                      ("tests/test_thresholds.py", "tests/test_compare.py")),
-    "accuracy": Module("host/models/accuracy.py",
-                       ("tests/test_thresholds.py", "tests/test_accuracy.py"),
-                       functions=("tolerance_for", "_as_list", "_argmax", "score")),
+    "stats": Module("host/analysis/stats.py", STATS_TESTS),
+    "verdict": Module("host/analysis/verdict.py", VERDICT_TESTS),
+    "accuracy": Module("host/models/accuracy.py", (
+        "tests/test_thresholds.py::test_agreement_just_above_and_below_each_variants_tolerance",
+        "tests/test_thresholds.py::test_snr_just_above_and_below_each_variants_tolerance",
+        "tests/test_thresholds.py::test_identical_outputs_have_infinite_snr_and_no_flag",
+        "tests/test_thresholds.py::test_a_single_non_finite_value_flags",
+        "tests/test_thresholds.py::test_small_eval_sets_allow_exactly_one_mismatch",
+        "tests/test_thresholds.py::test_top1_drop_of_more_than_5_points_flags",
+        "tests/test_accuracy.py::test_reference_shape_and_top1",
+        "tests/test_accuracy.py::test_flag_fires_on_corrupted_weights",
+        "tests/test_accuracy.py::test_flag_fires_on_wrong_runtime_output",
+        "tests/test_accuracy.py::test_score_without_labels_and_explicit_tolerance",
+        "tests/test_accuracy.py::test_score_shape_mismatch"),
+        functions=("tolerance_for", "_as_list", "_argmax", "score")),
     "quantcache": Module("host/models/quantcache.py", (
         "tests/test_integrity.py::test_a_cached_variant_changed_on_disk_is_rebuilt_not_served",
         "tests/test_integrity.py::test_a_cache_entry_without_its_sidecar_or_with_a_broken_one_is_rebuilt",
@@ -88,7 +112,8 @@ MODULES: Dict[str, Module] = {
         "tests/test_lock.py::test_agent_worker_keeps_the_lock_after_its_job_process_dies",
         "tests/test_lock.py::test_agent_lock_wait_gives_up_with_device_busy",
         "tests/test_lock.py::test_bad_lock_wait_is_bad_job")),
-    "protocol": Module("agent/protocol.py", ("tests/test_protocol.py",),
+    "protocol": Module("agent/protocol.py", ("tests/test_protocol.py",
+                                             "tests/test_protocol_rules.py"),
                        functions=("_num", "task_processes", "task_params", "parse_job",
                                   "parse_line"), timeout=90.0),
     "exit-policy": Module("host/app/run.py", ("tests/test_exit_policy.py",),
