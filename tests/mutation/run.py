@@ -64,7 +64,7 @@ _COMPARE_UNIT = tuple("tests/test_compare.py::" + t for t in (
     "test_a_slowdown_of_every_process_is_slower",
     "test_two_unlucky_processes_of_three_move_the_pooled_fast_quartile_little",
     "test_block_test_is_not_fooled_by_drift"))
-STATS_TESTS = ("tests/test_stats.py",
+STATS_TESTS = ("tests/test_stats.py", "tests/test_stats_rules.py",
                "tests/test_thresholds.py::test_the_verdict_is_decided_on_the_fast_quartile",
                *_COMPARE_UNIT)
 VERDICT_TESTS = ("tests/test_thresholds.py",
