@@ -67,7 +67,7 @@ _COMPARE_UNIT = tuple("tests/test_compare.py::" + t for t in (
 STATS_TESTS = ("tests/test_stats.py", "tests/test_stats_rules.py",
                "tests/test_thresholds.py::test_the_verdict_is_decided_on_the_fast_quartile",
                *_COMPARE_UNIT)
-VERDICT_TESTS = ("tests/test_thresholds.py",
+VERDICT_TESTS = ("tests/test_verdict_rules.py", "tests/test_thresholds.py",
                  "tests/test_compare.py::test_environment_mismatch_is_reported",
                  "tests/test_compare.py::test_accuracy_drop_missing_new_error", *_COMPARE_UNIT)
 
