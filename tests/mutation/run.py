@@ -76,6 +76,7 @@ MODULES: Dict[str, Module] = {
     "stats": Module("host/analysis/stats.py", STATS_TESTS),
     "verdict": Module("host/analysis/verdict.py", VERDICT_TESTS),
     "accuracy": Module("host/models/accuracy.py", (
+        "tests/test_accuracy_rules.py",
         "tests/test_thresholds.py::test_agreement_just_above_and_below_each_variants_tolerance",
         "tests/test_thresholds.py::test_snr_just_above_and_below_each_variants_tolerance",
         "tests/test_thresholds.py::test_identical_outputs_have_infinite_snr_and_no_flag",
