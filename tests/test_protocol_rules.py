@@ -199,6 +199,7 @@ def test_every_event_with_proto_1_is_read() -> None:
         assert P.parse_line(' {"proto": 1, "event": "%s", "x": 2}\n' % ev) == {
             "proto": 1, "event": ev, "x": 2}
     assert P.parse_line('{"proto":1,"event":"result","samples_ns":[]}')["samples_ns"] == []
+    assert P.parse_line('{"proto": 1.0, "event": "bye"}')["event"] == "bye"   # JSON: 1.0 == 1
 
 
 def test_a_result_needs_its_samples_list_and_no_other_event_does() -> None:
