@@ -447,3 +447,19 @@ def test_release_without_a_workdir_keeps_the_holder_file_and_frees_the_lock(
     assert is_free(wd) and (wd / "lock.holder").exists()
     L.release_lock(None, str(wd))                   # nothing held: nothing removed
     assert (wd / "lock.holder").exists()
+
+
+def test_a_holder_pid_of_another_users_process_is_alive_not_exited() -> None:
+    """Signalling another user's process fails with EPERM: it exists, so the holder has not
+    exited. As root (who may signal anyone) the check runs as the unprivileged `nobody`."""
+    code = "from edge_bench_agent import lock; print(lock._pid_alive(1))"   # init: root's
+    if os.geteuid() == 0:
+        argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                sys.executable, "-c", code]
+    else:
+        argv = [sys.executable, "-c", code]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd="/")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "True"
+    assert L._pid_alive(dead_pid()) is False
+    assert L._pid_alive(os.getpid()) is True
