@@ -13,7 +13,6 @@ from typing import List
 
 import numpy as np
 import pytest
-from scipy.stats import binom, mannwhitneyu, rankdata
 
 from edge_bench.analysis import stats as S
 
@@ -41,6 +40,7 @@ def test_cov_needs_a_positive_mean() -> None:
 def exact_bootstrap_ranks(n: int, confidence: float = 0.95) -> tuple:
     """0-based ranks of the order statistics at the (1-c)/2 and (1+c)/2 quantiles of the exact
     bootstrap distribution of the median of n (odd) samples."""
+    from scipy.stats import binom   # imported here: scipy.stats costs ~2 s of CPU to import
     cdf = binom.sf(n // 2, n, np.arange(1, n + 1) / n)   # P(resampled median <= x_(k))
     lo = (1 - confidence) / 2
     return int(np.argmax(cdf >= lo)), int(np.argmax(cdf >= 1 - lo))
@@ -86,6 +86,7 @@ def test_two_samples_are_enough_for_an_interval() -> None:
 
 # ---- autocorrelation time -------------------------------------------------------------------------
 def tau_by_hand(x: np.ndarray, max_lag: int) -> float:
+    from scipy.stats import rankdata
     r = rankdata(x, method="ordinal") - 1.0     # ties ranked in order of appearance
     r -= r.mean()
     var = float(np.sum(r * r))
@@ -185,6 +186,7 @@ def test_block_quantiles_use_block_size_by_default() -> None:
 
 # ---- Mann-Whitney on blocks -----------------------------------------------------------------------
 def test_mannwhitney_blocks_is_scipys_two_sided_u_on_the_pooled_blocks() -> None:
+    from scipy.stats import mannwhitneyu
     rng = np.random.default_rng(8)
     base = [rng.normal(10, 1, 5), rng.normal(10, 1, 4)]
     cand = [rng.normal(11, 1, 6)]
@@ -204,6 +206,7 @@ def test_mannwhitney_blocks_needs_three_blocks_a_side() -> None:
 
 
 def test_block_mannwhitney_compares_block_quantiles() -> None:
+    from scipy.stats import mannwhitneyu
     rng = np.random.default_rng(12)
     a, b = rng.normal(10, 1, 400), rng.normal(10.5, 1, 400)
     qa, qb = np.split(a, 50), np.split(b, 50)         # 400 iid samples: 50 blocks of 8
