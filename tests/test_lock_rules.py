@@ -152,6 +152,18 @@ def test_a_workdir_that_is_a_file_or_cannot_be_made_is_unsafe(tmp_path: Path) ->
         assert e.value.type == "UnsafeWorkdir" and str(path) in e.value.message
 
 
+def test_a_workdir_swapped_for_a_file_after_it_was_made_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The race makedirs cannot see: the path is a file by the time it is checked."""
+    f = tmp_path / "file"
+    f.write_text("x")
+    monkeypatch.setattr(L.os, "makedirs", lambda *a, **kw: None)   # "created", then swapped
+    with pytest.raises(AgentError) as e:
+        L.check_workdir(str(f))
+    assert e.value.type == "UnsafeWorkdir"
+    assert e.value.message == f"workdir {f} is not a directory"
+
+
 # ---- the lock file ------------------------------------------------------------------------------
 def test_taking_a_free_lock_writes_the_holder_beside_it_and_never_the_lock(
         tmp_path: Path) -> None:
