@@ -475,3 +475,56 @@ def test_a_holder_pid_of_another_users_process_is_alive_not_exited() -> None:
     assert p.stdout.strip() == "True"
     assert L._pid_alive(dead_pid()) is False
     assert L._pid_alive(os.getpid()) is True
+
+
+def test_releasing_is_harmless_when_the_holder_file_or_the_fd_is_gone(tmp_path: Path) -> None:
+    wd = tmp_path / "wd"
+    fd = L.acquire_lock(str(wd), HOLDER)
+    (wd / "lock.holder").unlink()            # removed by hand meanwhile
+    L.release_lock(fd, str(wd))              # no error
+    assert is_free(wd)
+    L.release_lock(fd, str(wd))              # released twice: the fd is closed already
+
+
+def test_a_flock_error_other_than_busy_is_an_internal_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """e.g. ENOLCK on a network filesystem: not `busy`, and no waiting for it to pass."""
+    import errno
+
+    def no_locks(fd: int, op: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+    monkeypatch.setattr(L.fcntl, "flock", no_locks)
+    with pytest.raises(AgentError) as e:
+        L.acquire_lock(str(tmp_path / "wd"), HOLDER, wait_s=30.0)
+    assert e.value.type == "InternalError"
+    assert e.value.message.startswith(f"cannot lock {tmp_path / 'wd' / 'lock'}: ")
+    assert "No locks available" in e.value.message
+
+
+@pytest.mark.parametrize("err", ["EAGAIN", "EACCES", "EWOULDBLOCK"])
+def test_every_busy_errno_of_flock_means_held(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              clock: FakeTime, err: str) -> None:
+    """flock(2) reports a held lock as EWOULDBLOCK (== EAGAIN on Linux); some systems say
+    EACCES, as fcntl locks do: all three mean `busy`."""
+    import errno
+
+    def held(fd: int, op: int) -> None:
+        raise OSError(getattr(errno, err), "busy")
+    monkeypatch.setattr(L.fcntl, "flock", held)
+    wd = tmp_path / "wd"
+    wd.mkdir(mode=0o700)
+    (wd / "lock.holder").write_text(json.dumps(HOLDER))
+    assert busy(wd).message.startswith(HOLDER_TEXT)
+
+
+def test_a_holder_file_is_read_up_to_8_kib(tmp_path: Path, clock: FakeTime) -> None:
+    """docs/protocol.md: lock.holder is read up to 8 KiB; anything longer is no holder."""
+    def holder_of(size: int) -> Dict[str, Any]:
+        base = json.dumps({"job_id": "J", "pad": ""})
+        return {"job_id": "J", "pad": "x" * (size - len(base))}
+    for size, ok in ((8192, True), (8193, False)):
+        data = holder_of(size)
+        text = json.dumps(data)
+        assert len(text) == size
+        (tmp_path / "lock.holder").write_text(text)
+        assert L.read_lock_holder(str(tmp_path / "lock"), tries=1) == (data if ok else None)
