@@ -223,6 +223,23 @@ def test_a_hard_linked_lock_is_refused(tmp_path: Path) -> None:
     assert victim.read_bytes() == b"precious"
 
 
+def test_a_lock_file_unlinked_while_it_is_opened_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Removed (and maybe re-created) by someone else between open and check: this job would
+    lock an inode no other job can find. Only a file with exactly one link is the lock."""
+    wd = tmp_path / "wd"
+    wd.mkdir(mode=0o700)
+    real_fstat = os.fstat
+
+    def fstat_after_unlink(fd: int) -> os.stat_result:
+        os.unlink(wd / "lock")
+        return real_fstat(fd)
+    monkeypatch.setattr(L.os, "fstat", fstat_after_unlink)
+    with pytest.raises(AgentError) as e:
+        L.acquire_lock(str(wd), HOLDER)
+    assert e.value.type == "UnsafeWorkdir" and "regular, 0 links" in e.value.message
+
+
 def test_a_lock_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
     wd = tmp_path / "wd"
     wd.mkdir(mode=0o700)
