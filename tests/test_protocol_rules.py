@@ -29,17 +29,17 @@ DROP = object()
 
 
 def bad_job(text: str, *words: str) -> str:
-    with pytest.raises(P.AgentError) as e:
-        P.parse_job(text)
-    assert e.value.type == "BadJob"
-    for w in words:
-        assert w in e.value.message, (w, e.value.message)
-    return e.value.message
+    return refused(P.parse_job, text, words)
 
 
 def bad_task(task: Any, *words: str) -> str:
+    return refused(P.task_params, task, words)
+
+
+def refused(parse: Any, arg: Any, words: Any) -> str:
+    """`parse(arg)` raises BadJob whose message holds every one of `words`; the message."""
     with pytest.raises(P.AgentError) as e:
-        P.task_params(task)
+        parse(arg)
     assert e.value.type == "BadJob"
     for w in words:
         assert w in e.value.message, (w, e.value.message)
