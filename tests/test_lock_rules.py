@@ -175,6 +175,8 @@ def test_taking_a_free_lock_writes_the_holder_beside_it_and_never_the_lock(
         assert (wd / "lock").read_bytes() == b""
         assert json.loads((wd / "lock.holder").read_text()) == HOLDER
         assert sorted(p.name for p in wd.iterdir()) == ["lock", "lock.holder"]  # no temp left
+        # docs: anyone on the device may read who holds it; only its owner writes it
+        assert stat.S_IMODE(os.stat(wd / "lock.holder").st_mode) == 0o644 & ~_umask()
         lk = os.stat(wd / "lock")
         assert stat.S_ISREG(lk.st_mode) and lk.st_mode & 0o077 == 0  # nobody else's business
     finally:
@@ -336,6 +338,11 @@ def test_no_usable_holder_is_none_after_a_brief_retry(tmp_path: Path, clock: Fak
     assert clock.sleeps == [0.02] * 3              # between tries, not after the last
     assert L.read_lock_holder(str(tmp_path / "lock"), tries=1) is None
     assert clock.sleeps == [0.02] * 3
+
+
+def test_many_tries_still_sleep_only_between_them(tmp_path: Path, clock: FakeTime) -> None:
+    assert L.read_lock_holder(str(tmp_path / "lock"), tries=300) is None
+    assert len(clock.sleeps) == 299
 
 
 def test_a_holder_written_while_retrying_is_found(tmp_path: Path,
