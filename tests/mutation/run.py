@@ -110,7 +110,10 @@ MODULES: Dict[str, Module] = {
         functions=("verify_file",)),
     # the lock functions in process; test_lock.py runs them end to end (its agent zipapp is
     # rebuilt for every mutant: seconds of CPU each, for rules the unit tests already pin)
-    "agent-lock": Module("agent/lock.py", ("tests/test_lock_rules.py",)),
+    # (`-o timeout=20`: a mutant that makes the wait loop endless fails its test in 20 s, not
+    # after cosmic-ray's per-mutant timeout)
+    "agent-lock": Module("agent/lock.py", ("-o", "timeout=20", "tests/test_lock_rules.py"),
+                         timeout=120.0),
     "protocol": Module("agent/protocol.py", ("tests/test_protocol.py",
                                              "tests/test_protocol_rules.py"),
                        functions=("_num", "task_processes", "task_params", "parse_job",
