@@ -212,6 +212,28 @@ def test_a_symlinked_lock_is_refused_and_its_target_untouched(tmp_path: Path) ->
     assert e.value.type == "UnsafeWorkdir" and not (tmp_path / "nowhere").exists()
 
 
+@pytest.mark.parametrize("err, plant_link", [("ELOOP", False), ("EMLINK", True)])
+def test_a_symlink_is_named_as_such_whichever_way_the_kernel_says_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, err: str, plant_link: bool) -> None:
+    """Linux says ELOOP for O_NOFOLLOW on a symlink (the link may be gone again by the time
+    anyone looks); FreeBSD says EMLINK: either way it is a planted symlink, UnsafeWorkdir."""
+    import errno
+    wd = tmp_path / "wd"
+    wd.mkdir(mode=0o700)
+    if plant_link:
+        (wd / "lock").symlink_to(tmp_path / "victim")
+    real_open = os.open
+
+    def kernel_says(path: Any, flags: int, *a: Any) -> int:
+        if str(path) == str(wd / "lock"):
+            raise OSError(getattr(errno, err), os.strerror(getattr(errno, err)))
+        return real_open(path, flags, *a)
+    monkeypatch.setattr(L.os, "open", kernel_says)
+    with pytest.raises(AgentError) as e:
+        L.acquire_lock(str(wd), HOLDER)
+    assert e.value.type == "UnsafeWorkdir" and "is a symlink" in e.value.message
+
+
 def test_a_hard_linked_lock_is_refused(tmp_path: Path) -> None:
     wd = tmp_path / "wd"
     wd.mkdir(mode=0o700)
