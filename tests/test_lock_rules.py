@@ -575,3 +575,53 @@ def test_a_holder_file_is_read_up_to_8_kib(tmp_path: Path, clock: FakeTime) -> N
         assert len(text) == size
         (tmp_path / "lock.holder").write_text(text)
         assert L.read_lock_holder(str(tmp_path / "lock"), tries=1) == (data if ok else None)
+
+
+def test_a_real_clock_wait_ends_with_device_busy(tmp_path: Path) -> None:
+    """With time.sleep, the last poll overshoots: the time left goes below 0, never exactly 0."""
+    wd, other = _held(tmp_path, HOLDER)
+    try:
+        e = busy(wd, wait_s=0.05, poll_s=0.02)
+    finally:
+        os.close(other)
+    assert e.message.startswith(HOLDER_TEXT) and e.message.endswith(" after waiting 0 s")
+
+
+def test_a_full_disk_while_writing_the_holder_is_logged_and_the_lock_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    import errno
+    wd = tmp_path / "wd"
+    real_open = os.open
+
+    def no_space(path: Any, flags: int, *a: Any) -> int:
+        if str(path).endswith(".tmp"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(path, flags, *a)
+    monkeypatch.setattr(L.os, "open", no_space)
+    fd = L.acquire_lock(str(wd), HOLDER)
+    try:
+        assert not is_free(wd)
+        assert "No space left on device" in capsys.readouterr().err
+        assert sorted(p.name for p in wd.iterdir()) == ["lock"]
+    finally:
+        L.release_lock(fd, str(wd))
+
+
+def test_looking_at_the_holder_does_not_signal_it(tmp_path: Path, clock: FakeTime) -> None:
+    """The liveness check of the holder's pid must not disturb it (a signal-0 probe only).
+    The holder here is this process, with handlers that record any signal: a signal sent to
+    oneself is handled before the next Python instruction, so none may be recorded."""
+    import signal
+    got: List[int] = []
+    sigs = (signal.SIGHUP, signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+    old = {s: signal.signal(s, lambda n, f: got.append(n)) for s in sigs}
+    try:
+        wd, other = _held(tmp_path, dict(HOLDER, pid=os.getpid()))
+        try:
+            assert "exited" not in busy(wd).message
+        finally:
+            os.close(other)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    assert got == []
