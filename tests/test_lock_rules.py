@@ -625,3 +625,36 @@ def test_looking_at_the_holder_does_not_signal_it(tmp_path: Path, clock: FakeTim
         for s, h in old.items():
             signal.signal(s, h)
     assert got == []
+
+
+def test_an_error_opening_the_lock_that_is_no_symlink_is_internal(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """e.g. a disk quota: said as it is (InternalError), not blamed on a planted symlink."""
+    import errno
+    wd = tmp_path / "wd"
+    wd.mkdir(mode=0o700)
+    real_open = os.open
+
+    def quota(path: Any, flags: int, *a: Any) -> int:
+        if str(path) == str(wd / "lock"):
+            raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
+        return real_open(path, flags, *a)
+    monkeypatch.setattr(L.os, "open", quota)
+    with pytest.raises(AgentError) as e:
+        L.acquire_lock(str(wd), HOLDER)
+    assert e.value.type == "InternalError" and "cannot open the device lock" in e.value.message
+
+
+def test_a_lock_file_of_a_user_with_a_lower_uid_is_refused_too(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any other owner, root included: this login is uid 5000 here, the lock file root's."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to hand the workdir to uid 5000 (a system privilege)")
+    wd = tmp_path / "wd"
+    wd.mkdir(mode=0o700)
+    (wd / "lock").write_bytes(b"")          # root's (uid 0)
+    os.chown(wd, 5000, -1)
+    monkeypatch.setattr(L.os, "geteuid", lambda: 5000)
+    with pytest.raises(AgentError) as e:
+        L.acquire_lock(str(wd), HOLDER)
+    assert e.value.type == "UnsafeWorkdir" and "uid 0" in e.value.message
