@@ -158,3 +158,26 @@ def test_without_labels_only_a_collapsed_output_flags() -> None:
     assert s["flag"] == (f"output 0: {ref[0].size} non-finite values; "
                          "output 1: constant output 0.25")
     assert [o["name"] for o in s["outputs"]] == ["output 0", "output 1"]
+
+
+def test_a_variant_with_fewer_outputs_than_the_reference_is_refused() -> None:
+    ref = logits(10)
+    with pytest.raises(UsageError, match="1 outputs, the reference 2"):
+        score([ref], [ref, ref])
+
+
+def test_many_outputs_are_compared_one_to_one() -> None:
+    """A model with 300 outputs (a detector's per-class heads, say) scores like one."""
+    ref = [logits(4, k, classes=3) for k in range(300)]
+    s = score([r.copy() for r in ref], ref, variant="fp32")
+    assert s["flag"] is None and s["snr_db"] == math.inf and len(s["outputs"]) == 300
+
+
+def test_an_snr_exactly_at_the_tolerance_is_not_below_it() -> None:
+    """docs/quantization.md flags an SNR *below* the table's value: 20 dB for weight-int8.
+    Reference 10 everywhere, error 1 everywhere: 10 log10(100 / 1) = 20 dB exactly."""
+    ref = np.full((40, 10), 10.0)
+    s = score(ref + 1.0, ref, variant="weight-int8")
+    assert s["snr_db"] == 20.0 and s["agreement_vs_ref"] == 1.0
+    assert s["flag"] is None
+    assert "SNR" in score(ref + 1.01, ref, variant="weight-int8")["flag"]
