@@ -181,3 +181,20 @@ def test_an_snr_exactly_at_the_tolerance_is_not_below_it() -> None:
     assert s["snr_db"] == 20.0 and s["agreement_vs_ref"] == 1.0
     assert s["flag"] is None
     assert "SNR" in score(ref + 1.01, ref, variant="weight-int8")["flag"]
+
+
+def test_any_shape_or_label_count_mismatch_is_refused() -> None:
+    ref = logits(10)
+    with pytest.raises(UsageError, match=r"output 0: variant shape \[10, 12\]"):
+        score(logits(10, classes=12), ref)          # more classes than the reference
+    with pytest.raises(UsageError, match=r"output 0: variant shape \[11, 10\]"):
+        score(logits(11), ref)
+    with pytest.raises(UsageError, match="12 labels for 10 samples"):
+        score(ref, ref, labels=np.zeros(12))
+
+
+def test_the_one_mismatch_allowance_is_for_under_20_samples_only() -> None:
+    """docs/quantization.md: with 20 samples or more the table applies as it is (fp32: 99%)."""
+    for n in (20, 21, 50, 150):
+        ref, out = _with_flips(_reference(n, seed=n), 1)
+        assert score(out, ref, variant="fp32")["flag"] is not None, n
