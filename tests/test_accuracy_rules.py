@@ -195,6 +195,6 @@ def test_any_shape_or_label_count_mismatch_is_refused() -> None:
 
 def test_the_one_mismatch_allowance_is_for_under_20_samples_only() -> None:
     """docs/quantization.md: with 20 samples or more the table applies as it is (fp32: 99%)."""
-    for n in (20, 21, 50, 150):
+    for n in (20, 21, 50, 99):                      # 1 of 99 is still below 99%
         ref, out = _with_flips(_reference(n, seed=n), 1)
         assert score(out, ref, variant="fp32")["flag"] is not None, n
