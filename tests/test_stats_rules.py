@@ -318,3 +318,21 @@ def test_every_block_can_be_drawn_in_the_bootstrap() -> None:
                                     [np.array([3.0, 3.0]), np.array([3.0, 3.0])], q=0.5,
                                     n_boot=400)
     assert lo < r < hi
+
+
+def test_one_block_on_either_side_is_no_interval() -> None:
+    many = [np.linspace(1.0, 2.0, 40)]
+    one = [np.array([1.5])]
+    for base, cand in ((one, many), (many, one)):
+        r, lo, hi = S.quantile_ratio_ci(base, cand, q=0.5)
+        assert r == pytest.approx(float(np.median(cand[0]) / np.median(base[0])))
+        assert lo is None and hi is None
+
+
+def test_the_interval_is_reproducible_with_seed_0_by_default() -> None:
+    rng = np.random.default_rng(16)
+    a, b = [rng.lognormal(0, 0.1, 300)], [rng.lognormal(0.05, 0.1, 300)]
+    assert S.quantile_ratio_ci(a, b, q=0.25, n_boot=500) == \
+        S.quantile_ratio_ci(a, b, q=0.25, n_boot=500, seed=0)
+    assert S.quantile_ratio_ci(a, b, q=0.25, n_boot=500, seed=1) != \
+        S.quantile_ratio_ci(a, b, q=0.25, n_boot=500, seed=0)

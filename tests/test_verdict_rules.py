@@ -333,6 +333,9 @@ def test_environment_differences_are_listed_both_none_is_no_difference() -> None
     assert got == {"runtime_version": ("2.3.0", "2.4.0"), "xnnpack": (True, None),
                    "cpu": ("Test CPU", None)}
     assert row(base, cand)["mismatches"] == V.env_mismatches(base, cand)
+    base["model_sha256"], cand["model_sha256"] = None, "ef" * 32    # known on one side only
+    assert {"field": "model_sha256", "base": None, "cand": "ef" * 32} in V.env_mismatches(base,
+                                                                                         cand)
 
 
 # ---- documents ------------------------------------------------------------------------------------
