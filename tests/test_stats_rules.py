@@ -336,3 +336,12 @@ def test_the_interval_is_reproducible_with_seed_0_by_default() -> None:
         S.quantile_ratio_ci(a, b, q=0.25, n_boot=500, seed=0)
     assert S.quantile_ratio_ci(a, b, q=0.25, n_boot=500, seed=1) != \
         S.quantile_ratio_ci(a, b, q=0.25, n_boot=500, seed=0)
+
+
+def test_the_documented_defaults_of_the_median_interval_and_the_blocks() -> None:
+    a = np.random.default_rng(17).normal(10.0, 1.0, 200).tolist()
+    assert S.bootstrap_median_ci(a) == S.bootstrap_median_ci(a, confidence=0.95, n_boot=2000,
+                                                             seed=0)
+    groups = [np.random.default_rng(18).normal(10.0, 1.0, 400)]
+    assert [b.tolist() for b in S.process_blocks(groups)] == \
+        [S.block_medians(groups[0]).tolist()]

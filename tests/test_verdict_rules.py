@@ -60,6 +60,11 @@ def test_the_threshold_and_alpha_are_settings() -> None:
     r = row(base, cand, threshold=0.029, alpha=1e-300)      # p can never be that small
     assert r["verdict"] == "inconclusive"
     assert any(f">= {1e-300:g}" in n and "p=" in n for n in r["notes"]), r["notes"]
+    # an interval clear of 1 is not said to include it, whichever side it is on
+    for factor in (1.20, 1 / 1.20):
+        r = row(*pair(factor), alpha=1e-300)
+        assert r["verdict"] == "inconclusive"
+        assert not any("interval includes no change" in n for n in r["notes"]), r["notes"]
 
 
 def test_a_large_change_the_samples_cannot_confirm_is_inconclusive_not_same() -> None:
@@ -139,7 +144,7 @@ def test_a_median_move_without_the_fast_quartile_is_noted_not_counted() -> None:
     s = np.sort(tight(400, seed=5))
     rng = np.random.default_rng(6)
     cand = s.copy()
-    cand[200:] *= 1.10                   # the slow half only: median +~5-10%, p25 unchanged
+    cand[200:] *= 1.60                   # the slow half only: median up, p25 unchanged
     rng.shuffle(cand)
     base_s = s.copy()
     rng.shuffle(base_s)
@@ -435,3 +440,10 @@ def test_run_level_of_no_samples_is_none() -> None:
     assert V.run_level(fake_result([])) is None
     assert V.run_level(fake_result([1.0, 2.0, 3.0, 4.0, 5.0])) == 2.0
     assert V.run_level(fake_result([1.0, float("nan"), 3.0])) == 1.5
+
+
+def test_two_processes_that_disagree_are_named_too() -> None:
+    parts = [tight(300, seed=31), tight(300, seed=32) * 1.07]
+    base = fake_result(list(np.concatenate(parts)), processes=2, process_runs=[300, 300])
+    r = row(base, fake_result(list(tight(600, seed=33)), processes=1))
+    assert any(n.startswith("baseline processes disagree") for n in r["notes"]), r["notes"]
