@@ -447,3 +447,21 @@ def test_two_processes_that_disagree_are_named_too() -> None:
     base = fake_result(list(np.concatenate(parts)), processes=2, process_runs=[300, 300])
     r = row(base, fake_result(list(tight(600, seed=33)), processes=1))
     assert any(n.startswith("baseline processes disagree") for n in r["notes"]), r["notes"]
+
+
+def test_a_fast_quartile_moved_exactly_by_the_threshold_counts_as_moved() -> None:
+    """p25 2.0 -> 2.1 (+5.0% exactly: "at least 1 + threshold"), median +20%: the median
+    note ("the fast quartile moved only ...") is for a p25 that stayed inside the threshold."""
+    base = np.full(401, 3.0)
+    base[:100] = np.linspace(1.5, 1.9, 100)
+    base[100] = 2.0                                  # p25 of 401 samples: the 101st
+    base[101:] = np.linspace(2.5, 3.5, 300)
+    cand = base.copy()
+    cand[100] = 2.1
+    cand[101:] *= 1.2
+    cand[:100] *= 1.04
+    rng = np.random.default_rng(40)
+    r = row(fake_result(list(rng.permutation(base))), fake_result(list(rng.permutation(cand))))
+    assert r["p25_ratio"] == 2.1 / 2.0 and r["ratio"] == pytest.approx(1.2)
+    assert r["verdict"] in ("slower", "inconclusive")
+    assert not any(n.startswith("median ") for n in r["notes"]), r["notes"]
