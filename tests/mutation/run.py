@@ -170,6 +170,7 @@ def load_equivalent() -> List[Dict[str, str]]:
 
 def run_module(name: str, mod: Module, out: Path, log, retest: bool = False) -> Dict[str, object]:
     work = out / name
+    parked = False
     if retest and (work / "session.sqlite").exists():
         began = work / "module.sha256"  # the module the session's mutants were made from
         now = hashlib.sha256((REPO / mod.path).read_bytes()).hexdigest()
@@ -177,6 +178,8 @@ def run_module(name: str, mod: Module, out: Path, log, retest: bool = False) -> 
             # same module, better tests: a fresh copy of the tree, the survivors run again
             log(f"{name}: running the survivors again with the current tests")
             shutil.rmtree(work / "repo")
+            # mutants not run yet stay not run: parked (as skipped) while the survivors run
+            parked = park_pending(work / "session.sqlite", True)
             forget_survivors(work / "session.sqlite")
         else:  # the module changed: its mutants are other mutants, start over
             log(f"{name}: {mod.path} changed since the session began: a new session")
@@ -218,8 +221,31 @@ def run_module(name: str, mod: Module, out: Path, log, retest: bool = False) -> 
     # a run stopped mid-mutant (Ctrl-C, a killed session) may leave the mutant on disk
     shutil.copy2(REPO / mod.path, repo / mod.path)
     log(f"{name}: running mutants")
-    cr("exec", str(cfg), str(db))
+    try:
+        cr("exec", str(cfg), str(db))
+    finally:
+        if parked:
+            park_pending(db, False)
     return summarize(name, mod, db, repo)
+
+
+PARKED = "parked by --retest-survivors: not run yet"
+
+
+def park_pending(db: Path, park: bool) -> bool:
+    """park=True: mark the mutants not run yet as skipped (so that `exec` runs only the
+    survivors just forgotten); park=False: make them pending again. True if any were parked."""
+    import sqlite3
+    con = sqlite3.connect(str(db))
+    with con:
+        if park:
+            n = con.execute("INSERT INTO work_results (worker_outcome, output, job_id) "
+                            "SELECT 'SKIPPED', ?, job_id FROM work_items WHERE job_id NOT IN "
+                            "(SELECT job_id FROM work_results)", (PARKED,)).rowcount
+        else:
+            n = con.execute("DELETE FROM work_results WHERE output = ?", (PARKED,)).rowcount
+    con.close()
+    return n > 0
 
 
 def forget_survivors(db: Path) -> None:
@@ -294,7 +320,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--retest-survivors", action="store_true",
                     help="with --out of an earlier session: run its survivors again with the "
-                         "current tests")
+                         "current tests (its mutants not run yet stay not run)")
     args = ap.parse_args(argv)
     unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
