@@ -345,3 +345,8 @@ def test_the_documented_defaults_of_the_median_interval_and_the_blocks() -> None
     groups = [np.random.default_rng(18).normal(10.0, 1.0, 400)]
     assert [b.tolist() for b in S.process_blocks(groups)] == \
         [S.block_medians(groups[0]).tolist()]
+
+
+def test_block_quantiles_default_to_medians() -> None:
+    a = np.random.default_rng(19).normal(size=60)
+    assert S.block_quantiles(a, size=6).tolist() == S.block_medians(a, size=6).tolist()

@@ -467,3 +467,12 @@ def test_a_fast_quartile_moved_exactly_by_the_threshold_counts_as_moved() -> Non
     assert r["p25_ratio"] == 2.1 / 2.0 and r["ratio"] == pytest.approx(1.2)
     assert r["verdict"] in ("slower", "inconclusive")
     assert not any(n.startswith("median ") for n in r["notes"]), r["notes"]
+
+
+@pytest.mark.parametrize("n_base, n_cand", [(5, 1), (1, 5), (5, 0)])
+def test_one_side_under_two_samples_gets_no_statistics(n_base: int, n_cand: int) -> None:
+    base, cand = fake_result([2.0, 2.1, 2.2, 2.3, 2.4][:n_base]), fake_result([3.0] * n_cand)
+    r = row(base, cand)
+    assert r["p25_ratio"] is None and r["p_value"] is None and r["processes_cand"] is None
+    assert r["blocks_base"] == r["blocks_cand"] == 0
+    assert r["verdict"] in ("inconclusive", "same")
