@@ -317,6 +317,8 @@ def test_a_failed_candidate_is_an_error_only_when_the_baseline_was_ok() -> None:
     r = row(ok, skipped)
     assert r["verdict"] == "missing" and not r["regression"]
     assert r["notes"] == ["candidate skipped: no such variant"]
+    r = row(skipped, failed)                      # a skipped baseline was not ok either
+    assert r["verdict"] == "error" and not r["regression"]
     r = row(failed, ok)
     assert r["verdict"] == "new" and r["cand_median_ms"] == 2.0 and not r["regression"]
     assert r["notes"] == ["baseline error: Timeout"]
@@ -466,6 +468,11 @@ def test_a_fast_quartile_moved_exactly_by_the_threshold_counts_as_moved() -> Non
     r = row(fake_result(list(rng.permutation(base))), fake_result(list(rng.permutation(cand))))
     assert r["p25_ratio"] == 2.1 / 2.0 and r["ratio"] == pytest.approx(1.2)
     assert r["verdict"] in ("slower", "inconclusive")
+    assert not any(n.startswith("median ") for n in r["notes"]), r["notes"]
+    # the mirror: p25 2.1 -> 2.0 is exactly 1 / (1 + 5%) (the same float), median -17%
+    r = row(fake_result(list(rng.permutation(cand))), fake_result(list(rng.permutation(base))))
+    assert r["p25_ratio"] == 2.0 / 2.1
+    assert r["verdict"] in ("faster", "inconclusive")
     assert not any(n.startswith("median ") for n in r["notes"]), r["notes"]
 
 
