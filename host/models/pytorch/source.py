@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from ...errors import ModelError, UsageError
+from . import qat
 
 INSTALL_HINT = "pip install 'edge-bench[torch]'"
 PT2_SUFFIX = ".pt2"
@@ -31,6 +32,9 @@ class TorchModel:
     program: Any                  # torch.export.ExportedProgram
     example_inputs: Tuple[Any, ...]
     sha256: str                   # content: the .pt2 bytes (torch.export.save) of `program`
+    #: a factory's QAT-prepared GraphModule (qat.py): `program` is then its float network
+    #: without fake-quantize, `sha256` the QAT model's content, and pt2e-int8 converts it
+    qat: Any = None
 
     def module(self) -> Any:
         """The model as a callable nn.Module (the exported graph), in eval mode."""
@@ -87,15 +91,6 @@ def _program_sha256(torch: Any, ep: Any) -> str:
     buf = io.BytesIO()
     torch.export.save(ep, buf)
     return hashlib.sha256(buf.getvalue()).hexdigest()
-
-
-def _is_qat_prepared(m: Any) -> bool:
-    """A model from PT2E `prepare_qat_pt2e`: it carries fake-quantize modules."""
-    for sub in m.modules():
-        cls = type(sub)
-        if "FakeQuantize" in cls.__name__ or any("FakeQuantize" in b.__name__ for b in cls.__mro__):
-            return True
-    return False
 
 
 def _check_inputs(name: str, inputs: Any, torch: Any) -> Tuple[Any, ...]:
@@ -193,11 +188,10 @@ def load_torch_model(name: str) -> TorchModel:
         raise UsageError(f"--model {name}: the factory returned a {type(module).__name__} "
                          f"where an nn.Module was expected")
     inputs = _check_inputs(name, inputs, torch)
-    if _is_qat_prepared(module):
-        raise UsageError(f"--model {name}: QAT-prepared models (fake-quantize modules) are not "
-                         f"supported: litert-torch 0.10's PT2EQuantizer cannot prepare QAT "
-                         f"with torchao 0.18 (docs/quantization.md)",
-                         hint="return the float model; --quantizer pt2e calibrates it (int8)")
+    prepared = None
+    if qat.is_qat_prepared(module):  # its float network is what converts to fp32
+        qat.check_prepared(name, module)
+        prepared, module = module, qat.float_graph(module)
     _eval_mode(module)
     try:
         with torch.no_grad():
@@ -210,6 +204,8 @@ def load_torch_model(name: str) -> TorchModel:
                          hint="return example inputs the model's forward() accepts (batch of 1)"
                          ) from e
     ep = _export(name, module, inputs, torch)
+    if prepared is not None:
+        return TorchModel(name, ep, inputs, qat.content_sha256(prepared), prepared)
     return TorchModel(name, ep, inputs, _program_sha256(torch, ep))
 
 
