@@ -24,7 +24,7 @@ import contextlib
 import copy
 import hashlib
 import warnings
-from typing import Any, Iterator, Tuple
+from typing import Any, Iterator, Optional, Tuple
 
 from ...errors import UsageError
 
@@ -99,6 +99,15 @@ def _is_fake_quantize(sub: Any) -> bool:
     return any("FakeQuantize" in b.__name__ for b in type(sub).__mro__)
 
 
+def traced_fake_quantize(graph: Any) -> Optional[str]:
+    """The fake-quantize op of a QAT model that was exported again (a .pt2 of it), if any:
+    its fake-quantize modules are then plain ops that convert_pt2e cannot turn into int8."""
+    for node in graph.nodes:
+        if node.op == "call_function" and "fake_quant" in str(node.target):
+            return str(node.target)
+    return None
+
+
 def check_prepared(name: str, m: Any) -> None:
     """A QAT model edge-bench can convert: a PT2E GraphModule (eager-mode QAT is refused)."""
     import torch
@@ -137,7 +146,11 @@ def float_graph(prepared: Any) -> Any:
             node.replace_all_uses_with(node.args[0])
             gm.graph.erase_node(node)
     gm.graph.eliminate_dead_code()
-    gm.delete_all_unused_submodules()
+    used = {str(n.target) for n in gm.graph.nodes if n.op in ("call_module", "get_attr")}
+    for name, sub in list(gm._modules.items()):  # PT2E puts them at the top, shared ones twice
+        if _is_fake_quantize(sub) and not any(
+                u == name or u.startswith(name + ".") for u in used):
+            gm.delete_submodule(name)
     gm.recompile()
     return gm
 

@@ -216,6 +216,12 @@ def _load_pt2(name: str, path: Path, torch: Any) -> TorchModel:
         raise UsageError(f"--model {name}: {path} is not a torch.export program "
                          f"({type(e).__name__}: {_one_line(e, 200)})",
                          hint="save with torch.export.save(exported_program, 'model.pt2')") from e
+    op = qat.traced_fake_quantize(ep.graph)
+    if op is not None:
+        raise UsageError(f"--model {name}: {path} is a QAT-prepared model saved as a program "
+                         f"(its fake-quantize modules were traced into {op}), which cannot be "
+                         f"converted to int8", hint="return the prepared model from a factory "
+                         "(module:function) instead (docs/quantization.md)")
     ex = getattr(ep, "example_inputs", None)
     args = ex[0] if isinstance(ex, tuple) and len(ex) == 2 else None
     if not args:
