@@ -174,7 +174,8 @@ def test_quantize_command_converts_a_factory(env: Path, capsys) -> None:
     ("usermodels:nothing", ["has no function 'nothing'"]),
     ("nosuchmodule:make", ["cannot import module 'nosuchmodule'"]),
     ("usermodels:data_dependent", ["torch.export failed"]),
-    ("usermodels:qat_prepared", ["QAT-prepared models (fake-quantize modules) are not supported"]),
+    ("usermodels:qat_prepared", ["eager-mode QAT model", "only PT2E QAT models convert",
+                                 "prepare_qat"]),
 ])
 def test_bad_pytorch_models_fail_with_one_line(env: Path, capsys, factory: str,
                                                words: List[str]) -> None:

@@ -83,7 +83,7 @@ USER_MODELS = textwrap.dedent('''
         return Branchy(), (torch.rand(1, 4),)
 
 
-    def qat_prepared():
+    def qat_prepared():  # eager-mode QAT (PT2E QAT models: test_torch_qat.py)
         from torch.ao.quantization import FakeQuantize
         return nn.Sequential(FakeQuantize(), nn.Linear(4, 2)), (torch.rand(1, 4),)
 ''')
