@@ -30,6 +30,7 @@ import numpy as np
 
 from ...errors import EdgeBenchError, ModelError
 from ...hashing import sha256_bytes, sha256_file
+from ...quiet import captured_output, noise_free
 from .source import (TorchModel, export_failure, import_torch, load_torch_model,
                      positional_arrays, sample_args)
 
@@ -83,10 +84,9 @@ def _convert(model: TorchModel, variant: str, out_path: Path,
     """Run litert-torch (after PT2E for quantized variants); write the flatbuffer; return the
     number of calibration samples used."""
     torch = import_torch()
-    from ..tf_convert import _captured_output, _noise_free
 
     n_cal = 0
-    with _captured_output() as log:
+    with captured_output("litert-torch") as log:
         err: Optional[BaseException] = None
         stage = "litert-torch conversion"
         try:
@@ -131,7 +131,7 @@ def _convert(model: TorchModel, variant: str, out_path: Path,
         except Exception as e:  # noqa: BLE001 - torch/litert-torch raise anything
             err = e
     if err is not None:
-        detail = _noise_free(log[0]) if log else ""
+        detail = noise_free(log[0]) if log else ""
         e2 = export_failure(model.name, err, stage)
         if detail and not e2.hint:
             e2.hint = detail

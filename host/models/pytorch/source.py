@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from ...errors import ModelError, UsageError
+from ...quiet import captured_output
 from . import qat
 
 INSTALL_HINT = "pip install 'edge-bench[torch]'"
@@ -58,9 +59,8 @@ def import_torch() -> Any:
     """`torch` after checking litert-torch is importable too, else UsageError with the install."""
     if "litert_torch" in sys.modules:
         return sys.modules["torch"]
-    from ..tf_convert import _captured_output
     # their imports print warnings from Python and C++ (torchao's kernel notices, absl)
-    with _captured_output():
+    with captured_output("import torch"):
         try:
             import torch
             import litert_torch  # noqa: F401
@@ -159,9 +159,7 @@ def unsupported_op(text: str) -> Optional[str]:
 
 
 def _export(name: str, module: Any, inputs: Tuple[Any, ...], torch: Any) -> Any:
-    from ..tf_convert import _captured_output  # export prints guard chatter to the fds
-
-    with _captured_output():
+    with captured_output("torch.export"):  # export prints guard chatter to the fds
         try:
             return torch.export.export(module, inputs)
         except Exception as e:  # noqa: BLE001 - torch raises many types
