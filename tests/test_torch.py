@@ -136,6 +136,39 @@ def test_users_pt2_runs_through_the_same_command(env: Path, capsys) -> None:
     assert fp32["agreement_vs_ref"] == 1.0 and fp32["max_abs_err"] < 1e-4
 
 
+def test_two_inputs_two_outputs_through_pt2e_scored_per_output(env: Path, capsys) -> None:
+    """Inputs matched by litert-torch's names (args_0, args_1; the files list them the other way
+    round), both outputs scored against the PyTorch model's."""
+    rng = np.random.default_rng(8)
+    x, z = (rng.random((60, 4), dtype=np.float32) for _ in range(2))
+    np.savez(env.parent / "cal2.npz", args_1=z[:40], args_0=x[:40])
+    np.savez(env.parent / "ev2.npz", args_1=z[40:], args_0=x[40:])
+    rows = _run(env, "usermodels:two_in_two_out", ["--quantizer", "pt2e", "--variants",
+                                                   "fp32,int8,dynamic-int8", "--calibration",
+                                                   "cal2.npz", "--eval", "ev2.npz"], capsys)
+    assert set(rows) == {"fp32", "pt2e-int8", "pt2e-dynamic-int8"}
+    for v, r in rows.items():
+        outs = r["accuracy"]["outputs"]
+        assert len(outs) == 2 and r["accuracy"]["samples"] == 20, (v, r["accuracy"])
+        floor = 60 if v == "fp32" else 20  # conversion: float rounding; int8: quantization
+        assert all(o["snr_db"] > floor for o in outs), (v, outs)
+    assert all(o["max_abs_err"] < 1e-4 for o in rows["fp32"]["accuracy"]["outputs"])
+    assert all(o["max_abs_err"] > 0 for o in rows["pt2e-int8"]["accuracy"]["outputs"])
+
+
+def test_an_integer_constant_breaks_pt2e_static_with_a_clear_line(env: Path, capsys) -> None:
+    """`2 * x` instead of `2.0 * x`: PT2E's HistogramObserver cannot observe the int64
+    constant; the row's error says so and what to write instead, the other rows still run."""
+    x = np.random.default_rng(9).random((8, 4), dtype=np.float32)
+    np.savez(env.parent / "cal3.npz", args_0=x, args_1=x[::-1].copy())
+    rc, so, se = _cli(["quantize", "usermodels:int_constant", "--quantizer", "pt2e",
+                       "--variants", "int8,dynamic-int8", "--calibration", "cal3.npz",
+                       "-o", str(env.parent / "out3")], capsys)
+    assert rc == 3 and "Traceback" not in se, se
+    assert "histogram_cpu" in se and "write it as a float (`2.0 * x`)" in se, se
+    assert (env.parent / "out3" / "usermodels_int_constant-pt2e-dynamic-int8.tflite").is_file()
+
+
 def test_quantize_command_converts_a_factory(env: Path, capsys) -> None:
     """`edge-bench quantize usermodels:small --quantizer pt2e`: the files load in LiteRT, fp32
     computes what the PyTorch model computes, pt2e-int8 has int8 inputs (full integer)."""

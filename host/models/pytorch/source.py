@@ -138,6 +138,16 @@ def _call_factory(name: str) -> Tuple[Any, Any]:
     return out[0], out[1]
 
 
+#: failures whose cause is known: (pattern of the message, what to do)
+_KNOWN_CAUSES = (
+    # PT2E turns a Python int of an arithmetic op (`2 * x`) into an int64 constant, and the
+    # static recipe's HistogramObserver has no integer kernel (torchao 0.18, litert-torch 0.10)
+    (re.compile(r"histogram_cpu\W+not implemented for \W*(Long|Int|Short|Char|Byte|Bool)"),
+     "an integer constant in an arithmetic op (e.g. `2 * x`) is observed as an integer tensor "
+     "by PT2E's static recipe: write it as a float (`2.0 * x`)"),
+)
+
+
 def export_failure(name: str, e: BaseException, stage: str) -> ModelError:
     """One line for an export/conversion failure, naming the unsupported op when known."""
     msg = _one_line(e)
@@ -145,6 +155,7 @@ def export_failure(name: str, e: BaseException, stage: str) -> ModelError:
     what = f"unsupported op {op}" if op else f"{type(e).__name__}: {msg}"
     hint = ("replace that op in the model, or export it differently" if op
             else "check that the model exports with torch.export.export(model, example_inputs)")
+    hint = next((h for pat, h in _KNOWN_CAUSES if pat.search(str(e))), hint)
     return ModelError(f"--model {name}: {stage} failed: {what}", hint=hint)
 
 
