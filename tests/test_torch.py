@@ -15,8 +15,8 @@ from typing import Dict, List
 import numpy as np
 import pytest
 
-from torch_helpers import (BUILTIN, require_torch, torch_cache,  # noqa: F401 (a fixture)
-                           write_local_fleet, write_user_models)
+from torch_helpers import (BUILTIN, env, require_torch,  # noqa: F401 (fixtures)
+                           torch_cache)
 
 pytestmark = pytest.mark.timeout(1200)
 
@@ -24,17 +24,6 @@ pytestmark = pytest.mark.timeout(1200)
 @pytest.fixture(scope="module", autouse=True)
 def _torch_installed() -> None:
     require_torch()
-
-
-@pytest.fixture
-def env(torch_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A clean working folder (cwd, on sys.path for factories) with a local-only fleet."""
-    monkeypatch.setenv("EDGE_BENCH_CACHE", str(torch_cache))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    write_user_models(tmp_path)
-    sys.modules.pop("usermodels", None)
-    return write_local_fleet(tmp_path)
 
 
 def _cli(args: List[str], capsys: pytest.CaptureFixture) -> tuple:

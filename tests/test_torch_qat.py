@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 import pytest
 
-from torch_helpers import require_torch, torch_cache, write_local_fleet  # noqa: F401 (fixture)
+from torch_helpers import env, require_torch, torch_cache  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -25,14 +25,6 @@ QAT_FACTORY = "edge_bench.models.builtin.torch_qat:digits_torch_qat"
 @pytest.fixture(scope="module", autouse=True)
 def _torch_installed() -> None:
     require_torch()
-
-
-@pytest.fixture
-def env(torch_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("EDGE_BENCH_CACHE", str(torch_cache))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    return write_local_fleet(tmp_path)
 
 
 def _run(env: Path, args: List[str], capsys: pytest.CaptureFixture) -> Dict[str, dict]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import textwrap
 from pathlib import Path
 
@@ -115,6 +116,18 @@ def write_user_models(folder: Path) -> Path:
     path = folder / "usermodels.py"
     path.write_text(USER_MODELS)
     return path
+
+
+@pytest.fixture
+def env(torch_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A clean working folder (cwd, on sys.path for factories, with usermodels.py) with a
+    local-only fleet; conversions cached for the session."""
+    monkeypatch.setenv("EDGE_BENCH_CACHE", str(torch_cache))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    write_user_models(tmp_path)
+    sys.modules.pop("usermodels", None)
+    return write_local_fleet(tmp_path)
 
 
 @pytest.fixture(scope="session")
