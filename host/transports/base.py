@@ -82,6 +82,9 @@ class Transport(abc.ABC):
         self.bytes_pushed = 0
         #: connection attempts made by connect_with_retries() (results' `connect_attempts`)
         self.attempts = 0
+        #: told each retry ("connection refused; retrying in 0.5 s (attempt 2 of 6)"), for the
+        #: run's progress display; the fleet runner sets it
+        self.on_retry: Optional[Callable[[str], None]] = None
 
     def __enter__(self) -> "Transport":
         self.connect()
@@ -119,6 +122,8 @@ class Transport(abc.ABC):
                         raise
                     raise TransportError(e.device, e.message, retryable=True, attempts=tries,
                                          hint=e.hint) from e
+                if self.on_retry is not None:
+                    self.on_retry(f"{e.message}; retrying in {delay:g} s (attempt {i + 2} of {tries})")
                 sleep(delay)
                 delay *= 2
 
