@@ -11,12 +11,12 @@ return one instead of a float model; edge-bench then makes:
 
 `prepare_qat(model, example_inputs)` is the preparation a user calls in the training script:
 torch.export, litert-torch's own PT2EQuantizer with `is_qat=True` (symmetric, per-channel int8
-weights, int8 activations), `prepare_qat_pt2e`. With torch >= 2.10 (torch.export only takes
-an nn.Module) litert-torch 0.10.0 and torchao 0.18.0 fail there: their conv+bn annotators and
-QAT fusions export plain pattern *functions* (`_get_aten_graph_module_for_pattern`: "Expected
-`mod` to be an instance of `torch.nn.Module`, got <class 'function'>").
-`patterns_as_modules()` wraps those functions in an nn.Module for the duration of the call,
-which is what torch.export did itself for a callable before.
+weights, int8 activations), `prepare_qat_pt2e`. With torch 2.13, litert-torch 0.10.0 and
+torchao 0.18.0 fail there without help: their conv+bn annotators and QAT fusions hand plain
+pattern *functions* to torch.export (`_get_aten_graph_module_for_pattern`), which in torch 2.13
+takes only an nn.Module ("Expected `mod` to be an instance of `torch.nn.Module`, got <class
+'function'>"). `patterns_as_modules()` wraps those functions in an nn.Module for the duration
+of the call; nothing else changes.
 """
 from __future__ import annotations
 
