@@ -44,6 +44,7 @@ def test_converter_capture_hands_back_the_text_and_silences_warnings(
     assert out == "" and err == "" and len(log) == 1
     assert "absl notice" in log[0] and "op FOO" in log[0]
     assert quiet.noise_free(log[0]) == "error: op FOO has no lowering"
+    assert "op FOO" in quiet.take_failure_output()  # kept for the error line (and taken here)
     assert quiet.noise_free("x" * 50 + "\nlast line", limit=9) == "last line"
 
 
