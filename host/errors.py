@@ -157,6 +157,17 @@ class DeviceBusy(DeviceError):
     error_type = "DeviceBusy"
 
 
+class PushCancelled(DeviceError):
+    """A push stopped half-way because the run was interrupted (Ctrl-C, SIGTERM); the partial
+    file was removed from the device."""
+
+    error_type = "Cancelled"
+
+    def __init__(self, device: str, file: str) -> None:
+        super().__init__(device, f"push of {file} cancelled: the run was interrupted")
+        self.file = file
+
+
 class ProtocolError(DeviceError):
     """The agent printed something that is not protocol (garbage, wrong proto version)."""
 

@@ -5,7 +5,6 @@ tasks it did not finish into error results, it never raises past this module.
 """
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
@@ -130,6 +129,9 @@ class DeviceRun:
 
     def cancel(self) -> None:
         self.cancelled.set()
+        transport = self.transport
+        if transport is not None:
+            transport.interrupt()   # a push in progress stops and removes its partial file
         proc = self.proc
         if proc is not None:
             try:
@@ -195,8 +197,11 @@ class DeviceRun:
             return
         self.status(name, f"running 0/{len(tasks)}")
         argv = python + [remote_path(workdir, agent)]
-        self.proc = self.transport.start(argv, stdin=json.dumps(job).encode(),
-                                         env=dict(self.device.env) or None)
+        # stdin stays open for the life of the job: its EOF tells the agent that this
+        # controller is gone (killed, connection dropped), and it stops (docs/protocol.md)
+        self.proc = self.transport.start(argv, stdin=protocol.job_line(job),
+                                         env=dict(self.device.env) or None,
+                                         keep_stdin_open=True)
         if self.cancelled.is_set():  # cancel() ran between the check above and start()
             self.proc.cancel()
             return
@@ -213,7 +218,7 @@ class DeviceRun:
             # the agent speaks up at least this often while a model runs, so idle_timeout_s
             # detects dead links and stalled agents without limiting how long a model may take
             heartbeat_s=heartbeat_interval(self.device.idle_timeout_s),
-            interleave=any(t.timing.interleave for t in tasks))
+            interleave=any(t.timing.interleave for t in tasks), watch_stdin=True)
 
     def _cooldown(self) -> Optional[Dict[str, float]]:
         """The device's cooldown_temp_c / cooldown_max_s (run flags are already applied to it)."""

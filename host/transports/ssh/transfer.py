@@ -1,6 +1,7 @@
 """Files on an SSH device: SFTP upload (atomic rename, clear disk-full errors) and the workdir.
 
-put(): SFTP upload to `remote.part-<random>`, then posix-rename over `remote` (atomic).
+put(): SFTP upload to `remote.part-<random>`, then posix-rename over `remote` (atomic). After
+interrupt() (Ctrl-C) the upload stops at its next 32 KB chunk and the partial file is removed.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ class SSHFiles:
     _sftp: Optional[paramiko.SFTPClient]
     bytes_pushed: int
     where: str
-    # also uses SSHTransport's _transport(), _exec_simple() and Transport.run()
+    # also uses SSHTransport's _transport(), _exec_simple() and Transport.run(), check_stop()
 
     def _sftp_client(self) -> paramiko.SFTPClient:
         if self._sftp is None:
@@ -72,13 +73,19 @@ class SSHFiles:
     def put(self, local: Path, remote: str, progress: Optional[PutProgress] = None) -> None:
         local = Path(local)
         size = local.stat().st_size
+        self.check_stop(local.name)  # type: ignore[attr-defined]
         sftp = self._sftp_client()
         parent = posixpath.dirname(remote)
         tmp = f"{remote}.part-{secrets.token_hex(6)}"
+
+        def step(done: int, total: int) -> None:   # paramiko calls it after every 32 KB chunk
+            self.check_stop(local.name)  # type: ignore[attr-defined]
+            if progress is not None:
+                progress(done, total)
         try:
             if parent:
                 self._sftp_makedirs(sftp, parent)
-            sftp.put(str(local), tmp, callback=progress, confirm=True)
+            sftp.put(str(local), tmp, callback=step, confirm=True)
             try:
                 sftp.posix_rename(tmp, remote)
             except OSError as e:
