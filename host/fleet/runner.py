@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from ..config import Device
 from .deploy import Blob, agent_blob, ensure_blobs, remote_path
 from ..errors import (AgentError, DeviceBusy, DeviceTimeout, EdgeBenchError, ProtocolError,
-                      detail_of, error_detail)
+                      PushCancelled, detail_of, error_detail)
 from .plan import Artifact, Timing
 from edge_bench_agent import protocol
 from ..results.record import error_result, ok_result
@@ -94,6 +94,8 @@ class DeviceRun:
             return
         try:
             self._run(runnable)
+        except PushCancelled:        # interrupted: its tasks become cancelled rows below
+            self._fail_rest(runnable, "cancelled")
         except EdgeBenchError as e:
             self.failure = e.detail()
             self._fail_rest(runnable, e.detail(), detail_of(e))
