@@ -178,6 +178,8 @@ def _supervise(proc: "subprocess.Popen[bytes]", python: List[str], payload: Dict
     rc = proc.wait()
     for t in readers:
         t.join(5.0)
+    if _WORKERS.stopping:    # stopped by stop_workers(): the job is ending, not a task failure
+        return results, errors
     if timed_out:
         emit_error(task_id, "Timeout", "task did not finish within timeout_s=%s; worker killed"
                    % timeout_s, None, stderr_tail="\n".join(tail).strip() or None, **extra)

@@ -17,7 +17,7 @@ from ..errors import (AgentError, DeviceBusy, DeviceTimeout, EdgeBenchError, Pro
                       PushCancelled, detail_of, error_detail)
 from .plan import Artifact, Timing
 from edge_bench_agent import protocol
-from ..results.record import error_result, ok_result
+from ..results.record import cancelled_result, error_result, ok_result
 from ..transports import open_transport
 from ..transports.base import RemoteProcess, Transport
 
@@ -153,9 +153,7 @@ class DeviceRun:
         if self.cancelled.is_set():  # interrupted before it ran: not a failure of the device
             for t in tasks:
                 if not self.done.get(t.id):
-                    self._finish(t, error_result(self.device.name, t, "cancelled: the run was"
-                                                 " interrupted before this finished",
-                                                 status="skipped"))
+                    self._finish(t, cancelled_result(self.device.name, t))
             return
         for t in tasks:
             if not self.done.get(t.id):
@@ -272,6 +270,9 @@ class DeviceRun:
                 proc.cancel()
                 raise
             ev = msg["event"]
+            if ev == "error" and self.cancelled.is_set():
+                continue   # what our own cancel caused (a worker stopped, ControllerGone):
+                #            the task becomes a cancelled row, the device is not failed
             if ev == "hello":
                 hello = msg
                 self.hello = msg
