@@ -32,8 +32,53 @@ def parts(workdir: Path) -> List[Path]:
 
 
 def slow_link(dev: Any) -> None:
-    subprocess.run(["tc", "qdisc", "add", "dev", dev.veth, "root", "tbf", "rate", RATE,
-                    "burst", "16kb", "latency", "50ms"], check=True, capture_output=True)
+    r = subprocess.run(["tc", "qdisc", "add", "dev", dev.veth, "root", "tbf", "rate", RATE,
+                        "burst", "16kb", "latency", "50ms"], capture_output=True, text=True)
+    if r.returncode != 0:
+        from conftest import missing_system
+        missing_system(f"cannot slow the link down with `tc qdisc ... tbf` (iproute2, kernel"
+                       f" sch_tbf): {r.stderr.strip()}")
+
+
+@pytest.mark.parametrize("kind", ["local", "ssh"])
+def test_interrupted_put_removes_its_partial_file_and_raises(
+        tmp_path: Path, kind: str, request: pytest.FixtureRequest) -> None:
+    """Transport.put itself: interrupt() from another thread while the bytes go (here: from
+    the progress callback, at the first piece) stops the upload, no temp file is left, nothing
+    arrives under the final name, PushCancelled says which file; over SSH the transport is
+    connected again afterwards (the reset connection is replaced) and still works."""
+    import os
+    import threading
+    from edge_bench.errors import PushCancelled
+    from edge_bench.transports import open_transport
+    big = tmp_path / "big.tflite"
+    big.write_bytes(os.urandom(3 << 20))
+    if kind == "local":
+        from edge_bench.config import Device
+        dev = Device(name="local", transport="local", workdir=str(tmp_path / "wd"))
+    else:
+        dev = request.getfixturevalue("sshd_device")
+    wd = Path(dev.workdir)
+    t = open_transport(dev)
+    t.connect()
+    try:
+        t.makedirs(str(wd / "blobs"))
+        seen: List[int] = []
+
+        def progress(done: int, total: int) -> None:
+            seen.append(done)
+            if len(seen) == 1:
+                threading.Thread(target=t.interrupt).start()
+                time.sleep(0.2)       # the interrupt lands while the upload goes on
+        with pytest.raises(PushCancelled) as e:
+            t.put(big, str(wd / "blobs" / "m.tflite"), progress=progress)
+        assert "big.tflite" in str(e.value)
+        assert seen and seen[-1] < big.stat().st_size        # it stopped part-way
+        assert parts(wd) == [] and not (wd / "blobs" / "m.tflite").exists()
+        if kind == "ssh":
+            assert t.run(["true"], timeout=30).exit_code == 0    # connected again
+    finally:
+        t.close()
 
 
 @pytest.mark.netns
