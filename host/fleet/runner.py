@@ -163,6 +163,7 @@ class DeviceRun:
         name = self.device.name
         self.status(name, "connecting")
         self.transport = open_transport(self.device)
+        self.transport.on_retry = lambda text: self.status(name, text)
         self.transport.connect()
         if self.cancelled.is_set():
             return

@@ -90,6 +90,9 @@ class Transport(abc.ABC):
         self.attempts = 0
         #: set by interrupt(): a put() in progress stops at its next chunk
         self.stop = threading.Event()
+        #: told each retry ("connection refused; retrying in 0.5 s (attempt 2 of 6)"), for the
+        #: run's progress display; the fleet runner sets it
+        self.on_retry: Optional[Callable[[str], None]] = None
 
     def __enter__(self) -> "Transport":
         self.connect()
@@ -127,6 +130,8 @@ class Transport(abc.ABC):
                         raise
                     raise TransportError(e.device, e.message, retryable=True, attempts=tries,
                                          hint=e.hint) from e
+                if self.on_retry is not None:
+                    self.on_retry(f"{e.message}; retrying in {delay:g} s (attempt {i + 2} of {tries})")
                 sleep(delay)
                 delay *= 2
 
