@@ -528,3 +528,39 @@ def test_kill_9_of_the_controller_stops_the_job_on_the_phone(adb_server: AdbServ
                      tmp_path)
     out, err = nxt.communicate(timeout=300)
     assert nxt.returncode == 0, err + out
+
+
+def test_interrupt_stops_a_push_and_removes_its_temp_file(phone: ADBTransport, tmp_path: Path,
+                                                          standin: AdbdStandin) -> None:  # noqa: F811
+    """Ctrl-C during `adb push` (Transport.interrupt from the run's cancel): the push client is
+    killed as soon as its temp file is on the phone, the temp file is removed, nothing arrives
+    under the final name and PushCancelled names the file."""
+    from edge_bench.errors import PushCancelled
+    big = tmp_path / "big.tflite"
+    with open(big, "wb") as f:                 # big enough that the push is still going
+        for _ in range(256):
+            f.write(os.urandom(1 << 20))
+    wd = Path(standin.workdir) / "blobs"
+    phone.makedirs(str(wd))
+    dest = wd / "m.tflite"
+
+    seen: List[int] = []
+
+    def interrupt_when_started() -> None:
+        deadline = time.monotonic() + 60
+        while not seen and time.monotonic() < deadline:
+            seen.extend(p.stat().st_size for p in wd.glob("m.tflite.tmp-*"))
+            time.sleep(0.01)
+        phone.interrupt()
+    th = threading.Thread(target=interrupt_when_started)
+    th.start()
+    t0 = time.monotonic()
+    with pytest.raises(PushCancelled) as ei:
+        phone.put(big, str(dest))
+    took = time.monotonic() - t0
+    th.join()
+    assert seen and seen[0] < big.stat().st_size             # interrupted mid-push (a whole
+    assert "big.tflite" in str(ei.value)                      # push takes about 2 s here)
+    assert list(wd.iterdir()) == [], list(wd.iterdir())      # no temp file, no model
+    assert phone.bytes_pushed == 0
+    print(f"adb push interrupted and cleaned up {took:.2f} s after it began")
