@@ -270,8 +270,7 @@ def execute(req: RunRequest, display: Display, json_out: Optional[str] = None,
         # opened and tried before any work: an unwritable or locked --db fails now
         from ..results.backend import open_store
         store = open_store(req.db)
-        if hasattr(store, "check_writable"):   # the SQLite store; PostgreSQL checks on connect
-            store.check_writable()
+        store.check_writable()   # a real no-op write, SQLite and PostgreSQL alike
         if req.baseline and not req.baseline.startswith("last"):
             store.resolve(req.baseline)  # a typo fails now, not after the whole benchmark
     try:

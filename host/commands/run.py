@@ -156,8 +156,11 @@ def run(args: argparse.Namespace) -> int:
     out = service.execute(req, display, json_out=args.json)
     display.print_final_table()
     if out.interrupted:
-        print(f"edge-bench: interrupted; {len(out.doc['results'])} finished results kept"
-              f" (run {out.doc['run_id']})", file=sys.stderr)
+        rows = out.doc["results"]
+        from ..results.record import is_cancelled
+        cancelled = sum(1 for r in rows if is_cancelled(r))
+        print(f"edge-bench: interrupted; {len(rows) - cancelled} finished results kept,"
+              f" {cancelled} tasks cancelled (run {out.doc['run_id']})", file=sys.stderr)
         return service.exit_code(out, None, args.fail_on_regression)
     if out.store_error:
         print(f"edge-bench: {out.store_error}; every result is in the table"
