@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
-from edge_bench.analysis.confirm import apply_confirmation, keys_to_confirm
+from edge_bench.analysis.confirm import (apply_confirmation, apply_stored, confirmations,
+                                         keys_to_confirm)
 from edge_bench.analysis.verdict import gate_failures
 
 
@@ -62,3 +63,22 @@ def test_a_failed_or_missing_remeasurement_does_not_confirm() -> None:
     assert r["verdict"] == "inconclusive" and "net.tflite is not a model" in r["notes"][0]
     out = apply_confirmation(cmp_of(row("a", "slower")), cmp_of(row("other", "slower")))
     assert out["rows"][0]["verdict"] == "inconclusive" and out["regressed"] is False
+
+
+def test_stored_confirmations_give_compare_the_runs_verdicts() -> None:
+    first = cmp_of(row("a", "slower", 1.30), row("b", "slower", 1.12))
+    first["base"] = {"run_id": "BASE"}
+    made = apply_confirmation(first, cmp_of(row("a", "slower", 1.28), row("b", "same", 1.01)))
+    kept = confirmations(made)
+    assert [(c["model"], c["verdict"], c["base_run_id"]) for c in kept] == \
+        [("a", "slower", "BASE"), ("b", "same", "BASE")]
+    # compare, later: the same two stored runs give the same verdicts
+    again = cmp_of(row("a", "slower", 1.30), row("b", "slower", 1.12), row("c", "slower", 1.5))
+    again["base"] = {"run_id": "BASE"}
+    out = apply_stored(again, {"confirmations": kept})
+    assert [r["verdict"] for r in out["rows"]] == ["slower", "inconclusive", "slower"]
+    assert "confirmation" not in out["rows"][2]      # never re-measured: left as it is
+    # against another baseline they say nothing
+    other = cmp_of(row("b", "slower", 1.12))
+    other["base"] = {"run_id": "OTHER"}
+    assert apply_stored(other, {"confirmations": kept})["rows"][0]["verdict"] == "slower"

@@ -80,7 +80,8 @@ def test_same_model_twice_is_not_a_regression(nightly: Dict[str, Any]) -> None:
     assert p.returncode == 0, p.stdout + p.stderr
     assert "no regression" in p.stdout
     assert "builtin:mobilenet" in p.stdout
-    # and `compare` on the stored runs agrees, with a row per key and no environment difference
+    # and `compare` on the stored runs agrees (a slowdown the run measured again and did not
+    # see again is inconclusive here too), with a row per key and no environment difference
     c = edge_bench(["compare", "base", "cand", "--db", str(nightly["db"]), "--json", "-",
                     "--fail-on-regression", "--allow-inconclusive"], nightly["tmp"])
     assert c.returncode == 0, c.stdout + c.stderr
@@ -171,6 +172,22 @@ def test_a_slowdown_not_seen_again_is_inconclusive_not_a_regression(tmp_path: Pa
             assert rc == 0, out + err
         else:
             assert rc == 1 and "--fail-on-regression: 1 inconclusive key(s)" in err, out + err
+    # `compare` of the stored runs gives the verdicts `run` gave: the re-measurement is kept
+    # with the run (its `confirmations`); the run made with --no-confirm has none
+    for label, verdict in (("cand--allow-inconclusive", "inconclusive"), ("cand", "inconclusive"),
+                           ("cand--no-confirm", "slower")):
+        c = edge_bench(["compare", "base", label, "--db", str(db), "--threshold", "0.5",
+                        "--json", "-"], tmp_path)
+        assert c.returncode == 0, c.stdout + c.stderr
+        (row,) = json.loads(c.stdout)["rows"]
+        assert row["verdict"] == verdict, (label, row)
+        if verdict == "inconclusive":
+            assert "not in a re-measurement" in row["notes"][0], row
+    # against another baseline the re-measurement says nothing: the stored run is judged alone
+    c = edge_bench(["compare", "cand--no-confirm", "cand", "--db", str(db), "--json", "-"],
+                   tmp_path)
+    (row,) = json.loads(c.stdout)["rows"]
+    assert "confirmation" not in row, row
 
 
 def _stored(db: Path, label: str) -> int:

@@ -11,7 +11,7 @@ ways), which `--fail-on-regression` still reports (and fails, unless --allow-inc
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Set
+from typing import Any, Dict, List, Optional, Set
 
 from .verdict import Key, recount
 
@@ -33,10 +33,11 @@ def _pct(ratio: Optional[float]) -> str:
 
 
 def apply_confirmation(cmp: Dict[str, Any], again: Optional[Dict[str, Any]],
-                       run_id: Optional[str] = None, failure: Optional[str] = None) -> Dict[str, Any]:
+                       run_id: Optional[str] = None, failure: Optional[str] = None,
+                       only_listed: bool = False) -> Dict[str, Any]:
     """`cmp` (baseline vs the run) with each `slower` key checked against `again` (baseline vs
-    the re-measurement; None when it could not be made, `failure` saying why): confirmed keys
-    stay `slower`, the
+    the re-measurement; None when it could not be made, `failure` saying why; `only_listed`:
+    keys `again` does not list are left as they are): confirmed keys stay `slower`, the
     others become `inconclusive`. The counts are redone; each changed row says why and keeps
     the re-measurement under "confirmation"."""
     by_key = {row_key(r): r for r in (again or {}).get("rows", [])}
@@ -44,6 +45,8 @@ def apply_confirmation(cmp: Dict[str, Any], again: Optional[Dict[str, Any]],
         if row.get("verdict") not in CONFIRMABLE:
             continue
         second = by_key.get(row_key(row))
+        if second is None and only_listed:
+            continue
         first = _pct(row.get("p25_ratio") if row.get("p25_ratio") is not None else row.get("ratio"))
         if second is None:
             row["confirmation"] = {"run_id": run_id, "verdict": None, "error": failure}
@@ -65,3 +68,30 @@ def apply_confirmation(cmp: Dict[str, Any], again: Optional[Dict[str, Any]],
     recount(cmp)
     return cmp
 
+
+
+def confirmations(cmp: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """What to keep with the candidate run: per re-measured key, the re-measurement's verdict
+    and ratios against this baseline (`apply_stored` reads them back)."""
+    base = (cmp.get("base") or {}).get("run_id")
+    out = []
+    for r in cmp.get("rows", []):
+        c = r.get("confirmation")
+        if c is not None:
+            out.append({"device": r["device"], "model": r["model"], "variant": r["variant"],
+                        "threads": r["threads"], "base_run_id": base, "verdict": c.get("verdict"),
+                        "p25_ratio": c.get("p25_ratio"), "ratio": c.get("ratio"),
+                        "p_value": c.get("p_value"), "error": c.get("error")})
+    return out
+
+
+def apply_stored(cmp: Dict[str, Any], cand_doc: Dict[str, Any]) -> Dict[str, Any]:
+    """`compare` of a stored run that `run --fail-on-regression` re-measured against the same
+    baseline: its `confirmations` give the same verdicts `run` gave (a stored slowdown that the
+    re-measurement did not show is `inconclusive` here too)."""
+    base = (cmp.get("base") or {}).get("run_id")
+    kept = [c for c in cand_doc.get("confirmations") or []
+            if isinstance(c, dict) and c.get("base_run_id") == base and c.get("verdict")]
+    if not kept:
+        return cmp
+    return apply_confirmation(cmp, {"rows": kept}, run_id=None, only_listed=True)

@@ -354,12 +354,29 @@ def confirm_regressions(req: RunRequest, out: RunOutcome, comparison: Dict[str, 
     try:
         again = execute(again_req, display, only=keys)
     except EdgeBenchError as e:   # e.g. a model file changed into garbage since the run
-        return apply_confirmation(comparison, None, failure=str(e))
+        apply_confirmation(comparison, None, failure=str(e))
+        keep_confirmations(out, comparison)
+        return comparison
     if again.interrupted:
         raise KeyboardInterrupt
     base_id = str(comparison["base"]["run_id"])
     recheck = compare_with_baseline(out.store, base_id, again.doc, Settings(threshold=req.threshold))
-    return apply_confirmation(comparison, recheck, run_id=again.doc.get("run_id"))
+    apply_confirmation(comparison, recheck, run_id=again.doc.get("run_id"))
+    keep_confirmations(out, comparison)
+    return comparison
+
+
+def keep_confirmations(out: RunOutcome, comparison: Dict[str, Any]) -> None:
+    """The re-measurements go with the run (document and store), so that `compare` of the
+    stored runs later gives the verdicts `run` gave."""
+    from ..analysis.confirm import confirmations
+    out.doc["confirmations"] = confirmations(comparison)
+    if out.store is not None and out.doc["confirmations"]:
+        try:
+            out.store.annotate_run(str(out.doc["run_id"]), "confirmations",
+                                   out.doc["confirmations"])
+        except EdgeBenchError:
+            pass   # the verdict stands; `compare` would show the first measurement's
 
 
 def exit_code(out: RunOutcome, comparison: Optional[Dict[str, Any]],
