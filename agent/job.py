@@ -4,17 +4,77 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import traceback
 from typing import IO, Any, Callable, Dict, List, Optional, Tuple
 
 from . import lock
 from .facts import _safe, read_temp_c
-from .output import emit, emit_error, write_line
-from .protocol import (EXIT_BAD_JOB, EXIT_BUSY, EXIT_INTERNAL, AgentError, lock_holder,
-                       parse_job, task_processes)
+from .output import emit, emit_error, log, write_line
+from .protocol import (EXIT_BAD_JOB, EXIT_BUSY, EXIT_CONTROLLER_GONE, EXIT_INTERNAL,
+                       AgentError, lock_holder, parse_job, task_processes)
 from .runtime import hello_event
-from .supervise import run_worker
+from .supervise import run_worker, stop_workers
+
+
+class _HeldLock:
+    """The device lock this job holds (fd, workdir), released exactly once: by run_job when
+    the job ends, or by the stdin watcher when the controller is gone."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._held: Optional[Tuple[Optional[int], str]] = None
+
+    def set(self, fd: Optional[int], workdir: str) -> None:
+        with self._guard:
+            self._held = (fd, workdir)
+
+    def release(self) -> None:
+        with self._guard:
+            held, self._held = self._held, None
+        if held is not None:
+            lock.release_lock(held[0], held[1])
+
+
+_LOCK = _HeldLock()
+
+
+def watch_controller(stream: IO[bytes]) -> threading.Thread:
+    """Job field `watch_stdin`: the controller keeps the job's stdin open for as long as it
+    wants the job. A thread reads it (discarding anything) until EOF; EOF means the controller
+    is gone (killed, its SSH channel closed, its adb shell killed): the workers are stopped
+    (TERM, then KILL after supervise.KILL_GRACE_S), the device lock is released and the job
+    process exits EXIT_CONTROLLER_GONE at once (docs/protocol.md "Controller gone")."""
+    t = threading.Thread(target=_watch, args=(stream,), name="controller-watch", daemon=True)
+    t.start()
+    return t
+
+
+def _watch(stream: IO[bytes]) -> None:
+    read = getattr(stream, "read1", stream.read)
+    try:
+        while read(65536):
+            pass
+    except (OSError, ValueError):
+        pass
+    log("EOF on stdin: the controller is gone; stopping the workers and freeing the device lock")
+    stop_workers()
+    _LOCK.release()
+    # the controller is gone, so probably nobody reads this; never let a full pipe hold us
+    say = threading.Thread(target=_say_gone, daemon=True)
+    say.start()
+    say.join(1.0)
+    os._exit(EXIT_CONTROLLER_GONE)
+
+
+def _say_gone() -> None:
+    try:
+        emit_error(None, "ControllerGone", "stdin closed: the controller is gone; workers"
+                   " stopped, device lock released")
+        emit("bye", tasks=0, errors=1)
+    except Exception:  # noqa: BLE001 - the reader is gone: nothing to tell
+        pass
 
 
 def _read_job_text(stream: IO[bytes]) -> str:
@@ -74,10 +134,11 @@ def run_job(job: Dict[str, Any]) -> int:
         emit_error(None, e.type, e.message, None, **e.extra)
         emit("bye", tasks=0, errors=1)
         return EXIT_BUSY if e.type == "DeviceBusy" else EXIT_INTERNAL
+    _LOCK.set(lock_fd, workdir)
     try:
         return _run_tasks(job, tasks, workdir, resolved, lock_fd)
     finally:
-        lock.release_lock(lock_fd, workdir)
+        _LOCK.release()
 
 
 def _task_processes(task: Dict[str, Any]) -> int:
@@ -188,4 +249,6 @@ def job_main(stdin: IO[bytes]) -> int:
         emit_error(None, e.type, e.message)
         emit("bye", tasks=0, errors=1)
         return EXIT_BAD_JOB
+    if job.get("watch_stdin"):
+        watch_controller(stdin)
     return run_job(job)

@@ -23,9 +23,10 @@ EVENTS = ("hello", "progress", "result", "error", "bye")
 #: every `type` an `error` event may carry (docs/protocol.md "Error types")
 ERROR_TYPES = ("BadJob", "NoRuntime", "FileMissing", "ChecksumMismatch", "ModelLoadError",
                "InvokeError", "EvalDataError", "WorkerCrashed", "DeviceBusy", "Timeout",
-               "UnsafeWorkdir", "InternalError")
-#: exit codes of the job process
-EXIT_OK, EXIT_INTERNAL, EXIT_BAD_JOB, EXIT_BUSY = 0, 1, 2, 3
+               "UnsafeWorkdir", "InternalError", "ControllerGone")
+#: exit codes of the job process; EXIT_CONTROLLER_GONE: a job with `watch_stdin` saw EOF on
+#: its stdin (the controller died or dropped the connection), stopped its workers and left
+EXIT_OK, EXIT_INTERNAL, EXIT_BAD_JOB, EXIT_BUSY, EXIT_CONTROLLER_GONE = 0, 1, 2, 3, 4
 
 #: Task defaults, for a job that leaves a field out (the host always sends every field).
 #: max_seconds is 60 s, the host's default budget (`run --max-seconds`), not TFLite
@@ -153,14 +154,23 @@ def build_job(tasks: Sequence[Dict[str, Any]], *, job_id: str, python: Sequence[
               runtime: Optional[str] = "auto", workdir: str,
               cooldown: Optional[Dict[str, float]] = None, lock_wait_s: float = 0.0,
               controller: Optional[Dict[str, Any]] = None,
-              heartbeat_s: Optional[float] = None, interleave: bool = False) -> Dict[str, Any]:
-    """The job the host sends on the agent's stdin; checked by parse_job before it leaves."""
+              heartbeat_s: Optional[float] = None, interleave: bool = False,
+              watch_stdin: bool = False) -> Dict[str, Any]:
+    """The job the host sends on the agent's stdin; checked by parse_job before it leaves.
+    `watch_stdin`: the host keeps the job's stdin open for the life of the job, and EOF on it
+    means "the controller is gone" (see job_line and docs/protocol.md)."""
     job = {"proto": PROTO, "job_id": job_id, "python": list(python), "runtime": runtime,
            "workdir": workdir, "cooldown": cooldown, "lock_wait_s": float(lock_wait_s),
            "controller": controller, "heartbeat_s": heartbeat_s, "tasks": list(tasks),
-           "interleave": bool(interleave)}
+           "interleave": bool(interleave), "watch_stdin": bool(watch_stdin)}
     parse_job(json.dumps(job))
     return job
+
+
+def job_line(job: Dict[str, Any]) -> bytes:
+    """The job as the host writes it on stdin: ONE line of JSON ending in a newline, so the agent
+    can read it without waiting for EOF (with `watch_stdin` the host then keeps stdin open)."""
+    return (json.dumps(job, separators=(",", ":")) + "\n").encode("utf-8")
 
 
 # --------------------------------------------------------------------------- jobs
@@ -202,9 +212,10 @@ def parse_job(text: str) -> Dict[str, Any]:
     controller = job.get("controller")
     if controller is not None and not isinstance(controller, dict):
         raise AgentError("BadJob", "job 'controller' must be an object {host, user}")
-    if not isinstance(job.get("interleave", False), bool):
-        raise AgentError("BadJob", "job 'interleave' must be true or false, got %r"
-                         % (job.get("interleave"),))
+    for flag in ("interleave", "watch_stdin"):
+        if not isinstance(job.get(flag, False), bool):
+            raise AgentError("BadJob", "job %r must be true or false, got %r"
+                             % (flag, job.get(flag)))
     return job
 
 

@@ -17,6 +17,49 @@ from .output import emit, emit_error, log, write_line, write_raw
 from .protocol import PROTO
 
 STDERR_TAIL_LINES = 40
+#: seconds stop_workers() gives a worker after SIGTERM before SIGKILL
+KILL_GRACE_S = 2.0
+
+
+class _Workers:
+    """The worker processes alive now, so that the job can stop them all at once when its
+    controller goes away (job.py's stdin watcher); once stopping, no new worker starts."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.live: List["subprocess.Popen[bytes]"] = []
+        self.stopping = False
+
+
+_WORKERS = _Workers()
+
+
+def stop_workers(grace_s: float = KILL_GRACE_S) -> int:
+    """SIGTERM every live worker, SIGKILL what is left after `grace_s`; no worker starts after
+    this. Returns how many were stopped. Safe to call from any thread."""
+    with _WORKERS.lock:
+        _WORKERS.stopping = True
+        procs = list(_WORKERS.live)
+    for proc in procs:
+        _signal(proc, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for proc in procs:
+        try:
+            proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _signal(proc, signal.SIGKILL)
+            try:
+                proc.wait(5.0)
+            except subprocess.TimeoutExpired:
+                pass
+    return len(procs)
+
+
+def _signal(proc: "subprocess.Popen[bytes]", sig: int) -> None:
+    try:
+        proc.send_signal(sig)
+    except OSError:
+        pass
 
 
 def worker_entry() -> List[str]:
@@ -78,16 +121,44 @@ def run_worker(python: List[str], payload: Dict[str, Any], timeout_s: Optional[f
     task_id = payload["task"].get("id")
     extra = {"process": payload["process"]} if "process" in payload else {}
     argv = list(python) + worker_entry() + ["--worker"]
-    try:
-        # the worker inherits the lock fd: the device stays locked while any process of this
-        # job is timing, even if the job process itself is killed
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE,
-                                pass_fds=(lock_fd,) if lock_fd is not None else ())
-    except OSError as e:
-        emit_error(task_id, "WorkerCrashed", "cannot start the worker %s: %s" % (argv, e),
+    proc: "Optional[subprocess.Popen[bytes]]" = None
+    failed: Optional[OSError] = None
+    with _WORKERS.lock:
+        if _WORKERS.stopping:   # the controller is gone: the job is ending
+            return 0, 0
+        try:
+            # the worker inherits the lock fd: the device stays locked while any process of
+            # this job is timing, even if the job process itself is killed
+            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE,
+                                    pass_fds=(lock_fd,) if lock_fd is not None else ())
+        except OSError as e:
+            failed = e
+        else:
+            _WORKERS.live.append(proc)
+    if proc is None:
+        emit_error(task_id, "WorkerCrashed", "cannot start the worker %s: %s" % (argv, failed),
                    None, **extra)
         return 0, 1
+    try:
+        return _supervise(proc, python, payload, task_id, timeout_s, heartbeat_s, position,
+                          on_result, extra)
+    finally:
+        # never leave a worker behind: also when relaying fails (the controller's end of
+        # stdout closed: BrokenPipeError) the worker and its hold on the lock go with the job
+        if proc.poll() is None:
+            _signal(proc, signal.SIGKILL)
+            proc.wait()
+        with _WORKERS.lock:
+            _WORKERS.live.remove(proc)
+
+
+def _supervise(proc: "subprocess.Popen[bytes]", python: List[str], payload: Dict[str, Any],
+               task_id: Optional[str], timeout_s: Optional[float],
+               heartbeat_s: Optional[float], position: Tuple[int, int],
+               on_result: Optional[Callable[[Dict[str, Any]], None]],
+               extra: Dict[str, Any]) -> Tuple[int, int]:
+    """Feed the started worker its task, relay its lines, then judge how it ended."""
     tail: Deque[str] = deque(maxlen=STDERR_TAIL_LINES)
     lines: "queue.Queue[bytes]" = queue.Queue()
     readers = [threading.Thread(target=_pump, args=(proc.stdout, lines.put), daemon=True),
@@ -107,6 +178,8 @@ def run_worker(python: List[str], payload: Dict[str, Any], timeout_s: Optional[f
     rc = proc.wait()
     for t in readers:
         t.join(5.0)
+    if _WORKERS.stopping:    # stopped by stop_workers(): the job is ending, not a task failure
+        return results, errors
     if timed_out:
         emit_error(task_id, "Timeout", "task did not finish within timeout_s=%s; worker killed"
                    % timeout_s, None, stderr_tail="\n".join(tail).strip() or None, **extra)

@@ -157,6 +157,21 @@ class DeviceBusy(DeviceError):
     error_type = "DeviceBusy"
 
 
+#: error_detail type of a task that the run's interruption stopped before it finished
+CANCELLED = "Cancelled"
+
+
+class PushCancelled(DeviceError):
+    """A push stopped half-way because the run was interrupted (Ctrl-C, SIGTERM); the partial
+    file was removed from the device."""
+
+    error_type = CANCELLED
+
+    def __init__(self, device: str, file: str) -> None:
+        super().__init__(device, f"push of {file} cancelled: the run was interrupted")
+        self.file = file
+
+
 class ProtocolError(DeviceError):
     """The agent printed something that is not protocol (garbage, wrong proto version)."""
 

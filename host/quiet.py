@@ -9,6 +9,10 @@ happens, and when the call raises, the output is kept so that the error line can
 
 The live display writes to its own duplicate of the terminal's descriptor (`terminal_file`), so
 a capture never swallows a frame of the progress display drawn by its refresh thread.
+
+Converters (TFLiteConverter, torch.export, litert-torch) use `captured_output(what)`, which
+also silences Python warnings and hands the text back, and `noise_free(text)` to keep what
+is worth showing when a conversion fails.
 """
 from __future__ import annotations
 
@@ -19,8 +23,9 @@ import re
 import sys
 import tempfile
 import threading
+import warnings
 from collections import deque
-from typing import Any, Deque, Iterator, Optional, TextIO
+from typing import Any, Deque, Iterator, List, Optional, TextIO
 
 
 class Captured:
@@ -115,6 +120,30 @@ def quiet(what: str = "") -> Iterator[Captured]:
                     sys.stderr.flush()
             if failed:
                 _failure = text
+
+
+@contextlib.contextmanager
+def captured_output(what: str = "") -> Iterator[List[str]]:
+    """`quiet(what)` with Python warnings silenced too: when the block ends the captured text
+    (fds 1 and 2, Python and C++ writes) is the list's one item, to show if the call failed."""
+    out: List[str] = []
+    cap = Captured()
+    try:
+        with warnings.catch_warnings(), quiet(what) as cap:
+            warnings.simplefilter("ignore")
+            yield out
+    finally:
+        out.append(cap.text)
+
+
+#: absl/glog notices a converter prints on every call: never the reason it failed
+_NOTICES = ("W0000", "I0000", "WARNING: All log messages")
+
+
+def noise_free(text: str, limit: int = 1500) -> str:
+    """The last lines of a converter's captured output without its routine notices."""
+    keep = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith(_NOTICES)]
+    return "\n".join(keep[-30:])[-limit:]
 
 
 def _restore(saved: Any) -> None:

@@ -490,3 +490,77 @@ def test_interrupting_a_run_kills_the_agent_on_the_phone(adb_server: AdbServer, 
     p.send_signal(signal.SIGINT)
     p.communicate(timeout=120)
     assert wait_dead(before, timeout=15), f"left running on the phone: {pids_with(standin.workdir)}"
+
+
+def test_kill_9_of_the_controller_stops_the_job_on_the_phone(adb_server: AdbServer,  # noqa: F811
+                                                             standin: AdbdStandin,
+                                                             tmp_path: Path) -> None:
+    """The controller dies (kill -9) while the phone is timing: its `adb shell` client (own
+    session) sees EOF on its stdin and sends close-stdin, the job on the phone stops its worker
+    and frees the device lock within seconds (tests/test_orphan.py does local and ssh)."""
+    from test_orphan import GONE_WITHIN_S, lock_free
+    _needs_agent(MOBILENET)
+    cfg = write_config(tmp_path, adb_server, standin)
+    p = edge_bench(["run", "--config", str(cfg), "--devices", "phone", *LONG, "--min-seconds", "60",
+                    "--max-seconds", "120", "--no-store"], tmp_path)
+    try:
+        _wait_for_agent(standin, p)
+        _wait_for_worker(standin, p)
+        lock = Path(standin.workdir) / "lock"
+        assert not lock_free(lock)
+        p.kill()
+        t_kill = time.monotonic()
+        p.communicate(timeout=60)
+        while (pids_with(standin.workdir) or not lock_free(lock)) \
+                and time.monotonic() < t_kill + GONE_WITHIN_S:
+            time.sleep(0.05)
+        assert pids_with(standin.workdir) == [], "the job still runs on the phone"
+        assert lock_free(lock)
+        print(f"adb: job and worker gone, lock free {time.monotonic() - t_kill:.2f} s after kill -9")
+    finally:
+        for pid in pids_with(standin.workdir):   # only this test's phone processes
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    nxt = edge_bench(["run", "--config", str(cfg), "--devices", "phone", "--model", "builtin:digits",
+                      "--variants", "fp32", "--runs", "3", "--min-seconds", "0", "--no-store"],
+                     tmp_path)
+    out, err = nxt.communicate(timeout=300)
+    assert nxt.returncode == 0, err + out
+
+
+def test_interrupt_stops_a_push_and_removes_its_temp_file(phone: ADBTransport, tmp_path: Path,
+                                                          standin: AdbdStandin) -> None:  # noqa: F811
+    """Ctrl-C during `adb push` (Transport.interrupt from the run's cancel): the push client is
+    killed as soon as its temp file is on the phone, the temp file is removed, nothing arrives
+    under the final name and PushCancelled names the file."""
+    from edge_bench.errors import PushCancelled
+    big = tmp_path / "big.tflite"
+    with open(big, "wb") as f:                 # big enough that the push is still going
+        for _ in range(256):
+            f.write(os.urandom(1 << 20))
+    wd = Path(standin.workdir) / "blobs"
+    phone.makedirs(str(wd))
+    dest = wd / "m.tflite"
+
+    seen: List[int] = []
+
+    def interrupt_when_started() -> None:
+        deadline = time.monotonic() + 60
+        while not seen and time.monotonic() < deadline:
+            seen.extend(p.stat().st_size for p in wd.glob("m.tflite.tmp-*"))
+            time.sleep(0.01)
+        phone.interrupt()
+    th = threading.Thread(target=interrupt_when_started)
+    th.start()
+    t0 = time.monotonic()
+    with pytest.raises(PushCancelled) as ei:
+        phone.put(big, str(dest))
+    took = time.monotonic() - t0
+    th.join()
+    assert seen and seen[0] < big.stat().st_size             # interrupted mid-push (a whole
+    assert "big.tflite" in str(ei.value)                      # push takes about 2 s here)
+    assert list(wd.iterdir()) == [], list(wd.iterdir())      # no temp file, no model
+    assert phone.bytes_pushed == 0
+    print(f"adb push interrupted and cleaned up {took:.2f} s after it began")

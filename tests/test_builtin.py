@@ -32,6 +32,17 @@ def test_resolve_known_and_unknown():
     with pytest.raises(UsageError) as e:
         resolve("builtin:resnet")
     assert "builtin:digits" in str(e.value) and "builtin:mobilenet" in str(e.value)
+    assert "builtin:digits-torch" in str(e.value)  # the PyTorch built-in is one too
+
+
+def test_unknown_builtin_on_the_command_line_lists_every_builtin(capsys, tmp_path):
+    from edge_bench.cli import main
+    rc = main(["quantize", "builtin:resnet", "--variants", "fp32", "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 2 and len(lines) == 1, err
+    for name in ("builtin:digits", "builtin:mobilenet", "builtin:digits-torch"):
+        assert name in lines[0], lines[0]
 
 
 def test_shipped_data_small_and_well_formed():

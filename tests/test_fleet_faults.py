@@ -319,18 +319,36 @@ def test_refused_then_available_is_retried_with_backoff(tmp_path: Path, make_fle
     late.sshd.stop()                                   # connection refused for now
     cfg = fleet.write_yaml(tmp_path / "devices.yaml",
                            per_device={"dev0": {"retries": 5, "retry_backoff_s": 0.5}})
-    timer = threading.Timer(2.0, late.sshd.restart)   # the board finishes booting in 2 s
-    timer.start()
+    run = Run(tmp_path, cfg, threads="1", min_seconds=0.2)
+    # the board finishes booting once the run has been refused twice: read the run's progress
+    # lines as they come ("connection refused; retrying in ... (attempt 3 of 6)"), not a timer
+    lines: List[str] = []
+    retried = threading.Event()
+
+    def read_stderr() -> None:
+        assert run.proc.stderr is not None
+        for line in run.proc.stderr:
+            lines.append(line)
+            if "retrying in" in line and "(attempt 3 of 6)" in line:
+                retried.set()
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
     try:
-        run = Run(tmp_path, cfg, threads="1", min_seconds=0.2).finish()
+        assert retried.wait(120), "".join(lines)
     finally:
-        timer.cancel()
-        timer.join()
+        late.sshd.restart()
+    assert run.proc.stdout is not None
+    run.stdout = run.proc.stdout.read()
+    run.code = run.proc.wait(timeout=240)
+    reader.join(30)
+    run.stderr = "".join(lines)
     assert run.code == 0, run.why()
+    assert "[dev0] connection refused" in run.stderr, run.stderr
     assert all(r["status"] == "ok" for r in run.doc["results"]) and len(run.doc["results"]) == 3
     summary = run.doc["devices"][late.name]
-    # backoff 0.5, 1, 2 s: refused at 0, 0.5, 1.5 s; the sshd is up at 2 s; connects at 3.5 s
-    assert 2 <= summary["connect_attempts"] <= 5, summary
+    # refused at attempts 1 and 2, the sshd is up before attempt 3 (1.5 s after the 2nd)
+    assert summary["connect_attempts"] == 3, summary
     assert run.doc["devices"]["dev1"]["connect_attempts"] == 1
 
 

@@ -75,3 +75,31 @@ def test_binary_file_given_to_compare_is_one_line(tmp_path: Path) -> None:
     assert p.returncode == 2
     one_clean_line(p)
     assert str(f) in p.stderr
+
+
+@pytest.mark.parametrize("how", ["read-only role", "read-only database"])
+def test_unwritable_postgresql_store_fails_before_any_work(tmp_path: Path, pg_cluster: object,
+                                                           pg_url: str, how: str) -> None:
+    """A PostgreSQL store this login may read but not write (a role granted SELECT only, or a
+    database whose transactions are read-only, as on a standby) fails before the benchmark,
+    like an unwritable SQLite file: one line, exit 2, nothing run."""
+    from edge_bench.results.backend import open_store
+    open_store(pg_url).close()                      # the store exists, with its schema
+    db = pg_url.rsplit("/", 1)[1]
+    url = pg_url
+    if how == "read-only role":
+        role = "eb_reader_" + db[-6:]
+        pg_cluster.sql(f"CREATE ROLE {role} LOGIN")                          # type: ignore[attr-defined]
+        # it may create in the schema (so opening the store, CREATE TABLE IF NOT EXISTS, works)
+        # but only read the tables: the store's own write check must catch it
+        pg_cluster.sql(f"GRANT USAGE, CREATE ON SCHEMA public TO {role}", db=db)  # type: ignore[attr-defined]
+        pg_cluster.sql(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}", db=db)  # type: ignore[attr-defined]
+        url = pg_url.replace("postgresql://postgres@", f"postgresql://{role}@")
+    else:
+        pg_cluster.sql(f'ALTER DATABASE "{db}" SET default_transaction_read_only = on')  # type: ignore[attr-defined]
+    p = edge_bench(["run", *FAST, "--db", url], tmp_path)
+    assert p.returncode == 2, p.stdout + p.stderr
+    one_clean_line(p)
+    assert "results store" in p.stderr and db in p.stderr
+    assert "result device=" not in p.stdout        # refused before the benchmark
+    assert not list((tmp_path / "home").glob(".cache/edge-bench/*"))   # nothing pushed to local

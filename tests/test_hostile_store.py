@@ -10,7 +10,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import List
+from typing import Any, Dict, List
+
+import pytest
 
 from procs import alive, wait_dead
 from test_run_local import edge_bench
@@ -19,11 +21,20 @@ FAST = ["--model", "builtin:digits", "--variants", "fp32", "--runs", "3", "--war
         "--min-seconds", "0", "--processes", "1"]
 
 
-def _runs(db: Path) -> List[sqlite3.Row]:
+def _runs(db: Any) -> List[Dict[str, Any]]:
+    """The runs as stored, read directly (not through the Store, which would reap them)."""
+    if str(db).startswith("postgresql://"):
+        import psycopg
+        from psycopg.rows import dict_row
+        try:
+            with psycopg.connect(str(db), row_factory=dict_row) as con:
+                return con.execute("SELECT run_id, label, status FROM runs ORDER BY id").fetchall()
+        except psycopg.errors.UndefinedTable:
+            return []
     con = sqlite3.connect(str(db), timeout=30)
     con.row_factory = sqlite3.Row
     try:
-        return con.execute("SELECT run_id, label, status FROM runs ORDER BY id").fetchall()
+        return [dict(r) for r in con.execute("SELECT run_id, label, status FROM runs ORDER BY id")]
     finally:
         con.close()
 
@@ -40,8 +51,11 @@ def _pids_mentioning(text: str) -> List[int]:
     return out
 
 
-def test_killed_run_is_abandoned_and_never_the_baseline(tmp_path: Path) -> None:
-    db = tmp_path / "r.sqlite"
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_killed_run_is_abandoned_and_never_the_baseline(tmp_path: Path, kind: str,
+                                                       request: pytest.FixtureRequest) -> None:
+    """The same on both stores: the embedded SQLite file and a real PostgreSQL server."""
+    db = tmp_path / "r.sqlite" if kind == "sqlite" else request.getfixturevalue("pg_url")
     p = edge_bench(["run", *FAST, "--db", str(db), "--label", "nightly"], tmp_path)
     assert p.returncode == 0, p.stderr
     good = _runs(db)[0]["run_id"]

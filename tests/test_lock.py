@@ -133,9 +133,11 @@ def test_kill_9_holder_does_not_leave_a_stale_lock(box: Path) -> None:
     lock = tmp / "wd" / "lock"
     first = start(box, tmp / "first.json")
     holder = wait_for_holder(lock, first)
-    # kill -9 the controller and the agent (its own session: pid == process group)
-    os.kill(first.pid, signal.SIGKILL)
+    # kill -9 the agent (its own session: pid == process group), then the controller (in this
+    # order: a controller killed first closes the job's stdin and the job ends by itself,
+    # releasing the lock: tests/test_orphan.py)
     os.killpg(holder["pid"], signal.SIGKILL)
+    os.kill(first.pid, signal.SIGKILL)
     first.wait(30)
     assert wait_dead([holder["pid"]], timeout=60)
     # the dead holder's info is still there: recovery comes from flock, not from cleanup

@@ -31,6 +31,23 @@ def test_capture_takes_c_level_and_python_output(capfd: pytest.CaptureFixture) -
     assert capfd.readouterr().out == "after\n"
 
 
+def test_converter_capture_hands_back_the_text_and_silences_warnings(
+        capfd: pytest.CaptureFixture) -> None:
+    import warnings
+    with pytest.raises(RuntimeError):
+        with quiet.captured_output("converter") as log:
+            os.write(2, b"I0000 00:00 absl notice\n")
+            os.write(1, b"error: op FOO has no lowering\n")
+            warnings.warn("a deprecation", FutureWarning)
+            raise RuntimeError("conversion failed")
+    out, err = capfd.readouterr()
+    assert out == "" and err == "" and len(log) == 1
+    assert "absl notice" in log[0] and "op FOO" in log[0]
+    assert quiet.noise_free(log[0]) == "error: op FOO has no lowering"
+    assert "op FOO" in quiet.take_failure_output()  # kept for the error line (and taken here)
+    assert quiet.noise_free("x" * 50 + "\nlast line", limit=9) == "last line"
+
+
 def test_verbose_shows_it_and_a_failure_keeps_it(capfd: pytest.CaptureFixture) -> None:
     quiet.set_verbose(True)
     try:

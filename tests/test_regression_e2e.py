@@ -14,6 +14,7 @@ import csv
 import importlib.util
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -79,7 +80,8 @@ def test_same_model_twice_is_not_a_regression(nightly: Dict[str, Any]) -> None:
     assert p.returncode == 0, p.stdout + p.stderr
     assert "no regression" in p.stdout
     assert "builtin:mobilenet" in p.stdout
-    # and `compare` on the stored runs agrees, with a row per key and no environment difference
+    # and `compare` on the stored runs agrees (a slowdown the run measured again and did not
+    # see again is inconclusive here too), with a row per key and no environment difference
     c = edge_bench(["compare", "base", "cand", "--db", str(nightly["db"]), "--json", "-",
                     "--fail-on-regression", "--allow-inconclusive"], nightly["tmp"])
     assert c.returncode == 0, c.stdout + c.stderr
@@ -105,6 +107,9 @@ def test_slower_model_fails_the_nightly(tmp_path: Path) -> None:
     assert p.returncode == 1, p.stdout + p.stderr
     assert "REGRESSION" in p.stdout and "slower" in p.stdout
     assert "model_sha256" in p.stdout  # the changed file is shown, not silently compared
+    # timed again before failing, and the re-measurement confirmed it (else: inconclusive)
+    assert "1 key(s) slower than the baseline: timing again to confirm" in p.stdout
+    assert "--fail-on-regression: a regression" in p.stderr and "inconclusive" not in p.stderr
     # without --fail-on-regression the verdict is printed but the exit code stays 0
     c = edge_bench(["compare", "base", "cand", "--db", str(db), "--json", "-"], tmp_path)
     assert c.returncode == 0, c.stderr
@@ -117,6 +122,72 @@ def test_slower_model_fails_the_nightly(tmp_path: Path) -> None:
     assert c.returncode == 1
     md = (tmp_path / "cmp.md").read_text()
     assert "| slower" in md.replace("🔴 ", "") and "model_sha256" in md
+
+
+def test_a_slowdown_not_seen_again_is_inconclusive_not_a_regression(tmp_path: Path) -> None:
+    """--fail-on-regression times a key judged slower once more before failing. A slow spell of
+    a shared machine (another tenant, a frequency drop) that lasts the whole candidate run is
+    not reproducible on purpose here: busy or memory-streaming processes do not move the fast
+    quartile the verdict is decided on (measured: `same`). So the spell is played by the model:
+    the candidate run times the slower model (the `slower` test's file), and the original file
+    is put back the moment edge-bench prints that it times the key again (read as it is
+    printed). First measurement slower, second not: `inconclusive`, not a regression; with
+    --allow-inconclusive the nightly passes. With --no-confirm the same run is a regression.
+    --threshold 50%: the slower model (100 extra layers) is about 3x slower; the same model in
+    two runs a minute apart has differed by up to 28% (p25) on the shared 2-core test machine
+    (2026-12-01), and the 25-layer model of the `slower` test by as little as 22%."""
+    db = tmp_path / "results.sqlite"
+    model = tmp_path / "net.tflite"
+    fast, slow = _build_model(0), _build_model(100)
+    model.write_bytes(fast)
+    p = edge_bench(["run", "--model", str(model), *TIMING, "--db", str(db), "--label", "base"],
+                   tmp_path)
+    assert p.returncode == 0, p.stderr + p.stdout
+    for flag in ("--allow-inconclusive", "", "--no-confirm"):
+        model.write_bytes(slow)
+        cmd = [sys.executable, "-m", "edge_bench.cli", "run", "--model", str(model), *TIMING,
+               "--threshold", "0.5", "--db", str(db), "--label", f"cand{flag}", "--baseline", "base",
+               "--fail-on-regression", *([flag] if flag else [])]
+        run = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=_env(tmp_path), cwd=str(tmp_path))
+        lines = []
+        assert run.stdout is not None and run.stderr is not None
+        for line in run.stdout:
+            lines.append(line)
+            if "timing again to confirm" in line:    # the spell is over (atomic swap)
+                (tmp_path / "fast.tflite").write_bytes(fast)
+                os.replace(tmp_path / "fast.tflite", model)
+        err = run.stderr.read()
+        rc = run.wait(timeout=600)
+        out = "".join(lines)
+        if flag == "--no-confirm":
+            assert "timing again" not in out, out
+            assert rc == 1 and "--fail-on-regression: a regression" in err, out + err
+            assert re.search(r"net\.tflite\s+fp32\s.*\bslower\b", out), out
+            continue
+        assert "1 key(s) slower than the baseline: timing again to confirm" in out, out + err
+        assert re.search(r"net\.tflite\s+fp32\s.*\binconclusive\b", out), out + err
+        assert "a regression" not in err, err
+        if flag == "--allow-inconclusive":
+            assert rc == 0, out + err
+        else:
+            assert rc == 1 and "--fail-on-regression: 1 inconclusive key(s)" in err, out + err
+    # `compare` of the stored runs gives the verdicts `run` gave: the re-measurement is kept
+    # with the run (its `confirmations`); the run made with --no-confirm has none
+    for label, verdict in (("cand--allow-inconclusive", "inconclusive"), ("cand", "inconclusive"),
+                           ("cand--no-confirm", "slower")):
+        c = edge_bench(["compare", "base", label, "--db", str(db), "--threshold", "0.5",
+                        "--json", "-"], tmp_path)
+        assert c.returncode == 0, c.stdout + c.stderr
+        (row,) = json.loads(c.stdout)["rows"]
+        assert row["verdict"] == verdict, (label, row)
+        if verdict == "inconclusive":
+            assert "not in a re-measurement" in row["notes"][0], row
+    # against another baseline the re-measurement says nothing: the stored run is judged alone
+    c = edge_bench(["compare", "cand--no-confirm", "cand", "--db", str(db), "--json", "-"],
+                   tmp_path)
+    (row,) = json.loads(c.stdout)["rows"]
+    assert "confirmation" not in row, row
 
 
 def _stored(db: Path, label: str) -> int:

@@ -30,6 +30,8 @@ def _ops(st: Store) -> Dict[str, Any]:
     err = make_result("int8", seed=99)
     err.update(status="error", error="DeviceError: pi4: 100% gone_with_%s and ?")
     st.add_result(ids[-1], err)
+    # a field set after the run (run --fail-on-regression's re-measurements)
+    st.annotate_run(ids[-1], "confirmations", [{"model": "m", "verdict": "same", "ratio": 1.01}])
     return {
         "refs": [st.resolve(r) for r in ("last", "last~1", "nightly", "exp", ids[2][:-2])],
         "exclude": st.resolve("last", exclude=ids[-1]),
@@ -60,6 +62,7 @@ def test_postgresql_behaves_like_sqlite(tmp_path: Path, pg_url: str) -> None:
         for h in side["hist"] + side["hist_all"]:
             h.pop("run_id")
     assert b["doc"] == a["doc"]
+    assert a["doc"]["confirmations"] == [{"model": "m", "verdict": "same", "ratio": 1.01}]
     assert len(b["doc"]["results"]) == 4 and b["doc"]["results"][3]["status"] == "error"
     assert len(b["doc"]["results"][0]["samples_ms"]) == 300  # raw samples survive as bytea
     assert b["hist"] == a["hist"] and len(a["hist"]) == 2

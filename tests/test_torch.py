@@ -15,8 +15,8 @@ from typing import Dict, List
 import numpy as np
 import pytest
 
-from torch_helpers import (BUILTIN, require_torch, torch_cache,  # noqa: F401 (a fixture)
-                           write_local_fleet, write_user_models)
+from torch_helpers import (BUILTIN, env, require_torch,  # noqa: F401 (fixtures)
+                           torch_cache)
 
 pytestmark = pytest.mark.timeout(1200)
 
@@ -24,17 +24,6 @@ pytestmark = pytest.mark.timeout(1200)
 @pytest.fixture(scope="module", autouse=True)
 def _torch_installed() -> None:
     require_torch()
-
-
-@pytest.fixture
-def env(torch_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A clean working folder (cwd, on sys.path for factories) with a local-only fleet."""
-    monkeypatch.setenv("EDGE_BENCH_CACHE", str(torch_cache))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    write_user_models(tmp_path)
-    sys.modules.pop("usermodels", None)
-    return write_local_fleet(tmp_path)
 
 
 def _cli(args: List[str], capsys: pytest.CaptureFixture) -> tuple:
@@ -136,6 +125,39 @@ def test_users_pt2_runs_through_the_same_command(env: Path, capsys) -> None:
     assert fp32["agreement_vs_ref"] == 1.0 and fp32["max_abs_err"] < 1e-4
 
 
+def test_two_inputs_two_outputs_through_pt2e_scored_per_output(env: Path, capsys) -> None:
+    """Inputs matched by litert-torch's names (args_0, args_1; the files list them the other way
+    round), both outputs scored against the PyTorch model's."""
+    rng = np.random.default_rng(8)
+    x, z = (rng.random((60, 4), dtype=np.float32) for _ in range(2))
+    np.savez(env.parent / "cal2.npz", args_1=z[:40], args_0=x[:40])
+    np.savez(env.parent / "ev2.npz", args_1=z[40:], args_0=x[40:])
+    rows = _run(env, "usermodels:two_in_two_out", ["--quantizer", "pt2e", "--variants",
+                                                   "fp32,int8,dynamic-int8", "--calibration",
+                                                   "cal2.npz", "--eval", "ev2.npz"], capsys)
+    assert set(rows) == {"fp32", "pt2e-int8", "pt2e-dynamic-int8"}
+    for v, r in rows.items():
+        outs = r["accuracy"]["outputs"]
+        assert len(outs) == 2 and r["accuracy"]["samples"] == 20, (v, r["accuracy"])
+        floor = 60 if v == "fp32" else 20  # conversion: float rounding; int8: quantization
+        assert all(o["snr_db"] > floor for o in outs), (v, outs)
+    assert all(o["max_abs_err"] < 1e-4 for o in rows["fp32"]["accuracy"]["outputs"])
+    assert all(o["max_abs_err"] > 0 for o in rows["pt2e-int8"]["accuracy"]["outputs"])
+
+
+def test_an_integer_constant_breaks_pt2e_static_with_a_clear_line(env: Path, capsys) -> None:
+    """`2 * x` instead of `2.0 * x`: PT2E's HistogramObserver cannot observe the int64
+    constant; the row's error says so and what to write instead, the other rows still run."""
+    x = np.random.default_rng(9).random((8, 4), dtype=np.float32)
+    np.savez(env.parent / "cal3.npz", args_0=x, args_1=x[::-1].copy())
+    rc, so, se = _cli(["quantize", "usermodels:int_constant", "--quantizer", "pt2e",
+                       "--variants", "int8,dynamic-int8", "--calibration", "cal3.npz",
+                       "-o", str(env.parent / "out3")], capsys)
+    assert rc == 3 and "Traceback" not in se, se
+    assert "histogram_cpu" in se and "write it as a float (`2.0 * x`)" in se, se
+    assert (env.parent / "out3" / "usermodels_int_constant-pt2e-dynamic-int8.tflite").is_file()
+
+
 def test_quantize_command_converts_a_factory(env: Path, capsys) -> None:
     """`edge-bench quantize usermodels:small --quantizer pt2e`: the files load in LiteRT, fp32
     computes what the PyTorch model computes, pt2e-int8 has int8 inputs (full integer)."""
@@ -174,7 +196,8 @@ def test_quantize_command_converts_a_factory(env: Path, capsys) -> None:
     ("usermodels:nothing", ["has no function 'nothing'"]),
     ("nosuchmodule:make", ["cannot import module 'nosuchmodule'"]),
     ("usermodels:data_dependent", ["torch.export failed"]),
-    ("usermodels:qat_prepared", ["QAT-prepared models (fake-quantize modules) are not supported"]),
+    ("usermodels:qat_prepared", ["eager-mode QAT model", "only PT2E QAT models convert",
+                                 "prepare_qat"]),
 ])
 def test_bad_pytorch_models_fail_with_one_line(env: Path, capsys, factory: str,
                                                words: List[str]) -> None:

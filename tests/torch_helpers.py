@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import textwrap
 from pathlib import Path
 
@@ -83,7 +84,29 @@ USER_MODELS = textwrap.dedent('''
         return Branchy(), (torch.rand(1, 4),)
 
 
-    def qat_prepared():
+    class TwoHeads(nn.Module):
+        """Two inputs of one shape (a swap would show), two outputs (logits, a sigmoid)."""
+        def __init__(self, k=2.0):
+            super().__init__()
+            torch.manual_seed(5)
+            self.k = k
+            self.a, self.b = nn.Linear(4, 16), nn.Linear(4, 16)
+            self.cls, self.reg = nn.Linear(16, 3), nn.Linear(16, 2)
+
+        def forward(self, x, z):
+            h = torch.relu(self.a(x) - self.k * self.b(z))
+            return self.cls(h), torch.sigmoid(self.reg(h))
+
+
+    def two_in_two_out():
+        return TwoHeads().eval(), (torch.rand(1, 4), torch.rand(1, 4))
+
+
+    def int_constant():  # `2 * x`: PT2E observes the 2 as an int64 tensor
+        return TwoHeads(k=2).eval(), (torch.rand(1, 4), torch.rand(1, 4))
+
+
+    def qat_prepared():  # eager-mode QAT (PT2E QAT models: test_torch_qat.py)
         from torch.ao.quantization import FakeQuantize
         return nn.Sequential(FakeQuantize(), nn.Linear(4, 2)), (torch.rand(1, 4),)
 ''')
@@ -93,6 +116,18 @@ def write_user_models(folder: Path) -> Path:
     path = folder / "usermodels.py"
     path.write_text(USER_MODELS)
     return path
+
+
+@pytest.fixture
+def env(torch_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A clean working folder (cwd, on sys.path for factories, with usermodels.py) with a
+    local-only fleet; conversions cached for the session."""
+    monkeypatch.setenv("EDGE_BENCH_CACHE", str(torch_cache))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    write_user_models(tmp_path)
+    sys.modules.pop("usermodels", None)
+    return write_local_fleet(tmp_path)
 
 
 @pytest.fixture(scope="session")

@@ -347,10 +347,7 @@ def compare_docs(base_doc: Dict[str, Any], cand_doc: Dict[str, Any], *,
                             accuracy_threshold=accuracy_threshold, confidence=confidence,
                             noise=(noise or {}).get(k))
             for k in keys]
-    summary = {v: 0 for v in VERDICTS}
-    for r in rows:
-        summary[r["verdict"]] += 1
-    return {
+    cmp = {
         "schema": "edge-bench/compare/1",
         "base": _doc_ref(base_doc), "cand": _doc_ref(cand_doc),
         "settings": {"threshold": threshold, "alpha": alpha, "accuracy_threshold": accuracy_threshold,
@@ -361,13 +358,24 @@ def compare_docs(base_doc: Dict[str, Any], cand_doc: Dict[str, Any], *,
                                " verdict on the 25th percentile: Mann-Whitney U on block 25th"
                                " percentiles"},
         "rows": rows,
-        "summary": summary,
         "mismatched_rows": sum(1 for r in rows if r["mismatches"]),
-        "regressed": any(r["regression"] for r in rows),
-        # keys the comparison could not judge: too few samples, or absent from the baseline
-        "inconclusive": summary["inconclusive"],
+        # keys absent from the baseline (with `inconclusive`: keys the comparison could not judge)
         "no_baseline": sum(1 for k, r in zip(keys, rows) if k not in bi),
     }
+    recount(cmp)
+    return cmp
+
+
+def recount(cmp: Dict[str, Any]) -> None:
+    """(Re)do a comparison's counts from its rows: `summary` (rows per verdict), `regressed`
+    and `inconclusive` (keys too few samples, or conflicting measurements, could not judge)."""
+    rows: List[Dict[str, Any]] = cmp.get("rows", [])
+    summary = {v: 0 for v in VERDICTS}
+    for r in rows:
+        summary[r["verdict"]] += 1
+    cmp["summary"] = summary
+    cmp["regressed"] = any(r["regression"] for r in rows)
+    cmp["inconclusive"] = summary["inconclusive"]
 
 
 def gate_failures(cmp: Dict[str, Any], allow_inconclusive: bool = False) -> List[str]:

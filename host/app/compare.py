@@ -85,8 +85,10 @@ def compare(store: Any, base_doc: Dict[str, Any], cand_doc: Dict[str, Any],
     noise = None
     if store is not None and settings.use_history:
         noise = history_noise(store, [base_doc, cand_doc], exclude=[str(cand_doc.get("run_id"))])
-    return compare_docs(base_doc, cand_doc, threshold=settings.threshold, alpha=settings.alpha,
-                        accuracy_threshold=settings.accuracy_threshold, noise=noise)
+    cmp = compare_docs(base_doc, cand_doc, threshold=settings.threshold, alpha=settings.alpha,
+                       accuracy_threshold=settings.accuracy_threshold, noise=noise)
+    from ..analysis.confirm import apply_stored
+    return apply_stored(cmp, cand_doc)
 
 
 def compare_refs(base_ref: str, cand_ref: str, db: Optional[str] = None,

@@ -90,7 +90,8 @@ def prepare(model: str, variants: str, quantizer: str, calibration: Optional[str
     if job.out_dir.exists() and not job.out_dir.is_dir():
         raise UsageError(f"output {job.out_dir} exists and is not a folder")
     job.out_dir.mkdir(parents=True, exist_ok=True)
-    static = [v for v in names if v in STATIC]
+    qat = getattr(source, "qat", None) is not None  # a QAT model brings its own int8 ranges
+    static = [v for v in names if v in STATIC and not (qat and v in PT2E_STATIC)]
     if static:
         if calib_src is None:
             raise UsageError(f"variant(s) {', '.join(static)} need calibration data",

@@ -9,12 +9,13 @@ the devices in parallel), the run's status, the optional comparison with a basel
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
+from typing import (Any, Callable, Collection, Dict, List, Optional, Protocol, Sequence,
+                    Tuple)
 
-from ..analysis.verdict import DEFAULT_THRESHOLD
-from ..errors import UsageError
+from ..analysis.verdict import DEFAULT_THRESHOLD, Key
+from ..errors import EdgeBenchError, UsageError
 from .compare import Settings, compare_with_baseline
 
 DEFAULT_MODELS = ["builtin:digits", "builtin:mobilenet"]
@@ -254,8 +255,10 @@ class StoreWriter:
                       " it is read again (then `abandoned`)")
 
 
-def execute(req: RunRequest, display: Display, json_out: Optional[str] = None) -> RunOutcome:
-    """Run `req` to the end (or to Ctrl-C / SIGTERM), storing as it goes; --json written last."""
+def execute(req: RunRequest, display: Display, json_out: Optional[str] = None,
+            only: Optional[Collection[Key]] = None) -> RunOutcome:
+    """Run `req` to the end (or to Ctrl-C / SIGTERM), storing as it goes; --json written last.
+    `only`: time just these (device, model, variant, threads) keys of the plan."""
     check(req)
     devices = select_devices(req, note=display.note)
     models = resolve_models(req)
@@ -267,14 +270,18 @@ def execute(req: RunRequest, display: Display, json_out: Optional[str] = None) -
         # opened and tried before any work: an unwritable or locked --db fails now
         from ..results.backend import open_store
         store = open_store(req.db)
-        if hasattr(store, "check_writable"):   # the SQLite store; PostgreSQL checks on connect
-            store.check_writable()
+        store.check_writable()   # a real no-op write, SQLite and PostgreSQL alike
         if req.baseline and not req.baseline.startswith("last"):
             store.resolve(req.baseline)  # a typo fails now, not after the whole benchmark
     try:
         plan = plan_tasks(req, devices, models, progress=display.on_quantize)
     finally:
         display.stop()  # the quantization's progress; the run's starts with the session
+    if only is not None:
+        plan = {d: [t for t in tasks
+                    if (d.name, t.artifact.model.name, t.artifact.variant, t.threads) in only]
+                for d, tasks in plan.items()}
+        plan = {d: tasks for d, tasks in plan.items() if tasks}
     display.plan({d.name: [(t.id, t.artifact.model.name, t.artifact.variant, t.threads)
                            for t in tasks] for d, tasks in plan.items()},
                  next((t.timing for tasks in plan.values() for t in tasks), None))
@@ -332,6 +339,44 @@ def compare_baseline(req: RunRequest, out: RunOutcome) -> Optional[Dict[str, Any
         raise UsageError("--baseline needs the results store (drop --no-store)")
     return compare_with_baseline(out.store, str(req.baseline), out.doc,
                                  Settings(threshold=req.threshold))
+
+
+def confirm_regressions(req: RunRequest, out: RunOutcome, comparison: Dict[str, Any],
+                        display: Display) -> Dict[str, Any]:
+    """--fail-on-regression: measure the keys judged `slower` once more (not stored: the run in
+    the store is the one made) and keep them `slower` only when the re-measurement against the
+    same baseline is slower too (analysis/confirm.py says why)."""
+    from ..analysis.confirm import apply_confirmation, keys_to_confirm
+    keys = keys_to_confirm(comparison)
+    if not keys:
+        return comparison
+    again_req = replace(req, no_store=True, label=None, baseline=None)
+    try:
+        again = execute(again_req, display, only=keys)
+    except EdgeBenchError as e:   # e.g. a model file changed into garbage since the run
+        apply_confirmation(comparison, None, failure=str(e))
+        keep_confirmations(out, comparison)
+        return comparison
+    if again.interrupted:
+        raise KeyboardInterrupt
+    base_id = str(comparison["base"]["run_id"])
+    recheck = compare_with_baseline(out.store, base_id, again.doc, Settings(threshold=req.threshold))
+    apply_confirmation(comparison, recheck, run_id=again.doc.get("run_id"))
+    keep_confirmations(out, comparison)
+    return comparison
+
+
+def keep_confirmations(out: RunOutcome, comparison: Dict[str, Any]) -> None:
+    """The re-measurements go with the run (document and store), so that `compare` of the
+    stored runs later gives the verdicts `run` gave."""
+    from ..analysis.confirm import confirmations
+    out.doc["confirmations"] = confirmations(comparison)
+    if out.store is not None and out.doc["confirmations"]:
+        try:
+            out.store.annotate_run(str(out.doc["run_id"]), "confirmations",
+                                   out.doc["confirmations"])
+        except EdgeBenchError:
+            pass   # the verdict stands; `compare` would show the first measurement's
 
 
 def exit_code(out: RunOutcome, comparison: Optional[Dict[str, Any]],

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import fields
-from typing import Any
+from typing import Any, Dict
 
 from ..analysis.verdict import DEFAULT_THRESHOLD
 from ..app.run import (DEFAULT_MODELS, DEFAULT_VARIANTS, DEFAULT_VARIANTS_NO_CALIBRATION,
@@ -133,6 +133,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--allow-inconclusive", action="store_true",
                    help="with --fail-on-regression: do not fail on inconclusive keys or keys"
                         " missing from the baseline")
+    p.add_argument("--no-confirm", action="store_true",
+                   help="with --fail-on-regression: fail on a slowdown measured once. Without"
+                        " it, keys judged slower are timed again and stay a regression only when"
+                        " that is slower too; else they are inconclusive")
     p.add_argument("--quiet", "-q", action="store_true", help="no table, only errors and --json")
     p.add_argument("--verbose", "-v", action="store_true",
                    help="show the libraries' own output (LiteRT, ai-edge-quantizer) as it comes")
@@ -152,8 +156,11 @@ def run(args: argparse.Namespace) -> int:
     out = service.execute(req, display, json_out=args.json)
     display.print_final_table()
     if out.interrupted:
-        print(f"edge-bench: interrupted; {len(out.doc['results'])} finished results kept"
-              f" (run {out.doc['run_id']})", file=sys.stderr)
+        rows = out.doc["results"]
+        from ..results.record import is_cancelled
+        cancelled = sum(1 for r in rows if is_cancelled(r))
+        print(f"edge-bench: interrupted; {len(rows) - cancelled} finished results kept,"
+              f" {cancelled} tasks cancelled (run {out.doc['run_id']})", file=sys.stderr)
         return service.exit_code(out, None, args.fail_on_regression)
     if out.store_error:
         print(f"edge-bench: {out.store_error}; every result is in the table"
@@ -170,6 +177,8 @@ def run(args: argparse.Namespace) -> int:
                   f" this one; nothing compared (run {out.doc['run_id']} is the first baseline)",
                   file=sys.stderr if json_to_stdout else sys.stdout)
         else:
+            if args.fail_on_regression and not args.no_confirm:
+                cmp = confirm(service, req, out, cmp, args, out_stream)
             emit(cmp, file=sys.stderr if json_to_stdout else None, quiet=args.quiet)
             if args.fail_on_regression:
                 from ..analysis.verdict import gate_failures
@@ -177,3 +186,17 @@ def run(args: argparse.Namespace) -> int:
                 if why:
                     print(f"edge-bench: --fail-on-regression: {', '.join(why)}", file=sys.stderr)
     return service.exit_code(out, cmp, args.fail_on_regression, args.allow_inconclusive)
+
+
+def confirm(service: Any, req: Any, out: Any, cmp: Dict[str, Any], args: argparse.Namespace,
+            stream: Any) -> Dict[str, Any]:
+    """Time the keys judged slower once more before failing (app/run.py confirm_regressions)."""
+    from ..analysis.confirm import keys_to_confirm
+    from ..render.display import LiveDisplay
+    n = len(keys_to_confirm(cmp))
+    if not n:
+        return cmp
+    if not args.quiet:
+        print(f"{n} key(s) slower than the baseline: timing again to confirm (--no-confirm: do"
+              " not)", file=stream)
+    return service.confirm_regressions(req, out, cmp, LiveDisplay(stream=stream, quiet=args.quiet))

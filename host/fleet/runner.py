@@ -5,7 +5,6 @@ tasks it did not finish into error results, it never raises past this module.
 """
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
@@ -15,10 +14,10 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from ..config import Device
 from .deploy import Blob, agent_blob, ensure_blobs, remote_path
 from ..errors import (AgentError, DeviceBusy, DeviceTimeout, EdgeBenchError, ProtocolError,
-                      detail_of, error_detail)
+                      PushCancelled, detail_of, error_detail)
 from .plan import Artifact, Timing
 from edge_bench_agent import protocol
-from ..results.record import error_result, ok_result
+from ..results.record import cancelled_result, error_result, ok_result
 from ..transports import open_transport
 from ..transports.base import RemoteProcess, Transport
 
@@ -95,6 +94,8 @@ class DeviceRun:
             return
         try:
             self._run(runnable)
+        except PushCancelled:        # interrupted: its tasks become cancelled rows below
+            self._fail_rest(runnable, "cancelled")
         except EdgeBenchError as e:
             self.failure = e.detail()
             self._fail_rest(runnable, e.detail(), detail_of(e))
@@ -130,6 +131,9 @@ class DeviceRun:
 
     def cancel(self) -> None:
         self.cancelled.set()
+        transport = self.transport
+        if transport is not None:
+            transport.interrupt()   # a push in progress stops and removes its partial file
         proc = self.proc
         if proc is not None:
             try:
@@ -149,9 +153,7 @@ class DeviceRun:
         if self.cancelled.is_set():  # interrupted before it ran: not a failure of the device
             for t in tasks:
                 if not self.done.get(t.id):
-                    self._finish(t, error_result(self.device.name, t, "cancelled: the run was"
-                                                 " interrupted before this finished",
-                                                 status="skipped"))
+                    self._finish(t, cancelled_result(self.device.name, t))
             return
         for t in tasks:
             if not self.done.get(t.id):
@@ -161,6 +163,7 @@ class DeviceRun:
         name = self.device.name
         self.status(name, "connecting")
         self.transport = open_transport(self.device)
+        self.transport.on_retry = lambda text: self.status(name, text)
         self.transport.connect()
         if self.cancelled.is_set():
             return
@@ -195,8 +198,11 @@ class DeviceRun:
             return
         self.status(name, f"running 0/{len(tasks)}")
         argv = python + [remote_path(workdir, agent)]
-        self.proc = self.transport.start(argv, stdin=json.dumps(job).encode(),
-                                         env=dict(self.device.env) or None)
+        # stdin stays open for the life of the job: its EOF tells the agent that this
+        # controller is gone (killed, connection dropped), and it stops (docs/protocol.md)
+        self.proc = self.transport.start(argv, stdin=protocol.job_line(job),
+                                         env=dict(self.device.env) or None,
+                                         keep_stdin_open=True)
         if self.cancelled.is_set():  # cancel() ran between the check above and start()
             self.proc.cancel()
             return
@@ -213,7 +219,7 @@ class DeviceRun:
             # the agent speaks up at least this often while a model runs, so idle_timeout_s
             # detects dead links and stalled agents without limiting how long a model may take
             heartbeat_s=heartbeat_interval(self.device.idle_timeout_s),
-            interleave=any(t.timing.interleave for t in tasks))
+            interleave=any(t.timing.interleave for t in tasks), watch_stdin=True)
 
     def _cooldown(self) -> Optional[Dict[str, float]]:
         """The device's cooldown_temp_c / cooldown_max_s (run flags are already applied to it)."""
@@ -265,6 +271,9 @@ class DeviceRun:
                 proc.cancel()
                 raise
             ev = msg["event"]
+            if ev == "error" and self.cancelled.is_set():
+                continue   # what our own cancel caused (a worker stopped, ControllerGone):
+                #            the task becomes a cancelled row, the device is not failed
             if ev == "hello":
                 hello = msg
                 self.hello = msg

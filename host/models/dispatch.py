@@ -136,7 +136,8 @@ def make_variant(model_path: Union[str, Path], variant: str,
             from .pytorch import TorchModel
             if isinstance(source, TorchModel):
                 from .pytorch.convert import RECIPES as PT_RECIPES
-                desc = f"{PT_RECIPES['fp32']}, from {source.name}"
+                desc = f"{PT_RECIPES['fp32']}, from {source.name}" + (
+                    " (the QAT model without fake-quantize)" if source.qat is not None else "")
             else:
                 desc = f"{tf_convert.RECIPES['fp32']}, from {Path(source).name}"
             res = res._replace(recipe_description=desc)

@@ -35,17 +35,16 @@ the conversion fails.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
-import warnings
 from pathlib import Path
-from typing import Dict, Iterator, List, Union
+from typing import Dict, Union
 
 import numpy as np
 
 from ..errors import ModelError, UsageError
 from ..hashing import sha256_bytes, sha256_file
+from ..quiet import captured_output, noise_free
 from .quantcache import cache_get_or_make, default_cache_dir, write_atomic
 from .quantize import calibration_sha256, load_calibration, unloadable
 from .variants import QuantizeResult, needs_calibration, parse_variants
@@ -109,26 +108,6 @@ def source_sha256(path: Union[str, Path]) -> str:
     return sha256_file(p)
 
 
-@contextlib.contextmanager
-def _captured_output() -> Iterator[List[str]]:
-    """Capture fds 1 and 2 (Python and C++ writes) and warnings; the text lands in the list."""
-    from ..quiet import quiet
-    out: List[str] = []
-    try:
-        with warnings.catch_warnings(), quiet("TFLiteConverter") as cap:
-            warnings.simplefilter("ignore")
-            yield out
-    finally:
-        out.append(cap.text)
-
-
-def _noise_free(text: str, limit: int = 1500) -> str:
-    keep = [ln for ln in text.splitlines()
-            if ln.strip() and not ln.startswith(("W0000", "I0000", "WARNING: All log messages"))]
-    s = "\n".join(keep[-30:])
-    return s[-limit:]
-
-
 def _converter(tf, source: Path):
     if source.is_dir():
         return tf.lite.TFLiteConverter.from_saved_model(str(source.resolve()))
@@ -158,7 +137,7 @@ def convert(source: Union[str, Path], variant: str, out_path: Union[str, Path],
     if variant not in SUPPORTED:
         raise _unsupported(variant)
     out_path = Path(out_path)
-    with _captured_output():  # TensorFlow's import prints oneDNN/CPU notices from C++
+    with captured_output("TFLiteConverter"):  # TF's import prints oneDNN/CPU notices (C++)
         tf = import_tf()
     rep = None
     n_cal = 0
@@ -180,7 +159,7 @@ def convert(source: Union[str, Path], variant: str, out_path: Union[str, Path],
             for i in range(n_cal):
                 yield {name: arr[i:i + 1] for name, arr in cal.items()}
 
-    with _captured_output() as log:
+    with captured_output("TFLiteConverter") as log:
         try:
             conv = _converter(tf, source)
             if variant != "fp32":
@@ -204,7 +183,7 @@ def convert(source: Union[str, Path], variant: str, out_path: Union[str, Path],
             err = e
     if err is not None:
         msg = " ".join(str(err).split())[:1500] or type(err).__name__
-        detail = _noise_free(log[0]) if log else ""
+        detail = noise_free(log[0]) if log else ""
         raise ModelError(f"variant {variant} of {source.name}: TFLiteConverter failed: {msg}"
                          + (f"\nconverter output:\n{detail}" if detail and detail not in msg
                             else "")) from err

@@ -109,6 +109,20 @@ def error_result(device: str, task: Any, message: str, status: str = "error",
     return r
 
 
+def cancelled_result(device: str, task: Any) -> Dict[str, Any]:
+    """The row of a task the run's interruption (Ctrl-C, SIGTERM) stopped before it finished:
+    status `skipped` (not a failure of the device), error_detail type `Cancelled`."""
+    from ..errors import CANCELLED, error_detail
+    message = "cancelled: the run was interrupted before this finished"
+    return error_result(device, task, message, status="skipped",
+                        detail=error_detail(CANCELLED, message))
+
+
+def is_cancelled(r: Dict[str, Any]) -> bool:
+    from ..errors import CANCELLED
+    return (r.get("error_detail") or {}).get("type") == CANCELLED
+
+
 def ok_result(device: str, task: Any, msg: Dict[str, Any], hello: Dict[str, Any]) -> Dict[str, Any]:
     r = base_result(device, task)
     samples_ms = [ns / 1e6 for ns in msg.get("samples_ns", [])]

@@ -247,6 +247,18 @@ class Store:
                 raise StoreError(f"unknown run {run_id}")
         self._write(op)
 
+    def annotate_run(self, run_id: str, key: str, value: Any) -> None:
+        """Set one field of a run's document after the fact (kept in its `extra` JSON; e.g. the
+        `confirmations` that `run --fail-on-regression` made after the run's last result)."""
+        def op(db: Any) -> None:
+            row = db.execute("SELECT extra FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise StoreError(f"unknown run {run_id}")
+            extra = json.loads(row[0] or "{}")
+            extra[key] = value
+            db.execute("UPDATE runs SET extra = ? WHERE run_id = ?", (_json(extra), run_id))
+        self._write(op)
+
     def reap_abandoned(self) -> List[str]:
         """Mark `abandoned` every `running` run whose controller on this host is gone (killed,
         crashed, power cut). Returns their run ids. A read-only store is left as it is."""

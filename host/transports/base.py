@@ -6,6 +6,7 @@ every argument itself) streaming its stdout lines, puts a file, and can cancel.
 from __future__ import annotations
 
 import abc
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,11 @@ class RemoteProcess(abc.ABC):
     def stderr_tail(self, max_chars: int = 2000) -> str:
         """The last stderr output seen (for error messages)."""
 
+    @abc.abstractmethod
+    def close_stdin(self) -> None:
+        """EOF on the command's stdin (idempotent). A command started with keep_stdin_open
+        sees it only now: for the agent's job that means "the controller is gone"."""
+
 
 def parse_sha256sum_line(line: str) -> Optional[Tuple[str, str]]:
     """(hex digest, file name) of one `sha256sum` output line: `HASH  NAME` or `HASH *NAME`;
@@ -82,6 +88,11 @@ class Transport(abc.ABC):
         self.bytes_pushed = 0
         #: connection attempts made by connect_with_retries() (results' `connect_attempts`)
         self.attempts = 0
+        #: set by interrupt(): a put() in progress stops at its next chunk
+        self.stop = threading.Event()
+        #: told each retry ("connection refused; retrying in 0.5 s (attempt 2 of 6)"), for the
+        #: run's progress display; the fleet runner sets it
+        self.on_retry: Optional[Callable[[str], None]] = None
 
     def __enter__(self) -> "Transport":
         self.connect()
@@ -119,18 +130,34 @@ class Transport(abc.ABC):
                         raise
                     raise TransportError(e.device, e.message, retryable=True, attempts=tries,
                                          hint=e.hint) from e
+                if self.on_retry is not None:
+                    self.on_retry(f"{e.message}; retrying in {delay:g} s (attempt {i + 2} of {tries})")
                 sleep(delay)
                 delay *= 2
 
     @abc.abstractmethod
     def start(self, argv: Sequence[str], stdin: Optional[bytes] = None,
-              env: Optional[dict] = None) -> RemoteProcess:
-        """Start argv on the device; `stdin` is written then closed."""
+              env: Optional[dict] = None, keep_stdin_open: bool = False) -> RemoteProcess:
+        """Start argv on the device; `stdin` is written then closed (the command sees EOF),
+        or with keep_stdin_open left open until the process's close_stdin() or cancel()."""
 
     @abc.abstractmethod
     def put(self, local: Path, remote: str, progress: Optional[PutProgress] = None) -> None:
         """Copy a local file to `remote` (a path on the device). Counts bytes_pushed.
-        `progress(bytes_done, total)` is called as the bytes go (at least once, at the end)."""
+        `progress(bytes_done, total)` is called as the bytes go (at least once, at the end).
+        After interrupt() it stops within a chunk, removes its partial file from the device
+        and raises PushCancelled."""
+
+    def interrupt(self) -> None:
+        """Stop a put() in progress (from another thread: Ctrl-C). Transports whose put runs
+        in a child process kill it too."""
+        self.stop.set()
+
+    def check_stop(self, file: str) -> None:
+        """PushCancelled if interrupt() was called."""
+        if self.stop.is_set():
+            from ..errors import PushCancelled
+            raise PushCancelled(self.device.name, file)
 
     def run(self, argv: Sequence[str], stdin: Optional[bytes] = None,
             timeout: Optional[float] = None) -> Completed:

@@ -12,11 +12,12 @@ from typing import Dict, Iterator, Optional, Sequence
 
 from ..errors import TransportError
 from .base import PutProgress, RemoteProcess, Transport
-from .streams import LineQueue, TailBuffer, kill_local_group, write_and_close
+from .streams import LineQueue, StdinPipe, TailBuffer, kill_local_group
 
 
 class LocalProcess(RemoteProcess):
-    def __init__(self, device: str, argv: Sequence[str], stdin: Optional[bytes], env: Optional[dict]) -> None:
+    def __init__(self, device: str, argv: Sequence[str], stdin: Optional[bytes],
+                 env: Optional[dict], keep_stdin_open: bool = False) -> None:
         self.device = device
         self.argv = list(argv)
         full_env = dict(os.environ)
@@ -33,10 +34,10 @@ class LocalProcess(RemoteProcess):
         threading.Thread(target=self._lines.feed_bytes_stream, args=(self.proc.stdout.read1,),
                          daemon=True).start()
         threading.Thread(target=self._pump_stderr, daemon=True).start()
-        threading.Thread(target=self._write_stdin, args=(stdin,), daemon=True).start()
+        self._stdin = StdinPipe(self.proc.stdin, stdin, keep_stdin_open)
 
-    def _write_stdin(self, data: Optional[bytes]) -> None:
-        write_and_close(self.proc.stdin, data)
+    def close_stdin(self) -> None:
+        self._stdin.close()
 
     def _pump_stderr(self) -> None:
         assert self.proc.stderr is not None
@@ -52,12 +53,15 @@ class LocalProcess(RemoteProcess):
 
     def wait(self, timeout: Optional[float] = None) -> int:
         try:
-            return self.proc.wait(timeout)
+            code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.cancel()
             raise TransportError(self.device, f"`{self.argv[0]}` did not exit within {timeout} s")
+        self.close_stdin()
+        return code
 
     def cancel(self) -> None:
+        self.close_stdin()   # a job watching its stdin stops at once on its own, too
         kill_local_group(self.proc)
 
     def stderr_tail(self, max_chars: int = 2000) -> str:
@@ -72,8 +76,8 @@ class LocalTransport(Transport):
         pass
 
     def start(self, argv: Sequence[str], stdin: Optional[bytes] = None,
-              env: Optional[dict] = None) -> LocalProcess:
-        return LocalProcess(self.device.name, argv, stdin, env)
+              env: Optional[dict] = None, keep_stdin_open: bool = False) -> LocalProcess:
+        return LocalProcess(self.device.name, argv, stdin, env, keep_stdin_open)
 
     def put(self, local: Path, remote: str, progress: Optional[PutProgress] = None) -> None:
         """Copy to a temp file in the destination's directory (in 1 MiB pieces, telling
@@ -81,12 +85,14 @@ class LocalTransport(Transport):
         at `remote` (a planted symlink included) and never writes through it; a reader never
         sees half a file."""
         dest = Path(remote)
+        self.check_stop(Path(local).name)
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=str(dest.parent))
         try:
             total, done = Path(local).stat().st_size, 0
             with os.fdopen(fd, "wb") as out, open(local, "rb") as src:
                 for chunk in iter(lambda: src.read(1 << 20), b""):
+                    self.check_stop(Path(local).name)   # interrupt(): the partial file goes
                     out.write(chunk)
                     done += len(chunk)
                     if progress is not None:

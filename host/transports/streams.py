@@ -94,6 +94,44 @@ def write_and_close(stream: Optional[IO[bytes]], data: Optional[bytes]) -> None:
     try:
         if data:
             stream.write(data)
-        stream.close()
+            stream.flush()
     except OSError:
         pass
+    close_quietly(stream)
+
+
+def close_quietly(stream: Optional[IO[bytes]]) -> None:
+    try:
+        if stream is not None:
+            stream.close()
+    except (OSError, ValueError):
+        pass
+
+
+class StdinPipe:
+    """A local child's stdin, written from a thread (a child that does not read yet must not
+    block the caller). Closed after the write, or with `keep_open` held open until close():
+    the agent's job reads EOF on its stdin as "the controller is gone" (docs/protocol.md)."""
+
+    def __init__(self, stream: Optional[IO[bytes]], data: Optional[bytes],
+                 keep_open: bool = False) -> None:
+        self.stream = stream
+        self.keep_open = keep_open
+        self._writer = threading.Thread(target=self._write, args=(data,), daemon=True)
+        self._writer.start()
+
+    def _write(self, data: Optional[bytes]) -> None:
+        if self.keep_open:
+            try:
+                if data and self.stream is not None:
+                    self.stream.write(data)
+                    self.stream.flush()
+            except (OSError, ValueError):
+                pass
+        else:
+            write_and_close(self.stream, data)
+
+    def close(self) -> None:
+        """EOF for the child (idempotent): after the write, or at once if it is still stuck."""
+        self._writer.join(1.0)
+        close_quietly(self.stream)

@@ -47,8 +47,10 @@ def resolve(name: str) -> BuiltinModel:
     key = name if is_builtin(name) else PREFIX + name
     model = BUILTINS.get(key)
     if model is None:
+        from .torch_models import TORCH_BUILTINS  # it imports BuiltinModel from here
         raise UsageError(f"unknown built-in model {name!r}",
-                         hint="valid: " + ", ".join(BUILTINS))
+                         hint="valid: " + ", ".join(list(BUILTINS) + list(TORCH_BUILTINS))
+                         + " (PyTorch: needs the [torch] extra)")
     if not model.path.is_file():
         raise UsageError(f"built-in model file {model.path} is missing",
                          hint="regenerate with `python -m edge_bench.models.builtin.make_models`")

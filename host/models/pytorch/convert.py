@@ -12,10 +12,9 @@ pt2e-dynamic-int8   dynamic: int8 per-channel weights, activations quantized at 
                     calibration), float inputs/outputs
 ==================  ===============================================================================
 
-QAT-prepared models (from `prepare_qat_pt2e`) are refused with one line: with litert-torch
-0.10.0, torchao 0.18.0 and torch 2.13, litert-torch's own PT2EQuantizer cannot prepare a model
-for QAT (`prepare_qat_pt2e` fails in its `_annotate_conv_bn_relu`: "Expected `mod` to be an
-instance of `torch.nn.Module`, got <class 'function'>"), so no such model can come from it.
+A QAT-prepared model (a factory returning what `prepare_qat_pt2e` made, fine-tuned; qat.py):
+`fp32` is its float network without fake-quantize, and `pt2e-int8` is the QAT model itself
+through convert_pt2e (the ranges it learned; no calibration) and litert-torch.
 
 Files are cached like every other variant (quantize.cache_get_or_make), under
 `$EDGE_BENCH_CACHE/quantized/torch-<model sha256>`, keyed by (model content sha256, variant,
@@ -31,6 +30,7 @@ import numpy as np
 
 from ...errors import EdgeBenchError, ModelError
 from ...hashing import sha256_bytes, sha256_file
+from ...quiet import captured_output, noise_free
 from .source import (TorchModel, export_failure, import_torch, load_torch_model,
                      positional_arrays, sample_args)
 
@@ -43,6 +43,9 @@ RECIPES: Dict[str, str] = {
     "dynamic-int8": "PT2E dynamic: int8 per-channel weights, activations quantized at run "
                     "time, litert-torch",
 }
+QAT_RECIPE = ("PT2E QAT: the model's own fake-quantize ranges and fine-tuned weights "
+              "(prepare_qat_pt2e), convert_pt2e, litert-torch; int8 per-channel weights, "
+              "int8 activations")
 #: base variants (without the `pt2e-` prefix) the route offers besides fp32
 SUPPORTED = ("int8", "dynamic-int8")
 STATIC = frozenset({"int8"})
@@ -81,10 +84,9 @@ def _convert(model: TorchModel, variant: str, out_path: Path,
     """Run litert-torch (after PT2E for quantized variants); write the flatbuffer; return the
     number of calibration samples used."""
     torch = import_torch()
-    from ..tf_convert import _captured_output, _noise_free
 
     n_cal = 0
-    with _captured_output() as log:
+    with captured_output("litert-torch") as log:
         err: Optional[BaseException] = None
         stage = "litert-torch conversion"
         try:
@@ -92,6 +94,13 @@ def _convert(model: TorchModel, variant: str, out_path: Path,
             from litert_torch.quantize.quant_config import QuantConfig
             if variant == "fp32":
                 edge = litert_torch.convert(model.module(), model.example_inputs)
+            elif variant in STATIC and model.qat is not None:
+                stage = f"PT2E QAT {variant}"
+                from . import qat
+                g = qat.converted(model.qat)
+                stage = f"litert-torch conversion of PT2E QAT {variant}"
+                edge = litert_torch.convert(g, model.example_inputs,
+                                            quant_config=QuantConfig(pt2e_quantizer=qat.quantizer()))
             else:
                 from torchao.quantization.pt2e import quantize_pt2e
                 stage = f"PT2E {variant}"
@@ -122,7 +131,7 @@ def _convert(model: TorchModel, variant: str, out_path: Path,
         except Exception as e:  # noqa: BLE001 - torch/litert-torch raise anything
             err = e
     if err is not None:
-        detail = _noise_free(log[0]) if log else ""
+        detail = noise_free(log[0]) if log else ""
         e2 = export_failure(model.name, err, stage)
         if detail and not e2.hint:
             e2.hint = detail
@@ -149,7 +158,7 @@ def convert(model: Union[str, TorchModel], variant: str, out_path: Union[str, Pa
                               "weight-only variants")
     out_path = Path(out_path)
     cal = None
-    if base in STATIC:
+    if base in STATIC and tm.qat is None:  # a QAT model brings its own ranges
         if calibration is None:
             raise needs_calibration(variant)
         if isinstance(calibration, dict):
@@ -163,7 +172,8 @@ def convert(model: Union[str, TorchModel], variant: str, out_path: Union[str, Pa
     if e is not None:
         raise ModelError(f"{variant} of {tm.name}: the converted model does not load in "
                          f"LiteRT: {e}") from e
-    desc = RECIPES[base] + (f"; {n_cal} calibration samples" if n_cal else "")
+    desc = (QAT_RECIPE if base in STATIC and tm.qat is not None
+            else RECIPES[base] + (f"; {n_cal} calibration samples" if n_cal else ""))
     name = base if base == "fp32" else PREFIX + base
     return QuantizeResult(name, out_path, out_path.stat().st_size, sha256_file(out_path), desc)
 
@@ -173,16 +183,18 @@ def cached_convert(model: Union[str, TorchModel], variant: str,
                    cache_dir: Union[None, str, Path] = None,
                    float_model: Union[None, str, Path] = None):
     """`variant` of the PyTorch model from the cache, converting on a miss. Key: (model content
-    sha256, variant, calibration sha256 for pt2e-int8, torch + litert-torch versions)."""
+    sha256, variant, calibration sha256 for pt2e-int8 of a float model, torch + litert-torch
+    versions)."""
     from ..quantcache import cache_get_or_make, default_cache_dir
     from ..quantize import calibration_sha256
     from ..variants import needs_calibration
 
     tm = model if isinstance(model, TorchModel) else load_torch_model(model)
     base = base_variant(variant)
-    if base in STATIC and calibration is None:
+    calibrated = base in STATIC and tm.qat is None  # a QAT model brings its own ranges
+    if calibrated and calibration is None:
         raise needs_calibration(variant)
-    calib_sha = calibration_sha256(calibration) if base in STATIC else "none"
+    calib_sha = calibration_sha256(calibration) if calibrated else "none"
     ver = versions()
     key = sha256_bytes(f"{tm.sha256}|{base}|{calib_sha}|{ROUTE}|{ver}".encode())[:24]
     root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
@@ -190,7 +202,7 @@ def cached_convert(model: Union[str, TorchModel], variant: str,
 
     def make(tmp: str):
         fm = float_model
-        if base in STATIC and fm is None:
+        if calibrated and fm is None:
             fm = cached_convert(tm, "fp32", None, cache_dir).path
         return convert(tm, base, tmp, calibration, fm)
 

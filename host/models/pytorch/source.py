@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from ...errors import ModelError, UsageError
+from ...quiet import captured_output
+from . import qat
 
 INSTALL_HINT = "pip install 'edge-bench[torch]'"
 PT2_SUFFIX = ".pt2"
@@ -31,6 +33,9 @@ class TorchModel:
     program: Any                  # torch.export.ExportedProgram
     example_inputs: Tuple[Any, ...]
     sha256: str                   # content: the .pt2 bytes (torch.export.save) of `program`
+    #: a factory's QAT-prepared GraphModule (qat.py): `program` is then its float network
+    #: without fake-quantize, `sha256` the QAT model's content, and pt2e-int8 converts it
+    qat: Any = None
 
     def module(self) -> Any:
         """The model as a callable nn.Module (the exported graph), in eval mode."""
@@ -54,9 +59,8 @@ def import_torch() -> Any:
     """`torch` after checking litert-torch is importable too, else UsageError with the install."""
     if "litert_torch" in sys.modules:
         return sys.modules["torch"]
-    from ..tf_convert import _captured_output
     # their imports print warnings from Python and C++ (torchao's kernel notices, absl)
-    with _captured_output():
+    with captured_output("import torch"):
         try:
             import torch
             import litert_torch  # noqa: F401
@@ -87,15 +91,6 @@ def _program_sha256(torch: Any, ep: Any) -> str:
     buf = io.BytesIO()
     torch.export.save(ep, buf)
     return hashlib.sha256(buf.getvalue()).hexdigest()
-
-
-def _is_qat_prepared(m: Any) -> bool:
-    """A model from PT2E `prepare_qat_pt2e`: it carries fake-quantize modules."""
-    for sub in m.modules():
-        cls = type(sub)
-        if "FakeQuantize" in cls.__name__ or any("FakeQuantize" in b.__name__ for b in cls.__mro__):
-            return True
-    return False
 
 
 def _check_inputs(name: str, inputs: Any, torch: Any) -> Tuple[Any, ...]:
@@ -143,6 +138,16 @@ def _call_factory(name: str) -> Tuple[Any, Any]:
     return out[0], out[1]
 
 
+#: failures whose cause is known: (pattern of the message, what to do)
+_KNOWN_CAUSES = (
+    # PT2E turns a Python int of an arithmetic op (`2 * x`) into an int64 constant, and the
+    # static recipe's HistogramObserver has no integer kernel (torchao 0.18, litert-torch 0.10)
+    (re.compile(r"histogram_cpu\W+not implemented for \W*(Long|Int|Short|Char|Byte|Bool)"),
+     "an integer constant in an arithmetic op (e.g. `2 * x`) is observed as an integer tensor "
+     "by PT2E's static recipe: write it as a float (`2.0 * x`)"),
+)
+
+
 def export_failure(name: str, e: BaseException, stage: str) -> ModelError:
     """One line for an export/conversion failure, naming the unsupported op when known."""
     msg = _one_line(e)
@@ -150,6 +155,7 @@ def export_failure(name: str, e: BaseException, stage: str) -> ModelError:
     what = f"unsupported op {op}" if op else f"{type(e).__name__}: {msg}"
     hint = ("replace that op in the model, or export it differently" if op
             else "check that the model exports with torch.export.export(model, example_inputs)")
+    hint = next((h for pat, h in _KNOWN_CAUSES if pat.search(str(e))), hint)
     return ModelError(f"--model {name}: {stage} failed: {what}", hint=hint)
 
 
@@ -164,9 +170,7 @@ def unsupported_op(text: str) -> Optional[str]:
 
 
 def _export(name: str, module: Any, inputs: Tuple[Any, ...], torch: Any) -> Any:
-    from ..tf_convert import _captured_output  # export prints guard chatter to the fds
-
-    with _captured_output():
+    with captured_output("torch.export"):  # export prints guard chatter to the fds
         try:
             return torch.export.export(module, inputs)
         except Exception as e:  # noqa: BLE001 - torch raises many types
@@ -193,11 +197,10 @@ def load_torch_model(name: str) -> TorchModel:
         raise UsageError(f"--model {name}: the factory returned a {type(module).__name__} "
                          f"where an nn.Module was expected")
     inputs = _check_inputs(name, inputs, torch)
-    if _is_qat_prepared(module):
-        raise UsageError(f"--model {name}: QAT-prepared models (fake-quantize modules) are not "
-                         f"supported: litert-torch 0.10's PT2EQuantizer cannot prepare QAT "
-                         f"with torchao 0.18 (docs/quantization.md)",
-                         hint="return the float model; --quantizer pt2e calibrates it (int8)")
+    prepared = None
+    if qat.is_qat_prepared(module):  # its float network is what converts to fp32
+        qat.check_prepared(name, module)
+        prepared, module = module, qat.float_graph(module)
     _eval_mode(module)
     try:
         with torch.no_grad():
@@ -210,6 +213,8 @@ def load_torch_model(name: str) -> TorchModel:
                          hint="return example inputs the model's forward() accepts (batch of 1)"
                          ) from e
     ep = _export(name, module, inputs, torch)
+    if prepared is not None:
+        return TorchModel(name, ep, inputs, qat.content_sha256(prepared), prepared)
     return TorchModel(name, ep, inputs, _program_sha256(torch, ep))
 
 
@@ -220,6 +225,12 @@ def _load_pt2(name: str, path: Path, torch: Any) -> TorchModel:
         raise UsageError(f"--model {name}: {path} is not a torch.export program "
                          f"({type(e).__name__}: {_one_line(e, 200)})",
                          hint="save with torch.export.save(exported_program, 'model.pt2')") from e
+    op = qat.traced_fake_quantize(ep.graph)
+    if op is not None:
+        raise UsageError(f"--model {name}: {path} is a QAT-prepared model saved as a program "
+                         f"(its fake-quantize modules were traced into {op}), which cannot be "
+                         f"converted to int8", hint="return the prepared model from a factory "
+                         "(module:function) instead (docs/quantization.md)")
     ex = getattr(ep, "example_inputs", None)
     args = ex[0] if isinstance(ex, tuple) and len(ex) == 2 else None
     if not args:

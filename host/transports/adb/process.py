@@ -11,7 +11,7 @@ from typing import Any, Dict, Iterator, Optional, Sequence
 
 from ...errors import TransportError
 from ..base import RemoteProcess
-from ..streams import LineQueue, TailBuffer, kill_local_group, write_and_close
+from ..streams import LineQueue, StdinPipe, TailBuffer, kill_local_group
 from .tool import _ENV_NAME, _PID_MARK, _RC_MARK, INSTALL_HINT
 
 def build_script(argv: Sequence[str], nonce: str, env: Optional[Dict[str, str]] = None,
@@ -49,7 +49,7 @@ class ADBProcess(RemoteProcess):
     """A command running on the phone, driven by a local `adb shell` client process."""
 
     def __init__(self, owner: Any, argv: Sequence[str], stdin: Optional[bytes],
-                 env: Optional[Dict[str, str]]) -> None:
+                 env: Optional[Dict[str, str]], keep_stdin_open: bool = False) -> None:
         self.owner = owner
         self.device = owner.device
         self.argv = list(argv)
@@ -74,12 +74,14 @@ class ADBProcess(RemoteProcess):
         self._t_err = threading.Thread(target=self._pump_stderr, daemon=True)
         self._t_out.start()
         self._t_err.start()
-        threading.Thread(target=self._write_stdin, args=(stdin,), daemon=True).start()
+        # adb forwards stdin as it comes and sends shell v2 close-stdin at its EOF; a killed
+        # adb client closes the stream, which closes the command's stdin on the phone too
+        self._stdin = StdinPipe(self.proc.stdin, stdin, keep_stdin_open)
+
+    def close_stdin(self) -> None:
+        self._stdin.close()
 
     # --- pumps ---------------------------------------------------------------------------------
-    def _write_stdin(self, data: Optional[bytes]) -> None:
-        write_and_close(self.proc.stdin, data)   # adb sends shell v2 close-stdin
-
     def _pump_stderr(self) -> None:
         assert self.proc.stderr is not None
         pid_tag = f"{_PID_MARK}{self.nonce}="
@@ -120,6 +122,7 @@ class ADBProcess(RemoteProcess):
         except subprocess.TimeoutExpired:
             self.cancel()
             raise TransportError(self.device.name, f"`{self.argv[0]}` did not exit within {timeout} s; killed")
+        self.close_stdin()
         self._settle(10.0)
         if self.remote_rc is not None:
             return self.remote_rc
@@ -132,6 +135,7 @@ class ADBProcess(RemoteProcess):
         if self.cancelled:
             return
         self.cancelled = True
+        self.close_stdin()   # a job watching its stdin stops on its own, too
         if self.proc.poll() is None or self.remote_rc is None:
             if self.remote_pid is None:
                 self._pid_seen.wait(2.0)

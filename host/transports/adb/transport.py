@@ -14,6 +14,7 @@ from typing import Dict, List, Optional, Sequence
 from ...config import Device
 from ...errors import RemoteCommandError, TransportError
 from ..base import PutProgress, Transport
+from ..streams import kill_local_group
 from .process import ADBProcess
 from .tool import _HOSTPORT, INSTALL_HINT, find_adb, is_tcp_serial, parse_devices
 
@@ -28,6 +29,7 @@ class ADBTransport(Transport):
         self.adb: Optional[str] = None
         self.features: List[str] = []
         self._props: Optional[Dict[str, str]] = None
+        self._push_proc: Optional[subprocess.Popen] = None
 
     # --- adb plumbing --------------------------------------------------------------------------
     def adb_cmd(self, *args: str) -> List[str]:
@@ -161,18 +163,53 @@ class ADBTransport(Transport):
         pass  # every command is its own adb client process; the adb server stays up
 
     def start(self, argv: Sequence[str], stdin: Optional[bytes] = None,
-              env: Optional[dict] = None) -> ADBProcess:
+              env: Optional[dict] = None, keep_stdin_open: bool = False) -> ADBProcess:
         if self.adb is None:
             self.connect()
-        return ADBProcess(self, argv, stdin, env)
+        return ADBProcess(self, argv, stdin, env, keep_stdin_open)
+
+    def interrupt(self) -> None:
+        """Stop a push in progress: the `adb push` client is killed (put() then removes the
+        partial file and raises PushCancelled)."""
+        super().interrupt()
+        proc = self._push_proc
+        if proc is not None:
+            kill_local_group(proc, wait_s=0)
+
+    def _push(self, local: Path, tmp: str) -> subprocess.CompletedProcess:
+        """`adb push LOCAL TMP` in a client process interrupt() can kill."""
+        timeout = max(60.0, self.device.timeout_s)
+        cmd = self.adb_cmd("-s", self.serial, "push", str(local), tmp)
+        try:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, errors="replace",
+                                    start_new_session=True)
+        except OSError as e:
+            raise TransportError(self.device.name, f"cannot run {cmd[0]}: {e.strerror}", hint=INSTALL_HINT)
+        self._push_proc = proc
+        try:
+            if self.stop.is_set():       # interrupt() came before the client was known
+                kill_local_group(proc, wait_s=0)
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_local_group(proc)
+            raise TransportError(self.device.name, f"`adb push {local.name}` did not finish within"
+                                 f" {timeout:g} s", retryable=True,
+                                 hint="is the adb server hung? try `adb kill-server`")
+        finally:
+            self._push_proc = None
+        return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
     def put(self, local: Path, remote: str, progress: Optional[PutProgress] = None) -> None:
         """`adb push` (its own progress is not machine-readable: `progress` hears the end)."""
         local = Path(local)
         size = local.stat().st_size
+        self.check_stop(local.name)
         tmp = f"{remote}.tmp-{secrets.token_hex(4)}"
-        res = self.adb_run(["-s", self.serial, "push", str(local), tmp],
-                           timeout=max(60.0, self.device.timeout_s))
+        res = self._push(local, tmp)
+        if self.stop.is_set():
+            self.run(["rm", "-f", "--", tmp], timeout=30)
+            self.check_stop(local.name)
         if res.returncode != 0:
             tail = " | ".join((res.stderr + res.stdout).strip().splitlines()[-3:])
             st = self.state()

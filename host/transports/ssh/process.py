@@ -65,7 +65,7 @@ class SSHProcess(RemoteProcess):
     """One command on the device, on its own SSH channel."""
 
     def __init__(self, owner: Any, chan: paramiko.Channel, argv: Sequence[str],
-                 token: str, stdin: Optional[bytes]) -> None:
+                 token: str, stdin: Optional[bytes], keep_stdin_open: bool = False) -> None:
         self.owner = owner
         self.device = owner.device.name
         self.chan = chan
@@ -78,6 +78,9 @@ class SSHProcess(RemoteProcess):
         self._cancel_lock = threading.Lock()
         self._cancelled = False
         self._killed = False
+        self._keep_stdin = keep_stdin_open
+        self._stdin_lock = threading.Lock()
+        self._stdin_closed = False
         self._out = threading.Thread(target=self._lines.feed_bytes_stream, args=(chan.recv,),
                                      daemon=True, name=f"ssh-out-{self.device}")
         self._err = threading.Thread(target=self._pump_stderr, daemon=True, name=f"ssh-err-{self.device}")
@@ -92,6 +95,20 @@ class SSHProcess(RemoteProcess):
         try:
             if data:
                 self.chan.sendall(data)
+        except (OSError, EOFError, SSHException):
+            pass
+        if not self._keep_stdin:
+            self.close_stdin()
+
+    def close_stdin(self) -> None:
+        """EOF on the remote command's stdin (the channel's write side is shut)."""
+        with self._stdin_lock:
+            if self._stdin_closed:
+                return
+            self._stdin_closed = True
+        if self._keep_stdin:
+            self._in.join(1.0)   # the job line goes out first
+        try:
             self.chan.shutdown_write()
         except (OSError, EOFError, SSHException):
             pass
@@ -197,7 +214,8 @@ class SSHProcess(RemoteProcess):
             if self._cancelled:
                 return
             self._cancelled = True
-            try:
+            self.close_stdin()   # a job watching its stdin stops on its own, even if the kill
+            try:                 # below cannot reach the device
                 if not self._pid_event.is_set() and not self.finished():
                     self._pid_event.wait(min(10.0, self.owner.device.connect_timeout_s))
                 if self._pid is not None and self._link_alive():

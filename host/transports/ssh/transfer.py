@@ -1,6 +1,8 @@
 """Files on an SSH device: SFTP upload (atomic rename, clear disk-full errors) and the workdir.
 
-put(): SFTP upload to `remote.part-<random>`, then posix-rename over `remote` (atomic).
+put(): SFTP upload to `remote.part-<random>`, then posix-rename over `remote` (atomic). After
+interrupt() (Ctrl-C) the upload stops before its next 32 KB write, the connection is reset (what
+is queued for a slow link is dropped) and the partial file is removed over a fresh connection.
 """
 from __future__ import annotations
 
@@ -8,7 +10,9 @@ import errno
 import posixpath
 import re
 import secrets
+import socket
 import stat
+import struct
 from pathlib import Path
 from typing import Optional, Tuple
 
@@ -16,7 +20,7 @@ import paramiko
 from paramiko.ssh_exception import SSHException
 
 from ...config import Device
-from ...errors import ConfigError, DeviceError, TransportError
+from ...errors import ConfigError, DeviceError, PushCancelled, TransportError
 from ..base import PutProgress
 from .process import command_line
 
@@ -31,7 +35,7 @@ class SSHFiles:
     _sftp: Optional[paramiko.SFTPClient]
     bytes_pushed: int
     where: str
-    # also uses SSHTransport's _transport(), _exec_simple() and Transport.run()
+    # also uses SSHTransport's _transport(), _exec_simple() and Transport.run(), check_stop()
 
     def _sftp_client(self) -> paramiko.SFTPClient:
         if self._sftp is None:
@@ -72,13 +76,14 @@ class SSHFiles:
     def put(self, local: Path, remote: str, progress: Optional[PutProgress] = None) -> None:
         local = Path(local)
         size = local.stat().st_size
+        self.check_stop(local.name)  # type: ignore[attr-defined]
         sftp = self._sftp_client()
         parent = posixpath.dirname(remote)
         tmp = f"{remote}.part-{secrets.token_hex(6)}"
         try:
             if parent:
                 self._sftp_makedirs(sftp, parent)
-            sftp.put(str(local), tmp, callback=progress, confirm=True)
+            self._upload(sftp, local, tmp, size, progress)
             try:
                 sftp.posix_rename(tmp, remote)
             except OSError as e:
@@ -89,6 +94,9 @@ class SSHFiles:
                 except OSError:
                     pass
                 sftp.rename(tmp, remote)
+        except PushCancelled:
+            self._drop_and_remove(tmp)
+            raise
         except (DeviceError, OSError, EOFError, SSHException) as e:
             t = self.client.get_transport() if self.client is not None else None
             alive = t is not None and t.is_active()
@@ -117,6 +125,58 @@ class SSHFiles:
                               f" {e.strerror or e}",
                               hint="check the device's workdir setting, permissions and free disk") from None
         self.bytes_pushed += size
+
+    def _upload(self, sftp: paramiko.SFTPClient, local: Path, tmp: str, size: int,
+                progress: Optional[PutProgress]) -> None:
+        """Write `local` to `tmp` in 32 KB pipelined SFTP writes (as paramiko's put does),
+        checking for interrupt() before each one. On PushCancelled the remote file is left
+        open: waiting for the acks of what is in flight would take seconds on a slow link."""
+        fr = sftp.open(tmp, "wb")
+        fr.set_pipelined(True)
+        done = 0
+        try:
+            with open(local, "rb") as src:
+                for data in iter(lambda: src.read(32768), b""):
+                    self.check_stop(local.name)  # type: ignore[attr-defined]
+                    fr.write(data)
+                    done += len(data)
+                    if progress is not None:
+                        progress(done, size)
+        except PushCancelled:
+            fr._closed = True   # never close it: that waits for the ack of every pending write
+            raise
+        except BaseException:
+            try:
+                fr.close()
+            except Exception:  # noqa: BLE001 - the first error is the one to report
+                pass
+            raise
+        fr.close()                       # waits for the acks: every byte is on the device
+        if progress is not None and not size:
+            progress(0, 0)
+        got = sftp.stat(tmp).st_size
+        if got != size:
+            raise OSError(f"size mismatch: {got} of {size} bytes arrived")
+
+    def _drop_and_remove(self, tmp: str) -> None:
+        """After an interrupted upload: drop the connection at once (a TCP reset, so the bytes
+        still queued for a slow link are discarded instead of sent), then remove the partial
+        file over a fresh connection. Best effort: a device that cannot be reached keeps it
+        (a later push uses another temp name and never reads it)."""
+        t = self.client.get_transport() if self.client is not None else None
+        sock = getattr(t, "sock", None)
+        if isinstance(sock, socket.socket):    # not for a ProxyCommand / jump channel
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass
+        self.close()  # type: ignore[attr-defined]
+        try:
+            self._connect_once(self.target)  # type: ignore[attr-defined]
+            self.run(["rm", "-f", "--", tmp],  # type: ignore[attr-defined]
+                     timeout=self.device.connect_timeout_s + 10)
+        except DeviceError:
+            pass
 
     def _free_kb(self, path: str) -> Optional[Tuple[int, str]]:
         """(KB available, mount point) of the filesystem holding `path` on the device (POSIX

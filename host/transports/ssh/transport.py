@@ -99,7 +99,7 @@ class SSHTransport(SSHFiles, Transport):
     command_line = staticmethod(command_line)
 
     def start(self, argv: Sequence[str], stdin: Optional[bytes] = None,
-              env: Optional[dict] = None) -> SSHProcess:
+              env: Optional[dict] = None, keep_stdin_open: bool = False) -> SSHProcess:
         token = secrets.token_hex(8)
         command = self.command_line(argv, env, token)
         chan = self._open_channel()
@@ -108,7 +108,7 @@ class SSHTransport(SSHFiles, Transport):
         except (SSHException, EOFError, OSError) as e:
             chan.close()
             raise TransportError(self.device.name, f"cannot start `{argv[0]}` on {self.where}: {e}", retryable=True)
-        proc = SSHProcess(self, chan, argv, token, stdin)
+        proc = SSHProcess(self, chan, argv, token, stdin, keep_stdin_open)
         self._procs = [p for p in self._procs if not p.finished()]
         self._procs.append(proc)
         return proc
