@@ -114,8 +114,8 @@ MODULES: Dict[str, Module] = {
     # after cosmic-ray's per-mutant timeout)
     "agent-lock": Module("agent/lock.py", ("-o", "timeout=20", "tests/test_lock_rules.py"),
                          timeout=120.0),
-    "protocol": Module("agent/protocol.py", ("tests/test_protocol.py",
-                                             "tests/test_protocol_rules.py"),
+    "protocol": Module("agent/protocol.py", ("tests/test_protocol_rules.py",
+                                             "tests/test_protocol.py"),
                        functions=("_num", "task_processes", "task_params", "parse_job",
                                   "parse_line"), timeout=90.0),
     "exit-policy": Module("host/app/run.py", ("tests/test_exit_policy.py",),
