@@ -121,13 +121,14 @@ def test_heartbeat_s_is_a_number_above_0(beat: Any, ok: bool) -> None:
         bad_job(job(heartbeat_s=beat), "'heartbeat_s'", "> 0", "got %r" % (beat,))
 
 
+@pytest.mark.parametrize("flag", ["interleave", "watch_stdin"])
 @pytest.mark.parametrize("value, ok", [(True, True), (False, True), (DROP, True),
                                        (1, False), (0, False), ("yes", False), (None, False)])
-def test_interleave_is_true_or_false(value: Any, ok: bool) -> None:
+def test_job_flags_are_true_or_false(flag: str, value: Any, ok: bool) -> None:
     if ok:
-        P.parse_job(job(interleave=value))
+        P.parse_job(job(**{flag: value}))
     else:
-        bad_job(job(interleave=value), "'interleave'", "true or false", "got %r" % (value,))
+        bad_job(job(**{flag: value}), repr(flag), "true or false", "got %r" % (value,))
 
 
 # ---- the task -------------------------------------------------------------------------------------
