@@ -350,3 +350,24 @@ def test_the_documented_defaults_of_the_median_interval_and_the_blocks() -> None
 def test_block_quantiles_default_to_medians() -> None:
     a = np.random.default_rng(19).normal(size=60)
     assert S.block_quantiles(a, size=6).tolist() == S.block_medians(a, size=6).tolist()
+
+
+def test_two_samples_std_and_every_sample_in_the_resampling() -> None:
+    assert S.summarize([1.0, 3.0])["std"] == pytest.approx(math.sqrt(2.0))
+    # 2 samples: resampled medians are 1 (1/4), 2 (1/2), 3 (1/4): the 95% interval is [1, 3]
+    assert S.bootstrap_median_ci([1.0, 3.0]) == (1.0, 3.0)
+    assert S.bootstrap_median_ci([3.0, 1.0]) == (1.0, 3.0)
+
+
+def test_at_most_50_blocks_and_at_least_twice_tau_long() -> None:
+    iid = np.random.default_rng(5).normal(size=1010)
+    assert S.block_size(iid) == 21                      # 1010 / 21 = 48 blocks; 20 -> 50.5
+    assert S.block_medians(iid).size <= 50
+    x = ar1(200, 0.4, 4)                                # tau ~2.06: blocks of ceil(4.13)
+    tau = tau_by_hand(x, 50)
+    assert 1.5 <= tau < 2.5 and S.block_size(x) == math.ceil(2 * tau) == 5
+
+
+def test_process_quantiles_default_to_medians() -> None:
+    groups = [np.array([1.0, 2.0, 10.0]), np.array([4.0, 5.0, 6.0, 7.0])]
+    assert S.process_quantiles(groups).tolist() == [2.0, 5.5]
