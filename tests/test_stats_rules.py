@@ -371,3 +371,16 @@ def test_at_most_50_blocks_and_at_least_twice_tau_long() -> None:
 def test_process_quantiles_default_to_medians() -> None:
     groups = [np.array([1.0, 2.0, 10.0]), np.array([4.0, 5.0, 6.0, 7.0])]
     assert S.process_quantiles(groups).tolist() == [2.0, 5.5]
+
+
+def test_blocks_are_resampled_within_each_process() -> None:
+    """Stratified: each process keeps its own blocks. Two processes, one all 1.0, one all 5.0:
+    every replicate has as many 1s as 5s, so its median is always 3 and the interval a point."""
+    procs = [np.array([1.0, 1.0]), np.array([5.0, 5.0])]
+    r, lo, hi = S.quantile_ratio_ci(procs, [p.copy() for p in procs], q=0.5, n_boot=400)
+    assert (r, lo, hi) == (1.0, pytest.approx(1.0), pytest.approx(1.0))
+
+
+def test_series_under_16_samples_are_one_sample_per_block() -> None:
+    for n in (1, 5, 7, 8, 15):
+        assert S.block_size(np.arange(float(n))) == 1, n
