@@ -247,6 +247,7 @@ def test_quantile_ratio_ci_is_the_documented_block_bootstrap(q: float, confidenc
     er, elo, ehi = ratio_ci_by_hand(base, cand, q, confidence, 2000, 1)
     assert r == pytest.approx(er, rel=1e-12)
     assert lo == pytest.approx(elo, rel=0.01) and hi == pytest.approx(ehi, rel=0.01)
+    assert (hi - lo) == pytest.approx(ehi - elo, rel=0.05)    # the width: the confidence level
     assert lo < r < hi
     r2, lo2, hi2 = S.quantile_ratio_ci(base, cand, q=q, confidence=0.5, n_boot=2000, seed=1)
     assert r2 == r and lo < lo2 < r < hi2 < hi         # a lower confidence: a narrower interval
