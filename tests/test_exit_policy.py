@@ -77,3 +77,14 @@ def test_interrupted_exits_128_plus_signal(sig: Optional[int], code: int) -> Non
     out = outcome([OK, FAILED], interrupted=True, sig=sig)
     assert exit_code(out, REGRESSED, True) == code
     assert exit_code(out, None, False) == code
+
+
+@pytest.mark.parametrize("comparison", [{"regressed": False, "inconclusive": 1},
+                                        {"regressed": False, "no_baseline": 2}])
+def test_keys_it_could_not_judge_fail_the_gate_unless_allowed(comparison: Dict[str, Any]) -> None:
+    """docs/results.md: `inconclusive` and keys absent from the baseline fail
+    --fail-on-regression unless --allow-inconclusive (off by default)."""
+    assert exit_code(outcome([OK]), comparison, True) == 1
+    assert exit_code(outcome([OK]), comparison, True, allow_inconclusive=False) == 1
+    assert exit_code(outcome([OK]), comparison, True, allow_inconclusive=True) == 0
+    assert exit_code(outcome([OK]), comparison, False) == 0

@@ -56,14 +56,39 @@ class Module:
     timeout: float = 300.0         # seconds per mutant (an endless loop counts as killed)
 
 
+# The unit tests of the statistics and the verdict rules, fastest first (a mutant dies at its
+# first failing test). Not here: the CLI runs of test_compare.py and its 120-pair false-alarm
+# calibration (18 s alone), which exercise the same functions end to end.
+_COMPARE_UNIT = tuple("tests/test_compare.py::" + t for t in (
+    "test_run_level_is_the_pooled_fast_quartile", "test_one_unlucky_process_is_set_aside",
+    "test_a_slowdown_of_every_process_is_slower",
+    "test_two_unlucky_processes_of_three_move_the_pooled_fast_quartile_little",
+    "test_block_test_is_not_fooled_by_drift"))
+STATS_TESTS = ("tests/test_stats.py", "tests/test_stats_rules.py",
+               "tests/test_thresholds.py::test_the_verdict_is_decided_on_the_fast_quartile",
+               *_COMPARE_UNIT)
+VERDICT_TESTS = ("tests/test_verdict_rules.py", "tests/test_thresholds.py",
+                 "tests/test_compare.py::test_environment_mismatch_is_reported",
+                 "tests/test_compare.py::test_accuracy_drop_missing_new_error", *_COMPARE_UNIT)
+
 # The core named in issue 17. Each module runs only the tests that cover it.
 MODULES: Dict[str, Module] = {
-    "stats": Module("host/analysis/stats.py", ("tests/test_stats.py", "tests/test_compare.py")),
-    "verdict": Module("host/analysis/verdict.py",
-                      ("tests/test_thresholds.py", "tests/test_compare.py")),
-    "accuracy": Module("host/models/accuracy.py",
-                       ("tests/test_thresholds.py", "tests/test_accuracy.py"),
-                       functions=("tolerance_for", "_as_list", "_argmax", "score")),
+    "stats": Module("host/analysis/stats.py", STATS_TESTS),
+    "verdict": Module("host/analysis/verdict.py", VERDICT_TESTS),
+    "accuracy": Module("host/models/accuracy.py", (
+        "tests/test_accuracy_rules.py",
+        "tests/test_thresholds.py::test_agreement_just_above_and_below_each_variants_tolerance",
+        "tests/test_thresholds.py::test_snr_just_above_and_below_each_variants_tolerance",
+        "tests/test_thresholds.py::test_identical_outputs_have_infinite_snr_and_no_flag",
+        "tests/test_thresholds.py::test_a_single_non_finite_value_flags",
+        "tests/test_thresholds.py::test_small_eval_sets_allow_exactly_one_mismatch",
+        "tests/test_thresholds.py::test_top1_drop_of_more_than_5_points_flags",
+        "tests/test_accuracy.py::test_reference_shape_and_top1",
+        "tests/test_accuracy.py::test_flag_fires_on_corrupted_weights",
+        "tests/test_accuracy.py::test_flag_fires_on_wrong_runtime_output",
+        "tests/test_accuracy.py::test_score_without_labels_and_explicit_tolerance",
+        "tests/test_accuracy.py::test_score_shape_mismatch"),
+        functions=("tolerance_for", "_as_list", "_argmax", "score")),
     "quantcache": Module("host/models/quantcache.py", (
         "tests/test_integrity.py::test_a_cached_variant_changed_on_disk_is_rebuilt_not_served",
         "tests/test_integrity.py::test_a_cache_entry_without_its_sidecar_or_with_a_broken_one_is_rebuilt",
@@ -83,8 +108,14 @@ MODULES: Dict[str, Module] = {
         "tests/test_agent_integrity.py",
         "tests/test_agent.py::test_checksum_mismatch_and_missing_file_do_not_stop_the_job"),
         functions=("verify_file",)),
-    "agent-lock": Module("agent/lock.py", ("tests/test_lock.py",)),
-    "protocol": Module("agent/protocol.py", ("tests/test_protocol.py",),
+    # the lock functions in process; test_lock.py runs them end to end (its agent zipapp is
+    # rebuilt for every mutant: seconds of CPU each, for rules the unit tests already pin)
+    # (`-o timeout=20`: a mutant that makes the wait loop endless fails its test in 20 s, not
+    # after cosmic-ray's per-mutant timeout)
+    "agent-lock": Module("agent/lock.py", ("-o", "timeout=20", "tests/test_lock_rules.py"),
+                         timeout=120.0),
+    "protocol": Module("agent/protocol.py", ("tests/test_protocol_rules.py",
+                                             "tests/test_protocol.py"),
                        functions=("_num", "task_processes", "task_params", "parse_job",
                                   "parse_line"), timeout=90.0),
     "exit-policy": Module("host/app/run.py", ("tests/test_exit_policy.py",),
@@ -98,8 +129,11 @@ MODULES: Dict[str, Module] = {
 SKIPPED_OPERATORS = re.compile(
     r"core/ReplaceBinaryOperator_\w+_(FloorDiv|Mod|Pow|RShift|LShift|BitOr|BitAnd|BitXor)$")
 
-PYTEST = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:randomly", "-p", "no:cacheprovider",
-          "--no-header", "-o", "addopts="]
+# Plugins are not auto-loaded (PYTEST_DISABLE_PLUGIN_AUTOLOAD in run_module): hypothesis' and
+# jaxtyping's plugins alone cost ~3 s of CPU per pytest start, i.e. per mutant. Only
+# pytest-timeout is loaded (the tests' timeout marks); @given works without hypothesis' plugin.
+PYTEST = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "pytest_timeout",
+          "-p", "no:cacheprovider", "--no-header", "-o", "addopts="]
 
 
 def package_dirs() -> Dict[str, str]:
@@ -136,6 +170,7 @@ def load_equivalent() -> List[Dict[str, str]]:
 
 def run_module(name: str, mod: Module, out: Path, log, retest: bool = False) -> Dict[str, object]:
     work = out / name
+    parked = False
     if retest and (work / "session.sqlite").exists():
         began = work / "module.sha256"  # the module the session's mutants were made from
         now = hashlib.sha256((REPO / mod.path).read_bytes()).hexdigest()
@@ -143,6 +178,8 @@ def run_module(name: str, mod: Module, out: Path, log, retest: bool = False) -> 
             # same module, better tests: a fresh copy of the tree, the survivors run again
             log(f"{name}: running the survivors again with the current tests")
             shutil.rmtree(work / "repo")
+            # mutants not run yet stay not run: parked (as skipped) while the survivors run
+            parked = park_pending(work / "session.sqlite", True)
             forget_survivors(work / "session.sqlite")
         else:  # the module changed: its mutants are other mutants, start over
             log(f"{name}: {mod.path} changed since the session began: a new session")
@@ -152,6 +189,7 @@ def run_module(name: str, mod: Module, out: Path, log, retest: bool = False) -> 
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(work / "import")] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
     env.pop("CI", None)  # a scratch run is not CI: a missing system package may skip here
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # see PYTEST (also: no random order)
     cfg = work / "cosmic-ray.toml"
     test_cmd = " ".join(shlex.quote(a) for a in PYTEST + list(mod.tests))
     cfg.write_text("\n".join([
@@ -183,8 +221,31 @@ def run_module(name: str, mod: Module, out: Path, log, retest: bool = False) -> 
     # a run stopped mid-mutant (Ctrl-C, a killed session) may leave the mutant on disk
     shutil.copy2(REPO / mod.path, repo / mod.path)
     log(f"{name}: running mutants")
-    cr("exec", str(cfg), str(db))
+    try:
+        cr("exec", str(cfg), str(db))
+    finally:
+        if parked:
+            park_pending(db, False)
     return summarize(name, mod, db, repo)
+
+
+PARKED = "parked by --retest-survivors: not run yet"
+
+
+def park_pending(db: Path, park: bool) -> bool:
+    """park=True: mark the mutants not run yet as skipped (so that `exec` runs only the
+    survivors just forgotten); park=False: make them pending again. True if any were parked."""
+    import sqlite3
+    con = sqlite3.connect(str(db))
+    with con:
+        if park:
+            n = con.execute("INSERT INTO work_results (worker_outcome, output, job_id) "
+                            "SELECT 'SKIPPED', ?, job_id FROM work_items WHERE job_id NOT IN "
+                            "(SELECT job_id FROM work_results)", (PARKED,)).rowcount
+        else:
+            n = con.execute("DELETE FROM work_results WHERE output = ?", (PARKED,)).rowcount
+    con.close()
+    return n > 0
 
 
 def forget_survivors(db: Path) -> None:
@@ -259,7 +320,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--retest-survivors", action="store_true",
                     help="with --out of an earlier session: run its survivors again with the "
-                         "current tests")
+                         "current tests (its mutants not run yet stay not run)")
     args = ap.parse_args(argv)
     unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
