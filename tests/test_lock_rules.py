@@ -510,14 +510,29 @@ def test_release_without_a_workdir_keeps_the_holder_file_and_frees_the_lock(
 
 def test_a_holder_pid_of_another_users_process_is_alive_not_exited() -> None:
     """Signalling another user's process fails with EPERM: it exists, so the holder has not
-    exited. As root (who may signal anyone) the check runs as the unprivileged `nobody`."""
+    exited. As root (who may signal anyone) the check runs as the unprivileged `nobody`, with
+    a copy of the agent package it can read (the checkout may be private to root)."""
+    import shutil
+    import tempfile
+    pkg = Path(L.__file__).resolve().parent
+    shared = Path(tempfile.mkdtemp(prefix="eb-lock-"))   # under /tmp: pytest's tmp is 0700
+    shared.chmod(0o755)
+    shutil.copytree(pkg, shared / "edge_bench_agent",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (shared / "edge_bench_agent").chmod(0o755)
+    for f in (shared / "edge_bench_agent").iterdir():
+        f.chmod(0o644)
     code = "from edge_bench_agent import lock; print(lock._pid_alive(1))"   # init: root's
     if os.geteuid() == 0:
         argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                 sys.executable, "-c", code]
     else:
         argv = [sys.executable, "-c", code]
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd="/")
+    env = dict(os.environ, PYTHONPATH=str(shared))
+    try:
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd="/", env=env)
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "True"
     assert L._pid_alive(dead_pid()) is False

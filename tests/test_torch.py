@@ -26,8 +26,23 @@ def _torch_installed() -> None:
     require_torch()
 
 
+def _unstale_log_handlers() -> None:
+    """torch's log handlers keep the sys.stderr of the test that first imported torch: pytest's
+    capture, closed since. A record torch logs then prints "--- Logging error --- Traceback"
+    to this test's stderr (a harness artifact: the real CLI's stderr stays open). Point them at
+    the current stderr."""
+    import logging
+    for lg in [logging.getLogger()] + [v for v in logging.Logger.manager.loggerDict.values()
+                                       if isinstance(v, logging.Logger)]:
+        for h in lg.handlers:
+            stream = getattr(h, "stream", None)
+            if isinstance(h, logging.StreamHandler) and getattr(stream, "closed", False):
+                h.setStream(sys.stderr)
+
+
 def _cli(args: List[str], capsys: pytest.CaptureFixture) -> tuple:
     from edge_bench.cli import main
+    _unstale_log_handlers()
     rc = main(args)
     out = capsys.readouterr()
     return rc, out.out, out.err
