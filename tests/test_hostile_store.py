@@ -136,9 +136,11 @@ def test_store_locked_by_another_process_loses_no_result(tmp_path: Path) -> None
                               stdout=subprocess.PIPE, text=True)
     try:
         out = tmp_path / "out.json"
+        # a 5 s busy timeout instead of the default 30 s: the same path, a minute less of CI
         p = edge_bench(["run", "--model", "builtin:digits", "--variants", "fp32,dynamic-int8",
                         "--runs", "3", "--warmup", "0", "--min-seconds", "1", "--processes", "1",
-                        "--db", str(db), "--json", str(out)], tmp_path)
+                        "--db", str(db), "--json", str(out)], tmp_path,
+                       env={"EDGE_BENCH_DB_BUSY_S": "5"})
     finally:
         locker.stdin.close()
         locker.wait(timeout=60)
@@ -154,3 +156,13 @@ def test_store_locked_by_another_process_loses_no_result(tmp_path: Path) -> None
     assert "not in the results store" in p.stderr and str(out) in p.stderr
     stored = {r["run_id"]: r["status"] for r in _runs(db)}
     assert "ok" not in [s for rid, s in stored.items() if rid == doc["run_id"]]
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "ten", "3601"])
+def test_a_bad_busy_timeout_is_one_line(tmp_path: Path, value: str) -> None:
+    from edge_bench.results.store import Store
+    Store(tmp_path / "r.sqlite").close()
+    p = edge_bench(["history", "--db", str(tmp_path / "r.sqlite")], tmp_path,
+                   env={"EDGE_BENCH_DB_BUSY_S": value})
+    assert p.returncode == 2 and "EDGE_BENCH_DB_BUSY_S" in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) <= 2, p.stderr

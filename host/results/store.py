@@ -51,6 +51,27 @@ def default_db_path() -> Path:
     return Path(base) / "edge-bench" / "results.sqlite"
 
 
+#: how long a write waits for another process's lock on the SQLite store before it gives up
+#: (the result is then kept for the end of the run, see app/run.py StoreWriter)
+DEFAULT_BUSY_TIMEOUT_S = 30.0
+
+
+def busy_timeout_s() -> float:
+    """$EDGE_BENCH_DB_BUSY_S (seconds, 0 < x <= 3600), else DEFAULT_BUSY_TIMEOUT_S."""
+    raw = os.environ.get("EDGE_BENCH_DB_BUSY_S")
+    if raw is None or not raw.strip():
+        return DEFAULT_BUSY_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not (0 < value <= 3600):    # NaN fails too
+        from ..errors import UsageError
+        raise UsageError(f"EDGE_BENCH_DB_BUSY_S={raw!r} is not a number of seconds in (0, 3600]",
+                         hint="unset it (default 30) or give e.g. EDGE_BENCH_DB_BUSY_S=10")
+    return value
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -95,11 +116,12 @@ class Store:
             except OSError as e:
                 raise StoreError(f"cannot create the directory of the results store {self.path}: {e}")
         self._lock = threading.RLock()
+        busy = busy_timeout_s()
         try:
-            self._db = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None,
+            self._db = sqlite3.connect(str(self.path), timeout=busy, isolation_level=None,
                                        check_same_thread=False)
             self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA busy_timeout = 30000")
+            self._db.execute(f"PRAGMA busy_timeout = {int(busy * 1000)}")
             mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":  # e.g. a network filesystem: still correct, just slower
                 self._db.execute("PRAGMA journal_mode = DELETE")
