@@ -36,6 +36,7 @@ class Session:
         self.cancelled = False
         #: the signal that interrupted the run (SIGINT for Ctrl-C, SIGTERM), None otherwise
         self.signal: Optional[int] = None
+        self._stop_asked = False
 
     def cancel(self) -> None:
         """Stop every device at once: each cancel kills a remote process group over its own
@@ -57,12 +58,18 @@ class Session:
         summarize([1.0, 2.0])
         threads = [threading.Thread(target=r.run, name=f"device-{r.device.name}", daemon=True)
                    for r in self.runs]
-        old_term = None
+        old: Dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():
-            def on_term(signum: int, frame: Any) -> None:
-                self.signal = signum
-                raise KeyboardInterrupt
-            old_term = signal.signal(signal.SIGTERM, on_term)
+            # Ctrl-C and SIGTERM only ask for the stop; the pump acts on it between two
+            # deliveries. Raised wherever it landed, the interrupt could split a result between
+            # --json and the store (or store it twice), or drop one just taken off the queue.
+            def on_signal(signum: int, frame: Any) -> None:
+                if self.signal is None:
+                    self.signal = signum
+                self._stop_asked = True   # a second signal while stopping changes nothing
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(sig) is not signal.SIG_IGN:  # e.g. `nohup`: stays ignored
+                    old[sig] = signal.signal(sig, on_signal)
         try:
             for t in threads:
                 t.start()
@@ -71,23 +78,13 @@ class Session:
             except KeyboardInterrupt:
                 if self.signal is None:
                     self.signal = signal.SIGINT
-                # a second Ctrl-C / TERM while stopping must not abandon the cleanup
-                if old_term is not None:
-                    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-                old_int = None
-                if threading.current_thread() is threading.main_thread():
-                    old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
                 self.on_status("*", "interrupted: stopping devices, keeping finished results")
-                try:
-                    self.cancel()
-                    self._pump(threads, grace=True)
-                finally:
-                    if old_int is not None:
-                        signal.signal(signal.SIGINT, old_int)
+                self.cancel()
+                self._pump(threads, grace=True)
                 raise
         finally:
-            if old_term is not None:
-                signal.signal(signal.SIGTERM, old_term)
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
         return self.runs
 
     def _pump(self, threads: List[threading.Thread], grace: bool = False) -> None:
@@ -96,6 +93,8 @@ class Session:
         while True:
             if deadline is not None and time.monotonic() > deadline:
                 return
+            if self._stop_asked and not grace:
+                raise KeyboardInterrupt   # between deliveries: each result reaches every sink
             try:
                 item = self._q.get(timeout=0.1)
             except queue.Empty:

@@ -185,7 +185,10 @@ class Store:
                     self._db.execute("COMMIT")
                     return out
                 except BaseException:
-                    self._db.execute("ROLLBACK")
+                    # not after the COMMIT went through (an interrupt right after it): that
+                    # ROLLBACK would fail and turn a stored result into a "not stored" one
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
                     raise
             except sqlite3.Error as e:
                 raise StoreError(f"cannot write to the results store {self.path}: {e}") from e
