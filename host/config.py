@@ -369,11 +369,18 @@ def _parse_file(path: Path) -> Dict[str, Device]:
     return out
 
 
+def _shown(key: Any) -> str:
+    """A key as written, or quoted with escapes when it holds a newline or another control
+    character (an error message stays one line, and shows where the odd character is)."""
+    text = str(key)
+    return text if text.isprintable() else repr(text)
+
+
 def _check_fields(f: str, prefix: str, spec: Dict[str, Any], allow_transport: bool) -> None:
     for key, value in spec.items():
         line = _line(spec, key)
         if key not in _FIELDS or (key == "transport" and not allow_transport):
-            raise ConfigError(f"{f}:{line}: unknown field {prefix}.{key}",
+            raise ConfigError(f"{f}:{line}: unknown field {prefix}.{_shown(key)}",
                               hint="valid fields: " + ", ".join(sorted(_FIELDS)))
         types, help_ = _FIELDS[key]
         ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
@@ -413,7 +420,7 @@ def _check_fields(f: str, prefix: str, spec: Dict[str, Any], allow_transport: bo
 
 def _check_env(f: str, line: int, prefix: str, env: Dict[Any, Any]) -> None:
     for k, v in env.items():
-        where = f"{f}:{_line(env, k) or line}: field {prefix}.env.{k}"
+        where = f"{f}:{_line(env, k) or line}: field {prefix}.env.{_shown(k)}"
         if not isinstance(k, str) or not _ENV_NAME.match(k):
             raise ConfigError(f"{where}: {k!r} is not an environment variable name"
                               " (letters, digits and _, not starting with a digit)")

@@ -19,7 +19,7 @@ from typing import Any, Dict
 
 import numpy as np
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -82,6 +82,9 @@ def _load_text(data: bytes) -> None:
 
 @settings(max_examples=250, **SETTINGS)
 @given(documents)
+# found by this test in a full run: a field name holding a newline broke the one-line error
+@example({"version": 1, "devices": {"0": {"\n": None}}})
+@example({"version": 1, "devices": {"d": {"env": {"A\nB": "x"}}}})
 def test_devices_yaml_structures(doc: Dict[str, Any]) -> None:
     _load_text(yaml.safe_dump(doc, allow_unicode=True).encode())
 
