@@ -103,9 +103,16 @@ def test_slower_model_fails_the_nightly(tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr + p.stdout
     model.write_bytes(_build_model(25))
     p = edge_bench(["run", "--model", str(model), *TIMING, "--db", str(db), "--label", "cand",
-                    "--baseline", "base", "--fail-on-regression"], tmp_path)
+                    "--baseline", "base", "--fail-on-regression",
+                    "--json", str(tmp_path / "cand.json")], tmp_path)
     assert p.returncode == 1, p.stdout + p.stderr
     assert "REGRESSION" in p.stdout and "slower" in p.stdout
+    # --json is written after the confirmation: it carries the same re-measurement as the store
+    doc = json.loads((tmp_path / "cand.json").read_text())
+    from edge_bench.results.store import Store
+    with Store(db) as st:
+        stored = st.get_run(doc["run_id"], samples=False)
+    assert len(doc["confirmations"]) == 1 and doc["confirmations"] == stored["confirmations"]
     assert "model_sha256" in p.stdout  # the changed file is shown, not silently compared
     # timed again before failing, and the re-measurement confirmed it (else: inconclusive)
     assert "1 key(s) slower than the baseline: timing again to confirm" in p.stdout

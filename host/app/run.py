@@ -256,9 +256,10 @@ class StoreWriter:
 
 
 def execute(req: RunRequest, display: Display, json_out: Optional[str] = None,
-            only: Optional[Collection[Key]] = None) -> RunOutcome:
+            only: Optional[Collection[Key]] = None, json_later: bool = False) -> RunOutcome:
     """Run `req` to the end (or to Ctrl-C / SIGTERM), storing as it goes; --json written last.
-    `only`: time just these (device, model, variant, threads) keys of the plan."""
+    `only`: time just these (device, model, variant, threads) keys of the plan. `json_later`:
+    the caller writes --json (after a confirmation); here only if the run ends in an error."""
     check(req)
     devices = select_devices(req, note=display.note)
     models = resolve_models(req)
@@ -303,13 +304,14 @@ def execute(req: RunRequest, display: Display, json_out: Optional[str] = None,
     # cooldown and lock wait travel on each Device (flags > devices.yaml), see DeviceRun
     session = Session(plan, on_result=on_result, on_status=display.on_status, job_id=doc["run_id"],
                       op_profiling=req.op_profiling, on_progress=display.on_progress)
-    interrupted = False
+    interrupted = ended = False
     try:
         with display:
             try:
                 session.run()
             except KeyboardInterrupt:
                 interrupted = True
+        ended = True
     finally:
         doc["devices"] = {r.device.name: r.summary() for r in session.runs}
         doc["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -324,7 +326,7 @@ def execute(req: RunRequest, display: Display, json_out: Optional[str] = None,
                 doc["status"] = "interrupted" if interrupted else "partial"
                 doc["store_error"] = (f"{len(writer.pending)} of {len(doc['results'])} results"
                                       f" not in the results store: {writer.error}")
-        if json_out:
+        if json_out and not (json_later and ended):
             from ..results.document import write_json
             write_json(doc, json_out)
     return RunOutcome(doc=doc, failed=failed_results(doc["results"]), interrupted=interrupted,

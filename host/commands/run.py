@@ -145,7 +145,6 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..app import run as service
-    from ..render.compare import emit
     from ..render.display import LiveDisplay
 
     req = service.RunRequest(**{f.name: getattr(args, f.name) for f in fields(service.RunRequest)
@@ -153,7 +152,22 @@ def run(args: argparse.Namespace) -> int:
     json_to_stdout = args.json == "-"
     out_stream = sys.stderr if json_to_stdout else sys.stdout
     display = LiveDisplay(stream=out_stream, quiet=args.quiet)
-    out = service.execute(req, display, json_out=args.json)
+    # a confirmation may follow the run: then --json is written after it, with `confirmations`
+    later = bool(args.json and args.baseline and args.fail_on_regression and not args.no_confirm)
+    out = service.execute(req, display, json_out=args.json, json_later=later)
+    try:
+        return _report(service, req, out, display, args)
+    finally:
+        if later:   # also when the confirmation fails or is interrupted: nothing is lost
+            from ..results.document import write_json
+            write_json(out.doc, args.json)
+
+
+def _report(service: Any, req: Any, out: Any, display: Any, args: argparse.Namespace) -> int:
+    """What `run` says, compares and confirms once the benchmark is over; its exit code."""
+    from ..render.compare import emit
+    json_to_stdout = args.json == "-"
+    out_stream = sys.stderr if json_to_stdout else sys.stdout
     display.print_final_table()
     if out.interrupted:
         rows = out.doc["results"]
