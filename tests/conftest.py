@@ -11,6 +11,66 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
+# =============================================================================================
+# PARALLEL WORKERS (pytest -n N, pytest-xdist): the README's test command runs two.
+#
+# - Each worker gets its own HOME, set here before any test module is imported: the built-in
+#   `local` device keeps its agent, models and device lock under ~/.cache/edge-bench, and two
+#   runs on it at once would find it busy. The test caches that are built once (the corpus of
+#   production models, the emulated Pi's root file system) stay shared, in the real home.
+# - @pytest.mark.exclusive: the test runs with no other test running (it measures speed or a
+#   wall-clock bound that another worker's load would move). Every other test holds a shared
+#   lock for its setup, call and teardown; an exclusive one the exclusive lock. A turnstile
+#   stops new shared holders while an exclusive test waits, so it is never starved.
+# =============================================================================================
+def _isolate_worker() -> None:
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return
+    import pwd
+    real = Path(pwd.getpwuid(os.getuid()).pw_dir)
+    test_cache = Path(os.environ.setdefault(
+        "EDGE_BENCH_TEST_CACHE", str(real / ".cache" / "edge-bench-test")))
+    import arm_rootfs
+    os.environ.setdefault("EDGE_BENCH_ARM_ROOTFS", str(arm_rootfs.default_path()))
+    home = test_cache / "worker-homes" / worker
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["HOME"] = str(home)
+
+
+_isolate_worker()
+
+
+def _suite_lock_dir() -> Path:
+    import tempfile
+    uid = os.environ.get("PYTEST_XDIST_TESTRUNUID", "solo")
+    d = Path(tempfile.gettempdir()) / f"edge-bench-test-run-{uid}"
+    d.mkdir(exist_ok=True)
+    return d
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: object):
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        yield
+        return
+    import fcntl
+    d = _suite_lock_dir()
+    exclusive = item.get_closest_marker("exclusive") is not None
+    with open(d / "turnstile", "a") as turn, open(d / "suite", "a") as suite:
+        fcntl.flock(turn, fcntl.LOCK_EX)
+        if exclusive:
+            fcntl.flock(suite, fcntl.LOCK_EX)     # the turnstile stays held: nobody new starts
+        else:
+            fcntl.flock(turn, fcntl.LOCK_UN)
+            fcntl.flock(suite, fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(suite, fcntl.LOCK_UN)
+            fcntl.flock(turn, fcntl.LOCK_UN)
+
+
 def missing_system(reason: str) -> NoReturn:
     """The one way a test gives up for want of a system package, a service or a registry
     (`reason` names it and how to install it): a skip on a developer's machine, a FAILURE in CI

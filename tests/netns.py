@@ -31,11 +31,13 @@ forces that fallback.
 from __future__ import annotations
 
 import atexit
+import fcntl
 import os
 import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -478,17 +480,28 @@ def start_fleet(base_dir: Path, n: int, *, client_key: Optional[Path] = None,
             _raise_shares(cg, 1024 * max(1, n))
         except OSError:
             cg = None
-    subnet = _free_subnet(_PID + 7 * k) if use_ns else None
-    fleet = Fleet(base, prefix, use_ns, subnet, cg)
-    with _LOCK:
-        _LIVE.append(fleet)
+    claim = open(Path(tempfile.gettempdir()) / "edge-bench-test-subnets.lock", "a")
     try:
-        if use_ns:
-            br = fleet.bridge
-            assert br and subnet
-            _sh(["ip", "link", "add", br, "type", "bridge"])
-            _sh(["ip", "addr", "add", f"{subnet}.1/24", "dev", br])
-            _sh(["ip", "link", "set", br, "up"])
+        # parallel test workers (pytest -n): a subnet is chosen and taken (its bridge address
+        # set) under one lock, so two fleets never pick the same free one
+        fcntl.flock(claim, fcntl.LOCK_EX)
+        subnet = _free_subnet(_PID + 7 * k) if use_ns else None
+        fleet = Fleet(base, prefix, use_ns, subnet, cg)
+        with _LOCK:
+            _LIVE.append(fleet)
+        try:
+            if use_ns:
+                br = fleet.bridge
+                assert br and subnet
+                _sh(["ip", "link", "add", br, "type", "bridge"])
+                _sh(["ip", "addr", "add", f"{subnet}.1/24", "dev", br])
+                _sh(["ip", "link", "set", br, "up"])
+        except BaseException:
+            fleet.close()
+            raise
+    finally:
+        claim.close()
+    try:
         for i in range(n):
             name = names[i] if names else f"dev{i}"
             ns = veth = None

@@ -87,7 +87,9 @@ def _ensure_user(user: str) -> Path:
     try:
         pw = pwd.getpwnam(user)
     except KeyError:
-        subprocess.run(["useradd", "-m", "-s", "/bin/sh", user], check=True, capture_output=True)
+        # another test worker (pytest -n) may be creating it at the same moment: then
+        # useradd fails with "already exists" and the account is there all the same
+        subprocess.run(["useradd", "-m", "-s", "/bin/sh", user], check=False, capture_output=True)
         pw = pwd.getpwnam(user)
     # useradd leaves the account locked ("!"); with UsePAM no sshd refuses locked accounts.
     subprocess.run(["usermod", "-p", "*", user], check=True, capture_output=True)

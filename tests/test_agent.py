@@ -455,7 +455,9 @@ def test_stdout_stays_pure_json_when_the_runtime_writes_to_fd1(wd: Path,
 def _python38() -> Optional[str]:
     import glob
     import shutil
-    cands = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.8*/bin/python")))
+    import pwd
+    home = pwd.getpwuid(os.getuid()).pw_dir   # not $HOME: a test worker has its own
+    cands = sorted(glob.glob(os.path.join(home, ".pyenv/versions/3.8*/bin/python")))
     for cand in cands + [shutil.which("python3.8")]:
         if cand and subprocess.run([cand, "-c", "pass"], capture_output=True,
                                    timeout=60).returncode == 0:

@@ -19,7 +19,8 @@ import pytest
 
 from test_fleet_faults import Run, no_traceback
 
-pytestmark = pytest.mark.timeout(300)
+# exclusive: a stop within seconds over a slow link is measured; no other test runs beside it (conftest.py)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.exclusive]
 
 #: the upload direction's rate (the host side of the device's veth sends to the device)
 RATE = "1mbit"

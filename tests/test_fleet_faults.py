@@ -27,6 +27,10 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
+# exclusive: stop times and a throttled device's slowdown are measured; nothing else runs
+# beside it (conftest.py)
+pytestmark = pytest.mark.exclusive
+
 REPO = Path(__file__).resolve().parents[1]
 # --min-seconds, not the sample cap, sets how long a task runs; one worker process per task, so
 # that a fault triggered by "the worker has appeared" lands inside that task's only timing loop

@@ -25,6 +25,9 @@ from typing import Any, Dict, List
 
 import pytest
 
+# exclusive: it compares the speed of two runs; no other test runs beside it (conftest.py)
+pytestmark = pytest.mark.exclusive
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -13,8 +13,14 @@ import sys
 from pathlib import Path
 from typing import Dict, List
 
+import pytest
+
 import team
 from test_regression_e2e import TIMING, _build_model
+
+# exclusive: the nightly verdict compares the speed of two runs; nothing else runs beside it
+# (conftest.py)
+pytestmark = pytest.mark.exclusive
 
 
 def machine(tmp: Path, name: str) -> Dict[str, str]:
