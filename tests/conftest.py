@@ -36,6 +36,10 @@ def _isolate_worker() -> None:
     home = test_cache / "worker-homes" / worker
     home.mkdir(parents=True, exist_ok=True)
     os.environ["HOME"] = str(home)
+    # xdist's workers export COLUMNS=80 LINES=24: the commands the tests start would take them
+    # for their terminal's size (the one-process run has no such variables)
+    for k in ("COLUMNS", "LINES"):
+        os.environ.pop(k, None)
 
 
 _isolate_worker()

@@ -59,7 +59,10 @@ class Terminal:
         # the marker is split so that the echoed command line itself never matches it
         script = f"{cd} {exports} {command}; echo __TTY_''DONE__ rc=$?; sleep 3600"
         env = dict(os.environ, TERM="xterm-256color")
-        env.pop("NO_COLOR", None)
+        # the size comes from the terminal, as for a person (pytest-xdist's workers export
+        # COLUMNS=80 LINES=24, which would win over the pane's real size)
+        for k in ("NO_COLOR", "COLUMNS", "LINES"):
+            env.pop(k, None)
         subprocess.run([self.tmux, "-L", self.socket, "-f", "/dev/null", "new-session", "-d",
                         "-s", self.session, "-x", str(self.width), "-y", str(self.height),
                         "bash", "--norc", "--noprofile", "-c", script],
