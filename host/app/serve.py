@@ -29,19 +29,19 @@ async def _sweep(app: Any, store: Any, worker_row: int, st: WorkerState) -> None
             stalled = await app.job_manager.get_stalled_jobs(
                 queue=queue_name(st.lab), task_name=TASK_NAME,
                 seconds_since_heartbeat=st.stalled_after)
-            for job in stalled:
-                kw = job.task_kwargs
+            for stale in stalled:
+                kw = stale.task_kwargs
                 why = f"the worker running it stopped (no heartbeat for {st.stalled_after:g} s)"
-                if job.attempts + 1 < MAX_ATTEMPTS:
-                    await app.job_manager.retry_job(job)
-                    note = f"{why}: queued again (attempt {job.attempts + 2} of {MAX_ATTEMPTS})"
+                if stale.attempts + 1 < MAX_ATTEMPTS:
+                    await app.job_manager.retry_job(stale)
+                    note = f"{why}: queued again (attempt {stale.attempts + 2} of {MAX_ATTEMPTS})"
                 else:
                     await app.job_manager.finish_job_by_id_async(
-                        job.id, status=pjobs.Status.FAILED, delete_job=False)
+                        stale.id, status=pjobs.Status.FAILED, delete_job=False)
                     note = f"{why}: failed after {MAX_ATTEMPTS} attempts"
-                await asyncio.to_thread(add_note, store, int(job.id), str(kw.get("run_id")),
+                await asyncio.to_thread(add_note, store, int(stale.id), str(kw.get("run_id")),
                                         str(kw.get("device")), note)
-                print(f"edge-bench worker: job {job.id} ({kw.get('device')}): {note}",
+                print(f"edge-bench worker: job {stale.id} ({kw.get('device')}): {note}",
                       file=sys.stderr, flush=True)
             await asyncio.to_thread(finalize_runs, store)
         except asyncio.CancelledError:
