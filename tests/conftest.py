@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import List, NoReturn
 
 import pytest
 
@@ -51,6 +51,15 @@ def _suite_lock_dir() -> Path:
     d = Path(tempfile.gettempdir()) / f"edge-bench-test-run-{uid}"
     d.mkdir(exist_ok=True)
     return d
+
+
+@pytest.hookimpl(trylast=True)   # after pytest-randomly's shuffle
+def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
+    """Under -n: the exclusive tests last (each worker collects the same order, xdist hands the
+    tests out in it). Scattered among the others, each one waited for whatever long test the
+    other worker had started (the corpus run: 150 s), and its worker stood idle meanwhile."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda it: it.get_closest_marker("exclusive") is not None)  # stable
 
 
 @pytest.hookimpl(hookwrapper=True)
