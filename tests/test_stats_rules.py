@@ -385,3 +385,69 @@ def test_blocks_are_resampled_within_each_process() -> None:
 def test_series_under_16_samples_are_one_sample_per_block() -> None:
     for n in (1, 5, 7, 8, 15):
         assert S.block_size(np.arange(float(n))) == 1, n
+
+
+# ---- written for the survivors of the 2026-12-02 mutation run (docs/testing.md) --------------------
+@pytest.mark.parametrize("n", [3, 101, 499])
+def test_every_size_up_to_500_is_resampled(n: int) -> None:
+    """The docstring: up to 500 samples the interval comes from resampling, so with only 4
+    resamples it depends on the seed (above 500 it does not: the test above)."""
+    a = np.random.default_rng(n).normal(10.0, 1.0, n).tolist()
+    assert len({S.bootstrap_median_ci(a, n_boot=4, seed=s) for s in range(6)}) > 1
+
+
+def test_process_counts_adding_up_to_more_than_the_samples_are_ignored() -> None:
+    s = [1.0, 2.0, 3.0, 4.0]
+    assert [g.tolist() for g in S.split_processes(s, [2, 3])] == [s]       # 5 counts, 4 samples
+    assert [g.tolist() for g in S.split_processes(s, [-1, 5])] == [s]      # a negative first
+
+
+def test_two_runs_one_apart_are_tested_not_called_identical() -> None:
+    """Only runs with no spread at all get p = 1 without a test: all 0 against all 1 is as
+    different as five blocks a side can be (scipy's exact two-sided p = 2/252)."""
+    p = S.mannwhitney_blocks([np.zeros(5)], [np.ones(5)])
+    assert p is not None and p < 0.01
+    assert S.mannwhitney_blocks([np.full(5, 2.0)], [np.full(5, 2.0)]) == 1.0
+
+
+def test_block_quantiles_above_the_median_are_quantiles_not_medians() -> None:
+    a = np.arange(1.0, 9.0)                          # 1..8, blocks of 4
+    assert S.block_quantiles(a, 0.75, size=4).tolist() == [3.25, 7.25]
+    assert S.block_quantiles(a, 0.9, size=4).tolist() == [3.7, 7.7]
+    assert S.block_quantiles(a, 0.5, size=4).tolist() == [2.5, 6.5]
+
+
+def test_blocks_of_two_are_pairs() -> None:
+    assert S.block_medians([1.0, 3.0, 5.0, 7.0], size=2).tolist() == [2.0, 6.0]
+    assert S.block_quantiles([1.0, 3.0, 5.0, 7.0], 0.25, size=2).tolist() == [1.5, 5.5]
+
+
+def test_sixteen_correlated_samples_make_eight_blocks_of_two() -> None:
+    """16 = 2 x MIN_BLOCKS samples are enough for blocks; a trend's tau is long, so the blocks
+    are as long as 8 blocks allow: 2 (below 16: one sample per block, the test above)."""
+    x = np.arange(16.0)
+    assert S.autocorr_time(x) >= 1.5
+    assert S.block_size(x) == 2
+    assert S.block_size(np.arange(24.0)) == 3
+
+
+def test_the_median_interval_resamples_2000_times_by_default() -> None:
+    a = np.random.default_rng(3).lognormal(0.0, 0.3, 40).tolist()
+    default = S.bootstrap_median_ci(a)
+    assert default == S.bootstrap_median_ci(a, n_boot=2000, seed=0)
+    assert default != S.bootstrap_median_ci(a, n_boot=1999) != S.bootstrap_median_ci(a, n_boot=2001)
+
+
+def test_ratio_of_medians_ci_uses_seed_0_by_default() -> None:
+    rng = np.random.default_rng(21)
+    a, b = rng.lognormal(0, 0.1, 300), rng.lognormal(0.05, 0.1, 300)
+    assert S.ratio_of_medians_ci(a, b, n_boot=500) == S.ratio_of_medians_ci(a, b, n_boot=500, seed=0)
+    assert S.ratio_of_medians_ci(a, b, n_boot=500) != S.ratio_of_medians_ci(a, b, n_boot=500, seed=1)
+
+
+def test_a_candidate_quantile_of_zero_has_a_ratio_but_no_interval() -> None:
+    """30 zero samples, then 70 of 1: the pooled p25 is 0 (ratio 0), while most blocks' p25 is
+    1; no interval is made on a log scale from a zero quantile."""
+    base = [np.ones(100)]
+    cand = [np.r_[np.zeros(30), np.ones(70)]]
+    assert S.quantile_ratio_ci(base, cand, q=0.25) == (0.0, None, None)
