@@ -8,6 +8,7 @@ ratio is exactly that factor) with little spread, so the blocks of the two runs 
 from __future__ import annotations
 
 import copy
+import json
 import math
 from typing import Any, Dict, List, Optional
 
@@ -32,8 +33,15 @@ def pair(factor: float, n: int = 400, **cand_over: Any) -> tuple:
     return fake_result(list(s)), fake_result(list(s * factor), **cand_over)
 
 
+def stored(result: Any) -> Any:
+    """A result as the tool reads it back from --json or the store: through JSON, so its
+    strings and numbers are fresh objects, not the literals of this file (a rule written with
+    `is "ok"` would pass on literals and fail on every real document)."""
+    return None if result is None else json.loads(json.dumps(result))
+
+
 def row(base: Any, cand: Any, **kw: Any) -> Dict[str, Any]:
-    return V.compare_results(base, cand, **kw)
+    return V.compare_results(stored(base), stored(cand), **kw)
 
 
 # ---- the rule: effect AND interval AND p ----------------------------------------------------------
@@ -349,8 +357,8 @@ def test_environment_differences_are_listed_both_none_is_no_difference() -> None
 
 # ---- documents ------------------------------------------------------------------------------------
 def doc(results: List[Dict[str, Any]], run_id: str = "r") -> Dict[str, Any]:
-    return {"run_id": run_id, "label": "L" + run_id, "started_at": "t", "_source": "s",
-            "results": results}
+    return stored({"run_id": run_id, "label": "L" + run_id, "started_at": "t", "_source": "s",
+                   "results": results})
 
 
 def test_compare_docs_counts_orders_and_refuses_a_bad_threshold() -> None:
@@ -413,10 +421,10 @@ def test_a_repeated_key_keeps_an_ok_result_and_else_the_later_one() -> None:
     err1 = fake_result([], status="error", error="first")
     err2 = fake_result([], status="error", error="second")
     later_ok = fake_result([x * 1.2 for x in s])
-    assert V._index(doc([ok, err1]))[V.result_key(ok)] is ok
-    assert V._index(doc([err1, ok]))[V.result_key(ok)] is ok
-    assert V._index(doc([err1, err2]))[V.result_key(ok)] is err2
-    assert V._index(doc([ok, later_ok]))[V.result_key(ok)] is later_ok
+    assert V._index(doc([ok, err1]))[V.result_key(ok)] == stored(ok)
+    assert V._index(doc([err1, ok]))[V.result_key(ok)] == stored(ok)
+    assert V._index(doc([err1, err2]))[V.result_key(ok)] == stored(err2)
+    assert V._index(doc([ok, later_ok]))[V.result_key(ok)] == stored(later_ok)
     assert V._index({"results": None}) == {}
 
 
