@@ -491,3 +491,43 @@ def test_one_side_under_two_samples_gets_no_statistics(n_base: int, n_cand: int)
     assert r["p25_ratio"] is None and r["p_value"] is None and r["processes_cand"] is None
     assert r["blocks_base"] == r["blocks_cand"] == 0
     assert r["verdict"] in ("inconclusive", "same")
+
+
+# ---- written for the survivors of the 2026-12-02 verdict mutation run ------------------------------
+def test_a_different_runtime_name_is_an_environment_difference() -> None:
+    base, cand = pair(1.0)
+    cand["runtime"] = dict(cand["runtime"], name="tflite-runtime")
+    assert {"field": "runtime", "base": "ai-edge-litert", "cand": "tflite-runtime"} in \
+        V.env_mismatches(stored(base), stored(cand))
+
+
+@pytest.mark.parametrize("status", ["error", "skipped", "timeout"])
+def test_a_result_that_is_not_ok_has_no_median_even_with_samples(status: str) -> None:
+    """A failed or skipped result may still carry latency numbers (a task cut short); a row
+    only shows medians of ok results, on either side of a key that is on one side only."""
+    odd = fake_result(list(tight(50)), status=status, error="cut short")
+    assert row(None, odd)["cand_median_ms"] is None and row(None, odd)["verdict"] == "new"
+    assert row(odd, None)["base_median_ms"] is None and row(odd, None)["verdict"] == "missing"
+    ok = fake_result(list(tight(50)))
+    assert row(None, ok)["cand_median_ms"] == pytest.approx(float(np.median(tight(50))))
+    assert row(ok, None)["base_median_ms"] == pytest.approx(float(np.median(tight(50))))
+
+
+def test_counts_of_a_one_sided_row_are_zero() -> None:
+    r = row(None, fake_result(list(tight(50))))
+    assert (r["n_base"], r["n_cand"], r["blocks_base"], r["blocks_cand"]) == (0, 0, 0, 0)
+
+
+@pytest.mark.parametrize("base_status", ["skipped", "error"])
+def test_a_failed_candidate_after_a_baseline_that_was_not_ok(base_status: str) -> None:
+    base = fake_result([], status=base_status, error="before")
+    cand = fake_result([], status="error", error="now")
+    r = row(base, cand)
+    assert r["verdict"] == "error" and r["regression"] is False
+    assert r["notes"] == ["candidate failed: now (the baseline failed too)"]
+
+
+@pytest.mark.parametrize("n_base, n_cand", [(2, 400), (400, 2)])
+def test_two_samples_a_side_are_enough_for_statistics(n_base: int, n_cand: int) -> None:
+    r = row(fake_result(list(tight(n_base))), fake_result(list(tight(n_cand, seed=1))))
+    assert r["p25_ratio"] is not None and r["processes_base"] == r["processes_cand"] == 1
