@@ -531,3 +531,24 @@ def test_a_failed_candidate_after_a_baseline_that_was_not_ok(base_status: str) -
 def test_two_samples_a_side_are_enough_for_statistics(n_base: int, n_cand: int) -> None:
     r = row(fake_result(list(tight(n_base))), fake_result(list(tight(n_cand, seed=1))))
     assert r["p25_ratio"] is not None and r["processes_base"] == r["processes_cand"] == 1
+
+
+def test_rows_are_ordered_by_device_model_threads_then_variant() -> None:
+    """The table's order: device, model, threads (a result without a thread count first), then
+    variant; whatever order the documents list them in."""
+    s = list(tight(40))
+    keys = [(d, m, t, v) for d in ("pi", "jetson") for m in ("b.tflite", "a.tflite")
+            for t in (2, None, 1) for v in ("int8", "fp32", "dynamic-int8")]
+    rng = np.random.default_rng(3)
+    shuffled = [keys[i] for i in rng.permutation(len(keys))]
+    results = [fake_result(s, device=d, model=m, threads=t, variant=v) for d, m, t, v in shuffled]
+    cmp = V.compare_docs(doc(results[::2]), doc(results))
+    got = [(r["device"], r["model"], r["threads"], r["variant"]) for r in cmp["rows"]]
+    want = sorted(keys, key=lambda k: (k[0], k[1], 0 if k[2] is None else k[2], k[3]))
+    assert got == want
+
+
+def test_compare_docs_settings_are_keywords_only() -> None:
+    d = doc([fake_result(list(tight(40)))])
+    with pytest.raises(TypeError):
+        V.compare_docs(d, d, 0.1)       # a threshold by position would be easy to misread
