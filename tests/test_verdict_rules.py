@@ -552,3 +552,20 @@ def test_compare_docs_settings_are_keywords_only() -> None:
     d = doc([fake_result(list(tight(40)))])
     with pytest.raises(TypeError):
         V.compare_docs(d, d, 0.1)       # a threshold by position would be easy to misread
+
+
+def test_one_process_is_never_said_to_disagree() -> None:
+    r = row(*pair(1.0), threshold=0.0)        # even with no threshold at all
+    assert r["processes_base"] == r["processes_cand"] == 1
+    assert not any("disagree" in n for n in r["notes"]), r["notes"]
+
+
+def test_no_median_note_when_nothing_moved() -> None:
+    r = row(*pair(1.0))
+    assert r["verdict"] == "same" and not any(n.startswith("median ") for n in r["notes"])
+
+
+def test_no_direction_note_when_both_moved_down() -> None:
+    r = row(*pair(1 / 1.10))
+    assert r["verdict"] == "faster"
+    assert not any("judged on" in n for n in r["notes"]), r["notes"]
