@@ -156,18 +156,18 @@ def run(args: argparse.Namespace) -> int:
     later = bool(args.json and args.baseline and args.fail_on_regression and not args.no_confirm)
     out = service.execute(req, display, json_out=args.json, json_later=later)
     try:
-        return _report(service, req, out, display, args)
+        return _report(service, req, out, display, args, out_stream)
     finally:
         if later:   # also when the confirmation fails or is interrupted: nothing is lost
             from ..results.document import write_json
             write_json(out.doc, args.json)
 
 
-def _report(service: Any, req: Any, out: Any, display: Any, args: argparse.Namespace) -> int:
+def _report(service: Any, req: Any, out: Any, display: Any, args: argparse.Namespace,
+            out_stream: Any) -> int:
     """What `run` says, compares and confirms once the benchmark is over; its exit code."""
     from ..render.compare import emit
     json_to_stdout = args.json == "-"
-    out_stream = sys.stderr if json_to_stdout else sys.stdout
     display.print_final_table()
     if out.interrupted:
         rows = out.doc["results"]

@@ -36,7 +36,6 @@ class Session:
         self.cancelled = False
         #: the signal that interrupted the run (SIGINT for Ctrl-C, SIGTERM), None otherwise
         self.signal: Optional[int] = None
-        self._stop_asked = False
 
     def cancel(self) -> None:
         """Stop every device at once: each cancel kills a remote process group over its own
@@ -64,9 +63,8 @@ class Session:
             # deliveries. Raised wherever it landed, the interrupt could split a result between
             # --json and the store (or store it twice), or drop one just taken off the queue.
             def on_signal(signum: int, frame: Any) -> None:
-                if self.signal is None:
+                if self.signal is None:   # a second signal while stopping changes nothing
                     self.signal = signum
-                self._stop_asked = True   # a second signal while stopping changes nothing
             for sig in (signal.SIGINT, signal.SIGTERM):
                 if signal.getsignal(sig) is not signal.SIG_IGN:  # e.g. `nohup`: stays ignored
                     old[sig] = signal.signal(sig, on_signal)
@@ -93,7 +91,7 @@ class Session:
         while True:
             if deadline is not None and time.monotonic() > deadline:
                 return
-            if self._stop_asked and not grace:
+            if self.signal is not None and not grace:
                 raise KeyboardInterrupt   # between deliveries: each result reaches every sink
             try:
                 item = self._q.get(timeout=0.1)
