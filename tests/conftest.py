@@ -45,6 +45,20 @@ def _isolate_worker() -> None:
 _isolate_worker()
 
 
+def _deliverable_sigint() -> None:
+    """A shell without job control (a script's `pytest &`, `nohup`) starts the suite with SIGINT
+    ignored, every command the tests start inherits that, and edge-bench keeps an ignored
+    SIGINT ignored, as `nohup` asks (tests/test_interrupt_delivery.py): the Ctrl-C tests would
+    fail only for how the suite was started. Python's own handler makes it deliverable again
+    (a child process gets the default action at exec, and Python's default handler)."""
+    import signal
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+_deliverable_sigint()
+
+
 def _suite_lock_dir() -> Path:
     import tempfile
     uid = os.environ.get("PYTEST_XDIST_TESTRUNUID", "solo")

@@ -58,6 +58,28 @@ def test_a_second_signal_while_stopping_does_not_abandon_the_cleanup() -> None:
     assert delivered == ["a", "b", "c"]
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_ignored_when_the_run_began_stays_ignored(sig: int) -> None:
+    """`nohup edge-bench run ...` (or `... &` in a script, for SIGINT): the user asked that the
+    run outlive the terminal, so the session does not take the signal over."""
+    delivered: List[str] = []
+
+    def on_result(r: Dict[str, Any]) -> None:
+        os.kill(os.getpid(), sig)
+        delivered.append(r["id"])
+
+    session = Session({}, on_result=on_result)
+    for rid in ("a", "b"):
+        session._q.put(("result", {"id": rid}))
+    before = signal.signal(sig, signal.SIG_IGN)
+    try:
+        session.run()                         # no KeyboardInterrupt: the run goes on to its end
+        assert signal.getsignal(sig) is signal.SIG_IGN
+    finally:
+        signal.signal(sig, before)
+    assert delivered == ["a", "b"] and session.signal is None
+
+
 def test_an_interrupt_right_after_commit_is_not_a_store_error(tmp_path: Path) -> None:
     with Store(tmp_path / "r.sqlite") as st:
         run_id = st.begin_run({"label": "x"})
