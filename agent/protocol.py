@@ -184,7 +184,7 @@ def parse_job(text: str) -> Dict[str, Any]:
         raise AgentError("BadJob", "the job on stdin is not JSON (%s): %r" % (e, text[:200]))
     if not isinstance(job, dict):
         raise AgentError("BadJob", "the job must be a JSON object, got %s" % type(job).__name__)
-    if job.get("proto", PROTO) != PROTO:
+    if not speaks_proto(job.get("proto", PROTO)):
         raise AgentError("BadJob", "job speaks protocol %r, this agent %s speaks %d: deploy the "
                          "agent that matches the host" % (job.get("proto"), AGENT_VERSION, PROTO))
     python = job.get("python", [sys.executable])
@@ -228,6 +228,12 @@ def message(event: str, **fields: Any) -> Dict[str, Any]:
     return msg
 
 
+def speaks_proto(value: Any) -> bool:
+    """The "proto" field of a job or a line names this protocol. JSON's `true` is not 1 (Python
+    says True == 1); 1.0 is (JSON does not tell the two numbers apart)."""
+    return value == PROTO and not isinstance(value, bool)
+
+
 def parse_line(line: str) -> Dict[str, Any]:
     """One stdout line of the agent -> the message dict; BadMessage saying what is wrong."""
     text = line.strip()
@@ -243,7 +249,7 @@ def parse_line(line: str) -> Dict[str, Any]:
         raise BadMessage("agent printed a JSON %s, expected an object: %r"
                          % (type(msg).__name__, _clip(text)))
     proto = msg.get("proto")
-    if proto != PROTO:
+    if not speaks_proto(proto):
         newer = isinstance(proto, int) and not isinstance(proto, bool) and proto > PROTO
         raise BadMessage("agent speaks protocol %r, this host speaks %d" % (proto, PROTO),
                          hint=("upgrade edge-bench on the host" if newer else

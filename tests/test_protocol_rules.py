@@ -58,7 +58,8 @@ def test_a_job_that_is_not_a_json_object_is_refused_naming_what_came() -> None:
 
 
 @pytest.mark.parametrize("proto, ok", [(1, True), (1.0, True), (DROP, True), (0, False), (2, False),
-                                       ("1", False), (None, False)])
+                                       ("1", False), (None, False), (True, False),
+                                       (False, False)])
 def test_the_job_must_speak_protocol_1(proto: Any, ok: bool) -> None:
     text = job(proto=proto)
     if ok:
@@ -201,6 +202,7 @@ def test_every_event_with_proto_1_is_read() -> None:
             "proto": 1, "event": ev, "x": 2}
     assert P.parse_line('{"proto":1,"event":"result","samples_ns":[]}')["samples_ns"] == []
     assert P.parse_line('{"proto": 1.0, "event": "bye"}')["event"] == "bye"   # JSON: 1.0 == 1
+    bad_line('{"proto": true, "event": "bye"}', "agent speaks protocol True")  # true is not 1
 
 
 def test_a_result_needs_its_samples_list_and_no_other_event_does() -> None:
