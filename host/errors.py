@@ -160,6 +160,9 @@ class DeviceBusy(DeviceError):
 #: error_detail type of a task that the run's interruption stopped before it finished
 CANCELLED = "Cancelled"
 
+#: error_detail type of a task whose eval outputs cannot be compared with the fp32 reference
+BAD_EVAL = "BadEval"
+
 
 class PushCancelled(DeviceError):
     """A push stopped half-way because the run was interrupted (Ctrl-C, SIGTERM); the partial

@@ -76,3 +76,42 @@ def test_a_variant_with_corrupted_weights_is_wrong_output_and_exit_3(tmp_path: P
     assert stored["status"] == "partial"
     flags = {r["variant"]: (r.get("accuracy") or {}).get("flag") for r in stored["results"]}
     assert flags["int8"] == bad["accuracy"]["flag"] and flags["fp32"] is None
+
+
+def test_a_variant_whose_outputs_changed_shape_fails_alone_and_the_device_goes_on(
+        tmp_path: Path) -> None:
+    """A variant that runs but whose output no longer has fp32's shape (what a converter that
+    changed the model's head would hand over) cannot be scored: that task is an error saying
+    why (error_detail type BadEval), never a pass, and the device's next variant still runs.
+    It used to fail the device: every task after it lost, as an error about something else."""
+    from tflite_models import build_dense_softmax, dense_softmax_weights
+    digits = resolve("builtin:digits")
+    variant = Q.cached_variant(digits.path, "int8", digits.calibration,
+                               tmp_path / "cache" / "quantized").path
+    w, b = dense_softmax_weights(0, 64, 7)       # digits' input [1, 64]; 7 outputs, not 10
+    variant.write_bytes(build_dense_softmax(w, b, input_name="pixels"))
+    sidecar = variant.with_suffix(".json")
+    meta: Dict[str, Any] = json.loads(sidecar.read_text())
+    meta.update(bytes=variant.stat().st_size, sha256=sha256_file(variant))
+    sidecar.write_text(json.dumps(meta))
+    out = tmp_path / "out.json"
+    p = edge_bench(["run", "--model", "builtin:digits", "--variants", "fp32,int8,fp16",
+                    "--runs", "3", "--warmup", "0", "--min-seconds", "0", "--processes", "1",
+                    "--json", str(out), "--db", str(tmp_path / "r.sqlite")], tmp_path)
+    assert p.returncode == 3, p.stderr + p.stdout
+    assert "Traceback" not in p.stderr and "internal error" not in p.stdout + p.stderr
+    doc = json.loads(out.read_text())
+    assert doc["status"] == "partial"
+    by_variant = {r["variant"]: r for r in doc["results"]}
+    bad = by_variant["int8"]
+    assert bad["status"] == "error" and bad["accuracy"] is None
+    assert bad["error_detail"]["type"] == "BadEval"
+    assert "differs from the reference" in bad["error"] and "7]" in bad["error"], bad["error"]
+    assert bad["runs"] >= 3       # it was timed; only its outputs cannot be compared
+    for v in ("fp32", "fp16"):    # fp16 ran after it: the device went on
+        assert by_variant[v]["status"] == "ok" and by_variant[v]["accuracy"]["flag"] is None
+    assert doc["devices"]["local"]["failure"] is None
+    with Store(tmp_path / "r.sqlite") as store:
+        stored = store.get_run(doc["run_id"])
+    assert {r["variant"]: r["status"] for r in stored["results"]} == {
+        "fp32": "ok", "int8": "error", "fp16": "ok"}

@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import __version__
 from ..analysis.stats import bootstrap_median_ci, summarize
+from ..errors import BAD_EVAL, UsageError, error_detail
 
 SCHEMA = "edge-bench/run/1"
 
@@ -149,7 +150,15 @@ def ok_result(device: str, task: Any, msg: Dict[str, Any], hello: Dict[str, Any]
     if msg.get("eval"):
         # a disagreeing variant keeps status "ok" (its latency is real) but carries
         # accuracy.flag, which the table shows in red and the verdict counts as a failure
-        r["accuracy"] = score_eval(task, msg["eval"])
+        try:
+            r["accuracy"] = score_eval(task, msg["eval"])
+        except (UsageError, KeyError, TypeError, ValueError) as e:  # binascii.Error: ValueError
+            # outputs that cannot be set beside fp32's (another shape or count: a converter
+            # that changed the model's outputs; malformed data): this task's failure, not the
+            # device's, and never a variant that passes for accurate
+            why = ("its eval outputs cannot be compared with the fp32 reference: "
+                   + (e.detail() if isinstance(e, UsageError) else f"{type(e).__name__}: {e}"))
+            r.update(status="error", error=why, error_detail=error_detail(BAD_EVAL, why))
     return r
 
 
