@@ -87,10 +87,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     quiet.set_verbose(bool(getattr(args, "verbose_all", False) or getattr(args, "verbose", False)))
     import signal
     import threading
-    if threading.current_thread() is threading.main_thread():
+    old_term: object = signal.SIG_IGN
+    if threading.current_thread() is threading.main_thread() \
+            and signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:  # ignored: stays so
         def on_term(signum: int, frame: object) -> None:
             raise KeyboardInterrupt  # SIGTERM stops as cleanly as Ctrl-C, whenever it lands
-        signal.signal(signal.SIGTERM, on_term)
+        old_term = signal.signal(signal.SIGTERM, on_term)
+    try:
+        return _call(args)
+    finally:
+        if old_term is not signal.SIG_IGN:  # a program that called main() keeps its handler
+            signal.signal(signal.SIGTERM, old_term if old_term is not None else signal.SIG_DFL)
+
+
+def _call(args: argparse.Namespace) -> int:
+    from . import quiet
     try:
         return int(args.func(args) or 0)
     except EdgeBenchError as e:

@@ -95,3 +95,23 @@ def test_an_interrupt_right_after_commit_is_not_a_store_error(tmp_path: Path) ->
         assert st._read("SELECT value FROM meta WHERE key = 'probe'")[0][0] == "1"
         st.add_result(run_id, {"device": "d", "model": "m", "variant": "fp32", "status": "ok"})
         assert len(st.get_run(run_id, samples=False)["results"]) == 1
+
+
+def test_the_cli_gives_a_caller_its_sigterm_handler_back_and_keeps_an_ignored_one(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """main() turns SIGTERM into a clean stop while it runs; a program (or test) that calls it
+    gets its own handler back after, and a SIGTERM ignored before (`trap '' TERM`) stays so."""
+    from edge_bench.cli import main
+
+    def mine(signum: int, frame: Any) -> None:
+        pass
+
+    Store(tmp_path / "r.sqlite").close()
+    before = signal.signal(signal.SIGTERM, mine)
+    try:
+        for handler in (mine, signal.SIG_IGN):
+            signal.signal(signal.SIGTERM, handler)
+            assert main(["history", "--db", str(tmp_path / "r.sqlite")]) == 0
+            assert signal.getsignal(signal.SIGTERM) is handler
+    finally:
+        signal.signal(signal.SIGTERM, before)
