@@ -11,6 +11,7 @@ from ..analysis.verdict import (DECISION_QUANTILE, DEFAULT_ACCURACY_THRESHOLD, D
 from ..app.compare import Settings, compare_refs
 from ..errors import UsageError
 from ..render.compare import emit
+from .gate_options import add_gate_options
 
 HELP = ("compare two runs (change of the fast quartile and of the median with CIs,"
         " significance test, verdict per key)")
@@ -63,13 +64,7 @@ def add_parser(subparsers: Any) -> None:
                    help="write the comparison as Markdown, e.g. for a CI comment (- for stdout)")
     p.add_argument("--no-history", action="store_true",
                    help="ignore the run-to-run noise of earlier stored runs (see below)")
-    p.add_argument("--fail-on-regression", action="store_true",
-                   help="exit 1 when any key is slower, lost accuracy, or newly fails, or (unless"
-                        " --allow-inconclusive) could not be judged")
-    p.add_argument("--allow-inconclusive", action="store_true",
-                   help="with --fail-on-regression: do not fail on keys that could not be judged"
-                        " (verdict inconclusive: too few samples for a test, or a change the"
-                        " samples cannot confirm; or keys missing from the baseline)")
+    add_gate_options(p, "of the two runs")
     p.set_defaults(func=run)
 
 

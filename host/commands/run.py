@@ -10,6 +10,7 @@ from ..analysis.verdict import DEFAULT_THRESHOLD
 from ..app.run import (DEFAULT_MODELS, DEFAULT_VARIANTS, DEFAULT_VARIANTS_NO_CALIBRATION,
                        RunRequest)
 from ..models.variants import VARIANTS
+from .gate_options import add_gate_options
 
 D = RunRequest()  # the defaults, one home: the service's request
 
@@ -127,12 +128,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                    help="smallest slowdown that counts as a regression"
                         f" (default: {DEFAULT_THRESHOLD:g} = {DEFAULT_THRESHOLD * 100:g}%%)")
-    p.add_argument("--fail-on-regression", action="store_true",
-                   help="exit 1 when the comparison with --baseline finds a regression, or"
-                        " (unless --allow-inconclusive) keys it could not judge")
-    p.add_argument("--allow-inconclusive", action="store_true",
-                   help="with --fail-on-regression: do not fail on inconclusive keys or keys"
-                        " missing from the baseline")
+    add_gate_options(p, "with --baseline")
     p.add_argument("--no-confirm", action="store_true",
                    help="with --fail-on-regression: fail on a slowdown measured once. Without"
                         " it, keys judged slower are timed again and stay a regression only when"
