@@ -173,6 +173,28 @@ def test_an_integer_constant_breaks_pt2e_static_with_a_clear_line(env: Path, cap
     assert (env.parent / "out3" / "usermodels_int_constant-pt2e-dynamic-int8.tflite").is_file()
 
 
+def test_a_pt2e_variant_that_quantized_nothing_is_an_error(env: Path, capsys,
+                                                          monkeypatch) -> None:
+    """No silent no-op on the PT2E route either: a conversion that hands back the float model
+    (what a litert-torch that dropped the quantizer's annotations would write) is an error
+    naming the variant, not a pt2e-dynamic-int8 file that is fp32 under another name. The
+    conversion is the real one, only asked for fp32; the check is docs/real-models.md's."""
+    from edge_bench.models.pytorch import convert as C
+    real = C._convert
+
+    def float_only(tm, base, out_path, cal):  # type: ignore[no-untyped-def]
+        return real(tm, "fp32", out_path, None)
+
+    monkeypatch.setattr(C, "_convert", float_only)
+    out = env.parent / "out-noop"
+    rc, so, se = _cli(["quantize", "usermodels:small", "--quantizer", "pt2e",
+                       "--variants", "dynamic-int8", "-o", str(out)], capsys)
+    assert rc == 3 and "Traceback" not in se, se
+    assert "variant pt2e-dynamic-int8 of usermodels:small" in se, se
+    assert "unchanged" in se or "no size change" in se, se
+    assert not (out / "usermodels_small-pt2e-dynamic-int8.tflite").exists()
+
+
 def test_quantize_command_converts_a_factory(env: Path, capsys) -> None:
     """`edge-bench quantize usermodels:small --quantizer pt2e`: the files load in LiteRT, fp32
     computes what the PyTorch model computes, pt2e-int8 has int8 inputs (full integer)."""

@@ -37,18 +37,29 @@ def _scramble_largest_weight(path: Path) -> None:
     path.write_bytes(bytes(b.Output()))
 
 
-def test_a_variant_with_corrupted_weights_is_wrong_output_and_exit_3(tmp_path: Path) -> None:
-    # 1. the real quantizer fills the variant cache `run` will use ($EDGE_BENCH_CACHE/quantized)
+def _cached_int8(tmp_path: Path) -> Path:
+    """The real quantizer fills the variant cache `run` will use ($EDGE_BENCH_CACHE/quantized)."""
     digits = resolve("builtin:digits")
-    variant = Q.cached_variant(digits.path, "int8", digits.calibration,
-                               tmp_path / "cache" / "quantized").path
-    # 2. corrupt the quantized weights, and record the corrupted file as the cached result (its
-    #    sidecar's size and sha256: the cache serves exactly what a broken quantizer produced)
-    _scramble_largest_weight(variant)
+    return Q.cached_variant(digits.path, "int8", digits.calibration,
+                            tmp_path / "cache" / "quantized").path
+
+
+def _recorded_as_cached(variant: Path) -> None:
+    """Record the file now at `variant` as the cache's result (its sidecar's size and sha256):
+    the cache then serves exactly what a broken quantizer would have produced."""
     sidecar = variant.with_suffix(".json")
     meta: Dict[str, Any] = json.loads(sidecar.read_text())
     meta.update(bytes=variant.stat().st_size, sha256=sha256_file(variant))
     sidecar.write_text(json.dumps(meta))
+
+
+def test_a_variant_with_corrupted_weights_is_wrong_output_and_exit_3(tmp_path: Path) -> None:
+    # 1. the real quantizer fills the variant cache `run` will use
+    variant = _cached_int8(tmp_path)
+    # 2. corrupt the quantized weights, and record the corrupted file as the cached result (its
+    #    sidecar's size and sha256: the cache serves exactly what a broken quantizer produced)
+    _scramble_largest_weight(variant)
+    _recorded_as_cached(variant)
     # 3. a real run of fp32 and the corrupted int8
     out = tmp_path / "out.json"
     p = edge_bench(["run", "--model", "builtin:digits", "--variants", "fp32,int8",
@@ -85,15 +96,10 @@ def test_a_variant_whose_outputs_changed_shape_fails_alone_and_the_device_goes_o
     why (error_detail type BadEval), never a pass, and the device's next variant still runs.
     It used to fail the device: every task after it lost, as an error about something else."""
     from tflite_models import build_dense_softmax, dense_softmax_weights
-    digits = resolve("builtin:digits")
-    variant = Q.cached_variant(digits.path, "int8", digits.calibration,
-                               tmp_path / "cache" / "quantized").path
+    variant = _cached_int8(tmp_path)
     w, b = dense_softmax_weights(0, 64, 7)       # digits' input [1, 64]; 7 outputs, not 10
     variant.write_bytes(build_dense_softmax(w, b, input_name="pixels"))
-    sidecar = variant.with_suffix(".json")
-    meta: Dict[str, Any] = json.loads(sidecar.read_text())
-    meta.update(bytes=variant.stat().st_size, sha256=sha256_file(variant))
-    sidecar.write_text(json.dumps(meta))
+    _recorded_as_cached(variant)
     out = tmp_path / "out.json"
     p = edge_bench(["run", "--model", "builtin:digits", "--variants", "fp32,int8,fp16",
                     "--runs", "3", "--warmup", "0", "--min-seconds", "0", "--processes", "1",

@@ -2,7 +2,8 @@
 
 ai-edge-quantizer returns a model unchanged when it does not recognise its ops (measured on
 fp16-stored and old-converter files: "1.0x smaller", the same file under another name). Every
-variant the quantizer writes is checked against the float file it was made from:
+variant the quantizer writes, and every pt2e-* variant of a PyTorch model, is checked against
+the float file it was made from:
 
 - the same bytes: nothing was quantized;
 - no size change (not smaller): every recipe here stores weights in fewer bits;
@@ -13,7 +14,7 @@ variant the quantizer writes is checked against the float file it was made from:
 """
 from __future__ import annotations
 
-from typing import Dict, Set
+from typing import Dict, Optional, Set
 
 from ..errors import ModelError
 from . import repair as rep
@@ -47,11 +48,13 @@ def _types(data: bytes):
     return consts, acts
 
 
-def check_changed(variant: str, model_name: str, before: bytes, after: bytes) -> None:
-    """ModelError naming why, when `after` is not what `variant`'s recipe makes of `before`."""
+def check_changed(variant: str, model_name: str, before: bytes, after: bytes,
+                  shown: Optional[str] = None) -> None:
+    """ModelError naming why, when `after` is not what `variant`'s recipe makes of `before`.
+    `shown`: the variant's name in the message when it differs from its recipe (pt2e-int8)."""
     if variant not in _WEIGHT_TYPES:
         return
-    what = f"variant {variant} of {model_name}"
+    what = f"variant {shown or variant} of {model_name}"
     hint = "the quantizer recognised none of the model's ops; see docs/real-models.md"
     if after == before:
         raise ModelError(f"{what}: the quantizer returned the model unchanged (same bytes)",

@@ -168,10 +168,19 @@ def convert(model: Union[str, TorchModel], variant: str, out_path: Union[str, Pa
             cal = load_calibration(calibration, fm)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     n_cal = _convert(tm, base, out_path, cal)
-    e = unloadable(out_path)
-    if e is not None:
-        raise ModelError(f"{variant} of {tm.name}: the converted model does not load in "
-                         f"LiteRT: {e}") from e
+    try:
+        e = unloadable(out_path)
+        if e is not None:
+            raise ModelError(f"{variant} of {tm.name}: the converted model does not load in "
+                             f"LiteRT: {e}") from e
+        if base != "fp32":   # no silent no-op: the same rule as ai-edge-quantizer's variants
+            from ..variant_check import check_changed
+            fm = float_model if float_model is not None else cached_convert(tm, "fp32").path
+            check_changed(base, tm.name, Path(fm).read_bytes(), out_path.read_bytes(),
+                          shown=PREFIX + base)
+    except ModelError:
+        out_path.unlink(missing_ok=True)   # no file under a variant's name that is not one
+        raise
     desc = (QAT_RECIPE if base in STATIC and tm.qat is not None
             else RECIPES[base] + (f"; {n_cal} calibration samples" if n_cal else ""))
     name = base if base == "fp32" else PREFIX + base
