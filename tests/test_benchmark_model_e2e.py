@@ -107,3 +107,46 @@ def test_benchmark_model_respects_the_device_lock(adb_server: AdbServer, standin
     _, stderr = p.communicate(timeout=300)
     assert p.returncode == 0, stderr
     assert os.path.exists(lock)
+
+
+def test_kill_9_of_the_controller_stops_benchmark_model_on_the_phone(
+        adb_server: AdbServer, standin: AdbdStandin, tmp_path: Path) -> None:  # noqa: F811
+    """Like the agent's job (tests/test_orphan.py, test_adb.py), the native runner watches the
+    stdin the controller keeps open: the controller dies (kill -9) while benchmark_model times,
+    its adb client forwards the EOF, and the binary is stopped on the phone and the device lock
+    freed within seconds (it used to run on to its end, holding the lock)."""
+    import os
+    import signal
+    import time
+    from test_adb import pids_with
+    from test_orphan import GONE_WITHIN_S, lock_free
+    cfg = config(tmp_path, adb_server, standin)
+    (Path(standin.workdir) / "bin" / "last-args.txt").unlink(missing_ok=True)  # an earlier test's
+    p = edge_bench(["run", "--config", str(cfg), "--devices", "phone", "--model",
+                    "builtin:digits", "--variants", "fp32", "--runs", "5", "--min-seconds", "120",
+                    "--max-seconds", "300", "--no-store"], tmp_path)
+    binaries = Path(standin.workdir) / "bin"
+    lock = Path(standin.workdir) / "lock"
+    try:
+        deadline = time.monotonic() + 120
+        while not (Path(standin.workdir) / "bin" / "last-args.txt").exists():   # it started
+            assert p.poll() is None, "edge-bench ended first: " + p.stderr.read()
+            assert time.monotonic() < deadline, "benchmark_model never started on the phone"
+            time.sleep(0.1)
+        assert pids_with(str(binaries)), "benchmark_model is not running"
+        assert not lock_free(lock)
+        p.kill()
+        t_kill = time.monotonic()
+        p.communicate(timeout=60)
+        while (pids_with(str(binaries)) or not lock_free(lock)) \
+                and time.monotonic() < t_kill + GONE_WITHIN_S:
+            time.sleep(0.05)
+        assert pids_with(str(binaries)) == [], "benchmark_model still runs on the phone"
+        assert lock_free(lock), "the device lock is still held"
+        print(f"benchmark_model gone, lock free {time.monotonic() - t_kill:.2f} s after kill -9")
+    finally:
+        for pid in pids_with(standin.workdir):   # only this test's phone processes
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

@@ -152,15 +152,31 @@ def deploy_binary(transport: Any, workdir: str, local: Path) -> str:
 
 BUSY_EXIT = 75
 BUSY_MARKER = "EDGE_BENCH_DEVICE_BUSY"
-LOCKED_SCRIPT = (
+#: Runs "$@" (the binary and its flags) with its stderr on stdout, while a watcher reads the
+#: controller's stdin (kept open for the whole task, as the agent's job does): EOF there means
+#: the controller is gone (kill -9, a dropped link), and the watcher stops the binary, TERM then
+#: KILL, so no benchmark is left timing on a phone nobody waits for. The watcher holds neither
+#: the output (the session would wait for it) nor the device lock (fd 9); once the binary ends,
+#: the watcher is stopped and its `cat` ends at the stdin's EOF the controller then sends.
+WATCHED_RUN = (
+    'exec 3<&0 </dev/null\n'
+    '"$@" 2>&1 &\n'
+    'pid=$!\n'
+    '{ cat >/dev/null; kill -TERM "$pid"; sleep 2; kill -KILL "$pid"; } <&3 >/dev/null 2>&1 9>&- &\n'
+    'watch=$!\n'
+    'exec 3<&-\n'
+    'wait "$pid"; rc=$?\n'
+    'kill "$watch" 2>/dev/null\n'
+    'exit "$rc"\n')
+UNLOCKED_SCRIPT = WATCHED_RUN   # sh -c UNLOCKED_SCRIPT NAME BIN FLAGS...
+LOCKED_SCRIPT = (               # sh -c LOCKED_SCRIPT LOCK BIN FLAGS...
     'lock=$0\n'
     'if [ -L "$lock" ]; then echo "the device lock $lock is a symlink; refusing to follow it'
     ' (remove it)" >&2; exit 1; fi\n'
     'if command -v flock >/dev/null 2>&1; then\n'
     '  exec 9>>"$lock" || exit 1\n'
     '  flock -n 9 || { echo ' + BUSY_MARKER + '; exit ' + str(BUSY_EXIT) + '; }\n'
-    'fi\n'
-    'exec "$@" 2>&1\n')
+    'fi\n' + WATCHED_RUN)
 
 
 def run_task(transport: Any, task: Any, binary_remote: str, model_remote: str, *,
@@ -170,20 +186,22 @@ def run_task(transport: Any, task: Any, binary_remote: str, model_remote: str, *
              extra: Sequence[str] = (), lock_path: Optional[str] = None) -> Dict[str, Any]:
     """Run benchmark_model for one runner.Task and return its result record.
 
-    Runs `sh -c 'exec "$0" "$@" 2>&1' BIN FLAGS...` so its log (stderr in current builds) and
-    stdout arrive as one ordered stream; the transport adds the device's taskset prefix."""
+    Runs the binary under `sh -c` so its log (stderr in current builds) and stdout arrive as
+    one ordered stream, under the device lock when `lock_path` is given, and stopped on the
+    device if the controller goes away (WATCHED_RUN); the transport adds the device's taskset
+    prefix."""
     dev = transport.device
     tm = task.timing
     flags = build_flags(model_remote, task.threads, tm.runs, tm.warmup, tm.min_seconds,
                         tm.max_seconds, xnnpack=dev.xnnpack, gpu=gpu, nnapi=nnapi,
                         op_profiling=op_profiling, peak_memory=peak_memory,
                         exact_warmup=exact_warmup, extra=extra)
-    argv = ["sh", "-c", 'exec "$0" "$@" 2>&1', binary_remote, *flags]
+    argv = ["sh", "-c", UNLOCKED_SCRIPT, "edge-bench-benchmark_model", binary_remote, *flags]
     if lock_path:
         # the same lock file the agent flocks: one benchmark at a time on the device, whichever
         # runner. fd-form flock is what both util-linux and Android's toybox understand.
         argv = ["sh", "-c", LOCKED_SCRIPT, lock_path, binary_remote, *flags]
-    proc = transport.start(argv)
+    proc = transport.start(argv, stdin=b"", keep_stdin_open=True)
     out_lines = list(proc.lines(idle_timeout=idle_timeout or dev.idle_timeout_s))
     code = proc.wait(60)
     text = "\n".join(out_lines)

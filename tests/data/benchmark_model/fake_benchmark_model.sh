@@ -3,7 +3,9 @@
 # It parses the real flags, refuses a missing --graph like the real tool, records its argv in
 # ./last-args.txt next to itself, and prints (to stderr, as TFLITE_LOG does) the real output of
 # linux_arm64_mobilenet_quant_cpu.txt with the graph, thread count and run counts it was given.
-graph=; threads=-1; runs=50; warmup=1; xnn=; prof=false
+# Like the real tool it runs for at least --min_secs (whole seconds, in 1 s sleeps), so a test
+# can catch it mid-run.
+graph=; threads=-1; runs=50; warmup=1; xnn=; prof=false; mins=0
 for a in "$@"; do
   case "$a" in
     --graph=*) graph=${a#--graph=} ;;
@@ -12,6 +14,7 @@ for a in "$@"; do
     --warmup_runs=*) warmup=${a#--warmup_runs=} ;;
     --use_xnnpack=*) xnn=${a#--use_xnnpack=} ;;
     --enable_op_profiling=*) prof=${a#--enable_op_profiling=} ;;
+    --min_secs=*) mins=${a#--min_secs=} ;;
     --help) echo "usage: benchmark_model --graph=MODEL [flags]"; exit 0 ;;
   esac
 done
@@ -37,6 +40,8 @@ if [ "$(wc -c < "$graph")" -lt 8 ]; then
   exit 1
 fi
 echo "INFO: Loaded model $graph"
+i=0
+while [ "$i" -lt "${mins%%.*}" ]; do sleep 1; i=$((i + 1)); done
 [ "$xnn" = false ] || echo "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
 echo "INFO: The input model file size (MB): 4.2761"
 echo "INFO: Initialized session in 87.639ms."
