@@ -125,7 +125,10 @@ def test_slower_model_fails_the_nightly(tmp_path: Path) -> None:
     assert c.returncode == 0, c.stderr
     (row,) = json.loads(c.stdout)["rows"]
     assert row["verdict"] == "slower" and row["regression"] is True
-    assert row["ratio"] > 1.2 and row["ci_lo"] > 1.0 and row["p_value"] < 0.01
+    # past the regression threshold; not a fixed size of the slowdown: "~50% more arithmetic"
+    # measured 1.17x to 1.5x here, by what else the machine did (a CPU-dependent number)
+    from edge_bench.analysis.verdict import DEFAULT_THRESHOLD
+    assert row["ratio"] > 1 + DEFAULT_THRESHOLD and row["ci_lo"] > 1.0 and row["p_value"] < 0.01
     assert [m["field"] for m in row["mismatches"]] == ["model_sha256"]
     c = edge_bench(["compare", "base", "cand", "--db", str(db), "--fail-on-regression",
                     "--markdown", str(tmp_path / "cmp.md")], tmp_path)
