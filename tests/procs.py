@@ -1,8 +1,11 @@
 """Process helpers shared by the tests that check nothing is left running."""
 from __future__ import annotations
 
+import os
+import signal
 import time
-from typing import Iterable
+from pathlib import Path
+from typing import Iterable, List
 
 
 def alive(pid: int) -> bool:
@@ -23,3 +26,28 @@ def wait_dead(pids: Iterable[int], timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def pids_with(text: str) -> List[int]:
+    """Live processes (not this one) whose command line, arguments joined by spaces, contains
+    `text`."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+        except OSError:
+            continue
+        if text in cmd and alive(int(d.name)):
+            out.append(int(d.name))
+    return out
+
+
+def kill_all(pids: Iterable[int]) -> None:
+    """SIGKILL each of `pids` that still exists (a test's clean-up of its own processes)."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

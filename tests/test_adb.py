@@ -24,7 +24,7 @@ from conftest import missing_system
 
 from edge_bench.fleet.artifact import agent_artifact
 
-from procs import alive, wait_dead  # noqa: F401
+from procs import alive, kill_all, pids_with, wait_dead  # noqa: F401
 
 from adb_fixtures import (AdbServer, adb_binaries, adb_server, adb_server_each,  # noqa: F401
                           make_adb_device, standin)
@@ -42,19 +42,6 @@ DIGITS = REPO / "host" / "models" / "builtin" / "data" / "digits.tflite"
 MOBILENET = REPO / "host" / "models" / "builtin" / "data" / "mobilenet.tflite"
 
 
-def pids_with(text: str) -> List[int]:
-    """Live processes whose command line contains `text`."""
-    out = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
-        except OSError:
-            continue
-        if text in cmd and alive(int(d.name)):
-            out.append(int(d.name))
-    return out
 
 
 @pytest.fixture
@@ -470,11 +457,7 @@ def test_phone_going_offline_mid_run_fails_it_and_keeps_the_rest(adb_server: Adb
     assert "lost" in by_dev["phone"]["error"] or "offline" in by_dev["phone"]["error"], by_dev["phone"]
     assert by_dev["local"]["status"] == "ok"
     # the stand-in does not kill orphaned commands (nor may a real adbd): clean up ours
-    for pid in agent_pids + pids_with(standin.workdir):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    kill_all(agent_pids + pids_with(standin.workdir))
 
 
 def test_interrupting_a_run_kills_the_agent_on_the_phone(adb_server: AdbServer,  # noqa: F811
@@ -518,11 +501,7 @@ def test_kill_9_of_the_controller_stops_the_job_on_the_phone(adb_server: AdbServ
         assert lock_free(lock)
         print(f"adb: job and worker gone, lock free {time.monotonic() - t_kill:.2f} s after kill -9")
     finally:
-        for pid in pids_with(standin.workdir):   # only this test's phone processes
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_all(pids_with(standin.workdir))   # only this test's phone processes
     nxt = edge_bench(["run", "--config", str(cfg), "--devices", "phone", "--model", "builtin:digits",
                       "--variants", "fp32", "--runs", "3", "--min-seconds", "0", "--no-store"],
                      tmp_path)

@@ -115,10 +115,8 @@ def test_kill_9_of_the_controller_stops_benchmark_model_on_the_phone(
     stdin the controller keeps open: the controller dies (kill -9) while benchmark_model times,
     its adb client forwards the EOF, and the binary is stopped on the phone and the device lock
     freed within seconds (it used to run on to its end, holding the lock)."""
-    import os
-    import signal
     import time
-    from test_adb import pids_with
+    from procs import kill_all, pids_with
     from test_orphan import GONE_WITHIN_S, lock_free
     cfg = config(tmp_path, adb_server, standin)
     (Path(standin.workdir) / "bin" / "last-args.txt").unlink(missing_ok=True)  # an earlier test's
@@ -145,8 +143,4 @@ def test_kill_9_of_the_controller_stops_benchmark_model_on_the_phone(
         assert lock_free(lock), "the device lock is still held"
         print(f"benchmark_model gone, lock free {time.monotonic() - t_kill:.2f} s after kill -9")
     finally:
-        for pid in pids_with(standin.workdir):   # only this test's phone processes
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_all(pids_with(standin.workdir))   # only this test's phone processes

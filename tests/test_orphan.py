@@ -21,11 +21,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict
 
 import pytest
 
-from procs import alive
+from procs import kill_all, pids_with
 from test_run_local import edge_bench
 from test_run_ssh import fleet_yaml
 
@@ -40,17 +40,6 @@ LONG = ["--model", "builtin:digits", "--variants", "fp32", "--runs", "1000000", 
 GONE_WITHIN_S = 6.0
 
 
-def pids_with(text: str) -> List[int]:
-    """Live processes whose command line contains `text`."""
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit() and int(d.name) != os.getpid():
-            try:
-                if text.encode() in (d / "cmdline").read_bytes() and alive(int(d.name)):
-                    out.append(int(d.name))
-            except OSError:
-                pass
-    return out
 
 
 def lock_free(lock: Path) -> bool:
@@ -117,11 +106,7 @@ def test_kill_9_of_the_controller_stops_the_job_and_frees_the_lock(
         if ctl.poll() is None:
             ctl.kill()
             ctl.wait()
-        for pid in pids_with(str(wd)):    # only this test's own device processes
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_all(pids_with(str(wd)))    # only this test's own device processes
     assert not (wd / "lock.holder").exists()   # the job released the lock itself
     # the next run gets the device at once (no --lock-wait)
     out = tmp_path / "next.json"
