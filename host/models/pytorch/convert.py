@@ -177,7 +177,7 @@ def convert(model: Union[str, TorchModel], variant: str, out_path: Union[str, Pa
             from ..variant_check import check_changed
             fm = float_model if float_model is not None else cached_convert(tm, "fp32").path
             check_changed(base, tm.name, Path(fm).read_bytes(), out_path.read_bytes(),
-                          shown=PREFIX + base)
+                          shown=PREFIX + base, smaller=False)
     except ModelError:
         out_path.unlink(missing_ok=True)   # no file under a variant's name that is not one
         raise
