@@ -255,3 +255,16 @@ def test_a_model_longer_than_the_idle_timeout_is_not_a_stall(tmp_path: Path) -> 
     assert p.returncode == 0, p.stderr
     r = json.loads(out.read_text())["results"][0]
     assert r["status"] == "ok" and sum(r["samples_ms"]) >= 4000
+
+
+def test_a_failed_commands_last_stderr_is_there_when_wait_returns() -> None:
+    """wait() returns once the local command has exited; what it wrote to stderr just before
+    must be in stderr_tail() then (a failed bootstrap's "exited 7" lost its reason, 2 times in
+    300 here, when the stderr reader had not caught up). Real processes, many times over."""
+    from edge_bench.transports.local import LocalProcess
+    for i in range(300):
+        p = LocalProcess("box", ["sh", "-c", f"echo out; echo 'E: reason {i}' >&2; exit 7"],
+                         None, None)
+        assert list(p.lines(idle_timeout=30)) == ["out"]
+        assert p.wait(30) == 7
+        assert f"E: reason {i}" in p.stderr_tail(), (i, p.stderr_tail())

@@ -32,7 +32,8 @@ class LocalProcess(RemoteProcess):
         assert self.proc.stdout is not None and self.proc.stderr is not None
         threading.Thread(target=self._lines.feed_bytes_stream, args=(self.proc.stdout.read1,),
                          daemon=True).start()
-        threading.Thread(target=self._pump_stderr, daemon=True).start()
+        self._t_err = threading.Thread(target=self._pump_stderr, daemon=True)
+        self._t_err.start()
         self._stdin = StdinPipe(self.proc.stdin, stdin, keep_stdin_open)
 
     def close_stdin(self) -> None:
@@ -57,6 +58,10 @@ class LocalProcess(RemoteProcess):
             self.cancel()
             raise TransportError(self.device, f"`{self.argv[0]}` did not exit within {timeout} s")
         self.close_stdin()
+        # the process is gone, its last stderr may still be in the pipe: read it before anyone
+        # asks for stderr_tail (a failed bootstrap's "exited 7" lost its reason that way).
+        # Bounded: a child it left behind may hold the pipe open (as the SSH and adb ones do)
+        self._t_err.join(5.0)
         return code
 
     def cancel(self) -> None:
