@@ -117,7 +117,7 @@ MODULES: Dict[str, Module] = {
     "protocol": Module("agent/protocol.py", ("tests/test_protocol_rules.py",
                                              "tests/test_protocol.py"),
                        functions=("_num", "task_processes", "task_params", "parse_job",
-                                  "parse_line"), timeout=90.0),
+                                  "speaks_proto", "parse_line"), timeout=90.0),
     "exit-policy": Module("host/app/run.py", ("tests/test_exit_policy.py",),
                           functions=("run_status", "failed_results", "exit_code")),
 }
