@@ -86,18 +86,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     from . import quiet
     quiet.set_verbose(bool(getattr(args, "verbose_all", False) or getattr(args, "verbose", False)))
     import signal
-    import threading
-    old_term: object = signal.SIG_IGN
-    if threading.current_thread() is threading.main_thread() \
-            and signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:  # ignored: stays so
-        def on_term(signum: int, frame: object) -> None:
-            raise KeyboardInterrupt  # SIGTERM stops as cleanly as Ctrl-C, whenever it lands
-        old_term = signal.signal(signal.SIGTERM, on_term)
-    try:
+    from .interrupts import handling
+
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM stops as cleanly as Ctrl-C, whenever it lands
+    with handling((signal.SIGTERM,), on_term):
         return _call(args)
-    finally:
-        if old_term is not signal.SIG_IGN:  # a program that called main() keeps its handler
-            signal.signal(signal.SIGTERM, old_term if old_term is not None else signal.SIG_DFL)
 
 
 def _call(args: argparse.Namespace) -> int:

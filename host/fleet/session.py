@@ -8,6 +8,7 @@ import threading
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..config import Device
+from ..interrupts import handling
 from .runner import DeviceRun, Task
 
 Sink = Callable[[Dict[str, Any]], None]
@@ -57,18 +58,13 @@ class Session:
         summarize([1.0, 2.0])
         threads = [threading.Thread(target=r.run, name=f"device-{r.device.name}", daemon=True)
                    for r in self.runs]
-        old: Dict[int, Any] = {}
-        if threading.current_thread() is threading.main_thread():
-            # Ctrl-C and SIGTERM only ask for the stop; the pump acts on it between two
-            # deliveries. Raised wherever it landed, the interrupt could split a result between
-            # --json and the store (or store it twice), or drop one just taken off the queue.
-            def on_signal(signum: int, frame: Any) -> None:
-                if self.signal is None:   # a second signal while stopping changes nothing
-                    self.signal = signum
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                if signal.getsignal(sig) is not signal.SIG_IGN:  # e.g. `nohup`: stays ignored
-                    old[sig] = signal.signal(sig, on_signal)
-        try:
+        # Ctrl-C and SIGTERM only ask for the stop; the pump acts on it between two
+        # deliveries. Raised wherever it landed, the interrupt could split a result between
+        # --json and the store (or store it twice), or drop one just taken off the queue.
+        def on_signal(signum: int, frame: Any) -> None:
+            if self.signal is None:   # a second signal while stopping changes nothing
+                self.signal = signum
+        with handling((signal.SIGINT, signal.SIGTERM), on_signal):
             for t in threads:
                 t.start()
             try:
@@ -80,9 +76,6 @@ class Session:
                 self.cancel()
                 self._pump(threads, grace=True)
                 raise
-        finally:
-            for sig, handler in old.items():
-                signal.signal(sig, handler)
         return self.runs
 
     def _pump(self, threads: List[threading.Thread], grace: bool = False) -> None:

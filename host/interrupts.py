@@ -1,0 +1,27 @@
+"""Signal handlers that a command installs for a while: one rule for the CLI's SIGTERM and the
+fleet session's Ctrl-C/SIGTERM. A signal ignored on entry stays ignored (`nohup`, `trap '' TERM`,
+a script's `cmd &` for SIGINT): the caller asked that the command outlive it. The handlers found
+on entry come back on exit, so a program that calls edge-bench keeps its own."""
+from __future__ import annotations
+
+import signal
+import threading
+from contextlib import contextmanager
+from typing import Any, Callable, Dict, Iterator, Sequence
+
+
+@contextmanager
+def handling(signals: Sequence[int], handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """`handler` for each of `signals` inside the block (only the main thread can install one:
+    elsewhere nothing changes)."""
+    old: Dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in signals:
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                before = signal.signal(sig, handler)
+                old[sig] = signal.SIG_DFL if before is None else before  # None: set outside Python
+    try:
+        yield
+    finally:
+        for sig, before in old.items():
+            signal.signal(sig, before)
