@@ -158,7 +158,7 @@ BUSY_MARKER = "EDGE_BENCH_DEVICE_BUSY"
 #: KILL, so no benchmark is left timing on a phone nobody waits for. The watcher holds neither
 #: the output (the session would wait for it) nor the device lock (fd 9); once the binary ends,
 #: the watcher is stopped and its `cat` ends at the stdin's EOF the controller then sends.
-WATCHED_RUN = (
+WATCHED_RUN = (                 # sh -c WATCHED_RUN NAME BIN FLAGS...
     'exec 3<&0 </dev/null\n'
     '"$@" 2>&1 &\n'
     'pid=$!\n'
@@ -168,7 +168,6 @@ WATCHED_RUN = (
     'wait "$pid"; rc=$?\n'
     'kill "$watch" 2>/dev/null\n'
     'exit "$rc"\n')
-UNLOCKED_SCRIPT = WATCHED_RUN   # sh -c UNLOCKED_SCRIPT NAME BIN FLAGS...
 LOCKED_SCRIPT = (               # sh -c LOCKED_SCRIPT LOCK BIN FLAGS...
     'lock=$0\n'
     'if [ -L "$lock" ]; then echo "the device lock $lock is a symlink; refusing to follow it'
@@ -196,7 +195,7 @@ def run_task(transport: Any, task: Any, binary_remote: str, model_remote: str, *
                         tm.max_seconds, xnnpack=dev.xnnpack, gpu=gpu, nnapi=nnapi,
                         op_profiling=op_profiling, peak_memory=peak_memory,
                         exact_warmup=exact_warmup, extra=extra)
-    argv = ["sh", "-c", UNLOCKED_SCRIPT, "edge-bench-benchmark_model", binary_remote, *flags]
+    argv = ["sh", "-c", WATCHED_RUN, "edge-bench-benchmark_model", binary_remote, *flags]
     if lock_path:
         # the same lock file the agent flocks: one benchmark at a time on the device, whichever
         # runner. fd-form flock is what both util-linux and Android's toybox understand.

@@ -157,15 +157,14 @@ def convert(model: Union[str, TorchModel], variant: str, out_path: Union[str, Pa
                          hint="use --quantizer ai-edge-quantizer for fp16, int16x8 and "
                               "weight-only variants")
     out_path = Path(out_path)
+    if base in STATIC and tm.qat is None and calibration is None:  # QAT brings its own ranges
+        raise needs_calibration(variant)
+    # what the variant is made from and checked against: this model's fp32 conversion
+    fm = None if base == "fp32" else (float_model if float_model is not None
+                                      else cached_convert(tm, "fp32").path)
     cal = None
-    if base in STATIC and tm.qat is None:  # a QAT model brings its own ranges
-        if calibration is None:
-            raise needs_calibration(variant)
-        if isinstance(calibration, dict):
-            cal = calibration
-        else:
-            fm = float_model if float_model is not None else cached_convert(tm, "fp32").path
-            cal = load_calibration(calibration, fm)
+    if base in STATIC and tm.qat is None:
+        cal = calibration if isinstance(calibration, dict) else load_calibration(calibration, fm)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     n_cal = _convert(tm, base, out_path, cal)
     try:
@@ -173,9 +172,8 @@ def convert(model: Union[str, TorchModel], variant: str, out_path: Union[str, Pa
         if e is not None:
             raise ModelError(f"{variant} of {tm.name}: the converted model does not load in "
                              f"LiteRT: {e}") from e
-        if base != "fp32":   # no silent no-op: the same rule as ai-edge-quantizer's variants
+        if fm is not None:   # no silent no-op: the same rule as ai-edge-quantizer's variants
             from ..variant_check import check_changed
-            fm = float_model if float_model is not None else cached_convert(tm, "fp32").path
             check_changed(base, tm.name, Path(fm).read_bytes(), out_path.read_bytes(),
                           shown=PREFIX + base, smaller=False)
     except ModelError:
