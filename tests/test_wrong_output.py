@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
 import numpy as np
 
@@ -53,6 +53,17 @@ def _recorded_as_cached(variant: Path) -> None:
     sidecar.write_text(json.dumps(meta))
 
 
+def _run_digits(tmp_path: Path, variants: str, runs: int, warmup: int) -> Tuple[Any, Path]:
+    """A real `edge-bench run` of builtin:digits on `local` with the cache above; (process,
+    its --json file). The store is tmp_path/r.sqlite."""
+    out = tmp_path / "out.json"
+    p = edge_bench(["run", "--model", "builtin:digits", "--variants", variants,
+                    "--runs", str(runs), "--warmup", str(warmup), "--min-seconds", "0",
+                    "--processes", "1", "--json", str(out), "--db", str(tmp_path / "r.sqlite")],
+                   tmp_path)
+    return p, out
+
+
 def test_a_variant_with_corrupted_weights_is_wrong_output_and_exit_3(tmp_path: Path) -> None:
     # 1. the real quantizer fills the variant cache `run` will use
     variant = _cached_int8(tmp_path)
@@ -61,10 +72,7 @@ def test_a_variant_with_corrupted_weights_is_wrong_output_and_exit_3(tmp_path: P
     _scramble_largest_weight(variant)
     _recorded_as_cached(variant)
     # 3. a real run of fp32 and the corrupted int8
-    out = tmp_path / "out.json"
-    p = edge_bench(["run", "--model", "builtin:digits", "--variants", "fp32,int8",
-                    "--runs", "5", "--warmup", "1", "--min-seconds", "0", "--processes", "1",
-                    "--json", str(out), "--db", str(tmp_path / "r.sqlite")], tmp_path)
+    p, out = _run_digits(tmp_path, "fp32,int8", runs=5, warmup=1)
     assert p.returncode == 3, p.stderr + p.stdout
     assert "Traceback" not in p.stderr
     doc = json.loads(out.read_text())
@@ -100,10 +108,7 @@ def test_a_variant_whose_outputs_changed_shape_fails_alone_and_the_device_goes_o
     w, b = dense_softmax_weights(0, 64, 7)       # digits' input [1, 64]; 7 outputs, not 10
     variant.write_bytes(build_dense_softmax(w, b, input_name="pixels"))
     _recorded_as_cached(variant)
-    out = tmp_path / "out.json"
-    p = edge_bench(["run", "--model", "builtin:digits", "--variants", "fp32,int8,fp16",
-                    "--runs", "3", "--warmup", "0", "--min-seconds", "0", "--processes", "1",
-                    "--json", str(out), "--db", str(tmp_path / "r.sqlite")], tmp_path)
+    p, out = _run_digits(tmp_path, "fp32,int8,fp16", runs=3, warmup=0)
     assert p.returncode == 3, p.stderr + p.stdout
     assert "Traceback" not in p.stderr and "internal error" not in p.stdout + p.stderr
     doc = json.loads(out.read_text())
