@@ -18,7 +18,7 @@ so that 10.213.X.0/24 is not in use on this machine.
 
 CPU: every device gets its own cgroup v1 `cpu` group (when the controller is mounted and
 writable) holding its sshd, so every session, agent and worker it forks is in it too (each
-device weighs like one ordinary process: the groups' cpu.shares are raised accordingly);
+device weighs like one ordinary process: the groups' cpu.shares are set accordingly);
 `set_cpu(fraction)` writes cpu.cfs_quota_us to hold the device to a slice of a CPU, the way a
 real fleet is bound by its boards. The group is also how the fixture finds a device's processes
 (`pids()`), even after they were orphaned by a killed sshd.
@@ -428,6 +428,10 @@ class Fleet:
             _sh(["ip", "link", "del", self.bridge], check=False)
         if self.cgroup is not None:
             _remove_cgroup_tree(self.cgroup)
+            try:
+                reweigh_devices(self.cgroup.parent.parent)
+            except OSError:
+                pass
         with _LOCK:
             if self in _LIVE:
                 _LIVE.remove(self)
@@ -476,8 +480,8 @@ def start_fleet(base_dir: Path, n: int, *, client_key: Optional[Path] = None,
             # cpu.shares are hierarchical: left at the default 1024, ALL devices together would
             # weigh as much as one process of the root group, and any other load on the machine
             # would starve the fleet far below its quotas. Weigh every device as one process.
-            _raise_shares(cg_root / CGROUP_GROUP, 1024 * 64)
-            _raise_shares(cg, 1024 * max(1, n))
+            _set_shares(cg, 1024 * max(1, n))
+            reweigh_devices(cg_root)
         except OSError:
             cg = None
     claim = open(Path(tempfile.gettempdir()) / "edge-bench-test-subnets.lock", "a")
@@ -543,14 +547,33 @@ def start_fleet(base_dir: Path, n: int, *, client_key: Optional[Path] = None,
     return fleet
 
 
-def _raise_shares(cg: Path, shares: int) -> None:
+def _set_shares(cg: Path, shares: int) -> None:
     f = cg / "cpu.shares"
     if f.exists():
         try:
-            if int(f.read_text().strip() or 0) < shares:
-                f.write_text(str(min(shares, 262144)))
-        except (OSError, ValueError):
+            f.write_text(str(max(2, min(shares, 262144))))
+        except OSError:
             pass
+
+
+def reweigh_devices(cg_root: Path) -> int:
+    """Give the group of all fleets the weight of the devices now in it (1024 each: one
+    ordinary process each), and return it. Not more: the group once weighed 64 processes, and
+    then three busy devices on two cores left `edge-bench run` in the root group ~1.5% of the
+    CPU (with the kernel's autogroup, the whole test session weighs one process): a controller
+    frozen for 10-20 s while its devices went on timing (a SIGTERM acted on 28 s late)."""
+    group = cg_root / CGROUP_GROUP
+    total = 0
+    for fleet in group.iterdir() if group.is_dir() else ():
+        f = fleet / "cpu.shares"
+        if fleet.is_dir() and f.exists():
+            try:
+                total += int(f.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pass
+    shares = max(1024, total)
+    _set_shares(group, shares)
+    return shares
 
 
 def _adopt(dev: FleetDevice) -> None:

@@ -316,6 +316,32 @@ def test_cpu_throttled_device_finishes_slower(tmp_path: Path, make_fleet: Any) -
     assert by_dev[slow.name]["runs"] < min(o["runs"] for o in others)
 
 
+def test_fleet_weighs_one_process_per_device(tmp_path: Path, make_fleet: Any) -> None:
+    """The devices' CPU weight is one ordinary process each, not more: a heavier fleet starved
+    `edge-bench run` of CPU while the devices were busy (a SIGTERM acted on 28 s late)."""
+    from netns import CGROUP_GROUP, reweigh_devices
+    fleet = make_fleet(3)
+    cg = fleet[0].cgroup
+    if cg is None:
+        pytest.skip("no writable cgroup v1 cpu controller")
+    assert int((cg.parent / "cpu.shares").read_text()) == 3 * 1024
+    # all fleets (other test workers may have one too) weigh far less than the 64 processes
+    # they once did
+    assert int((cg.parent.parent / "cpu.shares").read_text()) < 16 * 1024
+    # the group of all fleets weighs what the fleets in it weigh (a tree like the kernel's)
+    root = tmp_path / "cpu"
+    for name, shares in (("a", 3072), ("b", 1024)):
+        (root / CGROUP_GROUP / name).mkdir(parents=True)
+        (root / CGROUP_GROUP / name / "cpu.shares").write_text(f"{shares}\n")
+    (root / CGROUP_GROUP / "cpu.shares").write_text("65536\n")
+    assert reweigh_devices(root) == 4096
+    assert (root / CGROUP_GROUP / "cpu.shares").read_text() == "4096"
+    for name in ("a", "b"):
+        (root / CGROUP_GROUP / name / "cpu.shares").unlink()
+        (root / CGROUP_GROUP / name).rmdir()
+    assert reweigh_devices(root) == 1024     # no fleet left: one process's weight
+
+
 # ---------------------------------------------------------------------------- (g) retries
 def test_refused_then_available_is_retried_with_backoff(tmp_path: Path, make_fleet: Any) -> None:
     fleet = make_fleet(3)
