@@ -7,8 +7,10 @@ output (the command prints them).
 """
 from __future__ import annotations
 
+import signal
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -65,7 +67,60 @@ def choose_bootstrap(device: Any, base: Optional[Path] = None) -> tuple:
     return path, f"bootstrap script {path.name}"
 
 
-def deploy_one(device: Any, bootstrap: bool, out: Reporter) -> Dict[str, Any]:
+#: a device still busy this long after the stop is reported as interrupted and left behind
+STOP_GRACE_S = 20.0
+INTERRUPTED = "interrupted: stopped before it finished (run deploy again to finish it)"
+
+
+class Stopper:
+    """How a deploy in progress is stopped (Ctrl-C, SIGTERM): every device's transport is
+    interrupted (a push stops and removes its partial file, a wait between connection attempts
+    ends) and every running bootstrap is cancelled (its process group killed on the device).
+    What registers after the stop is stopped at once."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self._lock = threading.Lock()
+        self._transports: List[Any] = []
+        self._procs: List[Any] = []
+
+    def add_transport(self, tr: Any) -> None:
+        with self._lock:
+            self._transports.append(tr)
+        if self.event.is_set():
+            tr.interrupt()
+
+    def add_proc(self, proc: Any) -> None:
+        with self._lock:
+            self._procs.append(proc)
+        if self.event.is_set():
+            _cancel(proc)
+
+    def stop(self) -> None:
+        """Interrupt everything, cancel every process (in parallel: each may take a round trip
+        to its device); returns when they are cancelled or after STOP_GRACE_S."""
+        self.event.set()
+        with self._lock:
+            transports, procs = list(self._transports), list(self._procs)
+        for tr in transports:
+            tr.interrupt()
+        killers = [threading.Thread(target=_cancel, args=(p,), daemon=True) for p in procs]
+        for k in killers:
+            k.start()
+        deadline = time.monotonic() + STOP_GRACE_S
+        for k in killers:
+            k.join(max(0.0, deadline - time.monotonic()))
+
+
+def _cancel(proc: Any) -> None:
+    try:
+        proc.cancel()
+    except Exception:  # noqa: BLE001 - best effort: the device may be gone
+        pass
+
+
+def deploy_one(device: Any, bootstrap: bool, out: Reporter,
+               stopper: Optional[Stopper] = None) -> Dict[str, Any]:
     """Never raises: the outcome is data."""
     from ..fleet.deploy import Blob, agent_blob, ensure_blobs, remote_path
     from ..errors import EdgeBenchError
@@ -73,6 +128,7 @@ def deploy_one(device: Any, bootstrap: bool, out: Reporter) -> Dict[str, Any]:
     from ..transports import open_transport
 
     name = device.name
+    stopper = stopper or Stopper()
     rep: Dict[str, Any] = {"device": name, "ok": False, "error": None, "agent": None,
                            "bootstrap": None, "probe": None, "python_hint": None}
     try:
@@ -81,6 +137,8 @@ def deploy_one(device: Any, bootstrap: bool, out: Reporter) -> Dict[str, Any]:
             rep["bootstrap"] = {"script": None, "note": note}
             out(name, note)
         tr = open_transport(device)
+        tr.on_retry = lambda text: out(name, text)   # "connection refused; retrying in 2 s"
+        stopper.add_transport(tr)
         tr.connect()
         try:
             workdir = tr.resolve_workdir(device.workdir)
@@ -91,9 +149,11 @@ def deploy_one(device: Any, bootstrap: bool, out: Reporter) -> Dict[str, Any]:
                             "bytes_pushed": r.bytes_pushed}
             if script is not None:
                 rep["bootstrap"] = _run_bootstrap(tr, device, workdir, Blob.for_file(
-                    script, prefix="bootstrap/"), script, out)
+                    script, prefix="bootstrap/"), script, out, stopper)
         finally:
             tr.close()
+        if stopper.event.is_set():
+            raise _Stopped()
         venv_python = (rep["bootstrap"] or {}).get("python")
         probed = device
         if venv_python and tuple(device.python) != (venv_python,):
@@ -107,15 +167,23 @@ def deploy_one(device: Any, bootstrap: bool, out: Reporter) -> Dict[str, Any]:
         elif not rep["probe"]["ok"]:
             rep["error"] = rep["probe"]["error"]
         rep["ok"] = rep["error"] is None
+    except _Stopped:
+        pass
     except EdgeBenchError as e:
         rep["error"] = str(e)
     except Exception as e:  # noqa: BLE001 - one device's trouble never stops the others
         rep["error"] = f"{type(e).__name__}: {e}"
+    if stopper.event.is_set():    # whatever failed after the stop failed because of it
+        rep.update(ok=False, error=INTERRUPTED, interrupted=True)
     return rep
 
 
+class _Stopped(Exception):
+    """deploy_one's way out after a stop (not an error of the device)."""
+
+
 def _run_bootstrap(tr: Any, device: Any, workdir: str, blob: Any, script: Path,
-                   out: Reporter) -> Dict[str, Any]:
+                   out: Reporter, stopper: Stopper) -> Dict[str, Any]:
     from ..fleet.deploy import ensure_blobs, remote_path
     from ..errors import EdgeBenchError
     ensure_blobs(tr, workdir, [blob])
@@ -125,6 +193,7 @@ def _run_bootstrap(tr: Any, device: Any, workdir: str, blob: Any, script: Path,
     python = None
     tail: List[str] = []
     proc = tr.start(["bash", path], env={"EDGE_BENCH_WORKDIR": workdir})
+    stopper.add_proc(proc)
     idle = max(600.0, float(device.idle_timeout_s))  # pip can be silent while it builds/downloads
     code: Optional[int] = None
     error = None
@@ -137,6 +206,11 @@ def _run_bootstrap(tr: Any, device: Any, workdir: str, blob: Any, script: Path,
         code = proc.wait(timeout=60)
     except EdgeBenchError as e:
         error = f"bootstrap {script.name} failed: {e}"
+    if stopper.event.is_set():   # killed by our own stop: not the script's failure
+        return {"script": str(script), "remote": path, "exit_code": code,
+                "seconds": round(time.monotonic() - t0, 1), "python": None,
+                "error": f"bootstrap {script.name} stopped: interrupted", "output_tail": tail,
+                "interrupted": True}
     if code not in (None, 0):
         err_tail = " | ".join(proc.stderr_tail(2000).strip().splitlines()[-3:])
         error = f"bootstrap {script.name} exited {code}" + (f": {err_tail}" if err_tail else "")
@@ -145,11 +219,57 @@ def _run_bootstrap(tr: Any, device: Any, workdir: str, blob: Any, script: Path,
             "output_tail": tail}
 
 
-def deploy_all(devices: Sequence[Any], bootstrap: bool, out: Reporter) -> List[Dict[str, Any]]:
+@dataclass
+class Deployed:
+    reports: List[Dict[str, Any]]
+    #: the signal that stopped the deploy (SIGINT, SIGTERM), None if it ran to the end
+    signal: Optional[int] = None
+
+
+def deploy_all(devices: Sequence[Any], bootstrap: bool, out: Reporter,
+               max_parallel: int = 16) -> Deployed:
     """deploy_one on every device in parallel; a bad bootstrap choice is a UsageError before
-    any device is touched."""
+    any device is touched. Ctrl-C or SIGTERM stops every device (pushes, bootstraps) and
+    returns at once with what each device got to; one still busy after STOP_GRACE_S is
+    reported as interrupted and left behind (the worker threads do not keep edge-bench up)."""
+    from ..interrupts import handling
     if bootstrap:
         for d in devices:
             choose_bootstrap(d)
-    with ThreadPoolExecutor(max_workers=max(1, min(16, len(devices)))) as ex:
-        return list(ex.map(lambda d: deploy_one(d, bootstrap, out), devices))
+    stopper = Stopper()
+    reports: List[Optional[Dict[str, Any]]] = [None] * len(devices)
+    slots = threading.BoundedSemaphore(max(1, min(max_parallel, len(devices) or 1)))
+
+    def work(i: int, device: Any) -> None:
+        with slots:
+            if stopper.event.is_set():
+                return
+            reports[i] = deploy_one(device, bootstrap, out, stopper)
+
+    got: List[int] = []
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if not got:
+            got.append(signum)   # acted on in the loop below, not inside a device's step
+
+    workers = [threading.Thread(target=work, args=(i, d), name=f"deploy-{d.name}", daemon=True)
+               for i, d in enumerate(devices)]
+    with handling((signal.SIGINT, signal.SIGTERM), on_signal):
+        for w in workers:
+            w.start()
+        while any(w.is_alive() for w in workers) and not got:
+            for w in workers:
+                w.join(0.1)
+                if got:
+                    break
+        if got:
+            out("*", "interrupted: stopping every device")
+            stopper.stop()
+            deadline = time.monotonic() + STOP_GRACE_S
+            for w in workers:
+                w.join(max(0.0, deadline - time.monotonic()))
+    done = [r if r is not None else
+            {"device": d.name, "ok": False, "error": INTERRUPTED, "interrupted": True,
+             "agent": None, "bootstrap": None, "probe": None, "python_hint": None}
+            for d, r in zip(devices, list(reports))]
+    return Deployed(done, got[0] if got else None)

@@ -18,6 +18,9 @@ Prepare devices for benchmarking, in parallel:
      host) or else by its tags (pi / raspberrypi / rpi, jetson). Android: see
      deploy/android-termux.md.
   3. probe the device (python, TFLite runtime, agent version) and report what was done.
+Ctrl-C (or SIGTERM) stops every device at once: a push in progress is removed from the device,
+a running bootstrap is killed there, and the report says what each device got to (exit 130 /
+143). Deploying again finishes the job: what is already there is not pushed twice.
 """
 
 EXAMPLES = """\
@@ -56,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     from ..app.deploy import deploy_all
     from ..config import find_config, load_fleet
     devices = load_fleet(find_config(args.config)).select(args.devices)
-    reports = deploy_all(devices, args.bootstrap, _Printer(quiet=args.json).line)
+    deployed = deploy_all(devices, args.bootstrap, _Printer(quiet=args.json).line)
+    reports = deployed.reports
     if args.json:
         json.dump(reports, sys.stdout, indent=2, default=str)
         print()
@@ -64,6 +68,9 @@ def run(args: argparse.Namespace) -> int:
         for rep in reports:
             for line in summary(rep):
                 print(f"{rep['device']}: {line}")
+    if deployed.signal is not None:
+        print("edge-bench: interrupted", file=sys.stderr)
+        return 128 + deployed.signal   # 130 for Ctrl-C, 143 for SIGTERM, as `run` does
     return 0 if all(r["ok"] for r in reports) else 3
 
 
@@ -79,8 +86,12 @@ def summary(rep: Dict[str, Any]) -> List[str]:
             lines.append(f"agent {name} already present ({agent['bytes']:,} bytes, nothing pushed)")
     boot = rep.get("bootstrap")
     if boot and boot.get("script"):
-        state = "ok" if boot["exit_code"] == 0 else f"FAILED ({boot['error']})"
-        lines.append(f"bootstrap {Path(boot['script']).name}: {state} in {boot['seconds']:.1f} s")
+        if boot.get("interrupted"):
+            lines.append(f"bootstrap {Path(boot['script']).name}: stopped after"
+                         f" {boot['seconds']:.1f} s (interrupted)")
+        else:
+            state = "ok" if boot["exit_code"] == 0 else f"FAILED ({boot['error']})"
+            lines.append(f"bootstrap {Path(boot['script']).name}: {state} in {boot['seconds']:.1f} s")
     elif boot and boot.get("note"):
         lines.append(boot["note"])
     pr = rep.get("probe")
@@ -92,7 +103,9 @@ def summary(rep: Dict[str, Any]) -> List[str]:
             lines.append(f"no runtime: {pr.get('error')}")
     if rep.get("python_hint"):
         lines.append(rep["python_hint"])
-    if rep.get("error") and not (pr and pr.get("error") == rep["error"]) and \
+    if rep.get("interrupted"):
+        lines.append(rep["error"])
+    elif rep.get("error") and not (pr and pr.get("error") == rep["error"]) and \
             not (boot and boot.get("error") == rep["error"]):
         lines.append(f"FAILED: {rep['error']}")
     lines.append("ready" if rep["ok"] else "NOT ready")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import abc
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterator, Optional, Sequence, Tuple
@@ -109,12 +108,13 @@ class Transport(abc.ABC):
     def close(self) -> None: ...
 
     def connect_with_retries(self, once: Callable[[], None],
-                             sleep: Callable[[float], None] = time.sleep) -> None:
+                             sleep: Optional[Callable[[float], None]] = None) -> None:
         """The one retry policy of every transport: call `once` up to 1 + device.retries times;
         only a TransportError with `retryable` set (refused, timed out, reset, phone offline) is
         tried again, after device.retry_backoff_s seconds, doubled each time. Auth, host key and
         configuration errors are raised at once: retrying cannot fix them. Counts `attempts`;
-        the last error after more than one attempt says how many were made."""
+        the last error after more than one attempt says how many were made. interrupt() ends
+        a wait between attempts at once (the last error is raised, saying so)."""
         tries = 1 + max(0, int(self.device.retries))
         delay = max(0.0, float(self.device.retry_backoff_s))
         for i in range(tries):
@@ -132,7 +132,11 @@ class Transport(abc.ABC):
                                          hint=e.hint) from e
                 if self.on_retry is not None:
                     self.on_retry(f"{e.message}; retrying in {delay:g} s (attempt {i + 2} of {tries})")
-                sleep(delay)
+                if sleep is not None:
+                    sleep(delay)
+                elif self.stop.wait(delay):   # interrupt(): no more waiting for the device
+                    raise TransportError(e.device, f"{e.message}; not retried: interrupted",
+                                         retryable=False, attempts=i + 1, hint=e.hint) from e
                 delay *= 2
 
     @abc.abstractmethod
