@@ -81,6 +81,8 @@ def test_eval_arrays_that_are_not_batches_of_numbers_are_one_line(tmp_path: Path
         assert p.returncode == 2, (name, p.stdout + p.stderr)
         one_clean_line(p)
         assert str(tmp_path / name) in p.stderr
+        if name == "empty.npz":   # says what is wrong, not a shape that looks like the one asked
+            assert "'x' holds no samples (shape [0, 64]: N = 0)" in p.stderr, p.stderr
 
 
 def test_uint8_eval_data_is_quantized_by_value_for_int8_inputs(tmp_path: Path) -> None:

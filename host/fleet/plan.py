@@ -236,8 +236,13 @@ def load_eval(path: Path, model_path: Path, signature: Optional[str] = None) -> 
         if a.ndim < 1 or a.dtype.kind not in "biuf":
             raise UsageError(f"--eval {path}: array {key!r} ({a.dtype}, shape {list(a.shape)}) is"
                              " not a batch of numbers [N, ...]")
-        shape = tensors.fit_shape(tuple(int(x) for x in a.shape[1:]), spec.detail) if a.ndim else None
-        if shape is None or a.shape[0] == 0:
+        if a.shape[0] == 0:
+            raise UsageError(f"--eval {path}: array {key!r} holds no samples (shape"
+                             f" {list(a.shape)}: N = 0)",
+                             hint="an eval set needs at least one sample; check the filter or"
+                                  " slice that made it")
+        shape = tensors.fit_shape(tuple(int(x) for x in a.shape[1:]), spec.detail)
+        if shape is None:
             want = list(spec.shape[1:])
             raise UsageError(f"--eval {path}: array {key!r} has shape {list(a.shape)}; model input"
                              f" {spec.name!r} needs [N, {', '.join(map(str, want))}]")
