@@ -12,7 +12,7 @@ from typing import IO, Any, Callable, Dict, List, Optional, Tuple
 from . import lock
 from .facts import _safe, read_temp_c
 from .output import emit, emit_error, log, write_line
-from .protocol import (EXIT_BAD_JOB, EXIT_BUSY, EXIT_CONTROLLER_GONE, EXIT_INTERNAL,
+from .protocol import (DEVICE_BUSY, EXIT_BAD_JOB, EXIT_BUSY, EXIT_CONTROLLER_GONE, EXIT_INTERNAL,
                        AgentError, lock_holder, parse_job, task_processes)
 from .runtime import hello_event
 from .supervise import run_worker, stop_workers
@@ -133,7 +133,7 @@ def run_job(job: Dict[str, Any]) -> int:
     except AgentError as e:
         emit_error(None, e.type, e.message, None, **e.extra)
         emit("bye", tasks=0, errors=1)
-        return EXIT_BUSY if e.type == "DeviceBusy" else EXIT_INTERNAL
+        return EXIT_BUSY if e.type == DEVICE_BUSY else EXIT_INTERNAL
     _LOCK.set(lock_fd, workdir)
     try:
         return _run_tasks(job, tasks, workdir, resolved, lock_fd)

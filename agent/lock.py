@@ -22,7 +22,8 @@ except ImportError:  # not on POSIX: the device lock is skipped (logged)
 
 from .facts import _read
 from .output import log
-from .protocol import LOCK_HOLDER_NAME, LOCK_NAME, AgentError, describe_holder, workdir_problem
+from .protocol import (DEVICE_BUSY, LOCK_HOLDER_NAME, LOCK_NAME, AgentError, describe_holder,
+                       workdir_problem)
 
 
 def read_lock_holder(path: str, tries: int = 10) -> Optional[Dict[str, Any]]:
@@ -141,7 +142,7 @@ def acquire_lock(workdir: str, holder: Dict[str, Any], wait_s: float = 0.0,
             os.close(fd)
             waited = " after waiting %.0f s" % wait_s if wait_s else ""
             exited = isinstance(current, dict) and _pid_alive(current.get("pid")) is False
-            raise AgentError("DeviceBusy", describe_holder(current, exited) + waited,
+            raise AgentError(DEVICE_BUSY, describe_holder(current, exited) + waited,
                              {"holder": current, "lock_path": path})
         if on_wait is not None and now >= next_note:
             on_wait(read_lock_holder(path), left)

@@ -20,9 +20,11 @@ PROTO = 1
 
 #: the `event` of every protocol line, in the order a job emits them
 EVENTS = ("hello", "progress", "result", "error", "bye")
+#: the error types that the host acts on (the others it reports as they are)
+DEVICE_BUSY, NO_RUNTIME = "DeviceBusy", "NoRuntime"
 #: every `type` an `error` event may carry (docs/protocol.md "Error types")
-ERROR_TYPES = ("BadJob", "NoRuntime", "FileMissing", "ChecksumMismatch", "ModelLoadError",
-               "InvokeError", "EvalDataError", "WorkerCrashed", "DeviceBusy", "Timeout",
+ERROR_TYPES = ("BadJob", NO_RUNTIME, "FileMissing", "ChecksumMismatch", "ModelLoadError",
+               "InvokeError", "EvalDataError", "WorkerCrashed", DEVICE_BUSY, "Timeout",
                "UnsafeWorkdir", "InternalError", "ControllerGone")
 #: exit codes of the job process; EXIT_CONTROLLER_GONE: a job with `watch_stdin` saw EOF on
 #: its stdin (the controller died or dropped the connection), stopped its workers and left

@@ -12,7 +12,7 @@ except Exception:  # noqa: BLE001 - reported in hello / as NoRuntime, never a ba
     np = None  # type: ignore[assignment]
 
 from .facts import collect_device_info
-from .protocol import AGENT_VERSION, AgentError
+from .protocol import AGENT_VERSION, NO_RUNTIME, AgentError
 
 # (name, module, package for the version, what to install)
 RUNTIMES: Tuple[Tuple[str, str, str, str], ...] = (
@@ -103,18 +103,18 @@ def numpy_major() -> int:
 def load_runtime(requested: Optional[str] = "auto") -> Runtime:
     """Import the requested runtime (or the first that imports for `auto`); AgentError NoRuntime."""
     if np is None:
-        raise AgentError("NoRuntime", "numpy does not import in this Python; "
+        raise AgentError(NO_RUNTIME, "numpy does not import in this Python; "
                          "pip install numpy, then " + INSTALL_HINT)
     req = (requested or "auto").strip()
     if req.lower() != "auto":
         entry = _runtime_entry(req)
         if entry is None:
-            raise AgentError("NoRuntime", "unknown runtime %r: use auto, ai-edge-litert, "
+            raise AgentError(NO_RUNTIME, "unknown runtime %r: use auto, ai-edge-litert, "
                              "tflite-runtime or tensorflow" % req)
         try:
             return _import_runtime(entry)
         except Exception as e:  # noqa: BLE001 - ImportError, or a broken install
-            raise AgentError("NoRuntime", "runtime %s (%s) does not import under %s: %s: %s; "
+            raise AgentError(NO_RUNTIME, "runtime %s (%s) does not import under %s: %s: %s; "
                              "to use it: %s. Or %s" % (entry[0], entry[1], sys.executable,
                                                        type(e).__name__, e, entry[3],
                                                        INSTALL_HINT))
@@ -128,7 +128,7 @@ def load_runtime(requested: Optional[str] = "auto") -> Runtime:
             return _import_runtime(entry)
         except Exception as e:  # noqa: BLE001
             reasons.append("%s: %s: %s" % (entry[1], type(e).__name__, e))
-    raise AgentError("NoRuntime", "no TFLite runtime imports under %s (%s); %s"
+    raise AgentError(NO_RUNTIME, "no TFLite runtime imports under %s (%s); %s"
                      % (sys.executable, "; ".join(reasons), INSTALL_HINT))
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
+from edge_bench_agent.protocol import DEVICE_BUSY
+
 
 class EdgeBenchError(Exception):
     """Root of every error edge-bench raises on purpose. `exit_code` is what the CLI returns."""
@@ -154,7 +156,7 @@ class AgentError(DeviceError):
 class DeviceBusy(DeviceError):
     """Another benchmark holds the device lock (the agent's `DeviceBusy`, or benchmark_model's)."""
 
-    error_type = "DeviceBusy"
+    error_type = DEVICE_BUSY
 
 
 #: error_detail type of a task that the run's interruption stopped before it finished

@@ -307,7 +307,7 @@ class DeviceRun:
                 text = f"{msg.get('type')}: {msg.get('message')}"
                 if t is not None:
                     self._finish(t, error_result(name, t, text, detail=_event_detail(msg)))
-                elif msg.get("type") == "DeviceBusy":
+                elif msg.get("type") == protocol.DEVICE_BUSY:
                     proc.cancel()
                     raise DeviceBusy(name, f"device {name} is busy: {msg.get('message')}",
                                       hint="it runs one benchmark at a time; wait, or queue"
@@ -362,7 +362,7 @@ def _controller() -> Dict[str, Optional[str]]:
 
 
 def _hint_for(msg: Dict[str, Any]) -> Optional[str]:
-    if msg.get("type") == "NoRuntime":
+    if msg.get("type") == protocol.NO_RUNTIME:
         return "install one on the device: pip install ai-edge-litert (or tflite-runtime with numpy<2)"
     return None
 
