@@ -115,3 +115,31 @@ def test_the_cli_gives_a_caller_its_sigterm_handler_back_and_keeps_an_ignored_on
             assert signal.getsignal(signal.SIGTERM) is handler
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def test_a_stop_waits_for_the_devices_kills_once_not_once_per_device(monkeypatch: Any) -> None:
+    """Session.cancel kills every device in parallel and waits CANCEL_WAIT_S for all of them
+    together: it used to wait up to 20 s for each in turn (16 unreachable boards: 5 minutes)."""
+    import edge_bench.fleet.session as session_mod
+    monkeypatch.setattr(session_mod, "CANCEL_WAIT_S", 0.5)
+    never = threading.Event()
+
+    class Stuck:   # a device whose kill never returns (its link is gone)
+        def __init__(self, name: str) -> None:
+            self.device = type("D", (), {"name": name})()
+            self.cancelled = threading.Event()
+            self.cancel_called = threading.Event()
+
+        def cancel(self) -> None:
+            self.cancel_called.set()
+            never.wait()
+
+    session = Session({}, on_result=lambda r: None)
+    session.runs = [Stuck(f"dev{i}") for i in range(8)]  # type: ignore[list-item]
+    done = threading.Event()
+    t = threading.Thread(target=lambda: (session.cancel(), done.set()), daemon=True)
+    t.start()
+    # 0.5 s for all; the old per-device wait would take 8 x 20 s
+    assert done.wait(60), "cancel() waited for each device in turn"
+    assert all(r.cancel_called.is_set() and r.cancelled.is_set() for r in session.runs)
+    never.set()

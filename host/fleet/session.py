@@ -5,11 +5,15 @@ from __future__ import annotations
 import queue
 import signal
 import threading
+import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..config import Device
 from ..interrupts import handling
 from .runner import DeviceRun, Task
+
+#: how long a stop waits for the devices' kills (each one round trip, all in parallel)
+CANCEL_WAIT_S = 20.0
 
 Sink = Callable[[Dict[str, Any]], None]
 StatusSink = Callable[[str, str], None]
@@ -48,8 +52,9 @@ class Session:
                    for r in self.runs]
         for k in killers:
             k.start()
+        deadline = time.monotonic() + CANCEL_WAIT_S   # one bound for all, not one per device
         for k in killers:
-            k.join(20)
+            k.join(max(0.0, deadline - time.monotonic()))
 
     def run(self) -> List[DeviceRun]:
         # numpy imports numpy.ma lazily inside the first median; done by several device threads
@@ -79,7 +84,6 @@ class Session:
         return self.runs
 
     def _pump(self, threads: List[threading.Thread], grace: bool = False) -> None:
-        import time
         deadline = time.monotonic() + 15 if grace else None
         while True:
             if deadline is not None and time.monotonic() > deadline:
