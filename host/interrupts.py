@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, Sequence
 
@@ -25,3 +26,16 @@ def handling(signals: Sequence[int], handler: Callable[[int, Any], None]) -> Ite
     finally:
         for sig, before in old.items():
             signal.signal(sig, before)
+
+
+def stop_all(stops: Sequence[Callable[[], None]], wait_s: float, name: str = "stop") -> None:
+    """Call every `stops` function at once, each in its own daemon thread (each may take a round
+    trip to its device), and wait `wait_s` for all of them together, not for each in turn; one
+    still running after that is left behind (it never keeps edge-bench from exiting)."""
+    threads = [threading.Thread(target=f, name=f"{name}-{i}", daemon=True)
+               for i, f in enumerate(stops)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + wait_s
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))

@@ -104,12 +104,8 @@ class Stopper:
             transports, procs = list(self._transports), list(self._procs)
         for tr in transports:
             tr.interrupt()
-        killers = [threading.Thread(target=_cancel, args=(p,), daemon=True) for p in procs]
-        for k in killers:
-            k.start()
-        deadline = time.monotonic() + STOP_GRACE_S
-        for k in killers:
-            k.join(max(0.0, deadline - time.monotonic()))
+        from ..interrupts import stop_all
+        stop_all([lambda p=p: _cancel(p) for p in procs], STOP_GRACE_S, name="deploy-stop")
 
 
 def _cancel(proc: Any) -> None:

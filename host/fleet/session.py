@@ -9,7 +9,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..config import Device
-from ..interrupts import handling
+from ..interrupts import handling, stop_all
 from .runner import DeviceRun, Task
 
 #: how long a stop waits for the devices' kills (each one round trip, all in parallel)
@@ -48,13 +48,7 @@ class Session:
         self.cancelled = True
         for r in self.runs:
             r.cancelled.set()
-        killers = [threading.Thread(target=r.cancel, name=f"cancel-{r.device.name}", daemon=True)
-                   for r in self.runs]
-        for k in killers:
-            k.start()
-        deadline = time.monotonic() + CANCEL_WAIT_S   # one bound for all, not one per device
-        for k in killers:
-            k.join(max(0.0, deadline - time.monotonic()))
+        stop_all([r.cancel for r in self.runs], CANCEL_WAIT_S, name="cancel")
 
     def run(self) -> List[DeviceRun]:
         # numpy imports numpy.ma lazily inside the first median; done by several device threads
