@@ -107,8 +107,7 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None: ...
 
-    def connect_with_retries(self, once: Callable[[], None],
-                             sleep: Optional[Callable[[float], None]] = None) -> None:
+    def connect_with_retries(self, once: Callable[[], None]) -> None:
         """The one retry policy of every transport: call `once` up to 1 + device.retries times;
         only a TransportError with `retryable` set (refused, timed out, reset, phone offline) is
         tried again, after device.retry_backoff_s seconds, doubled each time. Auth, host key and
@@ -132,9 +131,7 @@ class Transport(abc.ABC):
                                          hint=e.hint) from e
                 if self.on_retry is not None:
                     self.on_retry(f"{e.message}; retrying in {delay:g} s (attempt {i + 2} of {tries})")
-                if sleep is not None:
-                    sleep(delay)
-                elif self.stop.wait(delay):   # interrupt(): no more waiting for the device
+                if self.stop.wait(delay):   # interrupt(): no more waiting for the device
                     raise TransportError(e.device, f"{e.message}; not retried: interrupted",
                                          retryable=False, attempts=i + 1, hint=e.hint) from e
                 delay *= 2
