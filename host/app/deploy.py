@@ -125,8 +125,7 @@ def deploy_one(device: Any, bootstrap: bool, out: Reporter,
 
     name = device.name
     stopper = stopper or Stopper()
-    rep: Dict[str, Any] = {"device": name, "ok": False, "error": None, "agent": None,
-                           "bootstrap": None, "probe": None, "python_hint": None}
+    rep = _report(name)
     try:
         script, note = choose_bootstrap(device) if bootstrap else (None, None)
         if note and script is None:
@@ -172,6 +171,12 @@ def deploy_one(device: Any, bootstrap: bool, out: Reporter,
     if stopper.event.is_set():    # whatever failed after the stop failed because of it
         rep.update(ok=False, error=INTERRUPTED, interrupted=True)
     return rep
+
+
+def _report(name: str) -> Dict[str, Any]:
+    """A device's report before anything was done (what deploy_one fills in)."""
+    return {"device": name, "ok": False, "error": None, "agent": None, "bootstrap": None,
+            "probe": None, "python_hint": None}
 
 
 class _Stopped(Exception):
@@ -264,8 +269,6 @@ def deploy_all(devices: Sequence[Any], bootstrap: bool, out: Reporter,
             deadline = time.monotonic() + STOP_GRACE_S
             for w in workers:
                 w.join(max(0.0, deadline - time.monotonic()))
-    done = [r if r is not None else
-            {"device": d.name, "ok": False, "error": INTERRUPTED, "interrupted": True,
-             "agent": None, "bootstrap": None, "probe": None, "python_hint": None}
+    done = [r if r is not None else dict(_report(d.name), error=INTERRUPTED, interrupted=True)
             for d, r in zip(devices, list(reports))]
     return Deployed(done, got[0] if got else None)
