@@ -36,6 +36,11 @@ def stop_all(stops: Sequence[Callable[[], None]], wait_s: float, name: str = "st
                for i, f in enumerate(stops)]
     for t in threads:
         t.start()
+    join_all(threads, wait_s)
+
+
+def join_all(threads: Sequence[threading.Thread], wait_s: float) -> None:
+    """Wait `wait_s` for all of `threads` together (one deadline, not one per thread)."""
     deadline = time.monotonic() + wait_s
     for t in threads:
         t.join(max(0.0, deadline - time.monotonic()))

@@ -233,7 +233,7 @@ def deploy_all(devices: Sequence[Any], bootstrap: bool, out: Reporter,
     any device is touched. Ctrl-C or SIGTERM stops every device (pushes, bootstraps) and
     returns at once with what each device got to; one still busy after STOP_GRACE_S is
     reported as interrupted and left behind (the worker threads do not keep edge-bench up)."""
-    from ..interrupts import handling
+    from ..interrupts import handling, join_all
     if bootstrap:
         for d in devices:
             choose_bootstrap(d)
@@ -266,9 +266,7 @@ def deploy_all(devices: Sequence[Any], bootstrap: bool, out: Reporter,
         if got:
             out("*", "interrupted: stopping every device")
             stopper.stop()
-            deadline = time.monotonic() + STOP_GRACE_S
-            for w in workers:
-                w.join(max(0.0, deadline - time.monotonic()))
+            join_all(workers, STOP_GRACE_S)
     done = [r if r is not None else dict(_report(d.name), error=INTERRUPTED, interrupted=True)
             for d, r in zip(devices, list(reports))]
     return Deployed(done, got[0] if got else None)
