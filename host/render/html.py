@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from ..analysis.verdict import Key
+from ..results.dburl import redact_argv
 from .svg import distribution_svg, esc, fmt_ms, trend_svg
 from .tradeoff import TRADEOFF_CSS, devices_svg, tradeoff_svg
 
@@ -190,7 +191,7 @@ def render_html(doc: Dict[str, Any], history: Optional[Dict[Key, List[Dict[str, 
              + (f' · python {esc(host.get("python"))}' if host.get("python") else "")
              + "</p>"]
     if doc.get("argv"):
-        argv = [str(a) for a in doc["argv"]]  # stored as run by the CLI: "edge-bench", "run", ...
+        argv = redact_argv(doc["argv"])  # stored as run by the CLI: "edge-bench", "run", ...
         if argv[:1] != ["edge-bench"]:
             argv = ["edge-bench", *argv]
         parts.append(f'<p class="meta">command: <code>{esc(shlex.join(argv))}</code></p>')

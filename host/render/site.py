@@ -16,6 +16,7 @@ import re
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from ..results.dburl import redact_argv
 from .svg import esc, nice_ticks, tick_labels
 from .table import fmt_time, short_labels
 
@@ -250,7 +251,7 @@ def run_page(run: Dict[str, Any], entries: List[Tuple[Any, int]]) -> str:
                     f'<td class="env">{esc("; ".join(s.changes.get(i, [])))}</td>'
                     + (f'<td class="err">{esc(r["status"])}: {esc(r.get("error"))}</td>'
                        if r["status"] != "ok" else "<td>ok</td>") + "</tr>")
-    argv = run.get("argv") or []
+    argv = redact_argv(run.get("argv") or [])  # an old store may hold a password
     cmd = " ".join(argv if argv[:1] == ["edge-bench"] else ["edge-bench", *argv])
     body = (f"<h1>run {esc(run.get('label') or run['run_id'])}</h1>"
             f"<p class=\"meta\">{esc(run['run_id'])} · started {esc(run.get('started_at'))} · "

@@ -21,10 +21,11 @@ import os
 import re
 import threading
 import time
+from urllib.parse import unquote
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from ..errors import StoreError
-from .dburl import db_ref, redact, scrub
+from .dburl import db_ref, redact, scrub, url_password
 from .migrations import MIGRATIONS, SCHEMA_VERSION, check_not_newer
 from .store import Store, _new_run_id, _split_sql
 
@@ -34,6 +35,8 @@ try:  # an optional dependency: pip install 'edge-bench[team]'
 except ImportError:  # pragma: no cover - reported when a postgresql:// store is opened
     psycopg = None  # type: ignore[assignment]
 
+_DB_HINT = ("expected postgresql://USER@HOST[:PORT]/DB or 'host=H dbname=DB user=U'; write / # @ ? :"
+            " in a URL's password as %2F %23 %40 %3F %3A, or give it in PGPASSWORD or ~/.pgpass")
 _MIGRATION_LOCK = 0x6564_6765_6265  # "edgebe": pg_advisory_xact_lock key for schema upgrades
 _DDL = [
     (re.compile(r"\bINTEGER\s+PRIMARY\s+KEY\s+AUTOINCREMENT\b", re.I),
@@ -141,11 +144,18 @@ class PgStore(Store):
         self._lock = threading.RLock()
         self._retried = False
         self.reconnect_s = float(os.environ.get("EDGE_BENCH_DB_RECONNECT_S") or 120)
+        raw = url_password(self.url)
+        self._secret = raw
         try:
             params = _conninfo.conninfo_to_dict(self.url)
         except psycopg.ProgrammingError as e:
-            raise StoreError(f"--db {self.path} is not a valid PostgreSQL URL: {self._say(e)}",
-                             hint="expected postgresql://USER@HOST[:PORT]/DB") from None
+            why = "its password is not percent-encoded" if raw else self._say(e)
+            raise StoreError(f"--db {self.path} is not a valid PostgreSQL URL or key=value"
+                             f" string: {why}", hint=_DB_HINT) from None
+        if raw is not None and params.get("password") != unquote(raw):
+            # libpq would read part of the password as host, port or database (and echo it)
+            raise StoreError(f"--db {self.path}: the password in the URL is not percent-encoded",
+                             hint=_DB_HINT)
         self._secret = params.get("password")
         params.setdefault("connect_timeout", "10")
         params.setdefault("application_name", "edge-bench")
@@ -157,7 +167,7 @@ class PgStore(Store):
     def _say(self, e: BaseException) -> str:
         """A driver error as one line, with no password in it."""
         text = " ".join(str(e).split())
-        return scrub(text, self._secret, os.environ.get("PGPASSWORD"))
+        return scrub(text, self._secret, url_password(self.url), os.environ.get("PGPASSWORD"))
 
     def _connect(self) -> Any:
         try:

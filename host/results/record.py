@@ -12,6 +12,7 @@ import numpy as np
 from .. import __version__
 from ..analysis.stats import bootstrap_median_ci, summarize
 from ..errors import BAD_EVAL, UsageError, error_detail
+from .dburl import redact_argv
 
 SCHEMA = "edge-bench/run/1"
 
@@ -52,7 +53,7 @@ def new_run(label: Optional[str], argv: List[str]) -> Dict[str, Any]:
         "started_at": now.isoformat(timespec="seconds"),
         "finished_at": None,
         "status": "running",
-        "argv": argv,
+        "argv": redact_argv(argv),  # a --db URL's password never reaches a file or store
         "host": {"edge_bench": __version__, "python": platform.python_version(),
                  "machine": platform.machine(), "node": platform.node()},
         "results": [],

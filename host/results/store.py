@@ -28,6 +28,7 @@ import numpy as np
 
 from ..errors import StoreError, UsageError
 from .controller import controller_alive, controller_id
+from .dburl import redact_argv
 from .migrations import MIGRATIONS, SCHEMA_VERSION, check_not_newer
 
 SCHEMA = "edge-bench/run/1"
@@ -225,7 +226,7 @@ class Store:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (run_id, meta.get("label"), meta.get("started_at") or _now(), meta.get("finished_at"),
                  meta.get("status") or "running", _json(meta.get("host") or {}),
-                 _json(list(meta.get("argv") or [])), _json(extra)))
+                 _json(redact_argv(meta.get("argv") or [])), _json(extra)))
         self._write(op)
         return run_id
 
