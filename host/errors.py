@@ -165,6 +165,9 @@ CANCELLED = "Cancelled"
 #: error_detail type of a task whose eval outputs cannot be compared with the fp32 reference
 BAD_EVAL = "BadEval"
 
+#: error_detail type of a result whose latency samples are missing or impossible (<= 0, NaN)
+BAD_SAMPLES = "BadSamples"
+
 
 class PushCancelled(DeviceError):
     """A push stopped half-way because the run was interrupted (Ctrl-C, SIGTERM); the partial

@@ -121,7 +121,8 @@ def test_too_few_samples_for_a_test_is_inconclusive(n: int) -> None:
 def test_no_latency_at_all_is_said_not_judged() -> None:
     base, cand = fake_result([]), fake_result([])
     r = row(base, cand)
-    assert r["verdict"] == "same" and r["ratio"] is None
+    # nothing measured is not "no change": inconclusive, which --fail-on-regression fails (issue 25)
+    assert r["verdict"] == "inconclusive" and r["ratio"] is None
     assert "no latency to compare" in r["notes"]
     # no samples but summary medians stored: the medians are reported
     base["latency_ms"] = {"median": 2.0}

@@ -109,7 +109,7 @@ def _index(doc: Dict[str, Any]) -> Dict[Key, Dict[str, Any]]:
 
 def _samples(r: Dict[str, Any]) -> np.ndarray:
     s = np.asarray(r.get("samples_ms") or [], dtype=np.float64)
-    return s[np.isfinite(s)]
+    return s[np.isfinite(s) & (s > 0)]  # an impossible sample (older stores) is not a latency
 
 
 def _groups(r: Dict[str, Any]) -> List[np.ndarray]:
@@ -287,7 +287,8 @@ def compare_results(base: Optional[Dict[str, Any]], cand: Optional[Dict[str, Any
             row["notes"].append(f"run-to-run noise over {noise.get('runs')} stored runs: a change "
                                 f"must exceed {math.expm1(floor) * 100:.1f}%")
     up, down = math.exp(min_log), math.exp(-min_log)
-    if ratio is None:
+    if ratio is None:  # no samples or no positive median on a side: nothing was measured
+        row["verdict"] = "inconclusive"
         row["notes"].append("no latency to compare")
     elif p is None or lo is None or hi is None:
         row["verdict"] = "inconclusive"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import math
 import platform
 import uuid
 from datetime import datetime, timezone
@@ -11,7 +12,7 @@ import numpy as np
 
 from .. import __version__
 from ..analysis.stats import bootstrap_median_ci, summarize
-from ..errors import BAD_EVAL, UsageError, error_detail
+from ..errors import BAD_EVAL, BAD_SAMPLES, UsageError, error_detail
 from .dburl import redact_argv
 
 SCHEMA = "edge-bench/run/1"
@@ -125,7 +126,24 @@ def is_cancelled(r: Dict[str, Any]) -> bool:
     return (r.get("error_detail") or {}).get("type") == CANCELLED
 
 
+def sample_problem(samples: Any) -> Optional[str]:
+    """Why a device's latency samples (ns) cannot be a result, or None: a timing loop always
+    returns at least one sample, and every invoke takes a finite, positive time."""
+    if not isinstance(samples, list) or not samples:
+        return "the device reported no latency samples"
+    bad = [x for x in samples if isinstance(x, bool) or not isinstance(x, (int, float))
+           or not math.isfinite(x) or x <= 0]
+    if bad:
+        return (f"the device reported {len(bad)} impossible latency sample(s) of {len(samples)}"
+                f" (e.g. {repr(bad[0])[:40]} ns; each must be a positive, finite number)")
+    return None
+
+
 def ok_result(device: str, task: Any, msg: Dict[str, Any], hello: Dict[str, Any]) -> Dict[str, Any]:
+    """The result of an agent's `result` message; an error row when its samples are impossible."""
+    why = sample_problem(msg.get("samples_ns"))
+    if why:
+        return error_result(device, task, why, detail=error_detail(BAD_SAMPLES, why))
     r = base_result(device, task)
     samples_ms = [ns / 1e6 for ns in msg.get("samples_ns", [])]
     rt = dict(msg.get("runtime") or {})

@@ -1,0 +1,81 @@
+"""Issue 25 item 4: a device that reports no samples, or impossible ones (NaN, negative, zero
+latencies), never yields an `ok` result, and a key with nothing measured is never judged `same`.
+
+The device is the real agent under a hostile interpreter: `python:` is a wrapper that runs the
+real one and rewrites the `samples_ns` of every `result` line it prints (as a broken runtime, a
+bad clock or a tampered agent on the board would)."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+
+from edge_bench.analysis.verdict import compare_results, gate_failures
+from test_run_local import edge_bench
+
+FAST = ["--model", "builtin:digits", "--variants", "fp32", "--runs", "3", "--warmup", "0",
+        "--min-seconds", "0", "--processes", "1"]
+
+WRAPPER = """#!{python}
+import json, subprocess, sys
+p = subprocess.Popen([{python!r}] + sys.argv[1:], stdout=subprocess.PIPE)
+for raw in p.stdout:
+    try:
+        msg = json.loads(raw)
+    except ValueError:
+        msg = None
+    if isinstance(msg, dict) and msg.get("event") == "result":
+        msg["samples_ns"] = {samples}
+        raw = (json.dumps(msg) + "\\n").encode()
+    sys.stdout.buffer.write(raw)
+    sys.stdout.buffer.flush()
+sys.exit(p.wait())
+"""
+
+CASES = {"none": "[]", "nan": "[float('nan')] * 3", "negative": "[-1000, 2000, 3000]",
+         "zero": "[0, 0, 0]", "text": "['fast'] * 3", "infinite": "[float('inf')] * 3"}
+
+
+def _fleet(tmp_path: Path, samples: str) -> Path:
+    wrapper = tmp_path / "python-liar"
+    wrapper.write_text(WRAPPER.format(python=sys.executable, samples=samples))
+    wrapper.chmod(0o755)
+    cfg = tmp_path / "devices.yaml"
+    cfg.write_text(f"version: 1\ndevices:\n  box:\n    transport: local\n"
+                   f"    workdir: {tmp_path / 'work'}\n    python: {wrapper}\n")
+    return cfg
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_impossible_samples_are_an_error_row_not_ok(tmp_path: Path, case: str) -> None:
+    out = tmp_path / "out.json"
+    db = tmp_path / "store.db"
+    p = edge_bench(["run", "--config", str(_fleet(tmp_path, CASES[case])), "--devices", "box",
+                    *FAST, "--db", str(db), "--json", str(out)], tmp_path)
+    assert p.returncode == 3, p.stdout + p.stderr          # a failed result, not a pass
+    assert "Traceback" not in p.stderr
+    (r,) = json.loads(out.read_text())["results"]
+    assert r["status"] == "error" and r["error_detail"]["type"] == "BadSamples", r
+    assert "latency sample" in r["error"]
+    assert "nanx" not in p.stdout and "-0.00" not in p.stdout and " ms" not in p.stdout
+    h = edge_bench(["history", "--db", str(db)], tmp_path)
+    assert h.returncode == 0 and "Traceback" not in h.stderr
+
+
+def _result(samples: List[float]) -> Dict[str, Any]:
+    return {"device": "box", "model": "m", "variant": "fp32", "threads": 1, "status": "ok",
+            "samples_ms": samples, "process_runs": [len(samples)],
+            "latency_ms": {"median": float(samples[len(samples) // 2]) if samples else None}}
+
+
+@pytest.mark.parametrize("cand", [[], [float("nan")] * 5, [-1.0] * 5, [0.0] * 5])
+def test_a_key_with_nothing_measured_is_never_same(cand: List[float]) -> None:
+    """A candidate stored as ok with no (or only impossible) samples, as an older store or a
+    results file may hold: inconclusive, which fails the gate, never `same`."""
+    row = compare_results(_result([1.0, 1.1, 0.9, 1.0, 1.05] * 4), _result(cand))
+    assert row["verdict"] == "inconclusive", row
+    cmp = {"rows": [row], "inconclusive": 1, "regressions": 0}
+    assert gate_failures(cmp)
