@@ -60,6 +60,7 @@ class ModelSpec:
     no_float: Optional[str] = None   # why no variant can be made (already quantized, no reference)
     quantized: bool = False          # the file as given is already quantized: always timed as given
     signature: Optional[str] = None  # the SignatureDef used (None: the model has none)
+    given_signature: Optional[str] = None  # the one of the file as given (None: it has none)
     _reference: Optional[List[np.ndarray]] = None
     _ref_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -99,6 +100,13 @@ class Artifact:
     error: Optional[str] = None
     skipped: Optional[str] = None    # a deliberate skip and its reason (not a failure)
 
+    @property
+    def signature(self) -> Optional[str]:
+        """The SignatureDef the device reads this file through: the file as given keeps its
+        own (None when it has none, even though its derived float baseline got one)."""
+        from ..models.variants import GIVEN
+        return self.model.given_signature if self.variant == GIVEN else self.model.signature
+
 
 def resolve_model(name: str, calibration: Optional[str], eval_file: Optional[str],
                   quantizer: Optional[str] = None, reference: Optional[str] = None,
@@ -135,6 +143,7 @@ def resolve_model(name: str, calibration: Optional[str], eval_file: Optional[str
         fp32, source = float_model(p)
         spec = ModelSpec(name=name, path=fp32, calibration=calibration, source=source)
         spec.signature = choose_signature(p if source is None else fp32, signature)
+        spec.given_signature = spec.signature
         if source is None:
             _wild(spec, p, reference)
         ev = eval_file
