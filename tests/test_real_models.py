@@ -43,7 +43,8 @@ def corpus_run(models: Dict[str, Path], tmp_path_factory: pytest.TempPathFactory
                ) -> Dict[str, Any]:
     tmp = tmp_path_factory.mktemp("corpus")
     out = tmp / "out.json"
-    args = ["run", "--no-store", "--variants", ",".join(VARIANTS), "--calibration", "random",
+    args = ["run", "--no-store", "--variants", ",".join(["given"] + VARIANTS),
+            "--calibration", "random",
             "--runs", "2", "--warmup", "0", "--min-seconds", "0", "--processes", "1",
             "--timeout", "2400",  # the whole corpus is one job on `local` (default 600 s)
             "--json", str(out), "--quiet"]
@@ -97,7 +98,7 @@ def test_loadable_cells_are_timed_with_output_similarity(corpus_run: Dict[str, A
     for name in models:
         if name in NOT_LOADABLE:
             continue
-        applicable += [(name, "given")] if name in INT8 else [(name, v) for v in VARIANTS]
+        applicable += [(name, "given")] + ([] if name in INT8 else [(name, v) for v in VARIANTS])
     good = [c for c in applicable if cells[c]["status"] == "ok" and cells[c]["runs"] >= 2
             and (c[0] in INT8 or (cells[c]["accuracy"] or {}).get("outputs"))]
     bad = sorted(set(applicable) - set(good))
@@ -111,6 +112,11 @@ def test_loadable_cells_are_timed_with_output_similarity(corpus_run: Dict[str, A
         assert all((o["snr_db"] is None and o["max_abs_err"] == 0.0) or o["snr_db"] > 60
                    for o in fp32["outputs"]), (name, fp32["outputs"])
         assert fp32["flag"] is None and fp32["eval_source"].startswith("random inputs")
+        # the file as shipped computes what its derived baseline does (repair is exact)
+        given = cells[(name, "given")]
+        assert given["status"] == "ok", (name, given["error"])
+        assert all((o["snr_db"] is None and o["max_abs_err"] == 0.0) or o["snr_db"] > 60
+                   for o in given["accuracy"]["outputs"]), (name, given["accuracy"]["outputs"])
 
 
 def test_quantized_variants_really_changed_and_int8_is_small(corpus_run: Dict[str, Any],
@@ -171,3 +177,24 @@ def test_repair_is_exact(models: Dict[str, Path], name: str, tmp_path: Path) -> 
     for a, b in zip(run_model(given, x), run_model(base.path, x)):
         scale = max(1.0, float(np.max(np.abs(a))))
         np.testing.assert_allclose(b, a, rtol=0, atol=1e-5 * scale)
+
+
+def test_given_is_the_file_as_shipped_without_a_signature(models: Dict[str, Path],
+                                                          tmp_path: Path) -> None:
+    """`--variants given` on a float model with no SignatureDef (its derived fp32 baseline got
+    one): the device reads the file through no signature, and it is scored against fp32."""
+    from edge_bench.models.baseline import inspect_model
+    name = "mediapipe/hand_recrop.tflite"
+    assert not inspect_model(models[name]).signatures
+    out = tmp_path / "out.json"
+    p = edge_bench(["run", "--no-store", "--model", str(models[name]), "--variants",
+                    "given,fp32", "--runs", "2", "--warmup", "0", "--min-seconds", "0",
+                    "--processes", "1", "--json", str(out)], tmp_path)
+    res = {r["variant"]: r for r in json.loads(out.read_text())["results"]}
+    given = res["given"]
+    assert given["status"] == "ok", given["error"]
+    assert given["runs"] >= 2 and given["model_bytes"] == models[name].stat().st_size
+    assert given["model_sha256"] != res["fp32"]["model_sha256"]  # the file as shipped
+    outs = given["accuracy"]["outputs"]
+    assert outs and all(o["snr_db"] is None and o["max_abs_err"] == 0.0 for o in outs), outs
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]

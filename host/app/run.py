@@ -9,10 +9,12 @@ the devices in parallel), the run's status, the optional comparison with a basel
 """
 from __future__ import annotations
 
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import (Any, Callable, Collection, Dict, List, Optional, Protocol, Sequence,
-                    Tuple)
+from typing import (Any, Callable, Collection, Dict, Iterator, List, Optional, Protocol,
+                    Sequence, Tuple)
 
 from ..analysis.verdict import DEFAULT_THRESHOLD, Key
 from ..errors import EdgeBenchError, UsageError
@@ -255,6 +257,23 @@ class StoreWriter:
                       " it is read again (then `abandoned`)")
 
 
+@contextmanager
+def calibration_warnings(note: Callable[[str], None], said: List[str]) -> Iterator[None]:
+    """Every CalibrationWarning raised inside (one per model and static variant: random
+    calibration) said once per run (`said`: what this run said already), as one line through
+    `note`, not as a Python warning with its source line; other warnings are shown as usual."""
+    from ..models.quantize import CalibrationWarning
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CalibrationWarning)
+        yield
+    for w in caught:
+        if not issubclass(w.category, CalibrationWarning):
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+        elif str(w.message) not in said:
+            said.append(str(w.message))
+            note(f"edge-bench: warning: {w.message}")
+
+
 def execute(req: RunRequest, display: Display, json_out: Optional[str] = None,
             only: Optional[Collection[Key]] = None, json_later: bool = False) -> RunOutcome:
     """Run `req` to the end (or to Ctrl-C / SIGTERM), storing as it goes; --json written last.
@@ -262,7 +281,9 @@ def execute(req: RunRequest, display: Display, json_out: Optional[str] = None,
     the caller writes --json (after a confirmation); here only if the run ends in an error."""
     check(req)
     devices = select_devices(req, note=display.note)
-    models = resolve_models(req)
+    said: List[str] = []  # warnings said once per run
+    with calibration_warnings(display.note, said):
+        models = resolve_models(req)
     if json_out:
         from ..results.document import check_writable
         check_writable(json_out, "--json")
@@ -275,7 +296,8 @@ def execute(req: RunRequest, display: Display, json_out: Optional[str] = None,
         if req.baseline and not req.baseline.startswith("last"):
             store.resolve(req.baseline)  # a typo fails now, not after the whole benchmark
     try:
-        plan = plan_tasks(req, devices, models, progress=display.on_quantize)
+        with calibration_warnings(display.note, said):
+            plan = plan_tasks(req, devices, models, progress=display.on_quantize)
     finally:
         display.stop()  # the quantization's progress; the run's starts with the session
     if only is not None:

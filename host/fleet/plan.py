@@ -5,6 +5,7 @@ the fp32 reference outputs for eval data are computed on the host too.
 """
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,7 @@ class ModelSpec:
     no_float: Optional[str] = None   # why no variant can be made (already quantized, no reference)
     quantized: bool = False          # the file as given is already quantized: always timed as given
     signature: Optional[str] = None  # the SignatureDef used (None: the model has none)
+    given_signature: Optional[str] = None  # the one of the file as given (None: it has none)
     _reference: Optional[List[np.ndarray]] = None
     _ref_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -99,6 +101,41 @@ class Artifact:
     error: Optional[str] = None
     skipped: Optional[str] = None    # a deliberate skip and its reason (not a failure)
 
+    @property
+    def signature(self) -> Optional[str]:
+        """The SignatureDef the device reads this file through: the file as given keeps its
+        own (None when it has none, even though its derived float baseline got one)."""
+        from ..models.variants import GIVEN
+        return self.model.given_signature if self.variant == GIVEN else self.model.signature
+
+    def user_text(self, text: Optional[str]) -> Optional[str]:
+        """`text` (an error from the quantizer or the device) with every file edge-bench made
+        named the way the user named the model: a cache blob (`~/.cache/edge-bench/blobs/
+        <sha256>.tflite` on a device), a derived baseline (`<sha>-r1.tflite`) or a variant in
+        the quantization cache becomes `hand_recrop.tflite` / `hand_recrop.tflite (int8)`."""
+        if not text:
+            return text
+        m = self.model
+        files: List[tuple] = []
+        if m.given is not None:
+            files.append((m.given, m.name))
+        if m.path != m.given:
+            files.append((m.path, m.name if m.given is None else f"{m.name} (derived fp32)"))
+        if self.path is not None and self.path not in (m.path, m.given):
+            files.append((self.path, f"{m.name} ({self.variant})"))
+        for path, label in files:
+            # the user's own file keeps its own name; any file's blob on the device is renamed
+            names = set() if path == m.given else {str(path), path.name}
+            if self.path == path and self.sha256:
+                names.add(f"{self.sha256}{path.suffix}")
+            for n in sorted(names, key=len, reverse=True):
+                if n == m.name:
+                    continue
+                # the name with any directory before it (a device's workdir, the host's cache)
+                text = re.sub(r"(?:[^\s'\"(),:=]*/)?" + re.escape(n) + r"(?![\w.-])",
+                              lambda _: label, text)
+        return text
+
 
 def resolve_model(name: str, calibration: Optional[str], eval_file: Optional[str],
                   quantizer: Optional[str] = None, reference: Optional[str] = None,
@@ -135,6 +172,7 @@ def resolve_model(name: str, calibration: Optional[str], eval_file: Optional[str
         fp32, source = float_model(p)
         spec = ModelSpec(name=name, path=fp32, calibration=calibration, source=source)
         spec.signature = choose_signature(p if source is None else fp32, signature)
+        spec.given_signature = spec.signature
         if source is None:
             _wild(spec, p, reference)
         ev = eval_file
@@ -293,9 +331,9 @@ def make_artifacts(models: Sequence[ModelSpec], variants: Sequence[str],
                     if v == "fp32" and m.fp32_recipe:
                         art.recipe = m.fp32_recipe
             except VariantSkipped as e:
-                art.skipped = str(e)
+                art.skipped = art.user_text(str(e))
             except EdgeBenchError as e:
-                art.error = str(e)
+                art.error = art.user_text(str(e))
             out.append(art)
     if progress:
         progress(total, total, "", "")

@@ -91,8 +91,14 @@ def base_result(device: str, task: Any) -> Dict[str, Any]:
         "quantizer_version": None if art.variant == "fp32" else
         package_version(QUANTIZER_PACKAGES.get(_quantizer(art) or "")),
         "recipe": art.recipe,
-        "signature": getattr(art.model, "signature", None),  # the SignatureDef used, if any
+        "signature": getattr(art, "signature", None),  # the SignatureDef used, if any
     }
+
+
+def _user_text(task: Any, message: str) -> str:
+    """The message naming the model as the user did, never a cache blob (fleet/plan.py)."""
+    user_text = getattr(task.artifact, "user_text", None)
+    return user_text(message) if user_text is not None else message
 
 
 def _quantizer(art: Any) -> Optional[str]:
@@ -107,7 +113,7 @@ def error_result(device: str, task: Any, message: str, status: str = "error",
     stderr tail, process index), so CI can tell a timeout from a crash without parsing text."""
     r = base_result(device, task)
     r["status"] = status
-    r["error"] = message
+    r["error"] = _user_text(task, message)
     r["error_detail"] = detail
     return r
 
@@ -177,6 +183,7 @@ def ok_result(device: str, task: Any, msg: Dict[str, Any], hello: Dict[str, Any]
             # device's, and never a variant that passes for accurate
             why = ("its eval outputs cannot be compared with the fp32 reference: "
                    + (e.detail() if isinstance(e, UsageError) else f"{type(e).__name__}: {e}"))
+            why = _user_text(task, why)
             r.update(status="error", error=why, error_detail=error_detail(BAD_EVAL, why))
     return r
 
