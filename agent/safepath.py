@@ -241,7 +241,8 @@ except OSError as e:
 st = os.fstat(fd)
 if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
     _no("UnsafeWorkdir", "the agent %s is not a plain file of this user that only it may write"
-        " (uid %d, mode %03o); refusing to run it" % (p, st.st_uid, st.st_mode & 0o7777))
+        " (uid %d, mode %03o); refusing to run it (remove it: the next run pushes a fresh"
+        " copy)" % (p, st.st_uid, st.st_mode & 0o7777))
 buf = []
 while True:
     b = os.read(fd, 1 << 20)

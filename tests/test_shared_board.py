@@ -326,3 +326,21 @@ def test_the_bootstrap_runs_only_the_agent_it_verified(tmp_path: Path) -> None:
         assert p.returncode == 5, (path, p.stdout, p.stderr)
         err = json.loads(p.stdout.splitlines()[0])
         assert err["event"] == "error" and err["type"] == kind and str(path) in err["message"]
+
+
+def test_devices_check_says_why_the_bootstrap_refused_the_agent(tmp_path: Path) -> None:
+    """An agent file that others may write (here: made 0666 after the push; the content, so
+    sha256sum, is unchanged and nothing is pushed again) is not run: `devices --check` says why
+    in one line."""
+    wd = tmp_path / "wd"
+    cfg = tmp_path / "devices.yaml"
+    cfg.write_text("version: 1\ndevices:\n  box:\n    transport: local\n"
+                   f"    workdir: {json.dumps(str(wd))}\n")
+    first = edge_bench(["devices", "--check", "--config", str(cfg)], tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    (agent,) = wd.glob("agent-*.pyz")
+    os.chmod(agent, 0o666)
+    p = edge_bench(["devices", "--check", "--config", str(cfg)], tmp_path)
+    text = p.stdout + p.stderr
+    assert "UnsafeWorkdir: the agent" in text and "refusing to run it" in text, text
+    assert "Traceback" not in text

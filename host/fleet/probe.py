@@ -36,6 +36,8 @@ def probe_device(device: Device) -> Dict[str, Any]:
                 msg = agent_message(device.name, line)
                 if msg["event"] == "hello":
                     hello = msg
+                elif msg["event"] == "error" and not hello:   # the bootstrap refused the agent
+                    raise EdgeBenchError(f"{msg.get('type')}: {msg.get('message')}")
             if not hello:
                 tail = " | ".join(res.stderr.strip().splitlines()[-3:])
                 raise EdgeBenchError(f"agent probe exited {res.exit_code} without hello: {tail}")
