@@ -293,6 +293,7 @@ def worker_argv() -> Optional[list]:
 WORKDIR_SCRIPT = r'''umask 077
 me=$(id -u) || exit 3
 want=$1
+case $want in /*) ;; *) want=$(pwd -P)/$want;; esac
 no() { echo "refuse workdir $want: $*"; exit 0; }
 st() { s=$(stat -c '%u %f' -- "$1" 2>/dev/null) || return 1; set -- $s; o=$1; m=$((0x$2)); }
 mk() { st "$1" || { mkdir -m 700 -- "$1" 2>/dev/null; st "$1"; } || no "cannot create $1"; }

@@ -344,3 +344,76 @@ def test_devices_check_says_why_the_bootstrap_refused_the_agent(tmp_path: Path) 
     text = p.stdout + p.stderr
     assert "UnsafeWorkdir: the agent" in text and "refusing to run it" in text, text
     assert "Traceback" not in text
+
+
+LAYOUTS = ["new", "mine-0755", "sticky-root", "sticky-other", "world-writable", "group-writable",
+           "other-owner", "file", "link-mine", "link-other", "private-taken", "private-link",
+           "under-sticky-other", "relative-dots"]
+
+
+def _layout(base: Path, how: str) -> str:
+    """A workdir path laid out as `how` under `base` (root makes the other user's parts)."""
+    other = 12345
+    wd = base / "wd"
+    if how == "new":
+        return str(wd / "a" / "b")
+    if how == "relative-dots":
+        (base / "x").mkdir()
+        return str(base / "x" / ".." / "wd" / "." / "c")
+    if how == "file":
+        wd.write_text("x")
+        return str(wd)
+    if how in ("link-mine", "link-other"):
+        (base / "real").mkdir(mode=0o700)
+        wd.symlink_to(base / "real")
+        if how == "link-other":
+            os.lchown(wd, other, -1)
+        return str(wd)
+    wd.mkdir()
+    modes = {"mine-0755": 0o755, "sticky-root": 0o1777, "sticky-other": 0o1777,
+             "world-writable": 0o777, "group-writable": 0o770, "other-owner": 0o700,
+             "private-taken": 0o1777, "private-link": 0o1777, "under-sticky-other": 0o1777}
+    os.chmod(wd, modes[how])
+    if how in ("sticky-other", "other-owner", "under-sticky-other"):
+        os.chown(wd, other, -1)
+    private = wd / f"edge-bench-{os.geteuid()}"
+    if how == "private-taken":
+        private.mkdir(mode=0o700)
+        os.chown(private, other, -1)
+    if how == "private-link":
+        private.symlink_to(base)
+    if how == "under-sticky-other":
+        return str(wd / "mine")
+    return str(wd)
+
+
+@pytest.mark.parametrize("how", LAYOUTS)
+def test_the_host_script_and_the_agent_walk_agree(tmp_path: Path, how: str) -> None:
+    """One rule, two spellings (safepath.WORKDIR_SCRIPT in sh for the host over any transport,
+    safepath.safe_workdir in Python for the agent): the same verdict and the same directory on
+    every layout."""
+    from edge_bench_agent import safepath
+    from edge_bench_agent.protocol import AgentError
+    if os.geteuid() != 0:
+        pytest.skip("needs root to make files of another uid")
+    results_ = []
+    for side in ("sh", "py"):
+        base = tmp_path / side
+        base.mkdir()
+        path = _layout(base, how)
+        if side == "sh":
+            out = subprocess.run(["sh", "-c", safepath.WORKDIR_SCRIPT, "sh", path],
+                                 capture_output=True, text=True, timeout=60)
+            verdict, _, text = out.stdout.strip().partition(" ")
+        else:
+            try:
+                verdict, text = "ok", safepath.safe_workdir(path, private_in_shared=True)
+            except AgentError as e:
+                verdict, text = "refuse", e.message
+        results_.append((verdict, text.replace(str(base), "BASE") if verdict == "ok" else ""))
+        if verdict == "ok":
+            st = Path(text).lstat()
+            assert st.st_uid == os.geteuid() and not st.st_mode & 0o022, (side, how)
+    assert results_[0] == results_[1], results_
+    expect_ok = how in ("new", "mine-0755", "sticky-root", "link-mine", "relative-dots")
+    assert (results_[0][0] == "ok") == expect_ok, results_
