@@ -31,10 +31,15 @@ class _HeldLock:
             self._held = (fd, workdir)
 
     def release(self) -> None:
+        """Release the lock, or wait until the other thread's release finished: a caller that
+        returns (the main thread, just before the process exits) must never find lock.holder
+        still on disk while the kernel frees the flock at exit (a race that left lock.holder
+        behind after kill -9 of the controller: the watcher thread had taken the lock but not
+        yet unlinked the holder file when the main thread ended the process)."""
         with self._guard:
             held, self._held = self._held, None
-        if held is not None:
-            lock.release_lock(held[0], held[1])
+            if held is not None:
+                lock.release_lock(held[0], held[1])
 
 
 _LOCK = _HeldLock()

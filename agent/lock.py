@@ -22,8 +22,8 @@ except ImportError:  # not on POSIX: the device lock is skipped (logged)
 
 from .facts import _read
 from .output import log
-from .protocol import (DEVICE_BUSY, LOCK_HOLDER_NAME, LOCK_NAME, AgentError, describe_holder,
-                       workdir_problem)
+from .protocol import DEVICE_BUSY, LOCK_HOLDER_NAME, LOCK_NAME, AgentError, describe_holder
+from .safepath import safe_workdir
 
 
 def read_lock_holder(path: str, tries: int = 10) -> Optional[Dict[str, Any]]:
@@ -58,20 +58,10 @@ def _pid_alive(pid: Any) -> Optional[bool]:
 
 
 def check_workdir(workdir: str) -> str:
-    """The workdir as an absolute path, created if missing (mode 0700); AgentError
-    UnsafeWorkdir when another user owns it or others may write to it (protocol.workdir_problem)."""
-    path = os.path.abspath(os.path.expanduser(workdir))
-    try:
-        os.makedirs(path, mode=0o700, exist_ok=True)
-        st = os.stat(path)
-    except OSError as e:
-        raise AgentError("UnsafeWorkdir", "cannot create the workdir %s: %s" % (path, e))
-    if not stat.S_ISDIR(st.st_mode):
-        raise AgentError("UnsafeWorkdir", "workdir %s is not a directory" % path)
-    problem = workdir_problem(path, st.st_uid, st.st_mode, os.geteuid())
-    if problem:
-        raise AgentError("UnsafeWorkdir", problem)
-    return path
+    """The workdir as a real absolute path, made 0700 where missing; AgentError UnsafeWorkdir
+    when another user could change what is in it (safepath.safe_workdir: another user's
+    directory or symlink on the way, a directory others may write to)."""
+    return safe_workdir(workdir)
 
 
 def _open_lock(path: str) -> int:

@@ -46,21 +46,6 @@ LOCK_NAME = "lock"
 LOCK_HOLDER_NAME = "lock.holder"
 
 
-def workdir_problem(path: str, owner_uid: int, mode: int, my_uid: int) -> Optional[str]:
-    """Why a workdir is unsafe to write into, or None: one rule for the host (before it pushes)
-    and the agent (before it locks). Another user's directory, or one that others may write to
-    without the sticky bit, lets them plant symlinks or swap files under us."""
-    if owner_uid != my_uid:
-        return ("workdir %s belongs to another user (uid %d, this login is uid %d); give each"
-                " login its own workdir" % (path, owner_uid, my_uid))
-    if mode & 0o022 and not mode & 0o1000:
-        who = "everyone" if mode & 0o002 else "its group"
-        return ("workdir %s is writable by %s (mode %03o) without the sticky bit, so others can"
-                " plant symlinks or replace files in it; run `chmod go-w %s` on the device (or"
-                " use a private workdir)" % (path, who, mode & 0o7777, path))
-    return None
-
-
 class AgentError(Exception):
     """An error with a protocol `type` (one of ERROR_TYPES) and extra event fields."""
 

@@ -15,6 +15,7 @@ from typing import IO, Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from .output import emit, emit_error, log, write_line, write_raw
 from .protocol import PROTO
+from .safepath import worker_argv
 
 STDERR_TAIL_LINES = 40
 #: seconds stop_workers() gives a worker after SIGTERM before SIGKILL
@@ -63,8 +64,12 @@ def _signal(proc: "subprocess.Popen[bytes]", sig: int) -> None:
 
 
 def worker_entry() -> List[str]:
-    """How a worker starts this agent again: the artifact the job was started as
-    (`python agent-<sha>.pyz`), else the installed package (`python -m edge_bench_agent`)."""
+    """How a worker starts this agent again: through the bootstrap the job was started by
+    (safepath.BOOTSTRAP: the file read once and verified again), else the artifact the job was
+    started as (`python agent-<sha>.pyz`), else the installed package."""
+    boot = worker_argv()
+    if boot is not None:
+        return boot
     entry = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
     if entry and os.path.isfile(entry) and zipfile.is_zipfile(entry):
         return [entry]

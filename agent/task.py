@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import base64
-import hashlib
+import io
 import json
 import os
 import sys
@@ -19,6 +19,7 @@ from .facts import _safe, collect_device_info, cooling_devices, read_temp_c, thr
 from .output import emit, emit_error
 from .protocol import AgentError, task_params
 from .runtime import Runtime, load_runtime, numpy_major
+from .safepath import fd_path, hash_fd, open_checked
 from .tensors import (check_signature, dequantize, load_npz, match_arrays, model_inputs,
                       output_details, random_input, sample_for, signature_keys, signature_names,
                       tensor_info)
@@ -29,28 +30,31 @@ def resolve_path(workdir: str, path: str) -> str:
     return path if os.path.isabs(path) else os.path.join(workdir, path)
 
 
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def verify_file(workdir: str, spec: Any, what: str) -> Tuple[str, str, int]:
-    """(absolute path, sha256, size) of a {"path", "sha256"} file, checked before use."""
+def verify_file(workdir: str, spec: Any, what: str, keep: bool = False
+                ) -> Tuple[str, str, int, Optional[bytes]]:
+    """(a path to use, sha256, size, the bytes if `keep`) of a {"path", "sha256"} file, checked
+    before use: opened once without following a symlink, a plain file of this user that no one
+    else may write (safepath.open_checked), hashed through that descriptor. The path to use
+    opens that same file (/proc/self/fd/N) where the system has one, so what was hashed is what
+    is loaded even if someone renames another file into place afterwards."""
     if not isinstance(spec, dict) or not isinstance(spec.get("path"), str):
         raise AgentError("BadJob", "%s must be an object with a 'path' (and 'sha256'), got %r"
                          % (what, spec))
     path = resolve_path(workdir, spec["path"])
-    if not os.path.isfile(path):
-        raise AgentError("FileMissing", "%s file is missing on the device: %s" % (what, path))
-    actual = sha256_file(path)
+    fd = open_checked(path, what)   # stays open for the life of this worker process
+    actual, size, data = hash_fd(fd, keep)
     expected = spec.get("sha256")
     if expected and str(expected).lower() != actual:
         raise AgentError("ChecksumMismatch", "%s file %s has sha256 %s, expected %s (a partial "
                          "or stale upload: push it again)" % (what, path, actual, expected))
-    return path, actual, os.path.getsize(path)
+    return fd_path(fd) or path, actual, size, data
+
+
+def _npz(workdir: str, spec: Any, what: str) -> Dict[str, "np.ndarray"]:
+    """An .npz job file, verified and read once (verify_file), as arrays."""
+    path, _, _, data = verify_file(workdir, spec, what, keep=True)
+    assert data is not None
+    return load_npz(io.BytesIO(data), what, name=resolve_path(workdir, spec["path"]))
 
 
 # --------------------------------------------------------------------------- one task
@@ -70,10 +74,12 @@ def _initial_shapes(interp: Any, first: Optional[List["np.ndarray"]], what: str)
 
 def open_interpreter(rt: Runtime, path: str, threads: Optional[int], xnnpack: bool,
                      user_first: Optional[Dict[str, "np.ndarray"]],
-                     signature: Optional[str] = None
+                     signature: Optional[str] = None, name: Optional[str] = None
                      ) -> Tuple[Any, float, Optional[List["np.ndarray"]]]:
     """(interpreter, init_ms, the user's input arrays matched to inputs): construct + allocate.
-    `signature` (a SignatureDef key, None for the default naming) must exist in the model."""
+    `signature` (a SignatureDef key, None for the default naming) must exist in the model.
+    `name`: the model file as messages show it (`path` may be /proc/self/fd/N)."""
+    shown = name or path
     t0 = time.perf_counter_ns()
     try:
         interp = rt.make(path, threads, xnnpack)
@@ -84,8 +90,8 @@ def open_interpreter(rt: Runtime, path: str, threads: Optional[int], xnnpack: bo
         if rt.name == "tflite-runtime" and numpy_major() >= 2:
             hint = " (tflite-runtime needs numpy<2; numpy %s is installed)" % np.__version__
         raise AgentError("ModelLoadError", "%s cannot load %s: %s: %s%s"
-                         % (rt.name, path, type(e).__name__, e, hint))
-    check_signature(signature_keys(interp), signature, os.path.basename(path))
+                         % (rt.name, shown, type(e).__name__, e, hint))
+    check_signature(signature_keys(interp), signature, os.path.basename(shown))
     matched = None
     if user_first is not None:
         matched = match_arrays(user_first, model_inputs(interp, signature), "input")
@@ -96,7 +102,7 @@ def open_interpreter(rt: Runtime, path: str, threads: Optional[int], xnnpack: bo
         raise
     except Exception as e:  # noqa: BLE001
         raise AgentError("ModelLoadError", "allocate_tensors failed for %s: %s: %s"
-                         % (path, type(e).__name__, e))
+                         % (shown, type(e).__name__, e))
     return interp, (time.perf_counter_ns() - t0) / 1e6, matched
 
 
@@ -226,14 +232,13 @@ def run_task(payload: Dict[str, Any]) -> Dict[str, Any]:
     temp_before = _safe(read_temp_c)
     throttled_before = _safe(throttled)
     cooling_before = _safe(cooling_devices) or {}
-    model_path, model_sha, model_bytes = verify_file(workdir, task.get("model"), "model")
-    eval_path = verify_file(workdir, task["eval"], "eval")[0] if task.get("eval") else None
-    input_path = verify_file(workdir, task["input"], "input")[0] if task.get("input") else None
+    model_path, model_sha, model_bytes, _ = verify_file(workdir, task.get("model"), "model")
     rt = load_runtime(payload.get("runtime") or "auto")
-    user = load_npz(input_path, "input") if input_path else None
+    evals = _npz(workdir, task["eval"], "eval") if task.get("eval") else None
+    user = _npz(workdir, task["input"], "input") if task.get("input") else None
     key = p["signature"]
     interp, init_ms, matched = open_interpreter(rt, model_path, p["threads"], p["xnnpack"], user,
-                                                key)
+                                                key, resolve_path(workdir, task["model"]["path"]))
     set_inputs(interp, matched, p["seed"])
     t0 = time.perf_counter_ns()
     _invoke_checked(interp, "the first inference")()
@@ -255,7 +260,7 @@ def run_task(payload: Dict[str, Any]) -> Dict[str, Any]:
     sig_in, sig_out = signature_names(interp, "inputs", key), signature_names(interp, "outputs", key)
     ins = [tensor_info(d, sig_in.get(int(d["index"]))) for d in interp.get_input_details()]
     outs = [tensor_info(d, sig_out.get(int(d["index"]))) for d in output_details(interp, key)]
-    ev = run_eval(interp, load_npz(eval_path, "eval"), key) if eval_path else None
+    ev = run_eval(interp, evals, key) if evals is not None else None
     return {"init_ms": init_ms, "first_inference_ms": first_ms, "warmup": p["warmup"],
             "runs": len(samples), "samples_ns": samples, "stopped_by": stopped_by,
             "loop_s": loop_s, "peak_rss_kb": peak_rss_kb(),

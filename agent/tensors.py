@@ -165,14 +165,15 @@ def convert_for(arr: "np.ndarray", detail: Dict[str, Any], what: str) -> "np.nda
                      % (what, arr.dtype, detail.get("name"), target))
 
 
-def load_npz(path: Any, what: str) -> Dict[str, "np.ndarray"]:
-    """{name: array} of an .npz (no pickles); AgentError EvalDataError naming the file."""
+def load_npz(path: Any, what: str, name: Optional[str] = None) -> Dict[str, "np.ndarray"]:
+    """{name: array} of an .npz (a path or a file object; no pickles); AgentError
+    EvalDataError naming the file (`name`, else `path`)."""
     try:
         with np.load(path, allow_pickle=False) as data:
             return {k: np.asarray(data[k]) for k in data.files}
     except Exception as e:  # noqa: BLE001 - zipfile.BadZipFile, ValueError (pickles), OSError
         raise AgentError("EvalDataError", "%s file %s is not a readable .npz of plain arrays: "
-                         "%s: %s" % (what, path, type(e).__name__, e))
+                         "%s: %s" % (what, name or path, type(e).__name__, e))
 
 
 def load_npy(path: Any, what: str) -> "np.ndarray":

@@ -154,9 +154,10 @@ def test_ensure_blobs_makes_each_directory_before_pushing(tmp_path: Path,
         rep = ensure_blobs(tr, wd, blobs)
     assert rep.bytes_pushed == 30 and len(rep.pushed) == 2  # the duplicate is pushed once
     made = [c for c in calls if c.startswith("makedirs")]
-    # the workdir itself first (it is checked before anything is written: issue 16), then each
-    # blob directory
-    assert sorted(made) == [f"makedirs {wd}", f"makedirs {wd}/blobs", f"makedirs {wd}/data"]
+    # the workdir itself is made (0700) by check_workdir's script before anything is written
+    # (issues 16 and 25), then each blob directory
+    assert (tmp_path / "wd").stat().st_mode & 0o7777 == 0o700
+    assert sorted(made) == [f"makedirs {wd}/blobs", f"makedirs {wd}/data"]
     assert calls.index(made[-1]) < min(i for i, c in enumerate(calls) if c.startswith("put"))
 
 

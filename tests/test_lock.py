@@ -221,3 +221,30 @@ def test_agent_lock_wait_gives_up_with_device_busy(tmp_path: Path) -> None:
 def test_bad_lock_wait_is_bad_job(tmp_path: Path) -> None:
     rc, evs = run_agent({"proto": 1, "workdir": str(tmp_path), "tasks": [], "lock_wait_s": -1})
     assert rc == 2 and [e for e in evs if e["event"] == "error"][0]["type"] == "BadJob"
+
+
+def test_a_second_release_waits_for_the_first_to_finish(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cause of a flaky test_orphan run (lock.holder left although the lock was free): the
+    stdin watcher thread took the held lock and was still unlinking lock.holder when the main
+    thread's release() returned at once and the process exited (the kernel freed the flock,
+    the holder file stayed). A release() must return only once the lock is released."""
+    import threading
+    from edge_bench_agent import job, lock
+    released: List[str] = []
+    entered = threading.Event()
+
+    def slow_release(fd: Optional[int], workdir: Optional[str] = None) -> None:
+        entered.set()
+        time.sleep(0.3)
+        released.append(str(workdir))
+
+    monkeypatch.setattr(lock, "release_lock", slow_release)
+    held = job._HeldLock()
+    held.set(7, "/wd")
+    first = threading.Thread(target=held.release)
+    first.start()
+    assert entered.wait(5)
+    held.release()              # the main thread: must not return before the holder is gone
+    assert released == ["/wd"]
+    first.join(5)
+    assert released == ["/wd"]  # released exactly once

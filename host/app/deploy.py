@@ -118,7 +118,7 @@ def _cancel(proc: Any) -> None:
 def deploy_one(device: Any, bootstrap: bool, out: Reporter,
                stopper: Optional[Stopper] = None) -> Dict[str, Any]:
     """Never raises: the outcome is data."""
-    from ..fleet.deploy import Blob, agent_blob, ensure_blobs, remote_path
+    from ..fleet.deploy import Blob, agent_blob, check_workdir, ensure_blobs, remote_path
     from ..errors import EdgeBenchError
     from ..fleet.probe import probe_device
     from ..transports import open_transport
@@ -136,7 +136,7 @@ def deploy_one(device: Any, bootstrap: bool, out: Reporter,
         stopper.add_transport(tr)
         tr.connect()
         try:
-            workdir = tr.resolve_workdir(device.workdir)
+            workdir = check_workdir(tr, tr.resolve_workdir(device.workdir))
             agent = agent_blob()
             r = ensure_blobs(tr, workdir, [agent])
             rep["agent"] = {"path": remote_path(workdir, agent), "sha256": agent.sha256,

@@ -233,11 +233,11 @@ def run_tasks(transport: Any, tasks: Sequence[Any], emit: Any, *, workdir: Optio
     checked on the device), run the tasks one at a time and emit one result record per task the
     moment it is known, as emit(task, record). A failing model (bad graph, delegate error) is that task's error result;
     a transport failure (phone gone) propagates so the caller fails the remaining tasks."""
-    from .deploy import Blob, ensure_blobs, remote_path
+    from .deploy import Blob, check_workdir, ensure_blobs, remote_path
     from ..errors import TransportError
     from ..results.record import error_result
     dev = transport.device
-    wd = workdir or transport.resolve_workdir(dev.workdir)
+    wd = check_workdir(transport, workdir or transport.resolve_workdir(dev.workdir))
     binary = deploy_binary(transport, wd, check_local_binary(dev.name, dev.benchmark_model))
     info = transport.facts() if hasattr(transport, "facts") else None
     for i, task in enumerate(tasks):

@@ -67,36 +67,41 @@ def remote_path(workdir: str, blob: Blob) -> str:
     return posixpath.join(workdir, blob.remote_rel)
 
 
-#: prints "<owner uid> <octal mode>" of the directory $1 and then this login's uid (POSIX stat
-#: of coreutils, busybox and toybox)
-_STAT_SCRIPT = 'stat -L -c "%u %a" -- "$1" && id -u'
-
-
-def check_workdir(transport: Transport, workdir: str) -> None:
-    """Create the workdir and refuse it (DeviceError) when another user owns it or others may
-    write into it without the sticky bit: they could plant symlinks or swap the files pushed
-    there (the rule: edge_bench_agent.protocol.workdir_problem, which the agent applies too)."""
-    from edge_bench_agent.protocol import workdir_problem
-    transport.makedirs(workdir)
-    res = transport.run(["sh", "-c", _STAT_SCRIPT, "sh", workdir], timeout=60)
-    words = res.stdout.split()
-    if res.exit_code != 0 or len(words) != 3:
-        return  # no stat on this device: the agent checks again before it locks
-    try:
-        owner, mode, me = int(words[0]), int(words[1], 8), int(words[2])
-    except ValueError:
-        return
-    problem = workdir_problem(workdir, owner, mode, me)
-    if problem:
-        raise DeviceError(transport.device.name, problem)
+def check_workdir(transport: Transport, workdir: str) -> str:
+    """The workdir to use on the device: `workdir` made (0700) and checked by
+    edge_bench_agent.safepath.WORKDIR_SCRIPT, or the private `edge-bench-<uid>` directory inside
+    it when it is a shared sticky directory (`/tmp/x`, 1777); DeviceError saying why and what to
+    do when another user could change what is in it (a symlink of theirs, a directory they own
+    or may write to). Partial pushes a killed push left behind are removed. Asked once per
+    transport and workdir."""
+    from edge_bench_agent.safepath import WORKDIR_SCRIPT
+    cache: Dict[str, str] = transport.__dict__.setdefault("_safe_workdirs", {})
+    if workdir in cache:
+        return cache[workdir]
+    res = transport.run(["sh", "-c", WORKDIR_SCRIPT, "sh", workdir], timeout=60)
+    lines = res.stdout.strip().splitlines()
+    verdict, _, text = (lines[0] if lines else "").partition(" ")
+    if verdict == "refuse":
+        raise DeviceError(transport.device.name, text)
+    if verdict != "ok" or not text.startswith("/"):
+        tail = " | ".join((res.stderr or res.stdout).strip().splitlines()[-2:])
+        raise DeviceError(transport.device.name, f"cannot check the workdir {workdir} on the"
+                          f" device (exit {res.exit_code}): {tail or 'no output'}",
+                          hint="the device needs sh, id, stat and readlink (coreutils, busybox"
+                               " or toybox)")
+    cache[workdir] = text
+    return text
 
 
 def ensure_blobs(transport: Transport, workdir: str, blobs: Sequence[Blob],
                  on_push: Optional[Callable[[Dict[str, Any]], None]] = None) -> DeployReport:
-    """Make every blob present and verified under workdir on the device (after
-    check_workdir). `on_push` hears of each push of a file over BIG_PUSH_BYTES: {file, total,
+    """Make every blob present and verified under workdir on the device (`workdir` as
+    check_workdir returned it). `on_push` hears of each push of a file over BIG_PUSH_BYTES: {file, total,
     bytes, elapsed_s, finished}."""
-    check_workdir(transport, workdir)
+    if check_workdir(transport, workdir) != workdir:
+        raise DeviceError(transport.device.name, f"workdir {workdir} is shared: files go to the"
+                          f" private {check_workdir(transport, workdir)} (call check_workdir"
+                          " first)")
     report = DeployReport()
     unique = list({b.remote_rel: b for b in blobs}.values())
     dirs = sorted({posixpath.dirname(remote_path(workdir, b)) for b in unique})
@@ -132,3 +137,11 @@ def ensure_blobs(transport: Transport, workdir: str, blobs: Sequence[Blob],
             report.pushed.append(b)
     report.bytes_pushed = transport.bytes_pushed - before
     return report
+
+
+def agent_argv(python: Sequence[str], workdir: str, agent: Blob, *args: str) -> List[str]:
+    """The command that runs the pushed agent: the device's python with the fixed bootstrap
+    (edge_bench_agent.safepath.BOOTSTRAP), which reads the file once without following links,
+    checks its owner and sha256 and runs those very bytes (never the path a second time)."""
+    from edge_bench_agent.safepath import bootstrap_argv
+    return [*python, *bootstrap_argv(remote_path(workdir, agent), agent.sha256), *args]

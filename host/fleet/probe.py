@@ -5,7 +5,7 @@ import time
 from typing import Any, Dict
 
 from ..config import Device
-from .deploy import agent_blob, ensure_blobs, remote_path
+from .deploy import agent_argv, agent_blob, check_workdir, ensure_blobs
 from ..errors import EdgeBenchError
 from .runner import agent_message, device_python
 from ..transports import open_transport
@@ -26,16 +26,18 @@ def probe_device(device: Device) -> Dict[str, Any]:
             finally:
                 tr.close()
         try:
-            workdir = tr.resolve_workdir(device.workdir)
+            workdir = check_workdir(tr, tr.resolve_workdir(device.workdir))
             agent = agent_blob()
             ensure_blobs(tr, workdir, [agent])
-            argv = device_python(device) + [remote_path(workdir, agent), "--probe"]
+            argv = agent_argv(device_python(device), workdir, agent, "--probe")
             res = tr.run(argv, timeout=device.idle_timeout_s)
             hello: Dict[str, Any] = {}
             for line in res.stdout.splitlines():
                 msg = agent_message(device.name, line)
                 if msg["event"] == "hello":
                     hello = msg
+                elif msg["event"] == "error" and not hello:   # the bootstrap refused the agent
+                    raise EdgeBenchError(f"{msg.get('type')}: {msg.get('message')}")
             if not hello:
                 tail = " | ".join(res.stderr.strip().splitlines()[-3:])
                 raise EdgeBenchError(f"agent probe exited {res.exit_code} without hello: {tail}")

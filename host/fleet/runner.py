@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..config import Device
-from .deploy import Blob, agent_blob, ensure_blobs, remote_path
+from .deploy import Blob, agent_argv, agent_blob, check_workdir, ensure_blobs, remote_path
 from ..errors import (AgentError, DeviceBusy, DeviceTimeout, EdgeBenchError, ProtocolError,
                       PushCancelled, detail_of, error_detail)
 from .plan import Artifact, Timing
@@ -167,7 +167,7 @@ class DeviceRun:
         self.transport.connect()
         if self.cancelled.is_set():
             return
-        workdir = self.transport.resolve_workdir(self.device.workdir)
+        workdir = check_workdir(self.transport, self.transport.resolve_workdir(self.device.workdir))
         if self.device.runner == "benchmark_model":
             self._run_benchmark_model(tasks, workdir)
             return
@@ -197,7 +197,7 @@ class DeviceRun:
         if self.cancelled.is_set():
             return
         self.status(name, f"running 0/{len(tasks)}")
-        argv = python + [remote_path(workdir, agent)]
+        argv = agent_argv(python, workdir, agent)   # runs the bytes it verified (safepath)
         # stdin stays open for the life of the job: its EOF tells the agent that this
         # controller is gone (killed, connection dropped), and it stops (docs/protocol.md)
         self.proc = self.transport.start(argv, stdin=protocol.job_line(job),
@@ -206,7 +206,7 @@ class DeviceRun:
         if self.cancelled.is_set():  # cancel() ran between the check above and start()
             self.proc.cancel()
             return
-        self._stream(tasks, argv)
+        self._stream(tasks, python + [remote_path(workdir, agent)])   # as messages show it
 
     def job(self, tasks: Sequence[Task], workdir: str, model_blob: Dict[str, Blob],
             eval_blob: Dict[str, Blob]) -> Dict[str, Any]:
