@@ -12,6 +12,7 @@ from typing import List, Optional
 
 from . import __version__
 from .errors import EdgeBenchError
+from .render.visible import visible_lines
 
 #: subcommand name -> module under edge_bench.commands
 COMMANDS = {
@@ -99,10 +100,10 @@ def _call(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args) or 0)
     except EdgeBenchError as e:
-        print(f"edge-bench: error: {e}", file=sys.stderr)
+        print(f"edge-bench: error: {visible_lines(e)}", file=sys.stderr)
         said = quiet.take_failure_output()
         if said:  # what the library printed before it failed often says why
-            print("  library output before the error:\n    " + said.replace("\n", "\n    "),
+            print("  library output before the error:\n    " + visible_lines(said).replace("\n", "\n    "),
                   file=sys.stderr)
         return e.exit_code
     except OSError as e:

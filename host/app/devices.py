@@ -40,20 +40,17 @@ def device_rows(config: Optional[str], select: Optional[str], check: bool
 def known_hosts_entries(path: Path, name: str) -> List[Tuple[int, str, str]]:
     """(line number, key type, base64) of every known_hosts line for `name` (plain or hashed)."""
     import paramiko
+    from ..transports.ssh.hostkeys import known_hosts_lines
     out: List[Tuple[int, str, str]] = []
     try:
-        lines = path.read_text(errors="replace").splitlines()
+        lines = known_hosts_lines(str(path))
     except FileNotFoundError:
         return out
-    for i, line in enumerate(lines, 1):
-        text = line.strip()
-        if not text or text.startswith("#") or text.startswith("@"):
-            continue
-        parts = text.split()
-        if len(parts) < 3:
+    for line in lines:
+        if line.marker:  # @cert-authority / @revoked: not a key trusted for this host
             continue
         hit = False
-        for h in parts[0].split(","):
+        for h in line.names:
             if h.startswith("|1|"):
                 try:
                     hit = paramiko.HostKeys.hash_host(name, h) == h
@@ -64,7 +61,7 @@ def known_hosts_entries(path: Path, name: str) -> List[Tuple[int, str, str]]:
             if hit:
                 break
         if hit:
-            out.append((i, parts[1], parts[2]))
+            out.append((line.number, line.keytype, line.key_b64))
     return out
 
 

@@ -4,6 +4,8 @@ planning), so a queued job times exactly what `run` would.
 
 Model files are named by absolute path and sha256: the worker must see the same file (a shared
 filesystem, or the same path deployed on the lab host); a different file is refused, not timed.
+The data files are pinned the same way (`data`: --calibration, --eval and each --reference, a
+folder by the hashes of its files): a result is never scored on other data than was submitted.
 """
 from __future__ import annotations
 
@@ -42,10 +44,39 @@ def job_options(req: "run_service.RunRequest") -> Dict[str, Any]:
         # results keep the name as typed (as `run` does); the worker reads the absolute path
         models.append({"name": m, "path": os.path.abspath(m), "sha256": sha256_file(Path(m))})
     opts = {k: v for k, v in asdict(req).items() if k not in _SUBMITTER_ONLY}
+    data = []
     for k in ("calibration", "eval"):
         if opts.get(k) and opts[k] != "random":
             opts[k] = os.path.abspath(opts[k])
-    return {"request": opts, "models": models}
+            data.append({"flag": f"--{k}", "path": opts[k], "sha256": data_sha256(opts[k], k)})
+    if opts.get("reference"):
+        opts["reference"] = [os.path.abspath(r) for r in opts["reference"]]
+        data += [{"flag": "--reference", "path": r, "sha256": data_sha256(r, "reference")}
+                 for r in opts["reference"]]
+    return {"request": opts, "models": models, "data": data}
+
+
+def data_sha256(path: str, flag: str) -> str:
+    """The content hash of a data file, or of a folder (its files' names and hashes)."""
+    from ..hashing import sha256_bytes, sha256_file
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(f for f in p.iterdir() if f.is_file())
+        return sha256_bytes("\n".join(f"{f.name}:{sha256_file(f)}" for f in files).encode())
+    if not p.is_file():
+        raise UsageError(f"--{flag} {path}: no such file")
+    return sha256_file(p)
+
+
+def check_data(options: Dict[str, Any]) -> None:
+    """The worker's data files are the submitted ones (UsageError naming the first that is not)."""
+    for d in options.get("data") or []:  # jobs queued before data was pinned carry none
+        if not os.path.exists(d["path"]):
+            raise UsageError(f"{d['flag']} {d['path']} is not on this worker's host",
+                             hint="put it at the same path (a shared filesystem)")
+        if data_sha256(d["path"], d["flag"].lstrip("-")) != d["sha256"]:
+            raise UsageError(f"{d['flag']} {d['path']} on this worker's host is not the file that"
+                             " was submitted (sha256 differs); submit again with the new data")
 
 
 def planned_keys(options: Dict[str, Any]) -> List[Key]:
@@ -70,6 +101,7 @@ def plan_device(options: Dict[str, Any], device: str, lab: str, config: Any,
         if sha256_file(Path(m["path"])) != m["sha256"]:
             raise UsageError(f"model {m['path']} on this worker's host is not the file that was"
                              " submitted (sha256 differs)")
+    check_data(options)
     req = run_service.RunRequest(**options["request"], devices=device, config=config,
                                  model=[m["path"] for m in options["models"]])
     (dev,) = run_service.select_devices(req)

@@ -112,6 +112,7 @@ def trust(args: argparse.Namespace) -> int:
     from ..config import find_config, load_fleet
     from ..errors import UsageError
     from ..transports.ssh import known_hosts_line, resolve_target, scan_host_key
+    from ..transports.ssh.hostkeys import is_revoked
 
     fleet = load_fleet(find_config(getattr(args, "config", None)))
     if args.name not in fleet.devices:
@@ -133,6 +134,10 @@ def trust(args: argparse.Namespace) -> int:
         pinned = device.host_key.strip()
         return 0 if pinned in (fp, f"{key.get_name()} {key.get_base64()}") else 1
     kh = Path(target.known_hosts[0])
+    if is_revoked(target.known_hosts, key):
+        print("REVOKED: known_hosts marks this key @revoked; refusing to trust it (ask the"
+              " device's owner for its new key)", file=sys.stderr)
+        return 1
     existing = known_hosts_entries(kh, name)
     same = [e for e in existing if e[1] == key.get_name() and e[2] == key.get_base64()]
     if same:

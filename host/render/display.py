@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 from .progress import PROCESS_OVERHEAD_S, DeviceProgress, QuantizeProgress, rich_rows
 from .table import (Col, byte_unit, fmt_bytes, fmt_time, in_unit, pct, plain_table, rich_table,
                     short_labels, signed, time_unit)
+from .visible import visible, visible_lines
 
 Key = Tuple[str, str, int]  # device, model, threads
 STYLES = {"ok": "", "bad": "bold red", "warn": "yellow", "skip": "dim"}
@@ -25,7 +26,7 @@ def text(value: Any, style: str = "") -> Any:
     """User or device text as a rich Text: shown as written, never read as markup (a label
     `exp[v2]` or a device error `[/x]` is text, not a style tag)."""
     from rich.text import Text
-    return Text("" if value is None else str(value), style=style)
+    return Text(visible(value), style=style)
 
 
 def texts(cells: Any) -> List[Any]:
@@ -35,7 +36,7 @@ def texts(cells: Any) -> List[Any]:
 def escape(value: Any) -> str:
     """For the few places rich takes a markup string (table titles): escape it."""
     from rich.markup import escape as rich_escape
-    return rich_escape("" if value is None else str(value))
+    return rich_escape(visible(value))
 
 
 def status_of(r: Dict[str, Any]) -> Tuple[str, str]:
@@ -260,7 +261,7 @@ class LiveDisplay:
     # -- events ---------------------------------------------------------------------------
     def _say(self, text: str, file: Optional[TextIO] = None) -> None:
         if not self.quiet and self._live is None:
-            print(text, file=file or sys.stderr, flush=True)
+            print(visible_lines(text), file=file or sys.stderr, flush=True)
 
     def on_quantize(self, done: int, total: int, model: str, variant: str) -> None:
         """Quantization step `done` of `total` is about to start (done == total: finished)."""
@@ -275,9 +276,10 @@ class LiveDisplay:
         if self.quiet:
             return
         if self._live is not None:
-            self._live.console.print(text, style="dim", markup=False, highlight=False)
+            self._live.console.print(visible_lines(text), style="dim", markup=False,
+                                     highlight=False)
         else:
-            print(text, file=sys.stderr, flush=True)
+            print(visible_lines(text), file=sys.stderr, flush=True)
 
     def on_status(self, device: str, text: str) -> None:
         self.view.status[device] = text
@@ -285,8 +287,8 @@ class LiveDisplay:
         if d is not None:
             d.on_status(text)
         if self._live is None and not self.quiet:
-            print(d.line() if d is not None and text.startswith("running") else
-                  f"[{device}] {text}", file=sys.stderr, flush=True)
+            print(visible(d.line() if d is not None and text.startswith("running") else
+                          f"[{device}] {text}"), file=sys.stderr, flush=True)
 
     def on_progress(self, device: str, info: Dict[str, Any]) -> None:
         d = self.devices.get(device)
@@ -295,7 +297,7 @@ class LiveDisplay:
         d.on_progress(info)
         if self._live is None and not self.quiet and not (
                 info.get("kind") == "push" and not info.get("finished") and not info.get("first")):
-            print(d.line() if info.get("kind") != "push" else _push_line(device, info),
+            print(visible(d.line() if info.get("kind") != "push" else _push_line(device, info)),
                   file=sys.stderr, flush=True)
 
     def on_result(self, r: Dict[str, Any]) -> None:
@@ -304,7 +306,8 @@ class LiveDisplay:
             self._live.refresh()
         elif not self.quiet:
             cells, _ = self.view.rows()[-1]
-            print("result " + "  ".join(f"{c}={v}" for c, v in zip(LINE_KEYS, cells)),
+            # one line whatever the device or file names hold (a newline, ESC)
+            print("result " + "  ".join(f"{c}={visible(v)}" for c, v in zip(LINE_KEYS, cells)),
                   file=self.stream, flush=True)
 
     def print_final_table(self) -> None:
@@ -313,7 +316,7 @@ class LiveDisplay:
         if self.live or self.quiet or not self.view.results:
             return
         print("", file=self.stream)
-        print(self.view.title(), file=self.stream)
+        print(visible(self.view.title()), file=self.stream)
         for line in plain_table(self.view.columns(self.view.in_plan_order()), None):
             print(line, file=self.stream)
         self.stream.flush()

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 import posixpath
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+from .visible import visible
 
 #: gap between columns (rich's padding (0, 1) on both sides, no vertical rules)
 GAP = 2
@@ -80,6 +82,11 @@ def fit(cols: Sequence[Col], width: Optional[int]) -> Tuple[List[Col], Dict[int,
     return kept, widths
 
 
+def shown(cols: Sequence[Col]) -> List[Col]:
+    """The columns with every header and cell as visible text (render/visible.py)."""
+    return [replace(c, header=visible(c.header), cells=[visible(x) for x in c.cells]) for c in cols]
+
+
 def rich_table(cols: Sequence[Col], width: Optional[int], *, title: Optional[str] = None,
                styles: Optional[Sequence[str]] = None, caption: Optional[str] = None) -> Any:
     """A rich Table of the columns that fit, every cell on one line (ellipsis when cut).
@@ -87,8 +94,9 @@ def rich_table(cols: Sequence[Col], width: Optional[int], *, title: Optional[str
     from rich import box
     from rich.markup import escape
     from rich.table import Table
-    kept, widths = fit(cols, width)
-    t = Table(title=escape(title) if title else None, caption=escape(caption) if caption else None,
+    kept, widths = fit(shown(cols), width)
+    t = Table(title=escape(visible(title)) if title else None,
+              caption=escape(visible(caption)) if caption else None,
               box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False,
               collapse_padding=True, expand=False, title_justify="left", caption_justify="left")
     for i, c in enumerate(kept):
@@ -103,7 +111,7 @@ def rich_table(cols: Sequence[Col], width: Optional[int], *, title: Optional[str
 
 def plain_table(cols: Sequence[Col], width: Optional[int] = None) -> List[str]:
     """The same table as aligned plain text lines (logs, pipes): no styles, no box."""
-    kept, widths = fit(cols, width)
+    kept, widths = fit(shown(cols), width)
     n = max([len(c.cells) for c in kept] + [0])
     lines = []
     for r in range(-1, n):

@@ -31,7 +31,7 @@ def connect_client(device: Device, target: SSHTarget
     the client of its ProxyJump host (None without one), which the caller closes after it."""
     timeout = float(device.connect_timeout_s)
     client = paramiko.SSHClient()
-    apply_policy(client, device, target)
+    policy = apply_policy(client, device, target)
     jump: Optional[paramiko.SSHClient] = None
     try:
         sock, jump = open_socket(device, target, timeout)
@@ -40,13 +40,14 @@ def connect_client(device: Device, target: SSHTarget
                        allow_agent=target.allow_agent, look_for_keys=target.look_for_keys,
                        timeout=timeout, banner_timeout=timeout, auth_timeout=timeout,
                        channel_timeout=timeout, sock=sock)
+        t = client.get_transport()
+        assert t is not None
+        policy.check_revoked(t.get_remote_server_key())  # known, but also marked @revoked
     except Exception as e:  # noqa: BLE001 - mapped to TransportError / HostKeyError
         client.close()
         if jump is not None:
             jump.close()
         raise map_connect_error(device, target, e) from None
-    t = client.get_transport()
-    assert t is not None
     t.set_keepalive(KEEPALIVE_S)
     install_exit_signal_handler(t)
     return client, jump
