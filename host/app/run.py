@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from typing import (Any, Callable, Collection, Dict, List, Optional, Protocol, Sequence,
                     Tuple)
 
+from ..analysis.interference import busy_note
 from ..analysis.verdict import DEFAULT_THRESHOLD, Key
 from ..errors import EdgeBenchError, UsageError
 from .compare import Settings, compare_with_baseline
@@ -299,6 +300,9 @@ def execute(req: RunRequest, display: Display, json_out: Optional[str] = None,
         if writer is not None:
             writer.add(r)      # never raises: a store failure must not stop the benchmark
         display.on_result(r)
+        busy = busy_note(r)
+        if busy is not None:   # said while it runs: this result cannot show a slowdown
+            display.note(f"edge-bench: warning: {busy}")
 
     from ..fleet.session import Session
     # cooldown and lock wait travel on each Device (flags > devices.yaml), see DeviceRun
