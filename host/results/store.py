@@ -414,12 +414,13 @@ class Store:
                 variant: Optional[str] = None, threads: Optional[int] = None,
                 last: Optional[int] = None, *, label: Optional[str] = None,
                 status: Optional[str] = None, error_type: Optional[str] = None,
-                samples: bool = False) -> List[Dict[str, Any]]:
+                samples: bool = False, before: Optional[str] = None) -> List[Dict[str, Any]]:
         """Results across runs, oldest first. Each row: run_id, label, started_at, device,
         model, variant, threads, status, error, error_type, error_exit_code, error_signal,
         error_process, median_ms, ci_lo, ci_hi, n_samples,
         model_sha256, runtime, runtime_version, agent_version, result (the result document).
-        `last` keeps only the N most recent runs that have a matching result."""
+        `last` keeps only the N most recent runs that have a matching result; `before` (an
+        ISO time) only runs started at or before it."""
         where, params = [], []
         for col, val in (("x.device", device), ("x.model", model), ("x.variant", variant),
                          ("x.threads", threads), ("x.status", status),
@@ -430,6 +431,9 @@ class Store:
         if label is not None:
             where.append("x.run_id IN (SELECT run_id FROM runs WHERE label = ?)")
             params.append(label)
+        if before is not None:
+            where.append("x.run_id IN (SELECT run_id FROM runs WHERE started_at <= ?)")
+            params.append(before)
         cond = (" WHERE " + " AND ".join(where)) if where else ""
         sql = ("SELECT x.*, r.label, r.started_at, r.status AS run_status, r.id AS run_seq"
                " FROM results x JOIN runs r ON r.run_id = x.run_id" + cond)
