@@ -393,21 +393,6 @@ def recount(cmp: Dict[str, Any]) -> None:
     cmp["inconclusive"] = summary["inconclusive"]
 
 
-def gate_failures(cmp: Dict[str, Any], allow_inconclusive: bool = False) -> List[str]:
-    """Why `--fail-on-regression` fails this comparison (empty: it passes): a regression, and
-    unless `allow_inconclusive`, keys that could not be judged (inconclusive, or missing from
-    the baseline, e.g. one whose run was cut short)."""
-    why = []
-    if cmp.get("regressed"):
-        why.append("a regression")
-    if not allow_inconclusive:
-        if cmp.get("inconclusive"):
-            why.append(f"{cmp['inconclusive']} inconclusive key(s)")
-        if cmp.get("no_baseline"):
-            why.append(f"{cmp['no_baseline']} key(s) missing from the baseline")
-    return why
-
-
 def _doc_ref(doc: Dict[str, Any]) -> Dict[str, Any]:
     return {"run_id": doc.get("run_id"), "label": doc.get("label"),
             "started_at": doc.get("started_at"), "source": doc.get("_source")}

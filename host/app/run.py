@@ -71,7 +71,8 @@ class RunRequest:
     label: Optional[str] = None
     baseline: Optional[str] = None
     threshold: float = DEFAULT_THRESHOLD
-    allow_inconclusive: bool = False
+    allow_inconclusive: bool = False        # accepted, no effect: unjudged keys only warn now
+    fail_on_inconclusive: bool = False
     argv: List[str] = field(default_factory=lambda: ["edge-bench", "run"])
 
 
@@ -386,14 +387,14 @@ def keep_confirmations(out: RunOutcome, comparison: Dict[str, Any]) -> None:
 
 
 def exit_code(out: RunOutcome, comparison: Optional[Dict[str, Any]],
-              fail_on_regression: bool, allow_inconclusive: bool = False) -> int:
+              fail_on_regression: bool, fail_on_inconclusive: bool = False) -> int:
     """128 + signal when interrupted (130 Ctrl-C, 143 SIGTERM); 1 for a regression with
-    --fail-on-regression (or keys it could not judge, unless allow_inconclusive); 3 when a
-    result failed or the store lost results; else 0."""
-    from ..analysis.verdict import gate_failures
+    --fail-on-regression (or keys it could not judge, with fail_on_inconclusive: else they
+    only warn, analysis/gate.py); 3 when a result failed or the store lost results; else 0."""
+    from ..analysis.gate import gate
     if out.interrupted:
         return 128 + int(out.signal or 2)
-    if fail_on_regression and comparison is not None \
-            and gate_failures(comparison, allow_inconclusive):
+    if comparison is not None and gate(comparison, fail_on_regression,
+                                       fail_on_inconclusive)["code"]:
         return 1
     return 3 if out.failed or out.store_error else 0
