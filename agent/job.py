@@ -9,7 +9,7 @@ import time
 import traceback
 from typing import IO, Any, Callable, Dict, List, Optional, Tuple
 
-from . import lock
+from . import interference, lock
 from .facts import _safe, read_temp_c
 from .output import emit, emit_error, log, write_line
 from .protocol import (DEVICE_BUSY, EXIT_BAD_JOB, EXIT_BUSY, EXIT_CONTROLLER_GONE, EXIT_INTERNAL,
@@ -188,6 +188,7 @@ def merge_results(parts: List[Dict[str, Any]]) -> Dict[str, Any]:
     for key in ("temp_c_before", "throttled_before", "cooling_devices_before"):
         info[key] = before.get(key)
     out["device_info"] = info
+    out["interference"] = interference.merge([p.get("interference") for p in parts])
     return out
 
 

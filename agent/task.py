@@ -15,6 +15,7 @@ try:
 except Exception:  # noqa: BLE001 - reported in hello / as NoRuntime, never a bare traceback
     np = None  # type: ignore[assignment]
 
+from . import interference
 from .facts import _safe, collect_device_info, cooling_devices, read_temp_c, throttled
 from .output import emit, emit_error
 from .protocol import AgentError, task_params
@@ -246,12 +247,15 @@ def run_task(payload: Dict[str, Any]) -> Dict[str, Any]:
     invoke = _invoke_checked(interp, "warmup")
     for _ in range(p["warmup"]):
         invoke()
+    probe = interference.Probe().start()  # what else used the CPU meanwhile
     try:  # the bare bound method inside the loop: no wrapper call between the clock reads
         samples, stopped_by, loop_s = timing_loop(interp.invoke, p["runs"], p["min_seconds"],
                                                   p["max_seconds"], p["max_runs"])
     except Exception as e:  # noqa: BLE001
         raise AgentError("InvokeError", "invoke() failed during timing: %s: %s"
                          % (type(e).__name__, e))
+    finally:
+        busy = probe.stop()
     info = collect_device_info()
     info["temp_c_before"] = temp_before
     info["temp_c_after"] = info.get("temp_c")
@@ -263,7 +267,7 @@ def run_task(payload: Dict[str, Any]) -> Dict[str, Any]:
     ev = run_eval(interp, evals, key) if evals is not None else None
     return {"init_ms": init_ms, "first_inference_ms": first_ms, "warmup": p["warmup"],
             "runs": len(samples), "samples_ns": samples, "stopped_by": stopped_by,
-            "loop_s": loop_s, "peak_rss_kb": peak_rss_kb(),
+            "loop_s": loop_s, "peak_rss_kb": peak_rss_kb(), "interference": busy,
             "cooldown_s": float(payload.get("cooldown_s") or 0.0),
             "runtime": {"name": rt.name, "module": rt.module, "version": rt.version,
                         "xnnpack": p["xnnpack"], "threads": p["threads"]},

@@ -6,7 +6,7 @@ from typing import Any, Dict, Optional
 
 from edge_bench.analysis.confirm import (apply_confirmation, apply_stored, confirmations,
                                          keys_to_confirm)
-from edge_bench.analysis.verdict import gate_failures
+from edge_bench.analysis.gate import gate_failures
 
 
 def row(model: str, verdict: str, p25: Optional[float] = 1.2) -> Dict[str, Any]:
@@ -50,11 +50,11 @@ def test_confirmed_stays_a_regression_unconfirmed_is_inconclusive() -> None:
     assert out["regressed"] is True
 
 
-def test_a_spell_only_is_no_regression_but_fails_the_gate_unless_allowed() -> None:
+def test_a_spell_only_is_no_regression_and_fails_only_a_strict_gate() -> None:
     out = apply_confirmation(cmp_of(row("a", "slower", 1.4)), cmp_of(row("a", "faster", 0.9)))
     assert out["regressed"] is False and out["inconclusive"] == 1
-    assert gate_failures(out) == ["1 inconclusive key(s)"]
-    assert gate_failures(out, allow_inconclusive=True) == []
+    assert gate_failures(out) == []
+    assert gate_failures(out, fail_on_inconclusive=True) == ["1 inconclusive key(s)"]
 
 
 def test_a_failed_or_missing_remeasurement_does_not_confirm() -> None:

@@ -435,18 +435,19 @@ def test_result_key_threads_are_integers_or_none() -> None:
     assert V.result_key({"device": "d", "model": "m", "variant": "v"}) == ("d", "m", "v", None)
 
 
-@pytest.mark.parametrize("cmp, allow, why", [
+@pytest.mark.parametrize("cmp, strict, why", [
     ({"regressed": True}, False, ["a regression"]),
-    ({"regressed": False, "inconclusive": 2}, False, ["2 inconclusive key(s)"]),
-    ({"regressed": False, "inconclusive": 2}, True, []),
-    ({"no_baseline": 1}, False, ["1 key(s) missing from the baseline"]),
-    ({"no_baseline": 1, "regressed": True}, True, ["a regression"]),
-    ({"regressed": True, "inconclusive": 1, "no_baseline": 3}, False,
+    ({"regressed": False, "inconclusive": 2}, True, ["2 inconclusive key(s)"]),
+    ({"regressed": False, "inconclusive": 2}, False, []),
+    ({"no_baseline": 1}, True, ["1 key(s) missing from the baseline"]),
+    ({"no_baseline": 1, "regressed": True}, False, ["a regression"]),
+    ({"regressed": True, "inconclusive": 1, "no_baseline": 3}, True,
      ["a regression", "1 inconclusive key(s)", "3 key(s) missing from the baseline"]),
-    ({}, False, []),
+    ({}, True, []),
 ])
-def test_gate_failures(cmp: Dict[str, Any], allow: bool, why: List[str]) -> None:
-    assert V.gate_failures(cmp, allow_inconclusive=allow) == why
+def test_gate_failures(cmp: Dict[str, Any], strict: bool, why: List[str]) -> None:
+    from edge_bench.analysis.gate import gate_failures
+    assert gate_failures(cmp, fail_on_inconclusive=strict) == why
 
 
 def test_run_level_of_no_samples_is_none() -> None:

@@ -7,7 +7,7 @@ over that run alone can tell the spell from a real regression. Performance CI sy
 with a re-trigger before they alarm; so does `run --fail-on-regression`: a key judged `slower`
 is measured once more, and stays a regression only when the re-measurement is slower too.
 When it is not, the two measurements disagree: the key is `inconclusive` (evidence both
-ways), which `--fail-on-regression` still reports (and fails, unless --allow-inconclusive).
+ways), which `--fail-on-regression` reports as a warning (and fails with --fail-on-inconclusive).
 """
 from __future__ import annotations
 

@@ -48,6 +48,10 @@ their p75), while a real slowdown moves every process. The median of the per-pro
 tried too and was worse: it follows two unlucky processes of three all the way. Results with
 one process (older runs, `--processes 1`) are judged exactly as before.
 
+A busy device: a `slower` (`faster`) whose candidate (baseline) ran while other processes
+kept at least half a core busy, more than during the other run, is `inconclusive` with the
+reason on the row (analysis/interference.py: the agent measures it from /proc).
+
 Accuracy: `accuracy-drop` when top-1 falls by more than `accuracy_threshold` (default 0.01 =
 1 point) or agreement with the fp32 reference falls by more than that, or the candidate's
 outputs are newly flagged as wrong, or (models scored without labels) the worst output's SNR vs
@@ -61,6 +65,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from .interference import busy_reason, load
 from .stats import (mannwhitney_blocks, process_blocks, process_quantiles, quantile_ratio_ci,
                     split_processes)
 
@@ -210,6 +215,7 @@ def compare_results(base: Optional[Dict[str, Any]], cand: Optional[Dict[str, Any
         "processes_base": None, "processes_cand": None,
         "base_process_p25_ms": None, "cand_process_p25_ms": None,
         "mismatches": [], "notes": [], "accuracy": None, "noise_floor": None,
+        "busy": None, "base_other_cores": None, "cand_other_cores": None,
     }
     if base is None:
         row["verdict"] = "new"
@@ -317,6 +323,15 @@ def compare_results(base: Optional[Dict[str, Any]], cand: Optional[Dict[str, Any
                 and (med_ratio - 1) * (ratio - 1) <= 0:
             row["notes"].append(f"judged on the fast quartile (p25 {(ratio - 1) * 100:+.1f}%); the "
                                 f"median moved {(med_ratio - 1) * 100:+.1f}% (other load in a run?)")
+    row["base_other_cores"], row["cand_other_cores"] = load(base), load(cand)
+    if ratio is not None and row["verdict"] in ("slower", "faster", "inconclusive") \
+            and (ratio >= up or ratio <= down):
+        busy = busy_reason(base, cand, "slower" if ratio >= up else "faster")
+        if busy is not None:  # a change other load on the device can explain (interference.py)
+            row["busy"] = busy
+            row["notes"].insert(0, f"{busy}: its p25 {(ratio - 1) * 100:+.1f}% is not judged;"
+                                   " measure again on a quiet device")
+            row["verdict"] = "inconclusive"
     drop, acc_notes, info = _accuracy(base, cand, accuracy_threshold)
     if any(v is not None for v in info.values()):
         row["accuracy"] = info
@@ -377,21 +392,6 @@ def recount(cmp: Dict[str, Any]) -> None:
     cmp["summary"] = summary
     cmp["regressed"] = any(r["regression"] for r in rows)
     cmp["inconclusive"] = summary["inconclusive"]
-
-
-def gate_failures(cmp: Dict[str, Any], allow_inconclusive: bool = False) -> List[str]:
-    """Why `--fail-on-regression` fails this comparison (empty: it passes): a regression, and
-    unless `allow_inconclusive`, keys that could not be judged (inconclusive, or missing from
-    the baseline, e.g. one whose run was cut short)."""
-    why = []
-    if cmp.get("regressed"):
-        why.append("a regression")
-    if not allow_inconclusive:
-        if cmp.get("inconclusive"):
-            why.append(f"{cmp['inconclusive']} inconclusive key(s)")
-        if cmp.get("no_baseline"):
-            why.append(f"{cmp['no_baseline']} key(s) missing from the baseline")
-    return why
 
 
 def _doc_ref(doc: Dict[str, Any]) -> Dict[str, Any]:

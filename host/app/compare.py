@@ -61,17 +61,20 @@ def load_doc(ref: str, store: Any = None, db: Optional[str] = None,
 
 
 def history_noise(store: Any, docs: Sequence[Dict[str, Any]], exclude: Sequence[str] = (),
-                  last: int = HISTORY_RUNS) -> Dict[Key, Dict[str, Any]]:
+                  last: int = HISTORY_RUNS, before: Optional[str] = None
+                  ) -> Dict[Key, Dict[str, Any]]:
     """Per key of `docs[0]`: the run-to-run spread (analysis/noise.py) over the stored runs of
-    that key in the baseline's environment, leaving out the runs in `exclude`. Keys with fewer
-    than MIN_HISTORY_RUNS such runs are left out."""
+    that key in the baseline's environment that started at or `before` the candidate, leaving
+    out the runs in `exclude`. Keys with fewer than MIN_HISTORY_RUNS such runs are left out.
+    Only earlier runs count, so a pair of runs gets one verdict whenever it is judged (by
+    `compare` today, or by the history site the night it was made)."""
     out: Dict[Key, Dict[str, Any]] = {}
     for r in docs[0].get("results") or []:
         if r.get("status") != "ok":
             continue
         k = result_key(r)
         rows = store.history(device=k[0], model=k[1], variant=k[2], threads=k[3],
-                             last=last + len(exclude), status="ok", samples=True)
+                             last=last + len(exclude), status="ok", samples=True, before=before)
         n = noise_from_medians(history_levels(r, rows, exclude=exclude, last=last))
         if n is not None:
             out[k] = n
@@ -84,7 +87,8 @@ def compare(store: Any, base_doc: Dict[str, Any], cand_doc: Dict[str, Any],
     the store's history when there is a store and `settings.use_history`."""
     noise = None
     if store is not None and settings.use_history:
-        noise = history_noise(store, [base_doc, cand_doc], exclude=[str(cand_doc.get("run_id"))])
+        noise = history_noise(store, [base_doc, cand_doc], exclude=[str(cand_doc.get("run_id"))],
+                              before=cand_doc.get("started_at"))
     cmp = compare_docs(base_doc, cand_doc, threshold=settings.threshold, alpha=settings.alpha,
                        accuracy_threshold=settings.accuracy_threshold, noise=noise)
     from ..analysis.confirm import apply_stored

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from typing import (Any, Callable, Collection, Dict, Iterator, List, Optional, Protocol,
                     Sequence, Tuple)
 
+from ..analysis.interference import busy_note
 from ..analysis.verdict import DEFAULT_THRESHOLD, Key
 from ..errors import EdgeBenchError, UsageError
 from .compare import Settings, compare_with_baseline
@@ -72,7 +73,8 @@ class RunRequest:
     label: Optional[str] = None
     baseline: Optional[str] = None
     threshold: float = DEFAULT_THRESHOLD
-    allow_inconclusive: bool = False
+    allow_inconclusive: bool = False        # accepted, no effect: unjudged keys only warn now
+    fail_on_inconclusive: bool = False
     argv: List[str] = field(default_factory=lambda: ["edge-bench", "run"])
 
 
@@ -321,6 +323,9 @@ def execute(req: RunRequest, display: Display, json_out: Optional[str] = None,
         if writer is not None:
             writer.add(r)      # never raises: a store failure must not stop the benchmark
         display.on_result(r)
+        busy = busy_note(r)
+        if busy is not None:   # said while it runs: this result cannot show a slowdown
+            display.note(f"edge-bench: warning: {busy}")
 
     from ..fleet.session import Session
     # cooldown and lock wait travel on each Device (flags > devices.yaml), see DeviceRun
@@ -404,14 +409,14 @@ def keep_confirmations(out: RunOutcome, comparison: Dict[str, Any]) -> None:
 
 
 def exit_code(out: RunOutcome, comparison: Optional[Dict[str, Any]],
-              fail_on_regression: bool, allow_inconclusive: bool = False) -> int:
+              fail_on_regression: bool, fail_on_inconclusive: bool = False) -> int:
     """128 + signal when interrupted (130 Ctrl-C, 143 SIGTERM); 1 for a regression with
-    --fail-on-regression (or keys it could not judge, unless allow_inconclusive); 3 when a
-    result failed or the store lost results; else 0."""
-    from ..analysis.verdict import gate_failures
+    --fail-on-regression (or keys it could not judge, with fail_on_inconclusive: else they
+    only warn, analysis/gate.py); 3 when a result failed or the store lost results; else 0."""
+    from ..analysis.gate import gate
     if out.interrupted:
         return 128 + int(out.signal or 2)
-    if fail_on_regression and comparison is not None \
-            and gate_failures(comparison, allow_inconclusive):
+    if comparison is not None and gate(comparison, fail_on_regression,
+                                       fail_on_inconclusive)["code"]:
         return 1
     return 3 if out.failed or out.store_error else 0

@@ -2,15 +2,16 @@
 runs from the store, the environment changes along it and compare's verdicts between
 consecutive runs, and write the pages (render/site.py) into DIR.
 
-Verdicts are compare's own (`compare_results`, the same rule as `edge-bench compare` and
-`run --baseline`), between each run and the previous run of the same key. One comparison costs
-a block bootstrap (most of a second), so they are kept in DIR/verdicts.json and a build only
-judges pairs it has not judged before: a site rebuilt after every nightly run judges one new
-pair per key and keeps the whole verdict history. A first build over an existing store judges
-the newest `verdict_pairs` pairs of each key (default 1). A pair is marked `same` without the
-test when both medians agree within half the threshold and neither run failed or changed
-accuracy (compare's fast quartile cannot move by the threshold while the median stays within
-half of it, unless interference lifted the median of one run: then it is not a slowdown).
+Verdicts are compare's own (app/compare.compare: the same service as `edge-bench compare` and
+`run --baseline`, with the history noise floor of the runs before the candidate and the
+re-measurement `run --fail-on-regression` kept with the candidate), between each run and the
+previous run of the same key: the site, compare and run give one verdict per pair of runs. A
+`slower` that no re-measurement backs says so on the site. One comparison costs a block
+bootstrap (most of a second), so they are kept in DIR/verdicts.json and a build only judges
+pairs it has not judged before: a site rebuilt after every nightly run judges one new pair per
+key and keeps the whole verdict history. A first build over an existing store judges the newest
+`verdict_pairs` pairs of each key (default 1). A cache made by another rule (VERDICT_RULE) or
+threshold is judged again.
 """
 from __future__ import annotations
 
@@ -21,6 +22,10 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 Key = Tuple[str, str, str, Optional[int]]
+
+#: bumped when the verdict rule changes, so that verdicts.json made by an older rule (the
+#: screened `same`, no busy-device check, no re-measurement) is judged again
+VERDICT_RULE = 2
 
 #: the facts whose change along a series is annotated on the trend
 ENV_FACTS = (("runtime", lambda r: " ".join(x for x in (r.get("runtime"), r.get("runtime_version"))
@@ -71,17 +76,6 @@ def env_changes(rows: List[Dict[str, Any]]) -> Dict[int, List[str]]:
     return out
 
 
-def _screened_same(a: Dict[str, Any], b: Dict[str, Any], threshold: float) -> bool:
-    if a["status"] != "ok" or b["status"] != "ok" or not a["median_ms"] or not b["median_ms"]:
-        return False
-    acc_a = (a.get("result") or {}).get("accuracy") or {}
-    acc_b = (b.get("result") or {}).get("accuracy") or {}
-    for f in ("top1", "agreement_vs_ref", "flag"):
-        if acc_a.get(f) != acc_b.get(f):
-            return False
-    return abs(b["median_ms"] / a["median_ms"] - 1.0) < threshold / 2
-
-
 def load(store: Any, out_dir: Path, *, verdict_pairs: int = 1,
          threshold: float = 0.05) -> SiteData:
     runs = list(reversed(store.list_runs(limit=None)))
@@ -94,7 +88,7 @@ def load(store: Any, out_dir: Path, *, verdict_pairs: int = 1,
     if cache_path.is_file():
         try:
             got = json.loads(cache_path.read_text(encoding="utf-8"))
-            if got.get("threshold") == threshold:
+            if got.get("threshold") == threshold and got.get("rule") == VERDICT_RULE:
                 cache = got.get("pairs") or {}
         except (OSError, ValueError):
             cache = {}
@@ -114,7 +108,8 @@ def load(store: Any, out_dir: Path, *, verdict_pairs: int = 1,
             data.judged += len(todo)
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = cache_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"threshold": threshold, "pairs": cache}, sort_keys=True),
+    tmp.write_text(json.dumps({"threshold": threshold, "rule": VERDICT_RULE, "pairs": cache},
+                              sort_keys=True),
                    encoding="utf-8")
     os.replace(tmp, cache_path)
     return data
@@ -122,27 +117,29 @@ def load(store: Any, out_dir: Path, *, verdict_pairs: int = 1,
 
 def _judge(store: Any, s: Series, todo: List[int], cache: Dict[str, Any],
            threshold: float) -> None:
-    from ..analysis.verdict import compare_results
-    need_samples = [i for i in todo if not _screened_same(s.rows[i - 1], s.rows[i], threshold)]
-    full: Dict[str, Dict[str, Any]] = {}
-    if need_samples:
-        k = s.key
-        span = len(s.rows) - min(need_samples) + 1
-        for r in store.history(device=k[0], model=k[1], variant=k[2], threads=k[3], last=span,
-                               samples=True):
-            full[r["run_id"]] = r["result"]
+    """compare's verdict (app/compare.compare: the history noise floor of the runs before the
+    candidate, and the re-measurement `run --fail-on-regression` kept with the candidate) of
+    each pair in `todo`: what `edge-bench compare BASE CAND` says of the same two runs."""
+    from .compare import Settings, compare
+    k = s.key
+    span = len(s.rows) - min(todo) + 1
+    full = {r["run_id"]: r["result"] for r in store.history(
+        device=k[0], model=k[1], variant=k[2], threads=k[3], last=span, samples=True)}
     for i in todo:
         a, b = s.rows[i - 1], s.rows[i]
-        pid = _pair_id(a, b)
-        if i not in need_samples:
-            v = {"verdict": "same", "screened": True,
-                 "ratio": b["median_ms"] / a["median_ms"]}
-        else:
-            row = compare_results(full.get(a["run_id"], a["result"]),
-                                  full.get(b["run_id"], b["result"]), threshold=threshold)
-            v = {"verdict": row["verdict"], "ratio": row["ratio"], "p25_ratio": row["p25_ratio"],
-                 "p_value": row["p_value"], "notes": row["notes"][:3]}
-        cache[pid] = v
+        docs = []
+        for row in (a, b):
+            meta = store.get_run(row["run_id"], samples=False)
+            meta["results"] = [full.get(row["run_id"], row["result"])]
+            docs.append(meta)
+        cmp = compare(store, docs[0], docs[1], Settings(threshold=threshold))
+        (row,) = cmp["rows"]
+        v = {"verdict": row["verdict"], "ratio": row["ratio"], "p25_ratio": row["p25_ratio"],
+             "p_value": row["p_value"], "notes": row["notes"][:3],
+             "remeasured": row.get("confirmation") is not None}
+        if row["verdict"] == "slower" and not v["remeasured"]:
+            v["notes"] = v["notes"] + ["measured once: no re-measurement was kept with the run"]
+        cache[_pair_id(a, b)] = v
         s.verdicts[i] = v
 
 

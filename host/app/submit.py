@@ -119,4 +119,9 @@ def wait(sub: Submitted, args: argparse.Namespace, display: Any, out: Any) -> in
                   f" this one; nothing compared (run {run_id} is the first baseline)", file=out)
         else:
             emit(cmp, file=out, quiet=args.quiet)
-    return exit_code(out_, cmp, args.fail_on_regression)
+            from ..analysis.gate import gate_line   # what decides the exit code, said once
+            print("edge-bench: " + gate_line(cmp, args.fail_on_regression,
+                                             bool(getattr(args, "fail_on_inconclusive", False)),
+                                             len(out_.failed)), file=sys.stderr)
+    return exit_code(out_, cmp, args.fail_on_regression,
+                     bool(getattr(args, "fail_on_inconclusive", False)))

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any, Dict
 
 from ..analysis.noise import MIN_HISTORY_RUNS
@@ -32,8 +31,9 @@ are listed on the row. When the store holds >= {MIN_HISTORY_RUNS} earlier runs o
 environment, the change must also exceed the run-to-run noise those runs show
 (z(1-alpha) * sqrt(2) * sigma of their log fast quartiles); --no-history turns that off.
 
-exit codes: 0 no regression (or no --fail-on-regression), 1 a regression with
-            --fail-on-regression, 2 usage error (unknown run, bad file)
+exit codes: 0 no regression (or no --fail-on-regression; keys that could not be judged
+            only warn), 1 a regression with --fail-on-regression (or an unjudged key with
+            --fail-on-inconclusive), 2 usage error (unknown run, bad file)
 
 examples:
   edge-bench compare last~1 last
@@ -75,16 +75,13 @@ def run(args: argparse.Namespace) -> int:
                         accuracy_threshold=args.accuracy_threshold, use_history=not args.no_history)
     cmp = compare_refs(args.base, args.cand, db=args.db, settings=settings)
     emit(cmp, json_out=args.json_out, markdown_out=args.markdown_out)
-    return gate_exit(cmp, args.fail_on_regression, args.allow_inconclusive)
+    return gate_exit(cmp, args)
 
 
-def gate_exit(cmp: Dict[str, Any], fail_on_regression: bool, allow_inconclusive: bool) -> int:
-    """1 (and why, on stderr) when --fail-on-regression fails this comparison, else 0."""
-    from ..analysis.verdict import gate_failures
-    why = gate_failures(cmp, allow_inconclusive) if fail_on_regression else []
-    if why:
-        print(f"edge-bench: --fail-on-regression: {', '.join(why)}"
-              + ("" if allow_inconclusive or why == ["a regression"] else
-                 " (--allow-inconclusive accepts keys that could not be judged)"),
-              file=sys.stderr)
-    return 1 if why else 0
+def gate_exit(cmp: Dict[str, Any], args: argparse.Namespace) -> int:
+    """1 when --fail-on-regression fails this comparison, else 0; the line that says which
+    (analysis/gate.py) on stderr."""
+    from ..analysis.gate import gate
+    from .gate_options import print_gate
+    print_gate(cmp, args)
+    return gate(cmp, args.fail_on_regression, args.fail_on_inconclusive)["code"]

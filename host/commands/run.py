@@ -190,12 +190,9 @@ def _report(service: Any, req: Any, out: Any, display: Any, args: argparse.Names
             if args.fail_on_regression and not args.no_confirm:
                 cmp = confirm(service, req, out, cmp, args, out_stream)
             emit(cmp, file=sys.stderr if json_to_stdout else None, quiet=args.quiet)
-            if args.fail_on_regression:
-                from ..analysis.verdict import gate_failures
-                why = gate_failures(cmp, args.allow_inconclusive)
-                if why:
-                    print(f"edge-bench: --fail-on-regression: {', '.join(why)}", file=sys.stderr)
-    return service.exit_code(out, cmp, args.fail_on_regression, args.allow_inconclusive)
+            from .gate_options import print_gate
+            print_gate(cmp, args, failed=len(out.failed) + bool(out.store_error))
+    return service.exit_code(out, cmp, args.fail_on_regression, args.fail_on_inconclusive)
 
 
 def confirm(service: Any, req: Any, out: Any, cmp: Dict[str, Any], args: argparse.Namespace,

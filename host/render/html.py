@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ..analysis.interference import describe, is_busy
 from ..analysis.verdict import Key
 from ..results.dburl import redact_argv
 from .svg import distribution_svg, esc, fmt_ms, trend_svg
@@ -105,6 +106,8 @@ def results_table(doc: Dict[str, Any]) -> str:
             cls, status = "bad", f"WRONG OUTPUT: {esc(acc.get('flag'))}"
         elif di.get("throttled") or di.get("throttled_during"):
             cls, status = "warn", "ok (throttled)"
+        elif is_busy(r):
+            cls, status = "warn", f"ok ({esc(describe(r, 'timing'))})"
         size = r.get("model_bytes")
         size_s = "–" if size is None else (f"{size / 1024:.1f} KB" if size < 1 << 20 else f"{size / (1 << 20):.2f} MB")
         top1 = "–"

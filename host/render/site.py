@@ -85,8 +85,7 @@ def verdict_badge(v: Optional[Dict[str, Any]]) -> str:
         return ""
     name = v.get("verdict") or ""
     cls = VERDICT_CLASS.get(name, "same")
-    tip = "; ".join(v.get("notes") or []) or ("screened: medians within half the threshold"
-                                              if v.get("screened") else "")
+    tip = "; ".join(v.get("notes") or [])
     return f'<span class="v {cls}" title="{esc(tip)}">{esc(name)}</span>'
 
 

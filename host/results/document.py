@@ -212,7 +212,7 @@ RESULT_CSV_COLUMNS = [
     "temp_c_before", "temp_c_after", "throttled", "model_sha256", "model_bytes", "init_ms",
     "first_inference_ms", "warmup", "runs", "processes", "process_runs", "mean_ms", "std_ms", "min_ms", "median_ms",
     "median_ci_lo_ms", "median_ci_hi_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "cov",
-    "peak_rss_mb", "top1", "top1_ref", "agreement_vs_ref", "max_abs_err",
+    "peak_rss_mb", "other_cores", "top1", "top1_ref", "agreement_vs_ref", "max_abs_err",
 ]
 
 
@@ -236,6 +236,7 @@ def result_row(doc: Dict[str, Any], r: Dict[str, Any]) -> Dict[str, Any]:
         "process_runs": " ".join(str(n) for n in r.get("process_runs") or []) or None,
         "median_ci_lo_ms": ci[0], "median_ci_hi_ms": ci[1],
         "peak_rss_mb": r.get("peak_rss_mb"),
+        "other_cores": (r.get("interference") or {}).get("other_cores"),
     }
     for k in ("mean", "std", "min", "median", "p90", "p95", "p99", "max"):
         row[f"{k}_ms"] = lat.get(k)

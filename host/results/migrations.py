@@ -57,6 +57,11 @@ MIGRATIONS: List[str] = [
     ALTER TABLE results ADD COLUMN error_signal INTEGER;
     ALTER TABLE results ADD COLUMN error_process INTEGER;
     """,
+    # 4: how busy the device was while the result was timed (other processes' CPU time in
+    # cores, interference.other_cores), so history can find the runs a busy device spoiled
+    """
+    ALTER TABLE results ADD COLUMN other_cores REAL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

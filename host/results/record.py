@@ -169,6 +169,8 @@ def ok_result(device: str, task: Any, msg: Dict[str, Any], hello: Dict[str, Any]
         "processes": msg.get("processes", 1),
         "process_runs": msg.get("process_runs") or [len(samples_ms)],
         "process_init_ms": msg.get("process_init_ms") or [msg.get("init_ms")],
+        # what else used the device's CPU while it timed (agent/interference.py)
+        "interference": msg.get("interference"),
     })
     lo, hi = bootstrap_median_ci(samples_ms)
     r["median_ci_ms"] = [lo, hi] if lo is not None else None

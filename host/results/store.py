@@ -7,7 +7,8 @@ Layout (schema version in `meta`, upgraded by the ordered MIGRATIONS list in mig
   filter on, the whole result document as JSON (`doc`, without the samples) and the raw latency
   samples packed as little-endian float64 (`samples`), so later comparisons run real statistics.
   A failed result's `error_detail` is also in columns (`error_type`, `error_exit_code`,
-  `error_signal`, `error_process`; schema version 3) for queries such as "every timeout".
+  `error_signal`, `error_process`; schema version 3) for queries such as "every timeout",
+  and how busy the device was (`other_cores`, schema version 4) for "runs a busy device spoiled".
 
 The database is in WAL mode and each `add_result` is its own transaction: a run that is killed
 (SIGKILL, power cut of the host process) keeps every result that had been added.
@@ -255,13 +256,14 @@ class Store:
                 "INSERT INTO results(run_id, device, model, variant, threads, status, error,"
                 " model_sha256, runtime, runtime_version, agent_version, median_ms, n_samples,"
                 " added_at, doc, samples, median_ci_lo, median_ci_hi, error_type,"
-                " error_exit_code, error_signal, error_process)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " error_exit_code, error_signal, error_process, other_cores)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (run_id, r["device"], r["model"], r["variant"], r.get("threads"),
                  r.get("status") or "ok", r.get("error"), r.get("model_sha256"), rt.get("name"),
                  rt.get("version"), r.get("agent_version"), lat.get("median"), len(samples),
                  _now(), _json(r), blob, ci[0], ci[1], det.get("type"), det.get("exit_code"),
-                 det.get("signal"), det.get("process")))
+                 det.get("signal"), det.get("process"),
+                 (r.get("interference") or {}).get("other_cores")))
             return int(cur.lastrowid)
         return self._write(op)
 
@@ -413,12 +415,13 @@ class Store:
                 variant: Optional[str] = None, threads: Optional[int] = None,
                 last: Optional[int] = None, *, label: Optional[str] = None,
                 status: Optional[str] = None, error_type: Optional[str] = None,
-                samples: bool = False) -> List[Dict[str, Any]]:
+                samples: bool = False, before: Optional[str] = None) -> List[Dict[str, Any]]:
         """Results across runs, oldest first. Each row: run_id, label, started_at, device,
         model, variant, threads, status, error, error_type, error_exit_code, error_signal,
         error_process, median_ms, ci_lo, ci_hi, n_samples,
         model_sha256, runtime, runtime_version, agent_version, result (the result document).
-        `last` keeps only the N most recent runs that have a matching result."""
+        `last` keeps only the N most recent runs that have a matching result; `before` (an
+        ISO time) only runs started at or before it."""
         where, params = [], []
         for col, val in (("x.device", device), ("x.model", model), ("x.variant", variant),
                          ("x.threads", threads), ("x.status", status),
@@ -429,6 +432,9 @@ class Store:
         if label is not None:
             where.append("x.run_id IN (SELECT run_id FROM runs WHERE label = ?)")
             params.append(label)
+        if before is not None:
+            where.append("x.run_id IN (SELECT run_id FROM runs WHERE started_at <= ?)")
+            params.append(before)
         cond = (" WHERE " + " AND ".join(where)) if where else ""
         sql = ("SELECT x.*, r.label, r.started_at, r.status AS run_status, r.id AS run_seq"
                " FROM results x JOIN runs r ON r.run_id = x.run_id" + cond)
@@ -448,6 +454,7 @@ class Store:
                 "threads": row["threads"], "status": row["status"], "error": row["error"],
                 "error_type": row["error_type"], "error_exit_code": row["error_exit_code"],
                 "error_signal": row["error_signal"], "error_process": row["error_process"],
+                "other_cores": row["other_cores"],
                 "median_ms": row["median_ms"], "ci_lo": row["median_ci_lo"],
                 "ci_hi": row["median_ci_hi"], "n_samples": row["n_samples"],
                 "model_sha256": row["model_sha256"], "runtime": row["runtime"],

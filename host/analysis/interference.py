@@ -1,0 +1,77 @@
+"""Was the device busy while a result was timed? (pure: the numbers come from the agent,
+agent/interference.py, in each result's `interference`).
+
+A slowdown that other processes on the device can explain is not evidence of a regression:
+measured on a 2-core machine, two LiteRT inference loops and two memory-bandwidth loops beside
+the benchmark moved the fast quartile of builtin:digits by +44% with every sample slower, which
+no rule on the samples alone can tell from a real regression. So `compare` (and everything
+that uses its verdicts) turns a `slower` into `inconclusive` when the candidate ran on a busy
+device (other processes' CPU time of at least BUSY_CORES cores, hypervisor steal included) that
+was busier than during the baseline, and a `faster` the same way when the baseline was the
+busy one. The row says why: `device busy: other processes used 1.3 of 2 cores during the
+candidate`. A result without the numbers (older runs, a device without /proc) is never
+judged busy.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+#: other processes' CPU time (in cores: CPU-seconds per second of timing) from which a device
+#: counts as busy. Half a core: well above an idle board's background (< 0.05 on a quiet Pi or
+#: VM) and far below what another benchmark or build beside ours takes (>= 1).
+BUSY_CORES = 0.5
+
+
+def _cores(info: Dict[str, Any]) -> Optional[float]:
+    other = info.get("other_cores")
+    if other is None:
+        return None
+    return float(other) + float(info.get("steal_cores") or 0.0)
+
+
+def load(result: Optional[Dict[str, Any]]) -> Optional[float]:
+    """Other processes' CPU time plus hypervisor steal during the timing, in cores, in the
+    busiest of the result's worker processes (one busy process of three is enough to move
+    its samples); None when the result does not say."""
+    info = (result or {}).get("interference") or {}
+    per = [x for x in (_cores(p) for p in info.get("processes") or [] if isinstance(p, dict))
+           if x is not None]
+    return max(per) if per else _cores(info)
+
+
+def is_busy(result: Optional[Dict[str, Any]]) -> bool:
+    x = load(result)
+    return x is not None and x >= BUSY_CORES
+
+
+def describe(result: Optional[Dict[str, Any]], who: str) -> str:
+    """`other processes used 1.3 of 2 cores during the candidate` (+ steal when there was)."""
+    info = (result or {}).get("interference") or {}
+    total = load(result) or 0.0
+    steal = float(info.get("steal_cores") or 0.0)
+    other = max(0.0, total - steal)
+    cores = info.get("cores")
+    text = f"other processes used {other:.1f}" + (f" of {cores} cores" if cores else " cores")
+    if steal >= 0.05:
+        text += f" (and the hypervisor took {steal:.1f})"
+    return f"{text} during the {who}"
+
+
+def busy_reason(base: Dict[str, Any], cand: Dict[str, Any], verdict: str) -> Optional[str]:
+    """Why interference can explain this `slower` (the candidate busy, and busier than the
+    baseline) or `faster` (the baseline busy, and busier), or None."""
+    a, b = load(base), load(cand)
+    if verdict == "slower" and b is not None and b >= BUSY_CORES and (a is None or b > a):
+        return "device busy: " + describe(cand, "candidate")
+    if verdict == "faster" and a is not None and a >= BUSY_CORES and (b is None or a > b):
+        return "device busy: " + describe(base, "baseline")
+    return None
+
+
+def busy_note(result: Dict[str, Any]) -> Optional[str]:
+    """What `run` says while it runs when a result was timed on a busy device."""
+    if not is_busy(result):
+        return None
+    return (f"device busy: {describe(result, 'timing')} of {result.get('model')}"
+            f" {result.get('variant')} on {result.get('device')}; a comparison will call its"
+            " slowdowns inconclusive")
