@@ -13,7 +13,8 @@ from typing import Any, Dict, List
 
 import pytest
 
-from edge_bench.analysis.verdict import compare_results, gate_failures
+from edge_bench.analysis.gate import gate_failures
+from edge_bench.analysis.verdict import compare_results
 from test_run_local import edge_bench
 
 FAST = ["--model", "builtin:digits", "--variants", "fp32", "--runs", "3", "--warmup", "0",
@@ -74,8 +75,9 @@ def _result(samples: List[float]) -> Dict[str, Any]:
 @pytest.mark.parametrize("cand", [[], [float("nan")] * 5, [-1.0] * 5, [0.0] * 5])
 def test_a_key_with_nothing_measured_is_never_same(cand: List[float]) -> None:
     """A candidate stored as ok with no (or only impossible) samples, as an older store or a
-    results file may hold: inconclusive, which fails the gate, never `same`."""
+    results file may hold: an error that fails the gate (even without --fail-on-inconclusive),
+    never `same` or a mere warning."""
     row = compare_results(_result([1.0, 1.1, 0.9, 1.0, 1.05] * 4), _result(cand))
-    assert row["verdict"] == "inconclusive", row
-    cmp = {"rows": [row], "inconclusive": 1, "regressions": 0}
+    assert row["verdict"] == "error" and row["regression"], row
+    cmp = {"rows": [row], "regressed": True}
     assert gate_failures(cmp)

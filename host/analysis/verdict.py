@@ -126,7 +126,11 @@ def _median(r: Dict[str, Any], s: np.ndarray) -> Optional[float]:
     if s.size:
         return float(np.median(s))
     m = (r.get("latency_ms") or {}).get("median")
-    return float(m) if m is not None else None
+    try:
+        m = float(m) if m is not None else None
+    except (TypeError, ValueError):
+        return None
+    return m if m is not None and math.isfinite(m) and m > 0 else None
 
 
 def env_mismatches(base: Dict[str, Any], cand: Dict[str, Any]) -> List[Dict[str, Any]]:
@@ -293,7 +297,14 @@ def compare_results(base: Optional[Dict[str, Any]], cand: Optional[Dict[str, Any
             row["notes"].append(f"run-to-run noise over {noise.get('runs')} stored runs: a change "
                                 f"must exceed {math.expm1(floor) * 100:.1f}%")
     up, down = math.exp(min_log), math.exp(-min_log)
-    if ratio is None:  # no samples or no positive median on a side: nothing was measured
+    if ratio is None and ma and not mb:
+        # an ok candidate with no (or only impossible) samples: broken data, not noise, so it
+        # fails the gate like a failed result (issue 25: it used to be judged `same`)
+        row["verdict"] = "error"
+        row["regression"] = True
+        row["notes"].append("the candidate is ok but has no valid latency samples: nothing was"
+                            " measured")
+    elif ratio is None:  # no samples or no positive median on a side: nothing was measured
         row["verdict"] = "inconclusive"
         row["notes"].append("no latency to compare")
     elif p is None or lo is None or hi is None:
