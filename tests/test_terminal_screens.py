@@ -1,0 +1,104 @@
+"""What a person sees at 80 columns in a real terminal (tmux), beyond the run table of
+test_terminal.py (issue 24): `devices --check` one line per device with its failures spelled
+out below, a failed run's whole reason, a skip that says what to pass, and a first run with
+no boards that is clean."""
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict
+
+import pytest
+
+from ttyscreen import Terminal
+
+REPO = Path(__file__).resolve().parents[1]
+PY = shlex.quote(sys.executable)
+
+
+@pytest.fixture()
+def env(tmp_path: Path) -> Dict[str, str]:
+    home = tmp_path / "home"
+    home.mkdir()
+    return {"EDGE_BENCH_CACHE": str(tmp_path / "cache"), "HOME": str(home),
+            "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+            "EDGE_BENCH_DB": str(tmp_path / "r.sqlite")}
+
+
+def _fleet(tmp_path: Path) -> Path:
+    """local plus two ssh boards that fail at once, each with a long reason: a key file
+    that does not exist at a long path, and a host name that cannot resolve."""
+    key = tmp_path / "keys-of-the-lab-that-moved-to-building-7" / "shelf-3" / "id_ed25519"
+    cfg = tmp_path / "fleet.yaml"
+    cfg.write_text("version: 1\ndevices:\n"
+                   f"  local:\n    transport: local\n    workdir: {tmp_path / 'w'}\n"
+                   "  pi4-shelf-3:\n    transport: ssh\n    host: 127.0.0.1\n    user: pi\n"
+                   f"    key: {key}\n    retries: 0\n    tags: [pi, arm64, lab]\n"
+                   "  jetson:\n    transport: ssh\n    host: jetson-orin.invalid\n"
+                   "    retries: 0\n    connect_timeout_s: 5\n    tags: [jetson, arm64, lab]\n")
+    return cfg
+
+
+def _lines_fit(screen: str, width: int) -> None:
+    assert "Traceback" not in screen, screen
+    for ln in screen.splitlines():
+        assert len(ln) <= width, ln
+
+
+def _joined(screen: str) -> str:
+    """The screen's text without any white space: a reason wrapped over lines (at words, or
+    inside a path longer than a line) reads whole."""
+    return re.sub(r"\s+", "", screen)
+
+
+def test_devices_check_one_line_per_device_failures_below(tmp_path: Path,
+                                                          env: Dict[str, str]) -> None:
+    cfg = _fleet(tmp_path)
+    with Terminal(80, 40, env=env, cwd=tmp_path) as t:
+        t.run(f"{PY} -m edge_bench.cli devices --check --config {shlex.quote(str(cfg))}")
+        t.wait_done(timeout=120)
+        code = t.exit_code()
+        screen = t.scrollback()
+    assert code == 3, screen
+    _lines_fit(screen, 80)
+    lines = screen.splitlines()
+    header = next(ln for ln in lines if ln.startswith("device "))
+    assert header.split()[:3] == ["device", "transport", "status"] and "runtime" in header
+    # one line per device: name, transport, status (and the runtime for the one that works)
+    rows = {ln.split()[0]: ln for ln in lines if re.match(r"^(local|pi4-shelf-3|jetson)\s", ln)}
+    assert set(rows) == {"local", "pi4-shelf-3", "jetson"}, screen
+    assert rows["local"].split()[1:3] == ["local", "ok"] and "ai-edge-litert" in rows["local"]
+    assert rows["pi4-shelf-3"].split()[1:3] == ["ssh", "FAIL"]
+    assert rows["jetson"].split()[1:3] == ["ssh", "FAIL"]
+    # below the table: each failure in full (the key path whole, the hint too)
+    below = _joined(screen[screen.index("2 devices failed"):])
+    key = str(tmp_path / "keys-of-the-lab-that-moved-to-building-7" / "shelf-3" / "id_ed25519")
+    assert _joined(f"pi4-shelf-3: key file {key} does not exist") in below, below
+    assert _joined("remove it to use ssh-agent") in below
+    assert _joined("jetson: cannot resolve host name 'jetson-orin.invalid'") in below, below
+    assert len([ln for ln in lines if ln.strip()]) < 20, screen
+
+
+def test_first_run_with_no_boards_is_clean(tmp_path: Path, env: Dict[str, str]) -> None:
+    """In a fresh clone (the repository as the current directory) with no devices.yaml of the
+    user's own, `devices --check` sees only `local`: no FAIL, exit 0, and says where the
+    example fleet is. A user's own ./devices.yaml is still picked up."""
+    clean = {k: v for k, v in os.environ.items() if k != "EDGE_BENCH_CONFIG"}
+    p = subprocess.run([sys.executable, "-m", "edge_bench.cli", "devices", "--check"],
+                       cwd=str(REPO), env=dict(clean, **env), capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "FAIL" not in p.stdout + p.stderr
+    assert [ln.split()[0] for ln in p.stdout.splitlines()[1:] if ln.strip()][:1] == ["local"]
+    assert "devices.example.yaml" in p.stdout
+    own = tmp_path / "lab"
+    own.mkdir()
+    (own / "devices.yaml").write_text((REPO / "devices.example.yaml").read_text())
+    p = subprocess.run([sys.executable, "-m", "edge_bench.cli", "devices"], cwd=str(own),
+                       env=dict(clean, **env), capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and "pi4" in p.stdout and "pixel7" in p.stdout, p.stdout + p.stderr
+    assert f"devices from {own / 'devices.yaml'}" in p.stderr
