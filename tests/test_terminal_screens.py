@@ -102,3 +102,62 @@ def test_first_run_with_no_boards_is_clean(tmp_path: Path, env: Dict[str, str]) 
                        env=dict(clean, **env), capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and "pi4" in p.stdout and "pixel7" in p.stdout, p.stdout + p.stderr
     assert f"devices from {own / 'devices.yaml'}" in p.stderr
+
+
+def test_failed_run_and_skip_show_their_whole_reason(tmp_path: Path, env: Dict[str, str]) -> None:
+    """`run` on a board that fails and a model without calibration data, at 80 columns: the
+    table's status cells are cut, the reasons below it are whole; the skip says what to pass,
+    without the `skipped: variant int8 skipped:` stutter."""
+    cfg = _fleet(tmp_path)
+    model = tmp_path / "digits.tflite"
+    model.write_bytes((REPO / "host" / "models" / "builtin" / "data" / "digits.tflite").read_bytes())
+    args = [sys.executable, "-m", "edge_bench.cli", "run", "--config", str(cfg),
+            "--devices", "local,pi4-shelf-3", "--model", str(model), "--variants", "fp32,int8",
+            "--runs", "5", "--min-seconds", "0.1", "--processes", "1"]
+    with Terminal(80, 40, env=env, cwd=tmp_path) as t:
+        t.run(" ".join(shlex.quote(a) for a in args))
+        t.wait_done(timeout=300)
+        code = t.exit_code()
+        screen = t.scrollback()
+    assert code == 3, screen
+    _lines_fit(screen, 80)
+    assert "skipped: variant" not in screen
+    table = screen[screen.index("edge-bench results"):screen.index("why:")]
+    rows = [ln for ln in table.splitlines() if re.match(r"^(local|pi4-shelf-3)\s", ln)]
+    assert len(rows) == 4 and any(ln.rstrip().endswith("…") for ln in rows), screen
+    why = _joined(screen[screen.index("why:"):])
+    key = str(tmp_path / "keys-of-the-lab-that-moved-to-building-7" / "shelf-3" / "id_ed25519")
+    assert _joined(f"digits.tflite fp32 on pi4-shelf-3: error: key file {key} does not exist"
+                   " (fix devices.pi4-shelf-3.key, or remove it to use ssh-agent)") in why, screen
+    # a skip is decided on the host: said once for both devices
+    assert _joined("digits.tflite int8 on local, pi4-shelf-3: skipped: it needs calibration"
+                   " data (pass --calibration FILE") in why, screen
+
+
+def test_history_and_compare_notes_at_80_columns(tmp_path: Path, env: Dict[str, str]) -> None:
+    """`history` at 80 columns names every run of a key (its id is never dropped, even with
+    no label); compare's notes, cut in the table, are whole below it."""
+    model = tmp_path / "digits.tflite"
+    model.write_bytes((REPO / "host" / "models" / "builtin" / "data" / "digits.tflite").read_bytes())
+    clean = {k: v for k, v in os.environ.items() if k != "EDGE_BENCH_CONFIG"}
+    base = [sys.executable, "-m", "edge_bench.cli", "run", "--model", str(model),
+            "--variants", "fp32,int8", "--runs", "10", "--min-seconds", "0.1", "--processes", "1"]
+    for extra in (["--label", "h1", "--calibration", "random"], []):  # h2: int8 is skipped
+        p = subprocess.run(base + extra, cwd=str(tmp_path), env=dict(clean, **env),
+                           capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stdout + p.stderr
+    with Terminal(80, 60, env=env, cwd=tmp_path) as t:
+        t.run(f"{PY} -m edge_bench.cli history; {PY} -m edge_bench.cli compare h1 last")
+        t.wait_done(timeout=300)
+        screen = t.scrollback()
+    _lines_fit(screen, 80)
+    hist = screen[:screen.index("compare ")]
+    ids = re.findall(r"^(\d{8}T\d{6}Z-[0-9a-f]+)\s", hist, re.M)
+    # the runs table (2) and each key's runs (fp32: 2; int8: 2, the skip included)
+    assert len(ids) == 6 and len(set(ids)) == 2, hist
+    cmp = screen[screen.index("compare "):]
+    assert "notes:" in cmp, cmp
+    notes = _joined(cmp[cmp.index("notes:"):])
+    assert _joined("digits.tflite int8: candidate skipped: it needs calibration data (pass"
+                   " --calibration FILE (.npz/.npy/folder of .npy) or --calibration random"
+                   " (accuracy will be meaningless))") in notes, cmp

@@ -293,7 +293,7 @@ def make_artifacts(models: Sequence[ModelSpec], variants: Sequence[str],
                     if v == "fp32" and m.fp32_recipe:
                         art.recipe = m.fp32_recipe
             except VariantSkipped as e:
-                art.skipped = str(e)
+                art.skipped = e.detail()  # the row says variant and `skipped`
             except EdgeBenchError as e:
                 art.error = str(e)
             out.append(art)

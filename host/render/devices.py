@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence, TextIO
 
+from .notes import plural
 from .table import Col, byte_unit, in_unit, plain_table, rich_table
 
 
@@ -54,11 +55,6 @@ def failures(rows: Sequence[Dict[str, Any]]) -> List[str]:
         prefix = f"{r['device']}: "
         out.append(err if err.startswith(prefix) else prefix + err)
     return out
-
-
-def plural(n: int, word: str) -> str:
-    """`1 device`, `3 devices`."""
-    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def print_devices(rows: Sequence[Dict[str, Any]], check: bool, title: str,

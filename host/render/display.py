@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
+from .notes import NOTES_TITLE, result_notes
 from .progress import PROCESS_OVERHEAD_S, DeviceProgress, QuantizeProgress, rich_rows
 from .table import (Col, byte_unit, fmt_bytes, fmt_time, in_unit, pct, plain_table, rich_table,
                     short_labels, signed, time_unit)
@@ -172,6 +173,12 @@ class ResultsView:
                                short_labels(models), one_device=len(devices) == 1,
                                one_threads=len(threads) == 1)
 
+    def notes(self) -> List[str]:
+        """The whole reason of every failed, skipped or flagged result (render/notes.py)."""
+        models, devices, threads = self._sets()
+        return result_notes(self.in_plan_order(), status_of, short_labels(models),
+                            one_device=len(devices) == 1, one_threads=len(threads) == 1)
+
     def rich_table(self, width: Optional[int], last: Optional[int] = None) -> Any:
         """All results in plan order, or while running the `last` ones in arrival order."""
         shown = self.in_plan_order() if last is None else self.results[-last:]
@@ -245,6 +252,7 @@ class LiveDisplay:
         live.__exit__(None, None, None)
         if self.view.results:
             self._console.print(self.view.rich_table(self._console.width))
+            print_notes(self._console, self.view.notes())
         if self._console.file is not self.stream:
             self._console.file.close()
 
@@ -317,6 +325,16 @@ class LiveDisplay:
         for line in plain_table(self.view.columns(self.view.in_plan_order()), None):
             print(line, file=self.stream)
         self.stream.flush()
+
+
+def print_notes(console: Any, notes: Sequence[str]) -> None:
+    """The reasons below a table, wrapped at words by the console (never cut)."""
+    if not notes:
+        return
+    from rich.text import Text
+    console.print(Text(NOTES_TITLE, style="bold"))
+    for line in notes:
+        console.print(Text(line))
 
 
 def _push_line(device: str, info: Dict[str, Any]) -> str:
