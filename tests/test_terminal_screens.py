@@ -112,7 +112,8 @@ def test_failed_run_and_skip_show_their_whole_reason(tmp_path: Path, env: Dict[s
     model = tmp_path / "digits.tflite"
     model.write_bytes((REPO / "host" / "models" / "builtin" / "data" / "digits.tflite").read_bytes())
     args = [sys.executable, "-m", "edge_bench.cli", "run", "--config", str(cfg),
-            "--devices", "local,pi4-shelf-3", "--model", str(model), "--variants", "fp32,int8",
+            "--devices", "local,pi4-shelf-3", "--model", str(model),
+            "--variants", "fp32,int8,dynamic-int8",
             "--runs", "5", "--min-seconds", "0.1", "--processes", "1"]
     with Terminal(80, 40, env=env, cwd=tmp_path) as t:
         t.run(" ".join(shlex.quote(a) for a in args))
@@ -124,10 +125,15 @@ def test_failed_run_and_skip_show_their_whole_reason(tmp_path: Path, env: Dict[s
     assert "skipped: variant" not in screen
     table = screen[screen.index("edge-bench results"):screen.index("why:")]
     rows = [ln for ln in table.splitlines() if re.match(r"^(local|pi4-shelf-3)\s", ln)]
-    assert len(rows) == 4 and any(ln.rstrip().endswith("…") for ln in rows), screen
+    assert len(rows) == 6 and any(ln.rstrip().endswith("…") for ln in rows), screen
+    # no labels: the output similarity vs fp32 is the accuracy shown, even at 80 columns
+    header = next(ln for ln in table.splitlines() if ln.startswith("device "))
+    assert "speedup" in header.split() and "SNR dB" in header and "×fp32" not in header
+    dyn = next(ln for ln in rows if ln.startswith("local") and " dynamic-int8 " in ln)
+    assert re.search(r"\s\d+\s+ok$", dyn.rstrip()), dyn   # its SNR in dB, then the status
     why = _joined(screen[screen.index("why:"):])
     key = str(tmp_path / "keys-of-the-lab-that-moved-to-building-7" / "shelf-3" / "id_ed25519")
-    assert _joined(f"digits.tflite fp32 on pi4-shelf-3: error: key file {key} does not exist"
+    assert _joined(f"digits.tflite fp32, digits.tflite dynamic-int8 on pi4-shelf-3: error: key file {key} does not exist"
                    " (fix devices.pi4-shelf-3.key, or remove it to use ssh-agent)") in why, screen
     # a skip is decided on the host: said once for both devices
     assert _joined("digits.tflite int8 on local, pi4-shelf-3: skipped: it needs calibration"
@@ -161,3 +167,17 @@ def test_history_and_compare_notes_at_80_columns(tmp_path: Path, env: Dict[str, 
     assert _joined("digits.tflite int8: candidate skipped: it needs calibration data (pass"
                    " --calibration FILE (.npz/.npy/folder of .npy) or --calibration random"
                    " (accuracy will be meaningless))") in notes, cmp
+
+
+def test_result_line_names_each_measure_once() -> None:
+    """The `result` line says agreement in % and output similarity in dB under different
+    names, as the table does (it used to print `agree=44 dB` for a row whose agree % was 100)."""
+    from edge_bench.render.display import LINE_KEYS, row_cells
+    acc = {"top1": None, "agreement_vs_ref": 1.0, "tolerance": {"collapse_snr_db": 3.0},
+           "outputs": [{"name": "y", "snr_db": 43.9, "max_abs_err": 0.008}]}
+    r = {"device": "local", "model": "m.tflite", "variant": "dynamic-int8", "threads": 1,
+         "status": "ok", "model_bytes": 1000, "latency_ms": {"median": 0.5, "p95": 0.6},
+         "accuracy": acc}
+    fp32 = dict(r, variant="fp32", latency_ms={"median": 1.0, "p95": 1.1})
+    cells = dict(zip(LINE_KEYS, row_cells(r, fp32)[0]))
+    assert cells["agree"] == "100.0%" and cells["snr"] == "44 dB" and cells["speedup"] == "2.00x"

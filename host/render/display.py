@@ -9,6 +9,7 @@ rich is imported only here and in the other render modules, never at package imp
 """
 from __future__ import annotations
 
+import math
 import sys
 from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
@@ -59,13 +60,22 @@ def speedup(r: Dict[str, Any], fp32: Optional[Dict[str, Any]]) -> Optional[float
     return a / b if a and b else None
 
 
-def similarity(acc: Dict[str, Any]) -> str:
-    """Compact output similarity vs fp32: the worst output's SNR ("inf dB" = identical)."""
-    snrs = [o.get("snr_db") for o in acc.get("outputs") or [] if o.get("snr_db") is not None]
-    if not snrs:
+def snr_text(acc: Dict[str, Any], unit: bool = True) -> str:
+    """Output similarity vs fp32: the worst output's SNR (`inf` = identical outputs)."""
+    from ..analysis.verdict import worst_snr
+    v = worst_snr(acc)
+    if v is None:
         return "-"
-    worst = min(snrs)
-    return "inf dB" if worst == float("inf") else f"{worst:.0f} dB"
+    return ("inf" if math.isinf(v) else f"{v:.0f}") + (" dB" if unit else "")
+
+
+#: One word, one meaning (the same in the table, the `result` line, the report; JSON keys in
+#: brackets): top-1 = share of eval samples classified right (accuracy.top1, needs labels);
+#: agree = share of samples whose top class matches fp32's (accuracy.agreement_vs_ref);
+#: SNR = output similarity vs fp32 in dB, the worst output (accuracy.outputs[].snr_db);
+#: speedup = fp32's median latency / this variant's (0.5 = twice as slow).
+WORDS = {"speedup": "speedup", "top1": "top-1 %", "dtop1": "Δtop-1", "agree": "agree %",
+         "snr": "SNR dB"}
 
 
 def row_cells(r: Dict[str, Any], fp32: Optional[Dict[str, Any]]) -> Tuple[List[str], str]:
@@ -78,33 +88,33 @@ def row_cells(r: Dict[str, Any], fp32: Optional[Dict[str, Any]]) -> Tuple[List[s
              fmt_time(lat.get("median")), fmt_time(lat.get("p95")),
              "-" if sp is None else f"{sp:.2f}x",
              "-" if acc.get("top1") is None else f"{acc['top1'] * 100:.1f}%",
-             similarity(acc) if "collapse_snr_db" in (acc.get("tolerance") or {})  # no labels
-             else "-" if acc.get("agreement_vs_ref") is None
-             else f"{acc['agreement_vs_ref'] * 100:.1f}%",
-             status]
+             "-" if acc.get("agreement_vs_ref") is None else f"{acc['agreement_vs_ref'] * 100:.1f}%",
+             snr_text(acc), status]
     return cells, style
 
 
 LINE_KEYS = ["device", "model", "variant", "threads", "size", "median", "p95", "speedup",
-             "top1", "agree", "status"]
+             "top1", "agree", "snr", "status"]
 
 
 def results_columns(results: Sequence[Dict[str, Any]], fp32: Dict[Key, Dict[str, Any]],
                     labels: Dict[str, str], *, one_device: bool, one_threads: bool) -> List[Col]:
-    """The results table's columns: numbers in one unit per column, named in the header."""
+    """The results table's columns: numbers in one unit per column, named in the header. At a
+    small width latency spread and size give way before the speedup and an accuracy."""
     lats = [r.get("latency_ms") or {} for r in results]
     tname, tsize = time_unit([x.get("median") for x in lats] + [x.get("p95") for x in lats])
     bname, bsize = byte_unit([r.get("model_bytes") for r in results])
     cols = {k: c for k, c in (
         ("device", Col("device")), ("model", Col("model", flex=True, min_width=8, prefer=24)),
         ("variant", Col("variant")), ("thr", Col("thr", numeric=True)),
-        ("size", Col(f"size {bname}", numeric=True, priority=4)),
+        ("size", Col(f"size {bname}", numeric=True, priority=2)),
         ("med", Col(f"median {tname}", numeric=True)),
-        ("p95", Col(f"p95 {tname}", numeric=True, priority=2)),
-        ("sp", Col("×fp32", numeric=True, priority=6)),
-        ("top1", Col("top-1 %", numeric=True, priority=3)),
-        ("dtop1", Col("Δtop-1", numeric=True, priority=5)),
-        ("agree", Col("agree %", numeric=True, priority=1)),
+        ("p95", Col(f"p95 {tname}", numeric=True, priority=1)),
+        ("sp", Col(WORDS["speedup"], numeric=True, priority=7)),
+        ("top1", Col(WORDS["top1"], numeric=True, priority=6)),
+        ("dtop1", Col(WORDS["dtop1"], numeric=True, priority=5)),
+        ("agree", Col(WORDS["agree"], numeric=True, priority=3)),
+        ("snr", Col(WORDS["snr"], numeric=True, priority=4)),
         ("status", Col("status", flex=True, min_width=6, prefer=10)))}
     for r, lat in zip(results, lats):
         acc = r.get("accuracy") or {}
@@ -118,7 +128,7 @@ def results_columns(results: Sequence[Dict[str, Any]], fp32: Dict[Key, Dict[str,
                      ("med", in_unit(lat.get("median"), tsize)), ("p95", in_unit(lat.get("p95"), tsize)),
                      ("sp", "-" if sp is None else f"{sp:.2f}"), ("top1", pct(acc.get("top1"))),
                      ("dtop1", signed(d)), ("agree", pct(acc.get("agreement_vs_ref"))),
-                     ("status", status_of(r)[0])):
+                     ("snr", snr_text(acc, unit=False)), ("status", status_of(r)[0])):
             cols[k].cells.append(v)
     drop = {"device"} if one_device else set()
     if one_threads:
