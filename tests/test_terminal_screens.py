@@ -181,3 +181,41 @@ def test_result_line_names_each_measure_once() -> None:
     fp32 = dict(r, variant="fp32", latency_ms={"median": 1.0, "p95": 1.1})
     cells = dict(zip(LINE_KEYS, row_cells(r, fp32)[0]))
     assert cells["agree"] == "100.0%" and cells["snr"] == "44 dB" and cells["speedup"] == "2.00x"
+
+
+def test_every_option_has_help_and_the_exit_codes_name_130() -> None:
+    """`--help` of every command explains every option (history --device/--variant/--threads
+    had none), and the top-level help lists the exit code of an interrupted run."""
+    import argparse
+    from edge_bench.cli import build_parser
+    parser = build_parser()
+    assert "130 interrupted" in parser.format_help()
+    bare = []
+
+    def walk(p: argparse.ArgumentParser, path: str) -> None:
+        for a in p._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for name, sub in a.choices.items():
+                    walk(sub, f"{path} {name}")
+            elif a.option_strings and a.help is None and not isinstance(a, argparse._HelpAction):
+                bare.append(f"{path} {a.option_strings[0]}")
+    walk(parser, "edge-bench")
+    assert not bare, bare
+
+
+def test_files_written_for_the_user_follow_the_umask(tmp_path: Path, env: Dict[str, str]) -> None:
+    """`quantize` output and `--json` are the user's files: mode 0666 minus the umask (they
+    were written through mkstemp and kept its 0600)."""
+    digits = REPO / "host" / "models" / "builtin" / "data" / "digits.tflite"
+    clean = {k: v for k, v in os.environ.items() if k != "EDGE_BENCH_CONFIG"}
+    p = subprocess.run([sys.executable, "-m", "edge_bench.cli", "quantize", str(digits),
+                        "--variants", "fp16", "-o", str(tmp_path / "q")],
+                       cwd=str(tmp_path), env=dict(clean, **env), capture_output=True, text=True,
+                       timeout=300, preexec_fn=lambda: os.umask(0o002))
+    assert p.returncode == 0, p.stdout + p.stderr
+    out = tmp_path / "q" / "digits-fp16.tflite"
+    assert oct(out.stat().st_mode & 0o777) == oct(0o664)
+    from edge_bench.files import user_file_mode
+    from edge_bench.results.document import write_text
+    write_text("{}", tmp_path / "doc.json")
+    assert (tmp_path / "doc.json").stat().st_mode & 0o777 == user_file_mode() != 0o600

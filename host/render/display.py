@@ -214,6 +214,7 @@ class LiveDisplay:
         self.quant = QuantizeProgress()
         self._live: Any = None
         self._console: Any = None
+        self._last: Dict[str, str] = {}   # device -> its last plain progress line
 
     # -- setup ----------------------------------------------------------------------------
     def plan(self, plan: Dict[str, List[Tuple[str, str, str, int]]], timing: Any = None) -> None:
@@ -280,6 +281,14 @@ class LiveDisplay:
         if not self.quiet and self._live is None:
             print(text, file=file or sys.stderr, flush=True)
 
+    def _plain(self, device: str, line: str) -> None:
+        """A device's progress line in plain mode, unless it repeats the device's last one
+        (two events that change nothing a line shows, e.g. a process done and the task done)."""
+        if self._last.get(device) == line:
+            return
+        self._last[device] = line
+        print(line, file=sys.stderr, flush=True)
+
     def on_quantize(self, done: int, total: int, model: str, variant: str) -> None:
         """Quantization step `done` of `total` is about to start (done == total: finished)."""
         self.quant.done, self.quant.total = done, total
@@ -303,8 +312,8 @@ class LiveDisplay:
         if d is not None:
             d.on_status(text)
         if self._live is None and not self.quiet:
-            print(d.line() if d is not None and text.startswith("running") else
-                  f"[{device}] {text}", file=sys.stderr, flush=True)
+            self._plain(device, d.line() if d is not None and text.startswith("running") else
+                        f"[{device}] {text}")
 
     def on_progress(self, device: str, info: Dict[str, Any]) -> None:
         d = self.devices.get(device)
@@ -313,8 +322,7 @@ class LiveDisplay:
         d.on_progress(info)
         if self._live is None and not self.quiet and not (
                 info.get("kind") == "push" and not info.get("finished") and not info.get("first")):
-            print(d.line() if info.get("kind") != "push" else _push_line(device, info),
-                  file=sys.stderr, flush=True)
+            self._plain(device, d.line() if info.get("kind") != "push" else _push_line(device, info))
 
     def on_result(self, r: Dict[str, Any]) -> None:
         self.view.add(r)
