@@ -39,7 +39,8 @@ examples:
   edge-bench compare last~1 last
 
 exit codes: 0 ok, 1 regression found (--fail-on-regression), 2 usage or config error,
-            3 some jobs failed (finished results are kept)
+            3 some jobs failed (finished results are kept), 130 interrupted (Ctrl-C;
+            143 SIGTERM; finished results are kept)
 """
 
 

@@ -52,9 +52,14 @@ class VariantSkipped(ModelError):
     op the host cannot run for calibration). Shown with its reason; not a failure (exit 0)."""
 
     def __init__(self, variant: str, reason: str, *, hint: Optional[str] = None) -> None:
-        super().__init__(f"variant {variant} skipped: {reason}", hint=hint)
+        super().__init__(reason, hint=hint)
         self.variant = variant
         self.reason = reason
+
+    def __str__(self) -> str:
+        """`variant int8 skipped: REASON (HINT)`; detail() (a result's error, whose row already
+        says the variant and `skipped`) is the reason and hint alone."""
+        return f"variant {self.variant} skipped: {self.detail()}"
 
 
 class DeviceError(EdgeBenchError):

@@ -18,7 +18,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_example_fleet_loads_with_all_transports() -> None:
-    fleet = load_fleet(REPO / "devices.yaml", env={})
+    fleet = load_fleet(REPO / "devices.example.yaml", env={})
     assert {"local", "pi4", "jetson", "pixel7"} <= set(fleet.devices)
     pi = fleet.devices["pi4"]
     assert pi.transport == "ssh" and pi.port == 22 and pi.user == "pi"
@@ -29,7 +29,7 @@ def test_example_fleet_loads_with_all_transports() -> None:
 
 
 def test_select_names_tags_and_errors() -> None:
-    fleet = load_fleet(REPO / "devices.yaml", env={})
+    fleet = load_fleet(REPO / "devices.example.yaml", env={})
     assert [d.name for d in fleet.select("tag:arm64")] == ["pi4", "jetson", "pixel7"]
     assert [d.name for d in fleet.select("pi4,tag:pi,local")] == ["pi4", "local"]
     assert [d.name for d in fleet.select(None)] == ["local"]

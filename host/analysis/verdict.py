@@ -134,11 +134,13 @@ def _median(r: Dict[str, Any], s: np.ndarray) -> Optional[float]:
 
 
 def env_mismatches(base: Dict[str, Any], cand: Dict[str, Any]) -> List[Dict[str, Any]]:
-    """Environment facts that differ between two results: [{field, base, cand}]."""
+    """Environment facts that differ between two results: [{field, base, cand}]. A result
+    that never ran (skipped, failed) has no facts: only those both sides know are compared."""
     out = []
+    both_ran = base.get("status") == "ok" and cand.get("status") == "ok"
     for name, get in ENV_FIELDS:
         a, b = get(base), get(cand)
-        if a is None and b is None:
+        if (a is None and b is None) or (not both_ran and (a is None or b is None)):
             continue
         if a != b:
             out.append({"field": name, "base": a, "cand": b})

@@ -283,6 +283,12 @@ def execute(req: RunRequest, display: Display, json_out: Optional[str] = None,
     the caller writes --json (after a confirmation); here only if the run ends in an error."""
     check(req)
     devices = select_devices(req, note=display.note)
+    if req.op_profiling:
+        cannot = [d.name for d in devices if d.runner != "benchmark_model"]
+        if cannot:
+            display.note(f"edge-bench: --op-profiling: {', '.join(cannot)} cannot profile ops"
+                         " (the python runner has no per-op profiler; a device with `runner:"
+                         " benchmark_model` in devices.yaml has): timed without a profile")
     said: List[str] = []  # warnings said once per run
     with calibration_warnings(display.note, said):
         models = resolve_models(req)

@@ -37,6 +37,11 @@ exit codes: 0 trusted (or already trusted), 1 not trusted (declined, or changed 
 """
 
 
+#: what a user with no devices.yaml reads under the listing
+EXAMPLE_HINT = ("to add boards and phones, copy devices.example.yaml (in the repository) to"
+                " ./devices.yaml or ~/.config/edge-bench/devices.yaml and edit it")
+
+
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("devices", help="list the fleet; --check probes health; trust NAME",
                        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -71,40 +76,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print(rows: List[Dict[str, Any]], check: bool, path: Any) -> None:
-    cols = ["device", "transport", "where", "tags"]
-    if check:
-        cols += ["status", "runtime", "python", "agent", "arch", "free disk", "governor", "temp"]
-    table: List[List[str]] = []
-    styles: List[str] = []
-    for r in rows:
-        cells = [r["device"], r["transport"], r["where"], ",".join(r["tags"])]
-        if check:
-            status = "ok" if r.get("ok") else f"FAIL: {r.get('error')}"
-            cells += [status, r.get("runtime") or "-", r.get("python") or "-",
-                      r.get("agent_version") or "-", r.get("arch") or "-",
-                      f"{r['free_disk_mb']} MB" if r.get("free_disk_mb") is not None else "-",
-                      r.get("governor") or "-",
-                      f"{r['temp_c']:.1f} C" if isinstance(r.get("temp_c"), (int, float)) else "-"]
-        table.append(cells)
-        styles.append("" if not check or r.get("ok") else "bold red")
-    if sys.stdout.isatty():
-        from rich.console import Console
-        from rich.table import Table
-        from ..render.display import escape, texts
-        t = Table(title=escape(f"devices ({path or 'no devices.yaml: built-in local only'})"))
-        for c in cols:
-            t.add_column(c, overflow="fold")
-        for cells, st in zip(table, styles):
-            t.add_row(*texts(cells), style=st)
-        Console().print(t)
-        return
-    if path:
-        print(f"devices from {Path(path).resolve()}", file=sys.stderr)
-    widths = [max(len(c), *(len(r[i]) for r in table)) for i, c in enumerate(cols)]
-    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip())
-    for r in table:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-
+    from ..render.devices import print_devices
+    title = f"devices ({Path(path).resolve()})" if path else "devices (no devices.yaml: only local)"
+    tty = sys.stdout.isatty()
+    if not tty:
+        print(f"devices from {Path(path).resolve()}" if path else title, file=sys.stderr)
+    print_devices(rows, check, title, sys.stdout, tty, notes=() if path else (EXAMPLE_HINT,))
 
 
 # ---------------------------------------------------------------------------- trust

@@ -17,10 +17,12 @@ examples:
 def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser("history", help=HELP, description=HELP, epilog=EPILOG,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", metavar="D", default=None)
+    p.add_argument("--device", metavar="D", default=None, help="only this device's results")
     p.add_argument("--model", metavar="M", default=None, help="e.g. builtin:digits or a model path")
-    p.add_argument("--variant", metavar="V", default=None)
-    p.add_argument("--threads", metavar="N", type=int, default=None)
+    p.add_argument("--variant", metavar="V", default=None,
+                   help="only this variant (fp32, int8, dynamic-int8 ...)")
+    p.add_argument("--threads", metavar="N", type=int, default=None,
+                   help="only results timed with N threads")
     p.add_argument("--label", metavar="TEXT", default=None, help="only runs with this label")
     p.add_argument("--last", metavar="N", type=int, default=10,
                    help="the N most recent matching runs (default 10)")

@@ -178,7 +178,13 @@ def _report(service: Any, req: Any, out: Any, display: Any, args: argparse.Names
                  " (use --json FILE to keep them)" if not args.json else ""), file=sys.stderr)
     if out.failed:
         print(f"edge-bench: {len(out.failed)} of {len(out.doc['results'])} results failed or"
-              " disagree with fp32 (see status column)", file=sys.stderr)
+              " disagree with fp32 (the reasons are in the status column"
+              + (", in full under `why:`)" if display.live and not args.quiet else ")"),
+              file=sys.stderr)
+    if out.store is not None and not out.store_error and not args.quiet:
+        rid = out.doc["run_id"]
+        print(f"edge-bench: run {rid} stored in {out.store.path} (`edge-bench report {rid}"
+              " --html FILE`, `compare`, `history`)", file=sys.stderr)
     cmp = None
     if args.baseline:
         cmp = service.compare_baseline(req, out)

@@ -331,7 +331,7 @@ def make_artifacts(models: Sequence[ModelSpec], variants: Sequence[str],
                     if v == "fp32" and m.fp32_recipe:
                         art.recipe = m.fp32_recipe
             except VariantSkipped as e:
-                art.skipped = art.user_text(str(e))
+                art.skipped = art.user_text(e.detail())  # the row says variant and `skipped`
             except EdgeBenchError as e:
                 art.error = art.user_text(str(e))
             out.append(art)

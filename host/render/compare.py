@@ -121,6 +121,27 @@ def rich_columns(cmp: Dict[str, Any]) -> Tuple[List[Any], List[str]]:
     return [c for n, c in cols.items() if n not in drop], styles
 
 
+def row_notes(cmp: Dict[str, Any]) -> List[str]:
+    """`digits int8: slower in this run (p25 +5.4%), not confirmed ...`: every row's
+    environment differences and notes, whole, named the way the table names the row."""
+    from .table import short_labels
+    rows = cmp["rows"]
+    labels = short_labels(r["model"] for r in rows)
+    devices = len({r["device"] for r in rows}) > 1
+    threads = len({r["threads"] for r in rows}) > 1
+    out = []
+    for r, cells in zip(rows, table_rows(cmp)):
+        if not cells[-1]:
+            continue
+        name = f"{labels[r['model']]} {r['variant']}"
+        if threads and r["threads"] is not None:
+            name += f" t{r['threads']}"
+        if devices:
+            name += f" on {r['device']}"
+        out.append(f"{name}: {cells[-1]}")
+    return out
+
+
 def print_rich(cmp: Dict[str, Any], file: Optional[TextIO] = None) -> None:
     """The comparison as a table that fits the terminal (plain text when not a terminal)."""
     from rich.console import Console
@@ -130,6 +151,11 @@ def print_rich(cmp: Dict[str, Any], file: Optional[TextIO] = None) -> None:
     console = Console(file=out, width=None if out.isatty() else 160)
     cols, styles = rich_columns(cmp)
     console.print(rich_table(cols, console.width, title=f"compare {_title(cmp)}", styles=styles))
+    notes = row_notes(cmp)
+    if notes:  # in full: a cell of the table can only start them
+        console.print(Text("notes:", style="bold"))
+        for line in notes:
+            console.print(Text(line))
     console.print(Text(summary_line(cmp), style="bold red" if cmp["regressed"] else "bold green"))
 
 

@@ -9,9 +9,11 @@ rich is imported only here and in the other render modules, never at package imp
 """
 from __future__ import annotations
 
+import math
 import sys
 from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
+from .notes import NOTES_TITLE, result_notes
 from .progress import PROCESS_OVERHEAD_S, DeviceProgress, QuantizeProgress, rich_rows
 from .table import (Col, byte_unit, fmt_bytes, fmt_time, in_unit, pct, plain_table, rich_table,
                     short_labels, signed, time_unit)
@@ -59,13 +61,22 @@ def speedup(r: Dict[str, Any], fp32: Optional[Dict[str, Any]]) -> Optional[float
     return a / b if a and b else None
 
 
-def similarity(acc: Dict[str, Any]) -> str:
-    """Compact output similarity vs fp32: the worst output's SNR ("inf dB" = identical)."""
-    snrs = [o.get("snr_db") for o in acc.get("outputs") or [] if o.get("snr_db") is not None]
-    if not snrs:
+def snr_text(acc: Dict[str, Any], unit: bool = True) -> str:
+    """Output similarity vs fp32: the worst output's SNR (`inf` = identical outputs)."""
+    from ..analysis.verdict import worst_snr
+    v = worst_snr(acc)
+    if v is None:
         return "-"
-    worst = min(snrs)
-    return "inf dB" if worst == float("inf") else f"{worst:.0f} dB"
+    return ("inf" if math.isinf(v) else f"{v:.0f}") + (" dB" if unit else "")
+
+
+#: One word, one meaning (the same in the table, the `result` line, the report; JSON keys in
+#: brackets): top-1 = share of eval samples classified right (accuracy.top1, needs labels);
+#: agree = share of samples whose top class matches fp32's (accuracy.agreement_vs_ref);
+#: SNR = output similarity vs fp32 in dB, the worst output (accuracy.outputs[].snr_db);
+#: speedup = fp32's median latency / this variant's (0.5 = twice as slow).
+WORDS = {"speedup": "speedup", "top1": "top-1 %", "dtop1": "Δtop-1", "agree": "agree %",
+         "snr": "SNR dB"}
 
 
 def row_cells(r: Dict[str, Any], fp32: Optional[Dict[str, Any]]) -> Tuple[List[str], str]:
@@ -78,33 +89,33 @@ def row_cells(r: Dict[str, Any], fp32: Optional[Dict[str, Any]]) -> Tuple[List[s
              fmt_time(lat.get("median")), fmt_time(lat.get("p95")),
              "-" if sp is None else f"{sp:.2f}x",
              "-" if acc.get("top1") is None else f"{acc['top1'] * 100:.1f}%",
-             similarity(acc) if "collapse_snr_db" in (acc.get("tolerance") or {})  # no labels
-             else "-" if acc.get("agreement_vs_ref") is None
-             else f"{acc['agreement_vs_ref'] * 100:.1f}%",
-             status]
+             "-" if acc.get("agreement_vs_ref") is None else f"{acc['agreement_vs_ref'] * 100:.1f}%",
+             snr_text(acc), status]
     return cells, style
 
 
 LINE_KEYS = ["device", "model", "variant", "threads", "size", "median", "p95", "speedup",
-             "top1", "agree", "status"]
+             "top1", "agree", "snr", "status"]
 
 
 def results_columns(results: Sequence[Dict[str, Any]], fp32: Dict[Key, Dict[str, Any]],
                     labels: Dict[str, str], *, one_device: bool, one_threads: bool) -> List[Col]:
-    """The results table's columns: numbers in one unit per column, named in the header."""
+    """The results table's columns: numbers in one unit per column, named in the header. At a
+    small width latency spread and size give way before the speedup and an accuracy."""
     lats = [r.get("latency_ms") or {} for r in results]
     tname, tsize = time_unit([x.get("median") for x in lats] + [x.get("p95") for x in lats])
     bname, bsize = byte_unit([r.get("model_bytes") for r in results])
     cols = {k: c for k, c in (
         ("device", Col("device")), ("model", Col("model", flex=True, min_width=8, prefer=24)),
         ("variant", Col("variant")), ("thr", Col("thr", numeric=True)),
-        ("size", Col(f"size {bname}", numeric=True, priority=4)),
+        ("size", Col(f"size {bname}", numeric=True, priority=2)),
         ("med", Col(f"median {tname}", numeric=True)),
-        ("p95", Col(f"p95 {tname}", numeric=True, priority=2)),
-        ("sp", Col("×fp32", numeric=True, priority=6)),
-        ("top1", Col("top-1 %", numeric=True, priority=3)),
-        ("dtop1", Col("Δtop-1", numeric=True, priority=5)),
-        ("agree", Col("agree %", numeric=True, priority=1)),
+        ("p95", Col(f"p95 {tname}", numeric=True, priority=1)),
+        ("sp", Col(WORDS["speedup"], numeric=True, priority=7)),
+        ("top1", Col(WORDS["top1"], numeric=True, priority=6)),
+        ("dtop1", Col(WORDS["dtop1"], numeric=True, priority=5)),
+        ("agree", Col(WORDS["agree"], numeric=True, priority=3)),
+        ("snr", Col(WORDS["snr"], numeric=True, priority=4)),
         ("status", Col("status", flex=True, min_width=6, prefer=10)))}
     for r, lat in zip(results, lats):
         acc = r.get("accuracy") or {}
@@ -118,7 +129,7 @@ def results_columns(results: Sequence[Dict[str, Any]], fp32: Dict[Key, Dict[str,
                      ("med", in_unit(lat.get("median"), tsize)), ("p95", in_unit(lat.get("p95"), tsize)),
                      ("sp", "-" if sp is None else f"{sp:.2f}"), ("top1", pct(acc.get("top1"))),
                      ("dtop1", signed(d)), ("agree", pct(acc.get("agreement_vs_ref"))),
-                     ("status", status_of(r)[0])):
+                     ("snr", snr_text(acc, unit=False)), ("status", status_of(r)[0])):
             cols[k].cells.append(v)
     drop = {"device"} if one_device else set()
     if one_threads:
@@ -173,6 +184,12 @@ class ResultsView:
                                short_labels(models), one_device=len(devices) == 1,
                                one_threads=len(threads) == 1)
 
+    def notes(self) -> List[str]:
+        """The whole reason of every failed, skipped or flagged result (render/notes.py)."""
+        models, devices, threads = self._sets()
+        return result_notes(self.in_plan_order(), status_of, short_labels(models),
+                            one_device=len(devices) == 1, one_threads=len(threads) == 1)
+
     def rich_table(self, width: Optional[int], last: Optional[int] = None) -> Any:
         """All results in plan order, or while running the `last` ones in arrival order."""
         shown = self.in_plan_order() if last is None else self.results[-last:]
@@ -198,6 +215,7 @@ class LiveDisplay:
         self.quant = QuantizeProgress()
         self._live: Any = None
         self._console: Any = None
+        self._last: Dict[str, str] = {}   # device -> its last plain progress line
 
     # -- setup ----------------------------------------------------------------------------
     def plan(self, plan: Dict[str, List[Tuple[str, str, str, int]]], timing: Any = None) -> None:
@@ -246,6 +264,7 @@ class LiveDisplay:
         live.__exit__(None, None, None)
         if self.view.results:
             self._console.print(self.view.rich_table(self._console.width))
+            print_notes(self._console, self.view.notes())
         if self._console.file is not self.stream:
             self._console.file.close()
 
@@ -262,6 +281,14 @@ class LiveDisplay:
     def _say(self, text: str, file: Optional[TextIO] = None) -> None:
         if not self.quiet and self._live is None:
             print(visible_lines(text), file=file or sys.stderr, flush=True)
+
+    def _plain(self, device: str, line: str) -> None:
+        """A device's progress line in plain mode, unless it repeats the device's last one
+        (two events that change nothing a line shows, e.g. a process done and the task done)."""
+        if self._last.get(device) == line:
+            return
+        self._last[device] = line
+        print(line, file=sys.stderr, flush=True)
 
     def on_quantize(self, done: int, total: int, model: str, variant: str) -> None:
         """Quantization step `done` of `total` is about to start (done == total: finished)."""
@@ -287,8 +314,8 @@ class LiveDisplay:
         if d is not None:
             d.on_status(text)
         if self._live is None and not self.quiet:
-            print(visible(d.line() if d is not None and text.startswith("running") else
-                          f"[{device}] {text}"), file=sys.stderr, flush=True)
+            self._plain(device, visible(d.line() if d is not None and text.startswith("running") else
+                                        f"[{device}] {text}"))
 
     def on_progress(self, device: str, info: Dict[str, Any]) -> None:
         d = self.devices.get(device)
@@ -297,8 +324,8 @@ class LiveDisplay:
         d.on_progress(info)
         if self._live is None and not self.quiet and not (
                 info.get("kind") == "push" and not info.get("finished") and not info.get("first")):
-            print(visible(d.line() if info.get("kind") != "push" else _push_line(device, info)),
-                  file=sys.stderr, flush=True)
+            self._plain(device, visible(d.line() if info.get("kind") != "push"
+                                        else _push_line(device, info)))
 
     def on_result(self, r: Dict[str, Any]) -> None:
         self.view.add(r)
@@ -320,6 +347,16 @@ class LiveDisplay:
         for line in plain_table(self.view.columns(self.view.in_plan_order()), None):
             print(line, file=self.stream)
         self.stream.flush()
+
+
+def print_notes(console: Any, notes: Sequence[str]) -> None:
+    """The reasons below a table, wrapped at words by the console (never cut)."""
+    if not notes:
+        return
+    from rich.text import Text
+    console.print(Text(NOTES_TITLE, style="bold"))
+    for line in notes:
+        console.print(Text(line))
 
 
 def _push_line(device: str, info: Dict[str, Any]) -> str:

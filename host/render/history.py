@@ -52,7 +52,7 @@ def _change(a: Optional[Dict[str, Any]], b: Optional[Dict[str, Any]]) -> str:
 
 
 def runs_columns(runs: List[Dict[str, Any]]) -> List[Col]:
-    cols = [Col("run", priority=1), Col("label", flex=True, min_width=8, prefer=20),
+    cols = [Col("run"), Col("label", flex=True, min_width=8, prefer=20),
             Col("started", priority=3), Col("finished", priority=2), Col("status"),
             Col("ok", numeric=True)]
     for r in runs:
@@ -96,7 +96,9 @@ def trend_columns(groups: Dict[Key, List[Dict[str, Any]]]) -> List[Col]:
 def key_columns(rs: List[Dict[str, Any]]) -> Tuple[List[Col], List[str]]:
     """One row per run of a key, and the row styles."""
     unit, size = time_unit([r["median_ms"] for r in rs])
-    cols = [Col("run", priority=1), Col("label", flex=True, min_width=8, prefer=20),
+    # the run id is never dropped: it is what `compare` and `report` take, and without it (or
+    # a label) a row says nothing about which run it is
+    cols = [Col("run"), Col("label", flex=True, min_width=8, prefer=20, priority=6),
             Col("started", priority=3), Col(f"median {unit}", numeric=True),
             Col(f"95% CI {unit}", numeric=True, priority=4), Col("n", numeric=True, priority=2),
             Col("vs previous", numeric=True), Col("runtime", priority=5),

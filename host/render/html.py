@@ -12,6 +12,7 @@ import numpy as np
 from ..analysis.interference import describe, is_busy
 from ..analysis.verdict import Key
 from ..results.dburl import redact_argv
+from .display import WORDS, snr_text
 from .svg import distribution_svg, esc, fmt_ms, trend_svg
 from .tradeoff import TRADEOFF_CSS, devices_svg, tradeoff_svg
 
@@ -84,11 +85,23 @@ def iqr_over_median(samples: Any) -> Optional[float]:
     return (q3 - q1) / med if med > 0 else None
 
 
+#: what each accuracy word measures, under the results table (the terminal's docs say the same)
+WORDS_NOTE = ("speedup = fp32's median / this variant's (0.5 = twice as slow); top-1 % = eval"
+              " samples classified right (needs labels; in brackets its change vs fp32 in points);"
+              " agree % = samples whose top class matches fp32's; SNR dB = output similarity vs"
+              " fp32, the worst output (inf = identical).")
+
+
+def _dash(text: str) -> str:
+    return "–" if text == "-" else text
+
+
 def results_table(doc: Dict[str, Any]) -> str:
     results = doc.get("results") or []
     sp = _speedups(results)
     cols = ["device", "model", "variant", "thr", "size", "median ms", "95% CI", "p95 ms", "CoV",
-            "IQR/med", "n", "vs fp32", "top-1", "agree", "runtime", "status"]
+            "IQR/med", "n", WORDS["speedup"], WORDS["top1"], WORDS["agree"], WORDS["snr"],
+            "runtime", "status"]
     out = ['<div class="tablewrap"><table class="res"><thead><tr>' + "".join(f"<th>{esc(c)}</th>" for c in cols)
            + "</tr></thead><tbody>"]
     for i, r in enumerate(results):
@@ -112,10 +125,10 @@ def results_table(doc: Dict[str, Any]) -> str:
         size_s = "–" if size is None else (f"{size / 1024:.1f} KB" if size < 1 << 20 else f"{size / (1 << 20):.2f} MB")
         top1 = "–"
         if acc.get("top1") is not None:
-            top1 = f"{acc['top1'] * 100:.1f}%"
+            top1 = f"{acc['top1'] * 100:.1f}"
             if acc.get("top1_ref") is not None:
                 top1 += f" ({(acc['top1'] - acc['top1_ref']) * 100:+.1f})"
-        agree = f"{acc['agreement_vs_ref'] * 100:.1f}%" if acc.get("agreement_vs_ref") is not None else "–"
+        agree = f"{acc['agreement_vs_ref'] * 100:.1f}" if acc.get("agreement_vs_ref") is not None else "–"
         cov = f"{lat['cov'] * 100:.1f}%" if lat.get("cov") is not None else "–"
         spread = iqr_over_median(r.get("samples_ms") or [])
         iqr = "–" if spread is None else f"{spread * 100:.1f}%"
@@ -127,7 +140,8 @@ def results_table(doc: Dict[str, Any]) -> str:
         cells = [(esc(r.get("device")), ""), (esc(r.get("model")), ""), (esc(r.get("variant")), ""),
                  (esc(r.get("threads")), "n"), (size_s, "n"), (fmt_ms(lat.get("median")), "n"),
                  (cis, "n"), (fmt_ms(lat.get("p95")), "n"), (cov, "n"), (iqr, "n"), (esc(n), "n"),
-                 (f"{sp[i]:.2f}×" if sp[i] else "–", "n"), (top1, "n"), (agree, "n"), (esc(rts), "rt"),
+                 (f"{sp[i]:.2f}" if sp[i] else "–", "n"), (top1, "n"), (agree, "n"),
+                 (_dash(snr_text(acc, unit=False)), "n"), (esc(rts), "rt"),
                  (status, "st")]
         out.append(f'<tr class="{cls}">' + "".join(
             f'<td class="{c}">{v}</td>' if c else f"<td>{v}</td>" for v, c in cells) + "</tr>")
@@ -210,6 +224,7 @@ def render_html(doc: Dict[str, Any], history: Optional[Dict[Key, List[Dict[str, 
                  "</div>")
     parts.append("<h2>Results</h2>")
     parts.append(results_table(doc))
+    parts.append(f'<p class="note">{esc(WORDS_NOTE)}</p>')
     parts.extend(tradeoff_section(results))
 
     # distributions: one plot per (device, model), one row per variant x threads

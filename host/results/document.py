@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, TextIO, Union
 
 from ..errors import StoreError, UsageError
+from ..files import chmod_for_user
 
 SCHEMA = "edge-bench/run/1"
 SCHEMA_FILE = Path(__file__).resolve().parent / "schemas" / "run-1.json"
@@ -86,6 +87,7 @@ def write_text(text: str, path_or_dash: PathLike, what: str = "") -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
         try:
+            chmod_for_user(fd)  # the user's umask, as a plain open() would (mkstemp: 0600)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(text)
             os.replace(tmp, path)

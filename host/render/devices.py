@@ -1,0 +1,89 @@
+"""`edge-bench devices [--check]` on screen: one line per device (table.fit decides which columns
+a width holds), then every failure spelled out in full below the table, one paragraph per device:
+a reason is a sentence with a path and a hint, never squeezed into a cell."""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence, TextIO
+
+from .notes import plural
+from .table import Col, byte_unit, in_unit, plain_table, rich_table
+
+
+def device_columns(rows: Sequence[Dict[str, Any]], check: bool) -> List[Col]:
+    """The listing's columns; with `check` the probe's facts, most useful first (what drops last
+    at a small width: device, transport, status, runtime)."""
+    cols = {"device": Col("device"), "transport": Col("transport"),
+            "where": Col("where", flex=True, priority=4, min_width=8, prefer=18),
+            "tags": Col("tags", priority=1, flex=not check, min_width=4, prefer=16)}
+    free = [r["free_disk_mb"] * (1 << 20) if isinstance(r.get("free_disk_mb"), (int, float))
+            else None for r in rows]
+    fname, fsize = byte_unit(free)
+    if check:
+        cols.update({"status": Col("status"), "runtime": Col("runtime", priority=9),
+                     "python": Col("python", priority=7), "agent": Col("agent", priority=3),
+                     "arch": Col("arch", priority=6),
+                     "free": Col(f"free {fname}", numeric=True, priority=5),
+                     "governor": Col("governor", priority=2),
+                     "temp": Col("temp °C", numeric=True, priority=2)})
+    for r, fb in zip(rows, free):
+        cells = {"device": r["device"], "transport": r["transport"], "where": r["where"],
+                 "tags": ",".join(r.get("tags") or []) or "-"}
+        if check:
+            temp = r.get("temp_c")
+            cells.update({"status": check_status(r), "runtime": r.get("runtime") or "-",
+                          "python": r.get("python") or "-", "agent": r.get("agent_version") or "-",
+                          "arch": r.get("arch") or "-", "free": in_unit(fb, fsize),
+                          "governor": r.get("governor") or "-",
+                          "temp": f"{temp:.1f}" if isinstance(temp, (int, float)) else "-"})
+        for k, c in cols.items():
+            c.cells.append(str(cells[k]))
+    return list(cols.values())
+
+
+def check_status(r: Dict[str, Any]) -> str:
+    return "ok" if r.get("ok") else "FAIL"
+
+
+def failures(rows: Sequence[Dict[str, Any]]) -> List[str]:
+    """One full sentence per failed probe, the device first (the probe's error may already
+    start with it)."""
+    out = []
+    for r in rows:
+        if r.get("ok") or "ok" not in r:
+            continue
+        err = str(r.get("error") or "failed (no reason given)")
+        prefix = f"{r['device']}: "
+        out.append(err if err.startswith(prefix) else prefix + err)
+    return out
+
+
+def print_devices(rows: Sequence[Dict[str, Any]], check: bool, title: str,
+                  stream: TextIO, tty: bool, width: Optional[int] = None,
+                  notes: Sequence[str] = ()) -> None:
+    """The table (fitted to the terminal when `tty`, under `title`; full width as plain text
+    otherwise, the caller says the title on stderr) and, with `check`, the failures below it in
+    full; `notes` (sentences) last."""
+    cols = device_columns(rows, check)
+    styles = ["bold red" if check and not r.get("ok") else "" for r in rows]
+    failed = failures(rows) if check else []
+    if tty:
+        from rich.console import Console
+        from rich.text import Text
+        console = Console(file=stream, width=width)
+        console.print(Text(title, style="italic"))  # as wide as the screen, not the table
+        console.print(rich_table(cols, console.width, styles=styles))
+        if failed:
+            console.print(Text(f"{plural(len(failed), 'device')} failed the check:", style="bold"))
+            for line in failed:  # wrapped at words by the console: every line fits
+                console.print(Text(line, style="red"))
+        for line in notes:
+            console.print(Text(line, style="dim"))
+        return
+    for line in plain_table(cols, None):
+        print(line, file=stream)
+    if failed:
+        print(f"{plural(len(failed), 'device')} failed the check:", file=stream)
+        for line in failed:
+            print(line, file=stream)
+    for line in notes:
+        print(line, file=stream)

@@ -1,0 +1,43 @@
+"""The sentences below a table: a failure's, a skip's or a wrong output's whole reason, which a
+cell of an 80-column table can only start. One line per distinct reason, naming the rows it
+is about; the console wraps it at words, so every line fits the screen."""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Sequence, Tuple
+
+NOTES_TITLE = "why:"
+
+
+def result_notes(results: Sequence[Dict[str, Any]], status: Callable[[Dict[str, Any]], Tuple[str, str]],
+                 labels: Dict[str, str], *, one_device: bool, one_threads: bool) -> List[str]:
+    """`digits int8, mobilenet int8: skipped: it needs calibration data (pass --calibration
+    ...)`: every result whose status is not a plain ok, grouped by the same text (a device
+    that failed fails all its rows with one reason: said once, with the device)."""
+    groups: Dict[str, Dict[str, List[str]]] = {}   # reason -> device -> rows
+    per_device: Dict[str, int] = {}
+    for r in results:
+        per_device[r["device"]] = per_device.get(r["device"], 0) + 1
+        text, style = status(r)
+        if style == "ok":
+            continue
+        name = f"{labels.get(r['model'], r['model'])} {r['variant']}"
+        if not one_threads:
+            name += f" t{r['threads']}"
+        groups.setdefault(text, {}).setdefault(r["device"], []).append(name)
+    out = []
+    for text, by_device in groups.items():
+        # the same rows on several devices (a skip, made on the host) are named once
+        same: Dict[Tuple[str, ...], List[str]] = {}
+        for device, names in by_device.items():
+            if len(names) > 1 and len(names) == per_device[device]:   # the device itself failed
+                names = [f"all {len(names)} results"]
+            same.setdefault(tuple(dict.fromkeys(names)), []).append(device)
+        who = "; ".join(", ".join(names) + ("" if one_device else " on " + ", ".join(devices))
+                        for names, devices in same.items())
+        out.append(f"{who}: {text}")
+    return out
+
+
+def plural(n: int, word: str) -> str:
+    """`1 device`, `3 devices`, `1 result`."""
+    return f"{n} {word}" + ("" if n == 1 else "s")
