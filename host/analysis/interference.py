@@ -69,9 +69,9 @@ def busy_reason(base: Dict[str, Any], cand: Dict[str, Any], verdict: str) -> Opt
 
 
 def busy_note(result: Dict[str, Any]) -> Optional[str]:
-    """What `run` says while it runs when a result was timed on a busy device."""
+    """What `run` says while it runs, once per device (the caller keeps track), when a result
+    was timed on a busy device. It names no model: one short line per device, not one per task."""
     if not is_busy(result):
         return None
-    return (f"device busy: {describe(result, 'timing')} of {result.get('model')}"
-            f" {result.get('variant')} on {result.get('device')}; a comparison will call its"
-            " slowdowns inconclusive")
+    return (f"{result.get('device')} is busy ({describe(result, 'timing')});"
+            " slowdowns timed now will be judged inconclusive")

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import (Any, Callable, Collection, Dict, Iterator, List, Optional, Protocol,
-                    Sequence, Tuple)
+                    Sequence, Set, Tuple)
 
 from ..analysis.interference import busy_note
 from ..analysis.verdict import DEFAULT_THRESHOLD, Key
@@ -324,13 +324,16 @@ def execute(req: RunRequest, display: Display, json_out: Optional[str] = None,
 
     writer = StoreWriter(store, doc["run_id"], display.note) if store is not None else None
 
+    busy_said: Set[Any] = set()  # devices already said to be busy
+
     def on_result(r: Dict[str, Any]) -> None:
         doc["results"].append(r)
         if writer is not None:
             writer.add(r)      # never raises: a store failure must not stop the benchmark
         display.on_result(r)
-        busy = busy_note(r)
-        if busy is not None:   # said while it runs: this result cannot show a slowdown
+        busy = busy_note(r) if r.get("device") not in busy_said else None
+        if busy is not None:   # said while it runs, once per device: its results cannot show
+            busy_said.add(r.get("device"))    # a slowdown
             display.note(f"edge-bench: warning: {busy}")
 
     from ..fleet.session import Session
