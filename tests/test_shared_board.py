@@ -387,23 +387,47 @@ def _layout(base: Path, how: str) -> str:
     return str(wd)
 
 
+#: how a device runs the script: (shell argv, the multi-call binary whose stat/readlink/id/
+#: mkdir/find/rm/printf it uses, or None for the system's): dash + coreutils (Debian, Pi OS),
+#: mksh + toybox (Android), busybox ash + busybox (Buildroot, Yocto)
+SHELLS = {"dash-coreutils": (["sh"], None), "mksh-toybox": (["mksh"], "toybox"),
+          "busybox": (["busybox", "sh"], "busybox")}
+
+
+def _shell(tmp_path: Path, kind: str) -> Any:
+    argv, multi = SHELLS[kind]
+    if not shutil.which(argv[0]) or (multi and not shutil.which(multi)):
+        pytest.skip(f"{argv[0]} / {multi} not installed (.ci/run installs them)")
+    env = dict(os.environ)
+    if multi:
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        for tool in ("stat", "readlink", "id", "mkdir", "find", "rm", "printf"):
+            (bin_dir / tool).symlink_to(shutil.which(multi))
+        env["PATH"] = str(bin_dir)
+        argv = [shutil.which(argv[0]), *argv[1:]]
+    return argv, env
+
+
+@pytest.mark.parametrize("shell", list(SHELLS))
 @pytest.mark.parametrize("how", LAYOUTS)
-def test_the_host_script_and_the_agent_walk_agree(tmp_path: Path, how: str) -> None:
+def test_the_host_script_and_the_agent_walk_agree(tmp_path: Path, how: str, shell: str) -> None:
     """One rule, two spellings (safepath.WORKDIR_SCRIPT in sh for the host over any transport,
     safepath.safe_workdir in Python for the agent): the same verdict and the same directory on
-    every layout."""
+    every layout, with the shells and tools of the devices edge-bench supports."""
     from edge_bench_agent import safepath
     from edge_bench_agent.protocol import AgentError
     if os.geteuid() != 0:
         pytest.skip("needs root to make files of another uid")
+    sh_argv, sh_env = _shell(tmp_path, shell)
     results_ = []
     for side in ("sh", "py"):
         base = tmp_path / side
         base.mkdir()
         path = _layout(base, how)
         if side == "sh":
-            out = subprocess.run(["sh", "-c", safepath.WORKDIR_SCRIPT, "sh", path],
-                                 capture_output=True, text=True, timeout=60)
+            out = subprocess.run([*sh_argv, "-c", safepath.WORKDIR_SCRIPT, "sh", path],
+                                 capture_output=True, text=True, timeout=60, env=sh_env)
             verdict, _, text = out.stdout.strip().partition(" ")
         else:
             try:
