@@ -441,3 +441,30 @@ def test_the_host_script_and_the_agent_walk_agree(tmp_path: Path, how: str, shel
     assert results_[0] == results_[1], results_
     expect_ok = how in ("new", "mine-0755", "sticky-root", "link-mine", "relative-dots")
     assert (results_[0][0] == "ok") == expect_ok, results_
+
+
+def test_the_bootstrap_imports_from_the_bytes_it_verified_not_from_the_path(
+        tmp_path: Path) -> None:
+    """After the check the agent's file is never read again: a zipapp that, once started,
+    replaces its own file with another one and then imports its second module still gets the
+    module it was verified with (a memfd on Linux)."""
+    def pyz(second: str) -> bytes:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr("__main__.py", "import os, sys\n"
+                        "boot = sys.modules['edge_bench_boot']\n"
+                        "tmp = boot.origin + '.new'\n"
+                        "open(tmp, 'wb').write(open(boot.origin + '.other', 'rb').read())\n"
+                        "os.replace(tmp, boot.origin)\n"
+                        "import second\n"
+                        "print(second.WHO, sys.argv[0].startswith('/proc/self/fd/'))\n")
+            zf.writestr("second.py", "WHO = %r\n" % second)
+        return buf.getvalue()
+    good, other = pyz("verified"), pyz("swapped")
+    f = tmp_path / "agent.pyz"
+    f.write_bytes(good)
+    Path(str(f) + ".other").write_bytes(other)
+    p = _boot(f, hashlib.sha256(good).hexdigest())
+    assert p.returncode == 0, p.stderr
+    assert f.read_bytes() == other                 # the file was swapped under it
+    assert p.stdout.split() == ["verified", "True"]
