@@ -387,23 +387,47 @@ def _layout(base: Path, how: str) -> str:
     return str(wd)
 
 
+#: how a device runs the script: (shell argv, the multi-call binary whose stat/readlink/id/
+#: mkdir/find/rm/printf it uses, or None for the system's): dash + coreutils (Debian, Pi OS),
+#: mksh + toybox (Android), busybox ash + busybox (Buildroot, Yocto)
+SHELLS = {"dash-coreutils": (["sh"], None), "mksh-toybox": (["mksh"], "toybox"),
+          "busybox": (["busybox", "sh"], "busybox")}
+
+
+def _shell(tmp_path: Path, kind: str) -> Any:
+    argv, multi = SHELLS[kind]
+    if not shutil.which(argv[0]) or (multi and not shutil.which(multi)):
+        pytest.skip(f"{argv[0]} / {multi} not installed (.ci/run installs them)")
+    env = dict(os.environ)
+    if multi:
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        for tool in ("stat", "readlink", "id", "mkdir", "find", "rm", "printf"):
+            (bin_dir / tool).symlink_to(shutil.which(multi))
+        env["PATH"] = str(bin_dir)
+        argv = [shutil.which(argv[0]), *argv[1:]]
+    return argv, env
+
+
+@pytest.mark.parametrize("shell", list(SHELLS))
 @pytest.mark.parametrize("how", LAYOUTS)
-def test_the_host_script_and_the_agent_walk_agree(tmp_path: Path, how: str) -> None:
+def test_the_host_script_and_the_agent_walk_agree(tmp_path: Path, how: str, shell: str) -> None:
     """One rule, two spellings (safepath.WORKDIR_SCRIPT in sh for the host over any transport,
     safepath.safe_workdir in Python for the agent): the same verdict and the same directory on
-    every layout."""
+    every layout, with the shells and tools of the devices edge-bench supports."""
     from edge_bench_agent import safepath
     from edge_bench_agent.protocol import AgentError
     if os.geteuid() != 0:
         pytest.skip("needs root to make files of another uid")
+    sh_argv, sh_env = _shell(tmp_path, shell)
     results_ = []
     for side in ("sh", "py"):
         base = tmp_path / side
         base.mkdir()
         path = _layout(base, how)
         if side == "sh":
-            out = subprocess.run(["sh", "-c", safepath.WORKDIR_SCRIPT, "sh", path],
-                                 capture_output=True, text=True, timeout=60)
+            out = subprocess.run([*sh_argv, "-c", safepath.WORKDIR_SCRIPT, "sh", path],
+                                 capture_output=True, text=True, timeout=60, env=sh_env)
             verdict, _, text = out.stdout.strip().partition(" ")
         else:
             try:
@@ -417,3 +441,30 @@ def test_the_host_script_and_the_agent_walk_agree(tmp_path: Path, how: str) -> N
     assert results_[0] == results_[1], results_
     expect_ok = how in ("new", "mine-0755", "sticky-root", "link-mine", "relative-dots")
     assert (results_[0][0] == "ok") == expect_ok, results_
+
+
+def test_the_bootstrap_imports_from_the_bytes_it_verified_not_from_the_path(
+        tmp_path: Path) -> None:
+    """After the check the agent's file is never read again: a zipapp that, once started,
+    replaces its own file with another one and then imports its second module still gets the
+    module it was verified with (a memfd on Linux)."""
+    def pyz(second: str) -> bytes:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr("__main__.py", "import os, sys\n"
+                        "boot = sys.modules['edge_bench_boot']\n"
+                        "tmp = boot.origin + '.new'\n"
+                        "open(tmp, 'wb').write(open(boot.origin + '.other', 'rb').read())\n"
+                        "os.replace(tmp, boot.origin)\n"
+                        "import second\n"
+                        "print(second.WHO, sys.argv[0].startswith('/proc/self/fd/'))\n")
+            zf.writestr("second.py", "WHO = %r\n" % second)
+        return buf.getvalue()
+    good, other = pyz("verified"), pyz("swapped")
+    f = tmp_path / "agent.pyz"
+    f.write_bytes(good)
+    Path(str(f) + ".other").write_bytes(other)
+    p = _boot(f, hashlib.sha256(good).hexdigest())
+    assert p.returncode == 0, p.stderr
+    assert f.read_bytes() == other                 # the file was swapped under it
+    assert p.stdout.split() == ["verified", "True"]

@@ -79,8 +79,9 @@ def check_workdir(transport: Transport, workdir: str) -> str:
     if workdir in cache:
         return cache[workdir]
     res = transport.run(["sh", "-c", WORKDIR_SCRIPT, "sh", workdir], timeout=60)
-    lines = res.stdout.strip().splitlines()
-    verdict, _, text = (lines[0] if lines else "").partition(" ")
+    # the script's one verdict line (a login file of the device's shell may print more)
+    said = [x for x in res.stdout.splitlines() if x.startswith(("ok /", "refuse "))]
+    verdict, _, text = (said[-1] if said else "").partition(" ")
     if verdict == "refuse":
         raise DeviceError(transport.device.name, text)
     if verdict != "ok" or not text.startswith("/"):

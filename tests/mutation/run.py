@@ -114,6 +114,13 @@ MODULES: Dict[str, Module] = {
     # after cosmic-ray's per-mutant timeout)
     "agent-lock": Module("agent/lock.py", ("-o", "timeout=20", "tests/test_lock_rules.py"),
                          timeout=120.0),
+    # the shared-board rules (the Python walk, file checks); the sh spelling of the walk is
+    # compared with it on every layout by the `agree` tests
+    "safepath": Module("agent/safepath.py", (
+        "-k", "agree or refuses_a_model or loads_the_model or bootstrap",
+        "tests/test_shared_board.py"),
+        functions=("others_can_write", "_make_dir", "safe_workdir", "_final", "file_problem",
+                   "open_checked", "hash_fd", "fd_path"), timeout=90.0),
     "protocol": Module("agent/protocol.py", ("tests/test_protocol_rules.py",
                                              "tests/test_protocol.py"),
                        functions=("_num", "task_processes", "task_params", "parse_job",
