@@ -151,6 +151,8 @@ def read_json(path: PathLike) -> Dict[str, Any]:
         doc = json.loads(text)
     except ValueError as e:
         raise StoreError(f"{p} is not valid JSON: {e}") from e
+    except RecursionError:
+        raise StoreError(f"{p} is not a results file (JSON nested too deeply)") from None
     check_schema_id(doc, str(p))
     validate(doc, where=str(p))
     return doc
