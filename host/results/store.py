@@ -463,7 +463,7 @@ class Store:
                                "status": row["status"]}
         run = f"run {row['run_id']} in {self.path}"
         doc["host"] = json_cell(row["host"], dict, f"{run}: column host")
-        doc["argv"] = json_cell(row["argv"], list, f"{run}: column argv")
+        doc["argv"] = redact_argv(json_cell(row["argv"], list, f"{run}: column argv"))  # old rows
         extra = json_cell(row["extra"], dict, f"{run}: column extra")
         for k, v in extra.items():
             if not k.startswith("_"):
