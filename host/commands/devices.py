@@ -100,6 +100,8 @@ def _print(rows: List[Dict[str, Any]], check: bool, path: Any) -> None:
         return
     if path:
         print(f"devices from {Path(path).resolve()}", file=sys.stderr)
+    from ..render.visible import visible
+    table = [[visible(c) for c in r] for r in table]  # device facts and errors: untrusted text
     widths = [max(len(c), *(len(r[i]) for r in table)) for i, c in enumerate(cols)]
     print("  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip())
     for r in table:
