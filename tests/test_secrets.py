@@ -137,3 +137,16 @@ def test_a_password_an_older_version_stored_is_not_shown(tmp_path: Path,
                                   if f.is_file() and f.suffix in (".json", ".html")]
     for text in texts:
         _assert_hidden(text, "report of an old store")
+
+
+def test_usage_errors_do_not_echo_a_password(capsys: pytest.CaptureFixture) -> None:
+    """argparse quotes what it could not place: a URL typed without --db is one of those."""
+    pw = _pw("/@")
+    for argv in (["history", f"postgresql://u:{pw}@h/db"],
+                 ["history", "--db", "host=h dbname=d", f"password={pw}"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert "unrecognized arguments" in err
+        _assert_hidden(err, "usage error")
