@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import List, Optional
+from typing import List, NoReturn, Optional
 
 from . import __version__
 from .errors import EdgeBenchError
@@ -44,8 +44,18 @@ exit codes: 0 ok, 1 regression found (--fail-on-regression), 2 usage or config e
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, whose usage errors (which quote the arguments: `unrecognized arguments:
+    postgresql://u:PW@h/db`) hide passwords and show control characters visibly."""
+
+    def error(self, message: str) -> "NoReturn":  # type: ignore[override]
+        from .results.dburl import redact
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {visible_lines(redact(message))}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="edge-bench",
         description="Benchmark TFLite/LiteRT models and their quantized variants on edge devices"
                     " (SSH boards, Android phones over adb, and this machine as `local`).",
@@ -72,7 +82,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         try:
             arg.encode("utf-8")
         except UnicodeEncodeError:
-            shown = arg.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            from .results.dburl import redact
+            shown = redact(arg.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
             print(f"edge-bench: error: argument {shown!r} is not valid UTF-8 (a file name in"
                   " another encoding?); rename the file or pass a symlink with a UTF-8 name",
                   file=sys.stderr)

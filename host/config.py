@@ -216,10 +216,14 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> Dict[str,
         if not isinstance(key_node, yaml.ScalarNode):
             raise ConfigError(f"{loader.name}:{key_node.start_mark.line + 1}: a key must be a"
                               " plain word, not a list or mapping")
-        key = loader.construct_object(key_node, deep=True)
-        if key in mapping:
+        try:
+            key = loader.construct_object(key_node, deep=True)
+            mapping[key] = loader.construct_object(value_node, deep=True)
+        except ValueError:  # an integer past Python's 4300-digit conversion limit
+            raise ConfigError(f"{loader.name}:{key_node.start_mark.line + 1}: field"
+                              f" {_shown(key_node.value)[:60]}: the number is far too large") from None
+        if key in mapping.lines:
             raise ConfigError(f"{loader.name}:{key_node.start_mark.line + 1}: duplicate key {key!r}")
-        mapping[key] = loader.construct_object(value_node, deep=True)
         mapping.lines[key] = key_node.start_mark.line + 1
     mapping.line = node.start_mark.line + 1
     return mapping

@@ -1,8 +1,10 @@
 """sha256 of files, cached by (path, size, mtime) so big models are hashed once per change."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 import threading
 from pathlib import Path
 from typing import Dict, Tuple
@@ -12,7 +14,11 @@ _lock = threading.Lock()
 
 
 def sha256_file(path: Path) -> str:
+    """sha256 of a regular file; OSError for anything else (a FIFO would block the read forever,
+    a device never end)."""
     st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise OSError(errno.EINVAL, "not a regular file (a FIFO, device or socket?)", str(path))
     key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
     with _lock:
         hit = _cache.get(key)

@@ -81,3 +81,19 @@ def test_a_key_with_nothing_measured_is_never_same(cand: List[float]) -> None:
     assert row["verdict"] == "error" and row["regression"], row
     cmp = {"rows": [row], "regressed": True}
     assert gate_failures(cmp)
+
+
+@pytest.mark.parametrize("avg", ["0", "-105784", "nan"])
+def test_benchmark_model_summary_of_impossible_latency_is_an_error(tmp_path: Path,
+                                                                  avg: str) -> None:
+    """benchmark_model prints a summary, not samples: an impossible one is an error row too."""
+    from edge_bench.fleet import benchmark_model as bm
+    from test_benchmark_model import DATA, _task
+    text = (DATA / "linux_arm64_mobilenet_quant_cpu.txt").read_text()
+    text = text.replace("Inference (avg): 105784", f"Inference (avg): {avg}")
+    text = text.replace("avg=105784", f"avg={avg}").replace("median=105718", f"median={avg}")
+    m = tmp_path / "m.tflite"
+    m.write_bytes(b"\0" * 64)
+    rec = bm.result_record("pi", _task(m), bm.parse_output(text))
+    assert rec["status"] == "error", rec["latency_ms"]
+    assert rec["error_detail"]["type"] in ("BadSamples", "NoTimingSummary")

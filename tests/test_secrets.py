@@ -113,3 +113,40 @@ def test_no_password_in_store_json_report_site_queue_or_messages(
         said += [cap.out, cap.err]
     for text in _everything(tmp_path, pg_url) + said:
         _assert_hidden(text, "output")
+
+
+def test_a_password_an_older_version_stored_is_not_shown(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    """Rows written before argv was redacted: reading them (HTML report, site, compare) hides it."""
+    import sqlite3
+    from test_store import add_run, make_result
+    from edge_bench.results.store import Store
+    db = tmp_path / "old.sqlite"
+    st = Store(db)
+    add_run(st, "old", "2024-07-01T00:00:00+00:00", [make_result("fp32")])
+    st.close()
+    pw = _pw("/@#")
+    raw = json.dumps(["edge-bench", "run", "--db", f"postgresql://u:{pw}@h/db"])
+    with sqlite3.connect(db) as c:
+        c.execute("UPDATE runs SET argv = ?", (raw,))
+    assert main(["report", "last", "--db", str(db), "--html", str(tmp_path / "r.html")]) == 0
+    assert main(["compare", "last", "last", "--db", str(db), "--json", "-"]) == 0
+    assert main(["report", "--site", str(tmp_path / "site"), "--db", str(db)]) == 0
+    cap = capsys.readouterr()
+    texts = [cap.out, cap.err] + [f.read_text() for f in tmp_path.rglob("*")
+                                  if f.is_file() and f.suffix in (".json", ".html")]
+    for text in texts:
+        _assert_hidden(text, "report of an old store")
+
+
+def test_usage_errors_do_not_echo_a_password(capsys: pytest.CaptureFixture) -> None:
+    """argparse quotes what it could not place: a URL typed without --db is one of those."""
+    pw = _pw("/@")
+    for argv in (["history", f"postgresql://u:{pw}@h/db"],
+                 ["history", "--db", "host=h dbname=d", f"password={pw}"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert "unrecognized arguments" in err
+        _assert_hidden(err, "usage error")

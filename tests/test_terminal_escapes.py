@@ -83,3 +83,16 @@ def test_error_message_escapes_are_shown_not_sent(tmp_path: Path) -> None:
                     str(tmp_path / "x.db")], tmp_path)
     assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
     _no_raw_controls(p.stdout + p.stderr)
+
+
+def test_devices_check_shows_a_device_error_visibly(tmp_path: Path) -> None:
+    bad = tmp_path / "python-bad"
+    bad.write_text('#!/bin/sh\nprintf "boom \\033]52;c;cHduZWQ=\\007 \\033[2J\\n" >&2\nexit 1\n')
+    bad.chmod(0o755)
+    cfg = tmp_path / "devices.yaml"
+    cfg.write_text(f"version: 1\ndevices:\n  box:\n    transport: local\n"
+                   f"    workdir: {tmp_path / 'work'}\n    python: {bad}\n")
+    p = edge_bench(["devices", "--check", "--config", str(cfg)], tmp_path)
+    assert p.returncode == 3, p.stdout + p.stderr
+    _no_raw_controls(p.stdout + p.stderr)
+    assert "\\x1b]52;c;" in p.stdout

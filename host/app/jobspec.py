@@ -63,8 +63,10 @@ def data_sha256(path: str, flag: str) -> str:
     if p.is_dir():
         files = sorted(f for f in p.iterdir() if f.is_file())
         return sha256_bytes("\n".join(f"{f.name}:{sha256_file(f)}" for f in files).encode())
-    if not p.is_file():
+    if not p.exists():
         raise UsageError(f"--{flag} {path}: no such file")
+    from ..models.datafiles import check_data_file
+    check_data_file(p, f"--{flag}")  # a regular file (a FIFO would block) of a sane size
     return sha256_file(p)
 
 

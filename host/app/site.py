@@ -16,6 +16,7 @@ threshold is judged again.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,17 +89,18 @@ def load(store: Any, out_dir: Path, *, verdict_pairs: int = 1,
     if cache_path.is_file():
         try:
             got = json.loads(cache_path.read_text(encoding="utf-8"))
-            if got.get("threshold") == threshold and got.get("rule") == VERDICT_RULE:
-                cache = got.get("pairs") or {}
-        except (OSError, ValueError):
-            cache = {}
+        except (OSError, ValueError, RecursionError):
+            got = None
+        if isinstance(got, dict) and got.get("threshold") == threshold \
+                and got.get("rule") == VERDICT_RULE and isinstance(got.get("pairs"), dict):
+            cache = got["pairs"]
     data = SiteData(runs, series)
     for s in series.values():
         s.changes = env_changes(s.rows)
         todo = []
         for i in range(1, len(s.rows)):
             pid = _pair_id(s.rows[i - 1], s.rows[i])
-            if pid in cache:
+            if pid in cache and _cached_ok(cache[pid], s.rows[i - 1], s.rows[i], threshold):
                 s.verdicts[i] = cache[pid]
                 data.cached += 1
             elif i >= len(s.rows) - verdict_pairs:
@@ -113,6 +115,32 @@ def load(store: Any, out_dir: Path, *, verdict_pairs: int = 1,
                    encoding="utf-8")
     os.replace(tmp, cache_path)
     return data
+
+
+def _cached_ok(v: Any, a: Dict[str, Any], b: Dict[str, Any], threshold: float) -> bool:
+    """A cached verdict is used only when it has the shape _judge writes and agrees with the
+    pair it claims to judge (its ratio with the two stored medians, its direction with its
+    ratios): the cache is a file in a published folder, not a trusted source. Else re-judged."""
+    from ..analysis.verdict import VERDICTS
+
+    def num(x: Any) -> bool:
+        return x is None or (isinstance(x, (int, float)) and not isinstance(x, bool)
+                             and math.isfinite(x) and x > 0)
+    if not isinstance(v, dict) or v.get("verdict") not in VERDICTS:
+        return False
+    if not all(num(v.get(k)) for k in ("ratio", "p25_ratio")) or \
+            not isinstance(v.get("notes", []), list):
+        return False
+    ma, mb = a.get("median_ms"), b.get("median_ms")
+    if ma and mb and v.get("ratio") is not None and abs(math.log(v["ratio"] * ma / mb)) > 0.05:
+        return False
+    if v.get("ratio") and v.get("p25_ratio") and abs(math.log(v["p25_ratio"] / v["ratio"])) > 0.7:
+        return False  # the fast quartile and the median moved by factors 2x apart: not measured
+    r = v.get("p25_ratio") if v.get("p25_ratio") is not None else v.get("ratio")
+    if r is None:
+        return v["verdict"] not in ("same", "faster", "slower")
+    up = 1.0 + threshold
+    return {"same": 1 / up < r < up, "faster": r <= 1 / up, "slower": r >= up}.get(v["verdict"], True)
 
 
 def _judge(store: Any, s: Series, todo: List[int], cache: Dict[str, Any],

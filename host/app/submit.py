@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional, Set
 
+from ..render.visible import visible
+
 from .queue import TASK_NAME, TERMINAL, device_lock, open_shared, queue_name, who
 from .tasks import make_app
 
@@ -101,7 +103,7 @@ def wait(sub: Submitted, args: argparse.Namespace, display: Any, out: Any) -> in
     doc = store.get_run(run_id)
     bad_jobs = [j for j in list_jobs(store, run_id=run_id, statuses=()) if j.status != "succeeded"]
     for n in notes(store, run_id):
-        print(f"edge-bench: {n['device']}: {n['note']}", file=sys.stderr)
+        print(visible(f"edge-bench: {n['device']}: {n['note']}"), file=sys.stderr)
     out_ = RunOutcome(doc=doc, failed=failed_results(doc["results"]), store=store)
     if bad_jobs:  # a device whose job failed or was cancelled left results missing
         out_.failed = out_.failed + [{"device": j.device, "job": j.status} for j in bad_jobs]

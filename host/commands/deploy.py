@@ -8,6 +8,8 @@ import threading
 from pathlib import Path
 from typing import Any, Dict, List
 
+from ..render.visible import visible
+
 
 HELP = """\
 Prepare devices for benchmarking, in parallel:
@@ -52,7 +54,7 @@ class _Printer:
         if self.quiet:
             return
         with self.lock:
-            print(f"[{device}] {text}", flush=True)
+            print(visible(f"[{device}] {text}"), flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         for rep in reports:
             for line in summary(rep):
-                print(f"{rep['device']}: {line}")
+                print(visible(f"{rep['device']}: {line}"))
     if deployed.signal is not None:
         print("edge-bench: interrupted", file=sys.stderr)
         return 128 + deployed.signal   # 130 for Ctrl-C, 143 for SIGTERM, as `run` does

@@ -17,7 +17,7 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.markup import escape
+    from ..render.display import escape  # rich markup escaped, control characters visible
     from rich.table import Table
     from ..app.queue import list_jobs, open_shared
     from ..app.queue import workers

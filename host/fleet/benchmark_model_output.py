@@ -266,6 +266,14 @@ def result_record(device: str, task: Any, parsed: Dict[str, Any], device_info: O
         r["error"] = "benchmark_model printed no timing summary" + (f": {errs[-1]}" if errs else "")
         r["error_detail"] = error_detail("NoTimingSummary", r["error"])
         return r
+    from ..results.record import sample_problem
+    lat = fields["latency_ms"]
+    why = sample_problem([v for v in (lat["mean"], lat["median"], lat["min"]) if v is not None])
+    if why or not fields["runs"] or fields["runs"] < 1:
+        r["status"] = "error"
+        r["error"] = (why or "the device reported no timed runs").replace("sample(s)", "figure(s)")
+        r["error_detail"] = error_detail("BadSamples", r["error"])
+        return r
     r.update(fields)
     r["median_ci_ms"] = None   # needs raw samples, which benchmark_model does not print
     r["runtime"] = runtime or {"name": "benchmark_model", "version": None, "xnnpack": None,

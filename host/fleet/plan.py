@@ -251,9 +251,17 @@ def _derived_eval(spec: ModelSpec) -> Optional[EvalData]:
     return EvalData(path=path, sha256=sha, inputs=inputs, labels=None, source=source)
 
 
+def _class_count(model_path: Path, signature: Optional[str]) -> int:
+    """How many classes top-1 chooses from: the size of one sample of the first output."""
+    from ..models.modelinfo import interpreter
+    shape = [int(x) for x in tensors.output_details(interpreter(model_path), signature)[0]["shape"]]
+    per_sample = shape[1:] if shape[:1] == [1] else shape
+    return int(np.prod(per_sample)) if per_sample else 1
+
+
 def load_eval(path: Path, model_path: Path, signature: Optional[str] = None) -> EvalData:
     """An .npz with the model inputs (by input name, or `x` for one input) and optional labels `y`."""
-    if not path.is_file():
+    if not path.exists():
         raise UsageError(f"--eval {path}: no such file")
     from ..models.datafiles import check_data_file
     check_data_file(path, "--eval")
@@ -295,6 +303,13 @@ def load_eval(path: Path, model_path: Path, signature: Optional[str] = None) -> 
                          " must be one whole-number class index per sample")
     if labels is not None and len(labels) != n:
         raise UsageError(f"--eval {path}: {len(labels)} labels in 'y' for {n} samples")
+    if labels is not None and labels.size:
+        classes = _class_count(model_path, signature)
+        bad = labels[(labels < 0) | (labels >= classes)]
+        if bad.size:
+            raise UsageError(f"--eval {path}: label {int(bad[0])} in 'y' is not a class of the"
+                             f" model (its first output has {classes}: 0..{classes - 1});"
+                             f" {bad.size} of {labels.size} labels are out of range")
     return EvalData(path=path, sha256=sha256_file(path), inputs=inputs, labels=labels)
 
 

@@ -3,6 +3,7 @@ numpy reads them, so a huge file or a small .npz that inflates to gigabytes (a "
 clear error instead of a host that runs out of memory."""
 from __future__ import annotations
 
+import stat
 import zipfile
 from pathlib import Path
 
@@ -21,9 +22,13 @@ def check_data_file(path: Path, what: str, limit: int = MAX_DATA_BYTES) -> None:
     """Raise UsageError when `path` (a .npy, .npz or other file) holds more than `limit` bytes,
     on disk or, for a .npz (a zip archive), decompressed."""
     try:
-        size = path.stat().st_size
+        st = path.stat()
     except OSError as e:
         raise UsageError(f"{what} {path}: cannot read: {e.strerror or e}") from e
+    if not stat.S_ISREG(st.st_mode):  # a FIFO would block the read forever
+        raise UsageError(f"{what} {path} is not a regular file (a FIFO, device or socket?)",
+                         hint="pass a .npz/.npy file")
+    size = st.st_size
     if size > limit:
         raise UsageError(f"{what} {path} is {_mb(size)}; at most {_mb(limit)}",
                          hint="use fewer samples (a few hundred are enough)")

@@ -7,6 +7,7 @@ from typing import Any, Dict, List, Optional, Sequence, TextIO
 
 from .notes import plural
 from .table import Col, byte_unit, in_unit, plain_table, rich_table
+from .visible import visible
 
 
 def device_columns(rows: Sequence[Dict[str, Any]], check: bool) -> List[Col]:
@@ -65,7 +66,8 @@ def print_devices(rows: Sequence[Dict[str, Any]], check: bool, title: str,
     full; `notes` (sentences) last."""
     cols = device_columns(rows, check)
     styles = ["bold red" if check and not r.get("ok") else "" for r in rows]
-    failed = failures(rows) if check else []
+    failed = [visible(f) for f in failures(rows)] if check else []  # device text: untrusted
+    title = visible(title)
     if tty:
         from rich.console import Console
         from rich.text import Text

@@ -153,6 +153,8 @@ def read_json(path: PathLike) -> Dict[str, Any]:
         doc = json.loads(text)
     except ValueError as e:
         raise StoreError(f"{p} is not valid JSON: {e}") from e
+    except RecursionError:
+        raise StoreError(f"{p} is not a results file (JSON nested too deeply)") from None
     check_schema_id(doc, str(p))
     validate(doc, where=str(p))
     return doc
@@ -259,13 +261,23 @@ def _open_out(path: PathLike) -> TextIO:
         raise StoreError(f"cannot write {p}: {e.strerror or e}") from e
 
 
+def _cell(v: Any) -> Any:
+    """A CSV cell: text a spreadsheet would run as a formula (`=HYPERLINK(...)`, `+`, `-`, `@`,
+    tab, CR first) gets a leading `'`, so it is shown, not evaluated."""
+    if v is None:
+        return ""
+    if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + v
+    return v
+
+
 def write_rows_csv(rows: Sequence[Dict[str, Any]], columns: Sequence[str], path: PathLike) -> None:
     f = _open_out(path)
     try:
         w = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
         w.writeheader()
         for row in rows:
-            w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
+            w.writerow({k: _cell(row.get(k)) for k in columns})
     finally:
         if f is not sys.stdout:
             f.close()

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..errors import StoreError, UsageError
 from .controller import controller_alive, controller_id
+from .cells import json_cell, number_cell, samples_cell
 from .dburl import redact_argv
 from .migrations import MIGRATIONS, SCHEMA_VERSION, check_not_newer
 
@@ -84,10 +85,8 @@ def pack_samples(samples: Optional[Sequence[float]]) -> Optional[bytes]:
     return np.asarray(samples, dtype="<f8").tobytes()
 
 
-def unpack_samples(blob: Optional[bytes]) -> List[float]:
-    if not blob:
-        return []
-    return np.frombuffer(blob, dtype="<f8").tolist()
+def unpack_samples(blob: Optional[bytes], where: str = "a samples blob") -> List[float]:
+    return samples_cell(blob, where)
 
 
 def _json(x: Any) -> str:
@@ -282,7 +281,7 @@ class Store:
             row = db.execute("SELECT extra FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             if row is None:
                 raise StoreError(f"unknown run {run_id}")
-            extra = json.loads(row[0] or "{}")
+            extra = json_cell(row[0], dict, f"run {run_id}: column extra")
             extra[key] = value
             db.execute("UPDATE runs SET extra = ? WHERE run_id = ?", (_json(extra), run_id))
         self._write(op)
@@ -293,8 +292,8 @@ class Store:
         gone = []
         for row in self._read("SELECT run_id, extra FROM runs WHERE status = 'running'"):
             try:
-                ctl = json.loads(row["extra"] or "{}").get("_controller")
-            except ValueError:
+                ctl = json_cell(row["extra"], dict, "extra").get("_controller")
+            except StoreError:
                 continue
             if controller_alive(ctl) is False:
                 gone.append(str(row["run_id"]))
@@ -455,8 +454,10 @@ class Store:
                 "error_type": row["error_type"], "error_exit_code": row["error_exit_code"],
                 "error_signal": row["error_signal"], "error_process": row["error_process"],
                 "other_cores": row["other_cores"],
-                "median_ms": row["median_ms"], "ci_lo": row["median_ci_lo"],
-                "ci_hi": row["median_ci_hi"], "n_samples": row["n_samples"],
+                "median_ms": number_cell(row["median_ms"], f"{_row_name(row)}: column median_ms"),
+                "ci_lo": number_cell(row["median_ci_lo"], f"{_row_name(row)}: column median_ci_lo"),
+                "ci_hi": number_cell(row["median_ci_hi"], f"{_row_name(row)}: column median_ci_hi"),
+                "n_samples": row["n_samples"],
                 "model_sha256": row["model_sha256"], "runtime": row["runtime"],
                 "runtime_version": row["runtime_version"], "agent_version": row["agent_version"],
                 "result": res,
@@ -466,9 +467,11 @@ class Store:
     def _run_meta(self, row: sqlite3.Row, counts: bool = False) -> Dict[str, Any]:
         doc: Dict[str, Any] = {"schema": SCHEMA, "run_id": row["run_id"], "label": row["label"],
                                "started_at": row["started_at"], "finished_at": row["finished_at"],
-                               "status": row["status"], "host": json.loads(row["host"] or "{}"),
-                               "argv": json.loads(row["argv"] or "[]")}
-        extra = json.loads(row["extra"] or "{}")
+                               "status": row["status"]}
+        run = f"run {row['run_id']} in {self.path}"
+        doc["host"] = json_cell(row["host"], dict, f"{run}: column host")
+        doc["argv"] = redact_argv(json_cell(row["argv"], list, f"{run}: column argv"))  # old rows
+        extra = json_cell(row["extra"], dict, f"{run}: column extra")
         for k, v in extra.items():
             if not k.startswith("_"):
                 doc.setdefault(k, v)
@@ -479,9 +482,18 @@ class Store:
 
     @staticmethod
     def _result(row: sqlite3.Row, samples: bool = True) -> Dict[str, Any]:
-        r = json.loads(row["doc"])
-        r["samples_ms"] = unpack_samples(row["samples"]) if samples else []
+        r = json_cell(row["doc"], dict, f"{_row_name(row)}: column doc")
+        r["samples_ms"] = unpack_samples(row["samples"], f"{_row_name(row)}: column samples") \
+            if samples else []
         return r
+
+
+def _row_name(row: Any) -> str:
+    """A result row as a message names it."""
+    try:
+        return f"result {row['id']} of run {row['run_id']}"
+    except (IndexError, KeyError):
+        return "a result"
 
 
 def _split_sql(script: str) -> Iterable[str]:

@@ -28,7 +28,7 @@ class LocalProcess(RemoteProcess):
         except OSError as e:
             raise TransportError(device, f"cannot start {self.argv[0]}: {e.strerror}")
         self._stderr = TailBuffer()
-        self._lines = LineQueue()
+        self._lines = LineQueue(device)
         assert self.proc.stdout is not None and self.proc.stderr is not None
         threading.Thread(target=self._lines.feed_bytes_stream, args=(self.proc.stdout.read1,),
                          daemon=True).start()
@@ -49,7 +49,7 @@ class LocalProcess(RemoteProcess):
             self.cancel()
             raise TransportError(self.device, f"no output from `{self.argv[0]}` for {seconds:.0f} s"
                                  " (stalled); process killed")
-        return self._lines.iter(idle_timeout, idle)
+        return self._lines.iter(idle_timeout, idle, self.cancel)
 
     def wait(self, timeout: Optional[float] = None) -> int:
         try:

@@ -11,6 +11,11 @@ import time
 from typing import IO, Callable, Deque, Iterator, Optional
 
 _EOF = object()
+_TOO_LONG = object()
+
+#: the longest stdout line a device may send (a result with eval outputs of thousands of samples
+#: is tens of MB); a longer one is not the agent's protocol, and is not buffered further
+MAX_LINE_BYTES = 256 << 20
 
 
 def kill_local_group(proc: "subprocess.Popen[bytes]", wait_s: float = 5.0) -> None:
@@ -50,22 +55,36 @@ class TailBuffer:
 class LineQueue:
     """Lines pushed by a reader thread, popped with an idle timeout by the consumer."""
 
-    def __init__(self) -> None:
+    def __init__(self, device: str = "") -> None:
         self._q: "queue.Queue[object]" = queue.Queue()
         self.error: Optional[BaseException] = None
+        self.device = device
 
     def feed_bytes_stream(self, read: Callable[[int], bytes]) -> None:
-        """Run in a thread: split a byte stream into lines and queue them."""
-        buf = b""
+        """Run in a thread: split a byte stream into lines and queue them. Linear in the bytes
+        read (only new data is searched for a newline); a line past MAX_LINE_BYTES is reported
+        once and the rest of it dropped, not buffered."""
+        buf = bytearray()
+        skipping = False
         try:
             while True:
                 chunk = read(65536)
                 if not chunk:
                     break
-                buf += chunk
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
-                    self._q.put(line.decode("utf-8", "replace").rstrip("\r"))
+                start = 0
+                while True:
+                    nl = chunk.find(b"\n", start)
+                    if nl < 0:
+                        if not skipping:
+                            buf += chunk[start:]
+                            if len(buf) > MAX_LINE_BYTES:
+                                self._q.put(_TOO_LONG)
+                                buf, skipping = bytearray(), True
+                        break
+                    if not skipping:
+                        buf += chunk[start:nl]
+                        self._q.put(buf.decode("utf-8", "replace").rstrip("\r"))
+                    buf, skipping, start = bytearray(), False, nl + 1
             if buf:
                 self._q.put(buf.decode("utf-8", "replace"))
         except BaseException as e:  # noqa: BLE001 - reported to the consumer
@@ -73,8 +92,10 @@ class LineQueue:
         finally:
             self._q.put(_EOF)
 
-    def iter(self, idle_timeout: Optional[float], on_idle: Callable[[float], None]) -> Iterator[str]:
-        """Yield lines; call on_idle(seconds) (which should raise) when nothing arrives in time."""
+    def iter(self, idle_timeout: Optional[float], on_idle: Callable[[float], None],
+             stop: Optional[Callable[[], None]] = None) -> Iterator[str]:
+        """Yield lines; call on_idle(seconds) (which should raise) when nothing arrives in time;
+        on a line past MAX_LINE_BYTES, call `stop` (kill the command) and raise TransportError."""
         while True:
             t0 = time.monotonic()
             try:
@@ -84,6 +105,13 @@ class LineQueue:
                 continue
             if item is _EOF:
                 return
+            if item is _TOO_LONG:
+                from ..errors import TransportError
+                if stop is not None:
+                    stop()
+                raise TransportError(self.device, f"the device sent a line of more than"
+                                     f" {MAX_LINE_BYTES >> 20} MB without a newline: not the"
+                                     " agent's protocol; stopped reading it", retryable=False)
             yield item  # type: ignore[misc]
 
 

@@ -61,7 +61,7 @@ class ADBProcess(RemoteProcess):
         self.cancelled = False
         self._pid_seen = threading.Event()
         self._stderr = TailBuffer()
-        self._lines = LineQueue()
+        self._lines = LineQueue(owner.device.name)
         self._lost: Optional[TransportError] = None
         try:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -111,7 +111,7 @@ class ADBProcess(RemoteProcess):
             self.cancel()
             raise TransportError(self.device.name, f"no output from `{self.argv[0]}` for {seconds:.0f} s"
                        " (stalled); remote process killed", retryable=False)
-        yield from self._lines.iter(idle_timeout, idle)
+        yield from self._lines.iter(idle_timeout, idle, self.cancel)
         self._settle(30.0)
         if not self.cancelled and self.remote_rc is None:
             raise self._lost_error()

@@ -72,7 +72,7 @@ class SSHProcess(RemoteProcess):
         self.argv = list(argv)
         self._token = token
         self._stderr = TailBuffer()
-        self._lines = LineQueue()
+        self._lines = LineQueue(self.device)
         self._pid: Optional[int] = None
         self._pid_event = threading.Event()
         self._cancel_lock = threading.Lock()
@@ -180,7 +180,7 @@ class SSHProcess(RemoteProcess):
                                  f" `{self.argv[0]}` on {self.owner.where}; remote process killed",
                                  hint="the device may be overloaded or the link dead; raise"
                                       " idle_timeout_s if the job is legitimately quiet that long")
-        yield from self._lines.iter(idle_timeout, idle)
+        yield from self._lines.iter(idle_timeout, idle, self.cancel)
         if self._cancelled:
             return
         if self._lines.error is not None:
