@@ -61,10 +61,30 @@ class QuantizeJob:
         return len(next(iter(self.calibration.values()))) if self.calibration else 0
 
 
+def _sized(model_path: Path, key: Optional[str], input_shape: Optional[List[str]],
+           calibration: Optional[str], name: str, derived: Optional[str]
+           ) -> Tuple[Path, Optional[str]]:
+    """The float model with its dynamic input dims sized (models/shapes.py), and its recipe."""
+    from ..models.shapes import (cannot_guess, choose_shapes, describe, parse_input_shapes,
+                                 pin_shapes)
+    flags = parse_input_shapes(input_shape)
+    shapes, how = choose_shapes(model_path, key, flags, [calibration], name)
+    problem = cannot_guess(model_path, key, shapes, name)
+    if problem:
+        raise UsageError(problem)
+    if not shapes:
+        return model_path, derived
+    text = (derived + "; " if derived else f"float32 baseline: {model_path.name} with ") + \
+        describe(how)
+    return pin_shapes(model_path, shapes), text
+
+
 def prepare(model: str, variants: str, quantizer: str, calibration: Optional[str],
-            output: str, signature: Optional[str] = None) -> QuantizeJob:
+            output: str, signature: Optional[str] = None,
+            input_shape: Optional[List[str]] = None) -> QuantizeJob:
     """Check everything and load the calibration, before any variant is made. `signature`:
-    the SignatureDef to calibrate through (default: serving_default, else the first)."""
+    the SignatureDef to calibrate through (default: serving_default, else the first);
+    `input_shape`: --input-shape values (the size of dynamic dims, models/shapes.py)."""
     from ..fleet.plan import choose_signature
     from ..models.dispatch import (check_quantizer, float_model, main_quantizer,
                                    parse_quantizers, route_variants)
@@ -84,6 +104,8 @@ def prepare(model: str, variants: str, quantizer: str, calibration: Optional[str
         from ..models.baseline import model_baseline
         base = model_baseline(model_path)
         model_path, derived = base.path, (base.recipe() if base.derived else None)
+    model_path, derived = _sized(model_path, key, input_shape, calibration or builtin_calib,
+                                 model, derived)
     job = QuantizeJob(names, model_path, source, main_quantizer(quantizers), stem,
                       Path(output).expanduser(), derived_from=derived, signature=key)
     calib_src = calibration or builtin_calib

@@ -48,6 +48,7 @@ class RunRequest:
     model: Optional[List[str]] = None
     reference: Optional[List[str]] = None   # float .tflite per --model (already-quantized ones)
     signature: Optional[str] = None         # SignatureDef key (default: serving_default, else first)
+    input_shape: Optional[List[str]] = None  # --input-shape NAME=1x16000 (dynamic dims)
     variants: Optional[str] = None
     threads: str = "1"
     runs: int = 50
@@ -190,9 +191,17 @@ def resolve_models(req: RunRequest) -> List[Any]:
     if refs and len(refs) != len(names):
         raise UsageError(f"--reference given {len(refs)} times for {len(names)} --model(s)",
                          hint="give one --reference per --model, in the same order")
-    return [resolve_model(m, req.calibration, req.eval, req.quantizer, refs[i] if refs else None,
-                          req.signature)
-            for i, m in enumerate(names)]
+    from ..models.shapes import parse_input_shapes
+    shapes = parse_input_shapes(req.input_shape)
+    models = [resolve_model(m, req.calibration, req.eval, req.quantizer,
+                            refs[i] if refs else None, req.signature, shapes)
+              for i, m in enumerate(names)]
+    unused = [n for n in shapes if n and not any(n in m.input_names for m in models)]
+    if unused:
+        raise UsageError(f"--input-shape {unused[0]}=...: no --model has an input of that name",
+                         hint="inputs: " + "; ".join(f"{m.name}: " + ", ".join(
+                             n for n in m.input_names if n) for m in models))
+    return models
 
 
 def run_status(results: Sequence[Dict[str, Any]], interrupted: bool) -> str:
