@@ -4,6 +4,7 @@ real CLI on `local` (issue 23, item 1)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -117,3 +118,14 @@ def test_unique_tensor_names_keeps_the_main_graph(models: Dict[str, Path]) -> No
     assert after[0] == names[0] and after[1] == names[1]
     flat = [n for sg in after for n in sg]
     assert len(set(flat)) == len(flat) and "arg0_sg2" in after[2]
+
+
+def test_quantize_names_the_users_file_not_the_derived_baseline(models: Dict[str, Path],
+                                                                 tmp_path: Path) -> None:
+    """`edge-bench quantize` of a model that needed repair: the skip names the file passed."""
+    p = edge_bench(["quantize", str(models["cond_argnames.tflite"]), "--variants", "int8",
+                    "--calibration", "random", "-o", str(tmp_path / "out")], tmp_path)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    line = next(ln for ln in p.stdout.splitlines() if ln.startswith("int8"))
+    assert f"{models['cond_argnames.tflite']} (derived fp32) has control flow (IF op)" in line
+    assert not re.search(r"[0-9a-f]{24}-r\d+\.tflite", p.stdout + p.stderr), line

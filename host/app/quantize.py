@@ -55,6 +55,15 @@ class QuantizeJob:
     warnings: List[str] = field(default_factory=list)
     derived_from: Optional[str] = None         # how the fp32 baseline was derived (wild .tflite)
     signature: Optional[str] = None            # the SignatureDef calibration goes through
+    name: str = ""                             # the model as the user named it
+
+    def user_text(self, text: str) -> str:
+        """`text` naming the model as the user did, not the derived baseline in the cache."""
+        from ..fleet.plan import rename_files
+        if not self.name or Path(self.name).expanduser() == self.model_path:
+            return text
+        return rename_files(text, {str(self.model_path), self.model_path.name},
+                            f"{self.name} (derived fp32)")
 
     @property
     def calibration_samples(self) -> int:
@@ -107,7 +116,8 @@ def prepare(model: str, variants: str, quantizer: str, calibration: Optional[str
     model_path, derived = _sized(model_path, key, input_shape, calibration or builtin_calib,
                                  model, derived)
     job = QuantizeJob(names, model_path, source, main_quantizer(quantizers), stem,
-                      Path(output).expanduser(), derived_from=derived, signature=key)
+                      Path(output).expanduser(), derived_from=derived, signature=key,
+                      name=model)
     calib_src = calibration or builtin_calib
     if job.out_dir.exists() and not job.out_dir.is_dir():
         raise UsageError(f"output {job.out_dir} exists and is not a folder")
@@ -145,10 +155,10 @@ def make_variants(job: QuantizeJob, on_error: Callable[[str, EdgeBenchError], No
                          "recipe": res.recipe_description, "error": None, "path": str(out)})
         except VariantSkipped as e:  # deliberate (already quantized, custom op): not a failure
             rows.append({"variant": v, "bytes": None, "ratio": None, "recipe": "",
-                         "error": str(e), "path": None, "skipped": True})
+                         "error": job.user_text(str(e)), "path": None, "skipped": True})
         except EdgeBenchError as e:
             failed += 1
             rows.append({"variant": v, "bytes": None, "ratio": None, "recipe": "",
-                         "error": str(e), "path": None})
+                         "error": job.user_text(str(e)), "path": None})
             on_error(v, e)
     return rows, failed

@@ -118,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
               + (f" through signature {job.signature}" if job.signature else ""),
               file=sys.stderr)
     rows, failed = make_variants(
-        job, lambda v, e: print(f"edge-bench: variant {v} failed: {e}", file=sys.stderr))
+        job, lambda v, e: print(f"edge-bench: variant {v} failed: {job.user_text(str(e))}",
+                                file=sys.stderr))
     _print_table(rows, job.out_dir)
     if failed:
         print(f"edge-bench: {failed} of {len(job.variants)} variant(s) failed; the others are in "

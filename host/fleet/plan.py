@@ -131,13 +131,17 @@ class Artifact:
             names = set() if path == m.given else {str(path), path.name}
             if self.path == path and self.sha256:
                 names.add(f"{self.sha256}{path.suffix}")
-            for n in sorted(names, key=len, reverse=True):
-                if n == m.name:
-                    continue
-                # the name with any directory before it (a device's workdir, the host's cache)
-                text = re.sub(r"(?:[^\s'\"(),:=]*/)?" + re.escape(n) + r"(?![\w.-])",
-                              lambda _: label, text)
+            text = rename_files(text, names - {m.name}, label)
         return text
+
+
+def rename_files(text: str, names: Any, label: str) -> str:
+    """`text` with each of the file `names` (a path, or a file name with any directory before
+    it: a device's workdir, the host's cache) replaced by `label`, longest name first."""
+    for n in sorted(names, key=len, reverse=True):
+        text = re.sub(r"(?:[^\s'\"(),:=]*/)?" + re.escape(n) + r"(?![\w.-])",
+                      lambda _: label, text)
+    return text
 
 
 def resolve_model(name: str, calibration: Optional[str], eval_file: Optional[str],
