@@ -65,6 +65,13 @@ def test_dynamic_dims_from_eval_data_or_the_flag(models: Dict[str, Path], tmp_pa
                 "--calibration", "random", "--input-shape", "audio=1x1600"], tmp_path / "b")
     assert all(r["status"] == "ok" for r in res.values()), {v: r["error"] for v, r in res.items()}
     assert "audio=1x1600 (--input-shape)" in res["fp32"]["recipe"]
+    # eval samples of another length than the calibration's: the host's fp32 reference resizes
+    # per sample as the agent does
+    cal = _audio(tmp_path, "cal.npz", (4, 1280))
+    res = _run(["--model", str(models["dynamic.tflite"]), "--variants", "given,fp32,int8",
+                "--calibration", str(cal), "--eval", str(ev)], tmp_path / "c")
+    assert all(r["status"] == "ok" and r["accuracy"]["samples"] == 3 for r in res.values()), \
+        {v: r["error"] for v, r in res.items()}
 
 
 def test_dynamic_dims_nothing_sizes_asks_for_the_flag(models: Dict[str, Path],

@@ -272,15 +272,19 @@ def calibration_warnings(note: Callable[[str], None], said: List[str]) -> Iterat
     calibration) said once per run (`said`: what this run said already), as one line through
     `note`, not as a Python warning with its source line; other warnings are shown as usual."""
     from ..models.quantize import CalibrationWarning
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings():
         warnings.simplefilter("always", CalibrationWarning)
+        shown = warnings.showwarning
+
+        def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None,
+                 line: Optional[str] = None) -> None:
+            if not issubclass(category, CalibrationWarning):
+                shown(message, category, filename, lineno, file, line)   # as it would be
+            elif str(message) not in said:
+                said.append(str(message))
+                note(f"edge-bench: warning: {message}")
+        warnings.showwarning = show
         yield
-    for w in caught:
-        if not issubclass(w.category, CalibrationWarning):
-            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-        elif str(w.message) not in said:
-            said.append(str(w.message))
-            note(f"edge-bench: warning: {w.message}")
 
 
 def execute(req: RunRequest, display: Display, json_out: Optional[str] = None,
