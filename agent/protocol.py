@@ -13,7 +13,7 @@ import os
 import socket
 import sys
 import time
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 AGENT_VERSION = "0.1.0"
 PROTO = 1
@@ -37,7 +37,7 @@ EXIT_OK, EXIT_INTERNAL, EXIT_BAD_JOB, EXIT_BUSY, EXIT_CONTROLLER_GONE = 0, 1, 2,
 TASK_DEFAULTS: Dict[str, Any] = {"threads": 1, "xnnpack": True, "warmup": 5, "runs": 50,
                                  "min_seconds": 1.0, "max_seconds": 60.0, "max_runs": None,
                                  "seed": 0, "timeout_s": None, "processes": 1,
-                                 "signature": None}
+                                 "signature": None, "input_shapes": None}
 #: most worker processes one task may ask for
 MAX_PROCESSES = 100
 #: the device lock file, in the workdir (docs/protocol.md "Device lock"), and the file beside
@@ -102,6 +102,13 @@ def task_params(task: Any) -> Dict[str, Any]:
     if signature is not None and (not isinstance(signature, str) or not signature):
         raise AgentError("BadJob", "task field 'signature' must be a SignatureDef key or null, "
                          "got %r" % (signature,))
+    shapes = task.get("input_shapes")
+    if shapes is not None and not (isinstance(shapes, dict) and all(
+            isinstance(k, str) and isinstance(v, list) and v and all(
+                isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in v)
+            for k, v in shapes.items())):
+        raise AgentError("BadJob", "task field 'input_shapes' must map input tensor names to "
+                         "shapes of whole numbers >= 1, or be null, got %r" % (shapes,))
     return {"threads": _num(task, "threads", int, 1, allow_none=True), "xnnpack": xnnpack,
             "warmup": _num(task, "warmup", int, 0), "runs": _num(task, "runs", int, 0),
             "min_seconds": _num(task, "min_seconds", float, 0),
@@ -109,7 +116,7 @@ def task_params(task: Any) -> Dict[str, Any]:
             "max_runs": _num(task, "max_runs", int, 0, allow_none=True),
             "seed": _num(task, "seed", int, 0),
             "timeout_s": _num(task, "timeout_s", float, 0, allow_none=True),
-            "processes": task_processes(task), "signature": signature}
+            "processes": task_processes(task), "signature": signature, "input_shapes": shapes}
 
 
 def file_ref(path: str, sha256: Optional[str]) -> Dict[str, Any]:
@@ -124,15 +131,17 @@ def build_task(task_id: str, model: Dict[str, Any], *, threads: Optional[int] = 
                timeout_s: Optional[float] = None, seed: int = 0,
                eval_file: Optional[Dict[str, Any]] = None,
                input_file: Optional[Dict[str, Any]] = None,
-               signature: Optional[str] = None) -> Dict[str, Any]:
+               signature: Optional[str] = None,
+               input_shapes: Optional[Dict[str, List[int]]] = None) -> Dict[str, Any]:
     """One task of a job, every field explicit; validated as the agent will (AgentError).
     `signature`: the SignatureDef whose inputs are named and whose outputs are read (None: the
-    model's default, serving_default else the first)."""
+    model's default, serving_default else the first). `input_shapes`: {input tensor name:
+    shape} for inputs with dynamic (-1) dims, resized to it before allocation."""
     task = {"id": task_id, "model": model, "threads": threads, "xnnpack": xnnpack,
             "warmup": warmup, "runs": runs, "min_seconds": min_seconds,
             "max_seconds": max_seconds, "max_runs": max_runs, "processes": processes,
             "timeout_s": timeout_s, "seed": seed, "eval": eval_file, "input": input_file,
-            "signature": signature}
+            "signature": signature, "input_shapes": input_shapes}
     task_params(task)
     return task
 

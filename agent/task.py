@@ -60,14 +60,23 @@ def _npz(workdir: str, spec: Any, what: str) -> Dict[str, "np.ndarray"]:
 
 # --------------------------------------------------------------------------- one task
 
-def _initial_shapes(interp: Any, first: Optional[List["np.ndarray"]], what: str) -> None:
-    """Resize dynamic (-1) input dims: to the user sample's shape, else to 1."""
+def _initial_shapes(interp: Any, first: Optional[List["np.ndarray"]], what: str,
+                    shapes: Optional[Dict[str, List[int]]] = None) -> None:
+    """Resize dynamic (-1) input dims: to the user sample's shape, else to the task's
+    `input_shapes` for the input's tensor name, else to 1."""
     for k, d in enumerate(interp.get_input_details()):
         sig = d.get("shape_signature")
         if sig is None or not len(sig) or all(int(x) >= 0 for x in sig):
             continue
+        wanted = (shapes or {}).get(str(d.get("name")))
         if first is not None:
             _, shape = sample_for(first[k], 0, d, what)
+        elif wanted is not None:
+            if len(wanted) != len(sig) or any(int(s) >= 0 and int(s) != w
+                                              for s, w in zip(sig, wanted)):
+                raise AgentError("BadJob", "input_shapes: %r does not fit input %r (shape %s, -1"
+                                 " = any size)" % (wanted, d.get("name"), [int(x) for x in sig]))
+            shape = list(wanted)
         else:
             shape = [1 if int(x) < 0 else int(x) for x in sig]
         interp.resize_tensor_input(int(d["index"]), shape)
@@ -75,11 +84,13 @@ def _initial_shapes(interp: Any, first: Optional[List["np.ndarray"]], what: str)
 
 def open_interpreter(rt: Runtime, path: str, threads: Optional[int], xnnpack: bool,
                      user_first: Optional[Dict[str, "np.ndarray"]],
-                     signature: Optional[str] = None, name: Optional[str] = None
+                     signature: Optional[str] = None, name: Optional[str] = None,
+                     shapes: Optional[Dict[str, List[int]]] = None
                      ) -> Tuple[Any, float, Optional[List["np.ndarray"]]]:
     """(interpreter, init_ms, the user's input arrays matched to inputs): construct + allocate.
     `signature` (a SignatureDef key, None for the default naming) must exist in the model.
-    `name`: the model file as messages show it (`path` may be /proc/self/fd/N)."""
+    `name`: the model file as messages show it (`path` may be /proc/self/fd/N); `shapes`: the
+    sizes of dynamic input dims (the task's input_shapes)."""
     shown = name or path
     t0 = time.perf_counter_ns()
     try:
@@ -97,7 +108,7 @@ def open_interpreter(rt: Runtime, path: str, threads: Optional[int], xnnpack: bo
     if user_first is not None:
         matched = match_arrays(user_first, model_inputs(interp, signature), "input")
     try:
-        _initial_shapes(interp, matched, "input")
+        _initial_shapes(interp, matched, "input", shapes)
         interp.allocate_tensors()
     except AgentError:
         raise
@@ -239,7 +250,8 @@ def run_task(payload: Dict[str, Any]) -> Dict[str, Any]:
     user = _npz(workdir, task["input"], "input") if task.get("input") else None
     key = p["signature"]
     interp, init_ms, matched = open_interpreter(rt, model_path, p["threads"], p["xnnpack"], user,
-                                                key, resolve_path(workdir, task["model"]["path"]))
+                                                key, resolve_path(workdir, task["model"]["path"]),
+                                                p["input_shapes"])
     set_inputs(interp, matched, p["seed"])
     t0 = time.perf_counter_ns()
     _invoke_checked(interp, "the first inference")()

@@ -175,8 +175,17 @@ def test_the_documented_task_defaults() -> None:
     p = P.task_params({"model": MODEL})
     assert p == {"threads": 1, "xnnpack": True, "warmup": 5, "runs": 50, "min_seconds": 1.0,
                  "max_seconds": 60.0, "max_runs": None, "seed": 0, "timeout_s": None,
-                 "processes": 1, "signature": None}
+                 "processes": 1, "signature": None, "input_shapes": None}
     assert type(p["min_seconds"]) is float and type(p["max_seconds"]) is float
+
+
+def test_input_shapes_are_validated() -> None:
+    assert P.task_params({"model": MODEL, "input_shapes": {"audio": [1, 1280]}})[
+        "input_shapes"] == {"audio": [1, 1280]}
+    for bad in ({"audio": [1, 0]}, {"audio": []}, {"audio": [1, True]}, {"audio": "1x3"},
+                [[1, 2]], {"audio": [1.5]}):
+        with pytest.raises(P.AgentError, match="'input_shapes'"):
+            P.task_params({"model": MODEL, "input_shapes": bad})
 
 
 def test_processes_alone_is_validated_the_same() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Dict
 
@@ -70,3 +72,29 @@ def test_user_text_renames_every_file_edge_bench_made(tmp_path: Path) -> None:
                    "models/my model.tflite (derived fp32) and models/my model.tflite (int8) and "
                    "models/my model.tflite (int8): bad"), got
     assert art.user_text("my model.tflite: fine") == "my model.tflite: fine"
+
+
+def test_other_warnings_stay_where_they_were_shown(tmp_path: Path) -> None:
+    """calibration_warnings, in a fresh process (pytest records warnings itself): a library's
+    own warning raised inside a quiet() capture stays in that capture (not re-shown on the
+    terminal afterwards); the calibration warning is said once through `note`."""
+    script = """
+import warnings
+from edge_bench.app.run import calibration_warnings
+from edge_bench.models.quantize import CalibrationWarning
+from edge_bench.quiet import quiet
+notes, said = [], []
+with calibration_warnings(notes.append, said):
+    for _ in range(3):
+        with quiet("a library"):
+            warnings.warn("invalid value encountered in cast", RuntimeWarning)
+        warnings.warn("calibration data is RANDOM", CalibrationWarning)
+with calibration_warnings(notes.append, said):
+    warnings.warn("calibration data is RANDOM", CalibrationWarning)
+print(notes)
+"""
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                       timeout=120, cwd=str(tmp_path))
+    assert p.returncode == 0, p.stderr
+    assert "invalid value" not in p.stderr and "RANDOM" not in p.stderr, p.stderr
+    assert p.stdout.strip() == "['edge-bench: warning: calibration data is RANDOM']", p.stdout

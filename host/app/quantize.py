@@ -55,16 +55,45 @@ class QuantizeJob:
     warnings: List[str] = field(default_factory=list)
     derived_from: Optional[str] = None         # how the fp32 baseline was derived (wild .tflite)
     signature: Optional[str] = None            # the SignatureDef calibration goes through
+    name: str = ""                             # the model as the user named it
+
+    def user_text(self, text: str) -> str:
+        """`text` naming the model as the user did, not the derived baseline in the cache."""
+        from ..fleet.plan import rename_files
+        if not self.name or Path(self.name).expanduser() == self.model_path:
+            return text
+        return rename_files(text, {str(self.model_path), self.model_path.name},
+                            f"{self.name} (derived fp32)")
 
     @property
     def calibration_samples(self) -> int:
         return len(next(iter(self.calibration.values()))) if self.calibration else 0
 
 
+def _sized(model_path: Path, key: Optional[str], input_shape: Optional[List[str]],
+           calibration: Optional[str], name: str, derived: Optional[str]
+           ) -> Tuple[Path, Optional[str]]:
+    """The float model with its dynamic input dims sized (models/shapes.py), and its recipe."""
+    from ..models.shapes import (cannot_guess, choose_shapes, describe, parse_input_shapes,
+                                 pin_shapes)
+    flags = parse_input_shapes(input_shape)
+    shapes, how = choose_shapes(model_path, key, flags, [calibration], name)
+    problem = cannot_guess(model_path, key, shapes, name)
+    if problem:
+        raise UsageError(problem)
+    if not shapes:
+        return model_path, derived
+    text = (derived + "; " if derived else f"float32 baseline: {model_path.name} with ") + \
+        describe(how)
+    return pin_shapes(model_path, shapes), text
+
+
 def prepare(model: str, variants: str, quantizer: str, calibration: Optional[str],
-            output: str, signature: Optional[str] = None) -> QuantizeJob:
+            output: str, signature: Optional[str] = None,
+            input_shape: Optional[List[str]] = None) -> QuantizeJob:
     """Check everything and load the calibration, before any variant is made. `signature`:
-    the SignatureDef to calibrate through (default: serving_default, else the first)."""
+    the SignatureDef to calibrate through (default: serving_default, else the first);
+    `input_shape`: --input-shape values (the size of dynamic dims, models/shapes.py)."""
     from ..fleet.plan import choose_signature
     from ..models.dispatch import (check_quantizer, float_model, main_quantizer,
                                    parse_quantizers, route_variants)
@@ -84,8 +113,11 @@ def prepare(model: str, variants: str, quantizer: str, calibration: Optional[str
         from ..models.baseline import model_baseline
         base = model_baseline(model_path)
         model_path, derived = base.path, (base.recipe() if base.derived else None)
+    model_path, derived = _sized(model_path, key, input_shape, calibration or builtin_calib,
+                                 model, derived)
     job = QuantizeJob(names, model_path, source, main_quantizer(quantizers), stem,
-                      Path(output).expanduser(), derived_from=derived, signature=key)
+                      Path(output).expanduser(), derived_from=derived, signature=key,
+                      name=model)
     calib_src = calibration or builtin_calib
     if job.out_dir.exists() and not job.out_dir.is_dir():
         raise UsageError(f"output {job.out_dir} exists and is not a folder")
@@ -123,10 +155,10 @@ def make_variants(job: QuantizeJob, on_error: Callable[[str, EdgeBenchError], No
                          "recipe": res.recipe_description, "error": None, "path": str(out)})
         except VariantSkipped as e:  # deliberate (already quantized, custom op): not a failure
             rows.append({"variant": v, "bytes": None, "ratio": None, "recipe": "",
-                         "error": str(e), "path": None, "skipped": True})
+                         "error": job.user_text(str(e)), "path": None, "skipped": True})
         except EdgeBenchError as e:
             failed += 1
             rows.append({"variant": v, "bytes": None, "ratio": None, "recipe": "",
-                         "error": str(e), "path": None})
+                         "error": job.user_text(str(e)), "path": None})
             on_error(v, e)
     return rows, failed

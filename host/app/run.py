@@ -49,6 +49,7 @@ class RunRequest:
     model: Optional[List[str]] = None
     reference: Optional[List[str]] = None   # float .tflite per --model (already-quantized ones)
     signature: Optional[str] = None         # SignatureDef key (default: serving_default, else first)
+    input_shape: Optional[List[str]] = None  # --input-shape NAME=1x16000 (dynamic dims)
     variants: Optional[str] = None
     threads: str = "1"
     runs: int = 50
@@ -192,9 +193,17 @@ def resolve_models(req: RunRequest) -> List[Any]:
     if refs and len(refs) != len(names):
         raise UsageError(f"--reference given {len(refs)} times for {len(names)} --model(s)",
                          hint="give one --reference per --model, in the same order")
-    return [resolve_model(m, req.calibration, req.eval, req.quantizer, refs[i] if refs else None,
-                          req.signature)
-            for i, m in enumerate(names)]
+    from ..models.shapes import parse_input_shapes
+    shapes = parse_input_shapes(req.input_shape)
+    models = [resolve_model(m, req.calibration, req.eval, req.quantizer,
+                            refs[i] if refs else None, req.signature, shapes)
+              for i, m in enumerate(names)]
+    unused = [n for n in shapes if n and not any(n in m.input_names for m in models)]
+    if unused:
+        raise UsageError(f"--input-shape {unused[0]}=...: no --model has an input of that name",
+                         hint="inputs: " + "; ".join(f"{m.name}: " + ", ".join(
+                             n for n in m.input_names if n) for m in models))
+    return models
 
 
 def run_status(results: Sequence[Dict[str, Any]], interrupted: bool) -> str:
@@ -265,15 +274,19 @@ def calibration_warnings(note: Callable[[str], None], said: List[str]) -> Iterat
     calibration) said once per run (`said`: what this run said already), as one line through
     `note`, not as a Python warning with its source line; other warnings are shown as usual."""
     from ..models.quantize import CalibrationWarning
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings():
         warnings.simplefilter("always", CalibrationWarning)
+        shown = warnings.showwarning
+
+        def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None,
+                 line: Optional[str] = None) -> None:
+            if not issubclass(category, CalibrationWarning):
+                shown(message, category, filename, lineno, file, line)   # as it would be
+            elif str(message) not in said:
+                said.append(str(message))
+                note(f"edge-bench: warning: {message}")
+        warnings.showwarning = show
         yield
-    for w in caught:
-        if not issubclass(w.category, CalibrationWarning):
-            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-        elif str(w.message) not in said:
-            said.append(str(w.message))
-            note(f"edge-bench: warning: {w.message}")
 
 
 def execute(req: RunRequest, display: Display, json_out: Optional[str] = None,

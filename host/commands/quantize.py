@@ -60,6 +60,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--signature", default=None, metavar="KEY",
                    help="the SignatureDef int8/int16x8 calibrate through, for a model with"
                         " several (default: serving_default, else the first)")
+    p.add_argument("--input-shape", action="append", default=None, metavar="NAME=1x16000",
+                   help="the size of an input's dynamic (-1) dims (NAME left out for a one-input"
+                        " model; default: the shape of the --calibration data)")
     p.add_argument("--verbose", "-v", action="store_true",
                    help="show ai-edge-quantizer's and LiteRT's own output as it comes")
     p.add_argument("-o", "--output", "--out", dest="output", metavar="DIR", required=True,
@@ -105,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     from ..app.quantize import make_variants, prepare
 
     job = prepare(args.model, args.variants, args.quantizer, args.calibration, args.output,
-                  args.signature)
+                  args.signature, args.input_shape)
     for w in job.warnings:
         print(f"edge-bench: WARNING: {w}", file=sys.stderr)
     if job.derived_from:
@@ -115,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
               + (f" through signature {job.signature}" if job.signature else ""),
               file=sys.stderr)
     rows, failed = make_variants(
-        job, lambda v, e: print(f"edge-bench: variant {v} failed: {e}", file=sys.stderr))
+        job, lambda v, e: print(f"edge-bench: variant {v} failed: {job.user_text(str(e))}",
+                                file=sys.stderr))
     _print_table(rows, job.out_dir)
     if failed:
         print(f"edge-bench: {failed} of {len(job.variants)} variant(s) failed; the others are in "

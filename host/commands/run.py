@@ -67,6 +67,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--signature", default=None, metavar="KEY",
                    help="the SignatureDef to benchmark, calibrate and score, for a model with"
                         " several (default: serving_default, else the first)")
+    p.add_argument("--input-shape", action="append", default=None, metavar="NAME=1x16000",
+                   help="the size of an input's dynamic (-1) dims, on the host and the devices"
+                        " (NAME: the input's name; left out for a one-input model); repeat for"
+                        " several inputs (default: the shape of the --calibration/--eval data)")
     p.add_argument("--threads", default=D.threads,
                    help=f"interpreter threads, e.g. 1,2,4 (default: {D.threads})")
     p.add_argument("--runs", type=int, default=D.runs, help=f"minimum timed runs (default: {D.runs})")

@@ -62,6 +62,9 @@ class ModelSpec:
     quantized: bool = False          # the file as given is already quantized: always timed as given
     signature: Optional[str] = None  # the SignatureDef used (None: the model has none)
     given_signature: Optional[str] = None  # the one of the file as given (None: it has none)
+    input_shapes: Optional[Dict[str, List[int]]] = None  # dynamic inputs' sizes (models/shapes)
+    shape_problem: Optional[str] = None  # dynamic dims no data sizes, which it cannot run at 1
+    input_names: List[str] = field(default_factory=list)  # what --input-shape may name
     _reference: Optional[List[np.ndarray]] = None
     _ref_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -128,25 +131,31 @@ class Artifact:
             names = set() if path == m.given else {str(path), path.name}
             if self.path == path and self.sha256:
                 names.add(f"{self.sha256}{path.suffix}")
-            for n in sorted(names, key=len, reverse=True):
-                if n == m.name:
-                    continue
-                # the name with any directory before it (a device's workdir, the host's cache)
-                text = re.sub(r"(?:[^\s'\"(),:=]*/)?" + re.escape(n) + r"(?![\w.-])",
-                              lambda _: label, text)
+            text = rename_files(text, names - {m.name}, label)
         return text
+
+
+def rename_files(text: str, names: Any, label: str) -> str:
+    """`text` with each of the file `names` (a path, or a file name with any directory before
+    it: a device's workdir, the host's cache) replaced by `label`, longest name first."""
+    for n in sorted(names, key=len, reverse=True):
+        text = re.sub(r"(?:[^\s'\"(),:=]*/)?" + re.escape(n) + r"(?![\w.-])",
+                      lambda _: label, text)
+    return text
 
 
 def resolve_model(name: str, calibration: Optional[str], eval_file: Optional[str],
                   quantizer: Optional[str] = None, reference: Optional[str] = None,
-                  signature: Optional[str] = None) -> ModelSpec:
+                  signature: Optional[str] = None,
+                  input_shapes: Optional[Dict[str, List[int]]] = None) -> ModelSpec:
     """builtin:NAME, a .tflite, a Keras/SavedModel (converted to fp32, needs [tf]) or a PyTorch
     model (.pt2, module:function, builtin:digits-torch; converted by litert-torch, needs [torch]);
     built-ins bring their calibration and eval. A .tflite from the wild gets its float32
     baseline (models/baseline.py); an already-quantized one is timed as given and scored
     against `reference` (a float .tflite) when given. Without --eval, variants are compared
     with fp32 on derived inputs (models/unlabeled.py). `signature` chooses the SignatureDef
-    (default: serving_default, else the first): calibration, inputs, outputs and scoring."""
+    (default: serving_default, else the first): calibration, inputs, outputs and scoring.
+    `input_shapes`: --input-shape (models/shapes.py: the size of dynamic dims)."""
     from ..models.dispatch import check_quantizer, float_model, main_quantizer, parse_quantizers
     from ..models.pytorch import is_torch_model
     if is_torch_model(name):  # .pt2, module:function or builtin:digits-torch (needs [torch])
@@ -184,6 +193,10 @@ def resolve_model(name: str, calibration: Optional[str], eval_file: Optional[str
     for q in quantizers:
         check_quantizer(q, spec.source, name)
     spec.quantizer = main_quantizer(quantizers)
+    _dynamic_dims(spec, input_shapes or {}, [cal if name.startswith("builtin:") else calibration,
+                                              ev])
+    if spec.shape_problem:
+        return spec
     if ev:
         spec.eval = load_eval(Path(ev), spec.path, spec.signature)
     elif spec.no_float is None and not name.startswith("builtin:"):
@@ -237,6 +250,30 @@ def _wild(spec: ModelSpec, given: Path, reference: Optional[str]) -> None:
     else:
         spec.path = b.path
         spec.fp32_recipe = b.recipe() if b.derived else None
+
+
+def _dynamic_dims(spec: ModelSpec, flags: Dict[str, List[int]],
+                  data: Sequence[Optional[str]]) -> None:
+    """Size the model's dynamic (-1) input dims (models/shapes.py): the float baseline becomes a
+    copy stored at those shapes, the device gets them in every task; or `shape_problem`."""
+    from ..models.modelinfo import check_tflite
+    from ..models.shapes import cannot_guess, choose_shapes, describe, input_names, pin_shapes
+    try:
+        check_tflite(spec.path)
+        spec.input_names = input_names(spec.path, spec.signature)
+        shapes, how = choose_shapes(spec.path, spec.signature, flags, data, spec.name)
+    except EdgeBenchError as e:
+        if isinstance(e, UsageError):
+            raise
+        return  # a model LiteRT cannot read: its own error, made later
+    if shapes:
+        pinned = pin_shapes(spec.path, shapes)
+        if spec.fp32_recipe:
+            spec.fp32_recipe += "; " + describe(how)
+        else:
+            spec.fp32_recipe = f"float32 baseline: {spec.path.name} with {describe(how)}"
+        spec.path, spec.input_shapes = pinned, shapes
+    spec.shape_problem = cannot_guess(spec.path, spec.signature, shapes, spec.name)
 
 
 def _derived_eval(spec: ModelSpec) -> Optional[EvalData]:
@@ -318,7 +355,7 @@ def make_artifacts(models: Sequence[ModelSpec], variants: Sequence[str],
                    cache_dir: Optional[Path] = None) -> List[Artifact]:
     """Quantize every model into every variant (cached). A failed variant never stops the rest.
     `progress(done, total, model, variant)` before each step and once more with done == total."""
-    from ..errors import VariantSkipped
+    from ..errors import ModelError, VariantSkipped
     from ..models.dispatch import make_variant
     from ..models.variants import GIVEN
     out: List[Artifact] = []
@@ -332,6 +369,8 @@ def make_artifacts(models: Sequence[ModelSpec], variants: Sequence[str],
                 progress(len(out), total, m.name, v)
             art = Artifact(model=m, variant=v)
             try:
+                if m.shape_problem:
+                    raise ModelError(m.shape_problem)
                 if v == GIVEN:
                     _given(art)
                 elif m.no_float:

@@ -248,7 +248,8 @@ class DeviceRun:
             **t.timing.per_process(),
             timeout_s=self.device.timeout_s,  # a hung worker is killed on the device
             eval_file=protocol.file_ref(ev.remote_rel, ev.sha256) if ev else None,
-            signature=t.artifact.signature)
+            signature=t.artifact.signature,
+            input_shapes=t.artifact.model.input_shapes)
 
     def _stream(self, tasks: List[Task], argv: List[str]) -> None:
         name = self.device.name

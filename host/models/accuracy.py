@@ -117,11 +117,21 @@ def run_model(model_path: Union[str, Path], inputs: Dict[str, np.ndarray],
         feeds.append((spec, arr))
     n = len(feeds[0][1])
     outs: List[List[np.ndarray]] = [[] for _ in out_details]
+    current = {spec.index: list(spec.shape) for spec, _ in feeds}
     try:
         for i in range(n):
-            for spec, arr in feeds:
-                it.set_tensor(spec.index, tensors.convert_for(arr[i].reshape(spec.shape),
-                                                              spec.detail, "data"))
+            # the agent's rule: a sample resizes the input's dynamic (-1) dims to its own shape
+            samples = [tensors.sample_for(arr, i, spec.detail, "data") for spec, arr in feeds]
+            resized = [(spec, shape) for (spec, _), (_, shape) in zip(feeds, samples)
+                       if current[spec.index] != shape]
+            for spec, shape in resized:
+                it.resize_tensor_input(spec.index, shape)
+                current[spec.index] = shape
+            if resized:
+                it.allocate_tensors()
+                out_details = tensors.output_details(it, signature)
+            for (spec, _), (sample, _) in zip(feeds, samples):
+                it.set_tensor(spec.index, sample)
             it.invoke()
             for k, d in enumerate(out_details):
                 y = tensors.dequantize(it.get_tensor(d["index"]), d)

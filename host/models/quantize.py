@@ -362,6 +362,13 @@ def quantize_model(model_path: Union[str, Path], variant: str, out_path: Union[s
         raise
     except Exception as e:  # the quantizer raises ValueError/RuntimeError/KeyError/...
         msg = " ".join(str(e).split()) or type(e).__name__
+        flow = [o for o in ("IF", "WHILE", "CALL_ONCE") if o in ops]
+        if flow and variant in STATIC_VARIANTS and "tensor_name_to_qsv" in msg:
+            raise VariantSkipped(variant, f"{model_path.name} has control flow ({'/'.join(flow)} "
+                                          "op): ai-edge-quantizer calibrates only the main graph,"
+                                          f" and {variant} needs ranges for the tensors of the "
+                                          "subgraphs it runs", hint="the dynamic-int8 and "
+                                          "weight-only variants need no calibration") from e
         op = _op_in_message(msg, ops)
         where = f" (op {op})" if op else ""
         said = take_failure_output(max_lines=3).replace("\n", " | ")

@@ -16,7 +16,11 @@ Production models shipped in packages are mostly not what ai-edge-quantizer 0.10
 - **no SignatureDef**: calibration goes through a signature (`serving_default`).
   `add_signature` adds one over subgraph 0's inputs and outputs, named after the tensors.
 
-`repair(data)` applies all three and says what it did (`Repair.changes`); the result is the
+- **duplicate tensor names** (control flow from older converters: every branch names its
+  inputs `arg0`...): the quantizer needs names unique across subgraphs. `unique_tensor_names`
+  renames the later ones.
+
+`repair(data)` applies all four and says what it did (`Repair.changes`); the result is the
 derived fp32 baseline that every variant is made from. Everything here works on the schema's
 object API (`ai_edge_litert.schema_py_generated`), like tflite_builder.py.
 """
@@ -274,6 +278,32 @@ def _drop_unused_op_codes(model) -> None:
             op.opcodeIndex = new[int(op.opcodeIndex)]
 
 
+# ---- tensor names ----------------------------------------------------------------------------
+def unique_tensor_names(model) -> int:
+    """Rename tensors whose name another tensor of the model already has (the branches of an
+    IF / the body of a WHILE from older converters all name their inputs `arg0`, `arg1`...;
+    ai-edge-quantizer refuses such a model: "Tensor name arg0 is not unique in the model").
+    Subgraph 0 keeps its names (the model's inputs and outputs); a later duplicate becomes
+    `<name>_sg<subgraph>` (plus a count if needed). Returns how many were renamed."""
+    seen: Set[str] = set()
+    renamed = 0
+    for k, sg in enumerate(model.subgraphs or []):
+        for i, t in enumerate(sg.tensors or []):
+            name = t.name.decode() if isinstance(t.name, bytes) else (t.name or "")
+            if name and name not in seen:
+                seen.add(name)
+                continue
+            base = f"{name}_sg{k}" if name else f"tensor_sg{k}_{i}"
+            new, n = base, 1
+            while new in seen:
+                n += 1
+                new = f"{base}_{n}"
+            t.name = new
+            seen.add(new)
+            renamed += 1
+    return renamed
+
+
 # ---- signature -----------------------------------------------------------------------------
 def _tensor_name(t, index: int) -> str:
     name = t.name.decode() if isinstance(t.name, bytes) else (t.name or "")
@@ -322,6 +352,9 @@ def repair(data: bytes, name: str = "model") -> Repair:
     n = fold_fp16_dequantize(model)
     if n:
         changes.append(f"{n} fp16 constants folded into fp32 (DEQUANTIZE removed)")
+    n = unique_tensor_names(model)
+    if n:
+        changes.append(f"{n} duplicate tensor names made unique")
     if add_signature(model):
         changes.append(f"{SIGNATURE_KEY} signature added")
     if not changes:
