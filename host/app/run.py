@@ -58,6 +58,10 @@ class RunRequest:
     calibration: Optional[str] = None
     quantizer: str = "ai-edge-quantizer"
     eval: Optional[str] = None
+    input_range: Optional[str] = None       # a folder of images: how pixels are normalized
+    mean: Optional[str] = None
+    std: Optional[str] = None
+    accuracy_target: Optional[float] = None  # int8-mixed's output SNR target (dB)
     no_xnnpack: bool = False
     runtime: Optional[str] = None
     cooldown_temp: Optional[float] = None
@@ -103,6 +107,7 @@ FLAG_LIMITS = {
     "max_runs": (1, 1_000_000_000, True), "timeout": (0, 7 * 86400, False),
     "lock_wait": (0, 86400, True), "cooldown_temp": (0, 150, False),
     "cooldown_max_s": (0, 86400, True), "threshold": (0, 100, True),
+    "accuracy_target": (-100, 200, True),
 }
 
 
@@ -188,9 +193,14 @@ def resolve_models(req: RunRequest) -> List[Any]:
     if refs and len(refs) != len(names):
         raise UsageError(f"--reference given {len(refs)} times for {len(names)} --model(s)",
                          hint="give one --reference per --model, in the same order")
-    return [resolve_model(m, req.calibration, req.eval, req.quantizer, refs[i] if refs else None,
-                          req.signature)
-            for i, m in enumerate(names)]
+    from ..models.imagedata import ImageOptions
+    images = ImageOptions(req.input_range, req.mean, req.std)
+    specs = [resolve_model(m, req.calibration, req.eval, req.quantizer, refs[i] if refs else None,
+                           req.signature, images)
+             for i, m in enumerate(names)]
+    for s in specs:
+        s.accuracy_target = req.accuracy_target
+    return specs
 
 
 def run_status(results: Sequence[Dict[str, Any]], interrupted: bool) -> str:
