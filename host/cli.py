@@ -17,6 +17,7 @@ from .errors import EdgeBenchError
 COMMANDS = {
     "run": "run",
     "quantize": "quantize",
+    "explain": "explain",
     "devices": "devices",
     "deploy": "deploy",
     "history": "history",

@@ -56,6 +56,7 @@ class QuantizeJob:
     derived_from: Optional[str] = None         # how the fp32 baseline was derived (wild .tflite)
     signature: Optional[str] = None            # the SignatureDef calibration goes through
     accuracy_target: Optional[float] = None    # int8-mixed's output SNR target (dB)
+    calibration_file: Optional[str] = None     # what was loaded (a folder of images: its .npz)
 
     @property
     def calibration_samples(self) -> int:
@@ -95,6 +96,7 @@ def prepare(model: str, variants: str, quantizer: str, calibration: Optional[str
     from ..models.imagedata import folder_as_npz  # a folder of images -> an .npz of the input
     calib_src = folder_as_npz(calibration, model_path, key, images, "--calibration",
                               given) or builtin_calib
+    job.calibration_file = None if calib_src is None else str(calib_src)
     if job.out_dir.exists() and not job.out_dir.is_dir():
         raise UsageError(f"output {job.out_dir} exists and is not a folder")
     job.out_dir.mkdir(parents=True, exist_ok=True)

@@ -52,10 +52,11 @@ class OpLoss:
     output: str
     snr_db: float
     loss_db: float
+    grid_db: float = EXACT_DB    # fp32's output rounded to the variant's integer grid vs itself
 
     def to_json(self) -> Dict[str, Any]:
         d = asdict(self)
-        for k in ("snr_db", "loss_db"):
+        for k in ("snr_db", "loss_db", "grid_db"):
             d[k] = None if not math.isfinite(d[k]) else round(d[k], 2)
         return d
 
@@ -68,10 +69,16 @@ class Explanation:
     compared: int                # ops matched in both models
     total_ops: int
     outputs: Tuple[Tuple[str, float], ...] = ()   # (model output tensor name, SNR dB)
-    noisiest: str = ""           # the output with the largest squared error (it sets the SNR)
+    worst: str = ""              # the model output with the lowest SNR
+
+    @property
+    def worst_snr_db(self) -> float:
+        """The lowest SNR of any one model output (a collapsed small output shows here)."""
+        return min((v for _, v in self.outputs), default=self.output_snr_db)
 
     def to_json(self) -> Dict[str, Any]:
-        return {"output_snr_db": _num(self.output_snr_db), "samples": self.samples,
+        return {"output_snr_db": _num(self.output_snr_db),
+                "worst_output_snr_db": _num(self.worst_snr_db), "samples": self.samples,
                 "outputs": [{"name": n, "snr_db": _num(v)} for n, v in self.outputs],
                 "ops_compared": self.compared, "ops_total": self.total_ops,
                 "ops": [o.to_json() for o in self.ops]}
@@ -110,10 +117,11 @@ def model_ops(model_bytes: bytes) -> List[OpInfo]:
 
 
 def _all_tensors(model_path: Path, inputs: Dict[str, np.ndarray], n: int,
-                 signature: Optional[str]
+                 signature: Optional[str], grids: Optional[Dict[str, Any]] = None
                  ) -> Tuple[Dict[str, np.ndarray], List[np.ndarray], List[str]]:
     """({tensor name: [n, ...] float values}, model outputs, their tensor names) of every
-    sample."""
+    sample; `grids` (when given) gets {tensor name: (dtype, scale, zero point)} of each
+    integer tensor with one scale."""
     from ai_edge_litert.interpreter import Interpreter
 
     from ..quiet import quiet
@@ -131,6 +139,13 @@ def _all_tensors(model_path: Path, inputs: Dict[str, np.ndarray], n: int,
     except tensors.AgentError as e:
         raise UsageError(e.message) from None
     details = [d for d in it.get_tensor_details() if d.get("name")]
+    if grids is not None:
+        for d in details:
+            qp = d.get("quantization_parameters") or {}
+            scales = qp.get("scales")
+            if np.dtype(d["dtype"]).kind in "iu" and scales is not None and len(scales) == 1:
+                grids[d["name"]] = (np.dtype(d["dtype"]), float(scales[0]),
+                                    int(qp["zero_points"][0]))
     out_details = tensors.output_details(it, signature)
     out_idx = [d["index"] for d in out_details]
     values: Dict[str, List[np.ndarray]] = {}
@@ -188,12 +203,13 @@ class Comparer:
 
     def compare(self, variant_path: Union[str, Path]) -> Explanation:
         ref = self.ref
-        var, var_out, _ = _all_tensors(Path(variant_path), self.inputs, self.n, self.signature)
+        grids: Dict[str, Any] = {}
+        var, var_out, _ = _all_tensors(Path(variant_path), self.inputs, self.n, self.signature,
+                                       grids)
         outs_snr = [snr_db(v, r) for v, r in zip(var_out, self.ref_out)]
         # as accuracy.score's snr_db: all outputs together, so the loudest errors count most
         out_snr = snr_db(np.concatenate([v.ravel() for v in var_out]),
                          np.concatenate([r.ravel() for r in self.ref_out]))
-        noise = [float(np.sum((v - r) ** 2)) for v, r in zip(var_out, self.ref_out)]
         snr: Dict[str, float] = {}
         losses: List[OpLoss] = []
         for op in self.ops:
@@ -207,11 +223,13 @@ class Comparer:
             ins = [snr[i] if i in snr else _tensor_snr(i, ref, var)
                    for i in op.inputs if i and i not in self.consts]
             before = min(ins) if ins else EXACT_DB
-            losses.append(OpLoss(op.index, op.op, outs[0], s, max(0.0, before - s)))
+            grid = min((_grid_snr(ref[o], grids[o]) for o in outs if o in grids),
+                       default=EXACT_DB)
+            losses.append(OpLoss(op.index, op.op, outs[0], s, max(0.0, before - s), grid))
         ranked = sorted(losses, key=lambda x: (-x.loss_db, x.snr_db, x.index))
         return Explanation(ranked, out_snr, self.n, len(losses), len(self.ops),
                            tuple(zip(self.out_names, outs_snr)),
-                           self.out_names[int(np.argmax(noise))] if noise else "")
+                           self.out_names[int(np.argmin(outs_snr))] if outs_snr else "")
 
     def feeding(self, tensor: str) -> set:
         """Indices of the ops whose results reach `tensor` (its producer and theirs)."""
@@ -232,6 +250,15 @@ def explain(fp32_path: Union[str, Path], variant_path: Union[str, Path],
             max_samples: int = MAX_SAMPLES) -> Explanation:
     """Compare `variant_path` with `fp32_path` op by op on `inputs` ({name: [N, ...]})."""
     return Comparer(fp32_path, inputs, signature, max_samples).compare(variant_path)
+
+
+def _grid_snr(ref: np.ndarray, grid: Tuple[np.dtype, float, int]) -> float:
+    """How well the integer grid (dtype, scale, zero point) the variant gave a tensor holds
+    fp32's values of it: rounding and clipping alone, with exact inputs."""
+    dtype, scale, zp = grid
+    info = np.iinfo(dtype)
+    q = np.clip(np.round(ref / scale) + zp, info.min, info.max)
+    return _clip(snr_db(((q - zp) * scale).astype(np.float32), ref))
 
 
 def _tensor_snr(name: str, ref: Dict[str, np.ndarray], var: Dict[str, np.ndarray]) -> float:
