@@ -134,3 +134,22 @@ def test_real_images_calibrate_better_than_random(models: Dict[str, Path], name:
             q = quantize_model(fp32, "int8", tmp_path / f"{how}.tflite", data)
         snr[how] = score(run_model(q.path, {"x": ev}), ref, unlabeled=True)["snr_db"]
     assert snr["photos"] > snr["random"], snr
+
+
+def test_eval_folder_per_class_gives_top1_on_the_device(tmp_path: Path) -> None:
+    """`run --eval DIR` with a folder per class: the device runs the images, top-1 is scored."""
+    photos = sorted(photo_folder(tmp_path / "all").iterdir())
+    ev = tmp_path / "eval"
+    for i, f in enumerate(photos[:6]):
+        d = ev / str(i % 2)                            # classes 0 and 1 by index
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f.name).write_bytes(f.read_bytes())
+    out = tmp_path / "out.json"
+    p = edge_bench(["run", "--model", "builtin:mobilenet", "--variants", "fp32", "--eval",
+                    str(ev), "--input-range", "0,1", "--runs", "3", "--warmup", "0",
+                    "--min-seconds", "0", "--processes", "1", "--no-store", "--json", str(out)],
+                   tmp_path)
+    assert p.returncode == 0, p.stderr + p.stdout
+    (r,) = json.loads(out.read_text())["results"]
+    assert r["status"] == "ok" and r["accuracy"]["samples"] == 6
+    assert r["accuracy"]["top1"] is not None and r["accuracy"]["top1_ref"] is not None

@@ -35,13 +35,14 @@ from typing import Any, Collection, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from .accuracy import TOLERANCES
 from .explain import EXACT_DB, Comparer, Explanation, OpInfo
 
 MIXED = "int8-mixed"
 #: the default target: the SNR below which int8 is flagged (accuracy.TOLERANCES), on every
 #: output. 30 dB, tried first, was out of reach with a few float ops on every model of the
 #: test corpus: their int8 trunks alone (all ops but the heads) stay near 15-25 dB
-DEFAULT_TARGET_DB = 15.0
+DEFAULT_TARGET_DB = TOLERANCES["int8"].snr_db
 #: stop after keeping this many ops in float (each step quantizes and compares once more)
 MAX_FLOAT_OPS = 8
 #: bump when the search changes what it makes (part of the cache key)
