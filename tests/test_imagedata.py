@@ -153,3 +153,16 @@ def test_eval_folder_per_class_gives_top1_on_the_device(tmp_path: Path) -> None:
     (r,) = json.loads(out.read_text())["results"]
     assert r["status"] == "ok" and r["accuracy"]["samples"] == 6
     assert r["accuracy"]["top1"] is not None and r["accuracy"]["top1_ref"] is not None
+
+
+def test_bad_images_and_non_image_models_are_one_line(tmp_path: Path) -> None:
+    folder = photo_folder(tmp_path / "photos")
+    p = edge_bench(["quantize", "builtin:digits", "--variants", "int8", "--calibration",
+                    str(folder), "-o", str(tmp_path / "out")], tmp_path)
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    assert "image input" in p.stderr and "shape [1, 64]" in p.stderr
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    p = edge_bench(["quantize", "builtin:mobilenet", "--variants", "int8", "--calibration",
+                    str(folder), "--input-range", "0,1", "-o", str(tmp_path / "out")], tmp_path)
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    assert f"image {folder / 'broken.jpg'}: cannot be read" in p.stderr

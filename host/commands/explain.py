@@ -83,12 +83,13 @@ def explain_variant(model: str, variant: str, calibration: Optional[str],
             warnings.simplefilter("ignore", CalibrationWarning)   # said once, below
             job = prepare(model, v, "ai-edge-quantizer", calibration, tmp, signature, images,
                           accuracy_target)
-            if job.calibration is None:
-                if calibration is None:
+            if job.calibration is None:   # a variant that needs none: samples to compare on
+                src = job.calibration_file
+                if src is None:
                     raise UsageError(f"explain {model}: no samples to compare on",
                                      hint="pass --calibration DIR|FILE (or random)")
-                job.calibration = load_calibration(calibration, job.model_path, job.signature)
-                job.calibration_source = job.calibration_file = calibration
+                job.calibration = load_calibration(src, job.model_path, job.signature)
+                job.calibration_source = calibration or src
         res = make_variant(job.model_path, v, None,
                            job.calibration_file if v in STATIC_VARIANTS else None,
                            signature=job.signature, accuracy_target=accuracy_target)

@@ -290,12 +290,17 @@ def class_indices(names: Sequence[Optional[str]], model_labels: Optional[List[st
 
 def _layout(shape: Tuple[int, ...]) -> Tuple[int, int, int, bool]:
     """(height, width, channels, channels_first) of an image input [1, H, W, C] / [1, C, H, W]."""
-    dims = shape[1:] if len(shape) == 4 else shape
+    if len(shape) == 4 or (len(shape) == 3 and shape[0] == 1):
+        dims = shape[1:]                      # drop the batch of 1
+    elif len(shape) == 3:
+        dims = shape
+    else:
+        raise ValueError
     if len(dims) == 3 and dims[-1] in (1, 3, 4):
         return dims[0], dims[1], dims[2], False
     if len(dims) == 3 and dims[0] in (1, 3, 4):
         return dims[1], dims[2], dims[0], True
-    if len(dims) == 2:
+    if len(dims) == 2 and min(dims) > 4:      # [1, H, W]: one grayscale channel
         return dims[0], dims[1], 1, False
     raise ValueError
 
@@ -303,12 +308,13 @@ def _layout(shape: Tuple[int, ...]) -> Tuple[int, int, int, bool]:
 def load_image(path: Path, height: int, width: int, channels: int) -> np.ndarray:
     """One image as uint8 [height, width, channels] (RGB, RGBA or grayscale)."""
     from PIL import Image, UnidentifiedImageError
+    from PIL.Image import DecompressionBombError
     try:
         with Image.open(path) as im:
             im = im.convert({1: "L", 3: "RGB", 4: "RGBA"}[channels])
             im = im.resize((width, height), Image.BILINEAR)
             arr = np.asarray(im, np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except (UnidentifiedImageError, DecompressionBombError, OSError, ValueError) as e:
         raise UsageError(f"image {path}: cannot be read ({str(e)[:100]})",
                          hint="remove it from the folder, or re-save it as JPEG/PNG") from None
     return arr.reshape(height, width, channels)
