@@ -19,9 +19,10 @@ variants:
   int16x8       int8 weights + int16 activations (int16 model I/O)          needs calibration
   weight-int8   int8 weights dequantized to float
   weight-int4   int4 weights dequantized to float (watch the accuracy)
-  int8-mixed    int8, with the fewest sensitive ops kept float until the output SNR
-                vs fp32 reaches --accuracy-target (recipe in MODEL-int8-mixed.recipe.json)
-                                                                            needs calibration
+
+int8-mixed (not part of `all`; needs calibration): int8 with the fewest sensitive ops kept
+float until every output's SNR vs fp32 reaches --accuracy-target; which ops and why are in
+its recipe, also written as MODEL-int8-mixed.recipe.json. `edge-bench explain` shows the ops.
 
 calibration data (for int8 / int16x8): a .npz (one array per input name, or `x` for a
 single-input model), a .npy, or a folder of .npy files; arrays are [N, *input shape without

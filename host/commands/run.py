@@ -56,11 +56,12 @@ def add_parser(sub: Any) -> None:
                         " module:function (pip install 'edge-bench[torch]'); repeat for several"
                         f" (default: {', '.join(DEFAULT_MODELS)})")
     p.add_argument("--variants", default=None,
-                   help=f"{','.join(VARIANTS)}, int8-mixed and `given` (the .tflite exactly as given, e.g."
+                   help=f"{','.join(VARIANTS)} and `given` (the .tflite exactly as given, e.g."
                         " fp16-stored; an already-quantized file is always timed as given)"
                         f" (default: {DEFAULT_VARIANTS}); a model without calibration data gets"
                         f" {DEFAULT_VARIANTS_NO_CALIBRATION}, its int8 shown as a skip, not a"
-                        " failure")
+                        " failure; also int8-mixed: int8 with the fewest sensitive ops kept"
+                        " float (--accuracy-target)")
     p.add_argument("--reference", action="append", default=None, metavar="FLOAT.tflite",
                    help="the float model of an already-quantized --model: its fp32 row, the"
                         " reference the given file is scored against, and what the variants are"
