@@ -410,6 +410,15 @@ def folder_as_npz(source: Optional[str], model_path: Path, signature: Optional[s
     return str(out)
 
 
+def display_name(path: Union[str, Path]) -> str:
+    """The name to show for a calibration/eval file: `FOLDER/` for the .npz a folder of images
+    became (folder_as_npz), else the file's own name."""
+    p = Path(path)
+    if p.suffix == ".npz" and p.parent.parent.name == "images" and p.with_suffix(".txt").is_file():
+        return f"{p.stem}/"
+    return p.name
+
+
 def describe(npz: Optional[str]) -> Optional[str]:
     """How a folder of images became the .npz `npz` (None when it did not come from one)."""
     if not npz:

@@ -346,7 +346,8 @@ def quantize_model(model_path: Union[str, Path], variant: str, out_path: Union[s
             raise VariantSkipped(variant, f"calibration runs the model on this host, whose LiteRT "
                                           f"cannot run it ({unrunnable})")
         if not isinstance(calibration, dict):
-            label = "random" if str(calibration) == RANDOM else Path(calibration).name
+            from .imagedata import display_name
+            label = "random" if str(calibration) == RANDOM else display_name(calibration)
             calibration = load_calibration(calibration, model_path, signature)
     else:
         calibration = None
