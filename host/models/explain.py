@@ -34,6 +34,8 @@ from .accuracy import snr_db
 EXACT_DB = 120.0
 #: at most this many samples are run through both models
 MAX_SAMPLES = 16
+#: fewer samples when one model's kept tensors (float32, every sample) would pass this
+MEMORY_BUDGET = 512 << 20
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,19 @@ def model_ops(model_bytes: bytes) -> List[OpInfo]:
     return out
 
 
+def _tensor_bytes(model_bytes_path: Path) -> int:
+    """Bytes of one sample's tensors of subgraph 0, as float32 (what _all_tensors keeps)."""
+    from ai_edge_litert import schema_py_generated as schema
+    model = schema.Model.GetRootAs(model_bytes_path.read_bytes(), 0)
+    sg = model.Subgraphs(0)
+    total = 0
+    for i in range(sg.TensorsLength()):
+        t = sg.Tensors(i)
+        shape = t.ShapeAsNumpy() if t.ShapeLength() else np.zeros(0, np.int32)
+        total += 4 * int(np.prod([max(1, int(d)) for d in shape])) if len(shape) else 4
+    return total
+
+
 def _all_tensors(model_path: Path, inputs: Dict[str, np.ndarray], n: int,
                  signature: Optional[str], grids: Optional[Dict[str, Any]] = None
                  ) -> Tuple[Dict[str, np.ndarray], List[np.ndarray], List[str]]:
@@ -191,7 +206,9 @@ class Comparer:
 
     def __init__(self, fp32_path: Union[str, Path], inputs: Dict[str, np.ndarray],
                  signature: Optional[str] = None, max_samples: int = MAX_SAMPLES) -> None:
-        self.n = min(max_samples, len(next(iter(inputs.values()))))
+        per_sample = max(1, _tensor_bytes(Path(fp32_path)))
+        self.n = min(max_samples, len(next(iter(inputs.values()))),
+                     max(1, MEMORY_BUDGET // per_sample))
         if self.n < 1:
             raise UsageError("explain needs at least one sample")
         self.inputs, self.signature = inputs, signature

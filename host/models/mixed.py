@@ -36,9 +36,10 @@ from typing import Any, Collection, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .accuracy import TOLERANCES
+from .variants import MIXED_VARIANTS
 from .explain import EXACT_DB, Comparer, Explanation, OpInfo
 
-MIXED = "int8-mixed"
+MIXED = MIXED_VARIANTS[0]
 #: the default target: the SNR below which int8 is flagged (accuracy.TOLERANCES), on every
 #: output. 30 dB, tried first, was out of reach with a few float ops on every model of the
 #: test corpus: their int8 trunks alone (all ops but the heads) stay near 15-25 dB
