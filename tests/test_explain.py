@@ -83,15 +83,20 @@ def test_int8_mixed_recovers_a_collapsed_output_with_few_float_ops(models: Dict[
 def test_int8_mixed_is_timed_on_the_device_and_explained(models: Dict[str, Path],
                                                          tmp_path: Path) -> None:
     cal_dir = photo_folder(tmp_path / "cal", faces=10, every=2, start=0)
+    ev_dir = photo_folder(tmp_path / "eval", faces=10, every=2, start=1)
     out = tmp_path / "out.json"
     p = edge_bench(["run", "--model", str(models[FACE]), "--variants", "fp32,int8,int8-mixed",
-                    "--calibration", str(cal_dir), "--runs", "3", "--warmup", "0",
+                    "--calibration", str(cal_dir), "--eval", str(ev_dir),
+                    "--runs", "3", "--warmup", "0",
                     "--min-seconds", "0", "--processes", "1", "--no-store", "--json", str(out)],
                    tmp_path)
     rows = {r["variant"]: r for r in json.loads(out.read_text())["results"]}
     mixed, int8 = rows["int8-mixed"], rows["int8"]
     assert mixed["status"] == "ok" and mixed["latency_ms"]["median"] > 0, p.stderr
     assert mixed["accuracy"]["flag"] is None and "kept float" in mixed["recipe"]
+    # images without labels are scored like derived inputs: a collapsed output is flagged
+    assert mixed["accuracy"]["eval_source"] == f"images in {ev_dir}"
+    assert "floor" in (int8["accuracy"]["flag"] or "")
     assert mixed["model_bytes"] <= 0.5 * rows["fp32"]["model_bytes"]
 
     def worst(r):

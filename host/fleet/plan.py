@@ -145,7 +145,7 @@ def resolve_model(name: str, calibration: Optional[str], eval_file: Optional[str
     from ..models.imagedata import folder_as_npz  # a folder of images -> an .npz of the input
     spec.calibration = folder_as_npz(spec.calibration, spec.path, spec.signature, images,
                                      "--calibration", spec.given)
-    ev = folder_as_npz(ev, spec.path, spec.signature, images, "--eval", spec.given)
+    folder, ev = ev, folder_as_npz(ev, spec.path, spec.signature, images, "--eval", spec.given)
     if reference and spec.given is None:
         raise UsageError(f"--reference {reference}: only for a .tflite --model ({name} is not)")
     quantizers = parse_quantizers(quantizer or spec.quantizer)  # e.g. ai-edge-quantizer,pt2e
@@ -154,6 +154,8 @@ def resolve_model(name: str, calibration: Optional[str], eval_file: Optional[str
     spec.quantizer = main_quantizer(quantizers)
     if ev:
         spec.eval = load_eval(Path(ev), spec.path, spec.signature)
+        if ev != folder:  # images: without labels, scored like derived inputs (no argmax)
+            spec.eval.source = f"images in {folder}"
     elif spec.no_float is None and not name.startswith("builtin:"):
         spec.eval = _derived_eval(spec)
     return spec
