@@ -25,7 +25,8 @@ intermediate tensor kept, and compare each op's output by tensor name. Columns:
   snr     the op's output vs fp32 (the error accumulated up to and including this op)
   lost    SNR the op itself loses: its worst input's SNR minus its output's
   grid    fp32's output rounded to the variant's integer grid (scale, zero point) vs itself:
-          low when the op's activation range is stretched by outliers
+          low when the calibrated range does not fit the values (clipped, or
+          stretched by outliers)
   (dB; "exact" when identical). Ops are ranked by `lost`.
 """
 
@@ -117,8 +118,11 @@ def format_table(doc: Dict[str, Any], top: int, width: int = WIDTH) -> List[str]
         s = "".join(c if c.isprintable() else "?" for c in s)
         return s if len(s) <= width else s[:width - 3] + "..."
     ratio = doc["variant_bytes"] / doc["fp32_bytes"] if doc["fp32_bytes"] else math.nan
-    lines = [fit(f"{doc['model']} {doc['variant']} vs fp32: output SNR"
+    name = doc["model"] if str(doc["model"]).startswith("builtin:") else Path(doc["model"]).name
+    lines = [fit(f"{name} {doc['variant']} vs fp32: output SNR"
                  f" {_db(doc['output_snr_db'])} dB, {ratio:.2f}x the fp32 size"),
+             fit("per output: " + ", ".join(f"{o['name']} {_db(o['snr_db'])} dB"
+                                            for o in doc.get("outputs") or [])),
              fit(f"samples: {doc['samples']} of {doc['samples_from']}"),
              fit(f"ops compared: {doc['ops_compared']} of {doc['ops_total']}; the"
                  f" {min(top, len(doc['ops']))} that lose the most:"),
