@@ -56,6 +56,8 @@ class QuantizeJob:
     derived_from: Optional[str] = None         # how the fp32 baseline was derived (wild .tflite)
     signature: Optional[str] = None            # the SignatureDef calibration goes through
     name: str = ""                             # the model as the user named it
+    accuracy_target: Optional[float] = None    # int8-mixed's output SNR target (dB)
+    calibration_file: Optional[str] = None     # what was loaded (a folder of images: its .npz)
 
     def user_text(self, text: str) -> str:
         """`text` naming the model as the user did, not the derived baseline in the cache."""
@@ -90,10 +92,13 @@ def _sized(model_path: Path, key: Optional[str], input_shape: Optional[List[str]
 
 def prepare(model: str, variants: str, quantizer: str, calibration: Optional[str],
             output: str, signature: Optional[str] = None,
-            input_shape: Optional[List[str]] = None) -> QuantizeJob:
+            input_shape: Optional[List[str]] = None, images: Any = None,
+            accuracy_target: Optional[float] = None) -> QuantizeJob:
     """Check everything and load the calibration, before any variant is made. `signature`:
     the SignatureDef to calibrate through (default: serving_default, else the first);
-    `input_shape`: --input-shape values (the size of dynamic dims, models/shapes.py)."""
+    `input_shape`: --input-shape values (the size of dynamic dims, models/shapes.py);
+    `images`: how a folder of images is normalized (imagedata.ImageOptions);
+    `accuracy_target`: int8-mixed's output SNR target (dB)."""
     from ..fleet.plan import choose_signature
     from ..models.dispatch import (check_quantizer, float_model, main_quantizer,
                                    parse_quantizers, route_variants)
@@ -104,6 +109,7 @@ def prepare(model: str, variants: str, quantizer: str, calibration: Optional[str
     quantizers = parse_quantizers(quantizer)
     names = route_variants(names, quantizers)  # pt2e: pt2e-int8, ...
     model_path, builtin_calib, stem = resolve_model(model)
+    given = model_path if isinstance(model_path, Path) else None   # its metadata, for images
     model_path, source = float_model(model_path)  # Keras/SavedModel/PyTorch -> fp32 .tflite
     key = choose_signature(model_path, signature)
     for q in quantizers:
@@ -113,12 +119,16 @@ def prepare(model: str, variants: str, quantizer: str, calibration: Optional[str
         from ..models.baseline import model_baseline
         base = model_baseline(model_path)
         model_path, derived = base.path, (base.recipe() if base.derived else None)
-    model_path, derived = _sized(model_path, key, input_shape, calibration or builtin_calib,
-                                 model, derived)
+    from ..models.imagedata import folder_as_npz  # a folder of images -> an .npz of the input
+    calib_src = folder_as_npz(calibration, model_path, key, images, "--calibration",
+                              given) or builtin_calib
+    model_path, derived = _sized(model_path, key, input_shape,
+                                 None if calib_src is None else str(calib_src), model, derived)
     job = QuantizeJob(names, model_path, source, main_quantizer(quantizers), stem,
                       Path(output).expanduser(), derived_from=derived, signature=key,
                       name=model)
-    calib_src = calibration or builtin_calib
+    job.accuracy_target = accuracy_target
+    job.calibration_file = None if calib_src is None else str(calib_src)
     if job.out_dir.exists() and not job.out_dir.is_dir():
         raise UsageError(f"output {job.out_dir} exists and is not a folder")
     job.out_dir.mkdir(parents=True, exist_ok=True)
@@ -133,7 +143,10 @@ def prepare(model: str, variants: str, quantizer: str, calibration: Optional[str
             warnings.simplefilter("always", CalibrationWarning)
             job.calibration = load_calibration(calib_src, model_path, key)
         job.warnings = [str(w.message) for w in caught]
-        job.calibration_source = "random data" if str(calib_src) == RANDOM else str(calib_src)
+        from ..models.imagedata import describe
+        how = describe(calib_src) if calib_src != calibration else None
+        job.calibration_source = ("random data" if str(calib_src) == RANDOM else
+                                  f"{calibration} ({how})" if how else str(calib_src))
     return job
 
 
@@ -150,7 +163,10 @@ def make_variants(job: QuantizeJob, on_error: Callable[[str, EdgeBenchError], No
             res = make_variant(job.model_path, v, out,
                                job.calibration if v in STATIC else None,
                                quantizer=job.quantizer, source=job.source,
-                               signature=job.signature)
+                               signature=job.signature, accuracy_target=job.accuracy_target)
+            if res.recipe is not None:  # int8-mixed: which ops stayed float, reproducible
+                import json
+                out.with_suffix(".recipe.json").write_text(json.dumps(res.recipe, indent=1))
             rows.append({"variant": v, "bytes": res.bytes, "ratio": res.bytes / fp32_bytes,
                          "recipe": res.recipe_description, "error": None, "path": str(out)})
         except VariantSkipped as e:  # deliberate (already quantized, custom op): not a failure

@@ -62,6 +62,10 @@ class RunRequest:
     calibration: Optional[str] = None
     quantizer: str = "ai-edge-quantizer"
     eval: Optional[str] = None
+    input_range: Optional[str] = None       # a folder of images: how pixels are normalized
+    mean: Optional[str] = None
+    std: Optional[str] = None
+    accuracy_target: Optional[float] = None  # int8-mixed's output SNR target (dB)
     no_xnnpack: bool = False
     runtime: Optional[str] = None
     cooldown_temp: Optional[float] = None
@@ -108,6 +112,7 @@ FLAG_LIMITS = {
     "max_runs": (1, 1_000_000_000, True), "timeout": (0, 7 * 86400, False),
     "lock_wait": (0, 86400, True), "cooldown_temp": (0, 150, False),
     "cooldown_max_s": (0, 86400, True), "threshold": (0, 100, True),
+    "accuracy_target": (-100, 200, True),
 }
 
 
@@ -193,11 +198,15 @@ def resolve_models(req: RunRequest) -> List[Any]:
     if refs and len(refs) != len(names):
         raise UsageError(f"--reference given {len(refs)} times for {len(names)} --model(s)",
                          hint="give one --reference per --model, in the same order")
+    from ..models.imagedata import ImageOptions
     from ..models.shapes import parse_input_shapes
+    images = ImageOptions(req.input_range, req.mean, req.std)
     shapes = parse_input_shapes(req.input_shape)
     models = [resolve_model(m, req.calibration, req.eval, req.quantizer,
-                            refs[i] if refs else None, req.signature, shapes)
+                            refs[i] if refs else None, req.signature, shapes, images)
               for i, m in enumerate(names)]
+    for s in models:
+        s.accuracy_target = req.accuracy_target
     unused = [n for n in shapes if n and not any(n in m.input_names for m in models)]
     if unused:
         raise UsageError(f"--input-shape {unused[0]}=...: no --model has an input of that name",

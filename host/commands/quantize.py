@@ -20,9 +20,14 @@ variants:
   weight-int8   int8 weights dequantized to float
   weight-int4   int4 weights dequantized to float (watch the accuracy)
 
+int8-mixed (not part of `all`; needs calibration): int8 with the fewest sensitive ops kept
+float until every output's SNR vs fp32 reaches --accuracy-target; which ops and why are in
+its recipe, also written as MODEL-int8-mixed.recipe.json. `edge-bench explain` shows the ops.
+
 calibration data (for int8 / int16x8): a .npz (one array per input name, or `x` for a
 single-input model), a .npy, or a folder of .npy files; arrays are [N, *input shape without
-the batch of 1]. `--calibration random` uses random data (accuracy will be meaningless).
+the batch of 1]. A folder of JPEG/PNG images is resized to the input and normalized by the
+model's TFLite metadata, else by --input-range / --mean / --std. `--calibration random` uses random data (accuracy will be meaningless).
 Built-in models (builtin:digits, builtin:mobilenet) bring their own calibration set.
 """
 
@@ -51,7 +56,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--variants", default="fp32,fp16,dynamic-int8,int8",
                    help="comma-separated variants, or `all` (default: %(default)s)")
     p.add_argument("--calibration", metavar="FILE|random",
-                   help="calibration data for int8/int16x8 (.npz, .npy, folder of .npy, random)")
+                   help="calibration data for int8/int16x8/int8-mixed (.npz, .npy, folder of"
+                        " .npy, folder of JPEG/PNG images, random)")
     p.add_argument("--quantizer", default="ai-edge-quantizer",
                    help="ai-edge-quantizer (default), tflite-converter (TensorFlow's converter, "
                         "for .keras/.h5/SavedModel input; pip install 'edge-bench[tf]'), pt2e "
@@ -63,6 +69,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--input-shape", action="append", default=None, metavar="NAME=1x16000",
                    help="the size of an input's dynamic (-1) dims (NAME left out for a one-input"
                         " model; default: the shape of the --calibration data)")
+    from .data_options import add_accuracy_target, add_image_options
+    add_image_options(p)
+    add_accuracy_target(p)
     p.add_argument("--verbose", "-v", action="store_true",
                    help="show ai-edge-quantizer's and LiteRT's own output as it comes")
     p.add_argument("-o", "--output", "--out", dest="output", metavar="DIR", required=True,
@@ -107,8 +116,10 @@ def _print_table(rows: List[dict], out_dir: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..app.quantize import make_variants, prepare
 
+    from ..models.imagedata import ImageOptions
     job = prepare(args.model, args.variants, args.quantizer, args.calibration, args.output,
-                  args.signature, args.input_shape)
+                  args.signature, args.input_shape,
+                  ImageOptions(args.input_range, args.mean, args.std), args.accuracy_target)
     for w in job.warnings:
         print(f"edge-bench: WARNING: {w}", file=sys.stderr)
     if job.derived_from:

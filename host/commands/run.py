@@ -10,6 +10,7 @@ from ..analysis.verdict import DEFAULT_THRESHOLD
 from ..app.run import (DEFAULT_MODELS, DEFAULT_VARIANTS, DEFAULT_VARIANTS_NO_CALIBRATION,
                        RunRequest)
 from ..models.variants import VARIANTS
+from .data_options import add_accuracy_target, add_image_options
 from .gate_options import add_gate_options
 
 D = RunRequest()  # the defaults, one home: the service's request
@@ -59,7 +60,8 @@ def add_parser(sub: Any) -> None:
                         " fp16-stored; an already-quantized file is always timed as given)"
                         f" (default: {DEFAULT_VARIANTS}); a model without calibration data gets"
                         f" {DEFAULT_VARIANTS_NO_CALIBRATION}, its int8 shown as a skip, not a"
-                        " failure")
+                        " failure; also int8-mixed: int8 with the fewest sensitive ops kept"
+                        " float (--accuracy-target)")
     p.add_argument("--reference", action="append", default=None, metavar="FLOAT.tflite",
                    help="the float model of an already-quantized --model: its fp32 row, the"
                         " reference the given file is scored against, and what the variants are"
@@ -96,7 +98,8 @@ def add_parser(sub: Any) -> None:
                         " --no-interleave: each model's processes back to back, results as"
                         " each model finishes")
     p.add_argument("--calibration", default=None,
-                   help="calibration data (.npz, .npy, folder of .npy, or `random`) for int8/int16x8")
+                   help="calibration data (.npz, .npy, folder of .npy, folder of JPEG/PNG"
+                        " images, or `random`) for int8/int16x8/int8-mixed")
     p.add_argument("--quantizer", default=D.quantizer,
                    help="who makes the variants: ai-edge-quantizer (default, any float .tflite),"
                         " tflite-converter (TensorFlow's, for .keras/.h5/SavedModel models;"
@@ -104,8 +107,11 @@ def add_parser(sub: Any) -> None:
                         " module:function models, variants named pt2e-int8, ...; pip install"
                         " 'edge-bench[torch]'); ai-edge-quantizer,pt2e makes both in one table")
     p.add_argument("--eval", default=None,
-                   help=".npz with model inputs (`x` or input names) and optional labels `y`:"
+                   help=".npz with model inputs (`x` or input names) and optional labels `y`,"
+                        " or a folder of images (labels: a folder per class or labels.csv):"
                         " run on the device and scored against the fp32 reference")
+    add_image_options(p)
+    add_accuracy_target(p)
     p.add_argument("--no-xnnpack", action="store_true", help="disable the XNNPACK delegate")
     p.add_argument("--runtime", default=None,
                    choices=["auto", "ai_edge_litert", "tflite_runtime", "tensorflow"],

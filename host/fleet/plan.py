@@ -65,6 +65,7 @@ class ModelSpec:
     input_shapes: Optional[Dict[str, List[int]]] = None  # dynamic inputs' sizes (models/shapes)
     shape_problem: Optional[str] = None  # dynamic dims no data sizes, which it cannot run at 1
     input_names: List[str] = field(default_factory=list)  # what --input-shape may name
+    accuracy_target: Optional[float] = None  # int8-mixed's output SNR target, dB (mixed.py)
     _reference: Optional[List[np.ndarray]] = None
     _ref_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -147,7 +148,8 @@ def rename_files(text: str, names: Any, label: str) -> str:
 def resolve_model(name: str, calibration: Optional[str], eval_file: Optional[str],
                   quantizer: Optional[str] = None, reference: Optional[str] = None,
                   signature: Optional[str] = None,
-                  input_shapes: Optional[Dict[str, List[int]]] = None) -> ModelSpec:
+                  input_shapes: Optional[Dict[str, List[int]]] = None,
+                  images: Any = None) -> ModelSpec:
     """builtin:NAME, a .tflite, a Keras/SavedModel (converted to fp32, needs [tf]) or a PyTorch
     model (.pt2, module:function, builtin:digits-torch; converted by litert-torch, needs [torch]);
     built-ins bring their calibration and eval. A .tflite from the wild gets its float32
@@ -155,7 +157,8 @@ def resolve_model(name: str, calibration: Optional[str], eval_file: Optional[str
     against `reference` (a float .tflite) when given. Without --eval, variants are compared
     with fp32 on derived inputs (models/unlabeled.py). `signature` chooses the SignatureDef
     (default: serving_default, else the first): calibration, inputs, outputs and scoring.
-    `input_shapes`: --input-shape (models/shapes.py: the size of dynamic dims)."""
+    `input_shapes`: --input-shape (models/shapes.py: the size of dynamic dims).
+    `images`: the normalization flags for a folder of images (models/imagedata.ImageOptions)."""
     from ..models.dispatch import check_quantizer, float_model, main_quantizer, parse_quantizers
     from ..models.pytorch import is_torch_model
     if is_torch_model(name):  # .pt2, module:function or builtin:digits-torch (needs [torch])
@@ -187,18 +190,23 @@ def resolve_model(name: str, calibration: Optional[str], eval_file: Optional[str
         ev = eval_file
     if spec.signature is None:  # a built-in or PyTorch model (a file's was chosen above)
         spec.signature = choose_signature(spec.path, signature)
+    from ..models.imagedata import folder_as_npz  # a folder of images -> an .npz of the input
+    spec.calibration = folder_as_npz(spec.calibration, spec.path, spec.signature, images,
+                                     "--calibration", spec.given)
+    folder, ev = ev, folder_as_npz(ev, spec.path, spec.signature, images, "--eval", spec.given)
     if reference and spec.given is None:
         raise UsageError(f"--reference {reference}: only for a .tflite --model ({name} is not)")
     quantizers = parse_quantizers(quantizer or spec.quantizer)  # e.g. ai-edge-quantizer,pt2e
     for q in quantizers:
         check_quantizer(q, spec.source, name)
     spec.quantizer = main_quantizer(quantizers)
-    _dynamic_dims(spec, input_shapes or {}, [cal if name.startswith("builtin:") else calibration,
-                                              ev])
+    _dynamic_dims(spec, input_shapes or {}, [spec.calibration, ev])
     if spec.shape_problem:
         return spec
     if ev:
         spec.eval = load_eval(Path(ev), spec.path, spec.signature)
+        if ev != folder:  # images: without labels, scored like derived inputs (no argmax)
+            spec.eval.source = f"images in {folder}"
     elif spec.no_float is None and not name.startswith("builtin:"):
         spec.eval = _derived_eval(spec)
     return spec
@@ -379,7 +387,8 @@ def make_artifacts(models: Sequence[ModelSpec], variants: Sequence[str],
                 else:
                     q = make_variant(m.path, v, None, m.calibration, quantizer=m.quantizer,
                                      source=m.source, cache_dir=cache_dir,
-                                     signature=m.signature)
+                                     signature=m.signature,
+                                     accuracy_target=m.accuracy_target)
                     art.path, art.sha256, art.bytes = Path(q.path), q.sha256, q.bytes
                     art.recipe = getattr(q, "recipe_description", None)
                     if v == "fp32" and m.fp32_recipe:

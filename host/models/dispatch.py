@@ -113,13 +113,14 @@ def make_variant(model_path: Union[str, Path], variant: str,
                  calibration: Union[None, str, Path, Dict[str, np.ndarray]] = None, *,
                  quantizer: str = DEFAULT_QUANTIZER, source: Any = None,
                  cache_dir: Union[None, str, Path] = None,
-                 signature: Optional[str] = None) -> QuantizeResult:
+                 signature: Optional[str] = None,
+                 accuracy_target: Optional[float] = None) -> QuantizeResult:
     """One variant made by `quantizer`: cached when `out_path` is None, else written there.
 
     `model_path` is the float .tflite; `source` the Keras/SavedModel it came from (required by
     tflite-converter, whose fp32 is `model_path` itself; the pytorch.TorchModel for pt2e, whose
     variants are `pt2e-*`). `signature`: the SignatureDef ai-edge-quantizer calibrates through
-    (None: the default)."""
+    (None: the default). `accuracy_target`: int8-mixed's output SNR target in dB (mixed.py)."""
     quantizer = parse_quantizer(quantizer)
     if variant.startswith(PT2E_PREFIX) or (quantizer == PT2E and variant != "fp32"):
         check_quantizer(PT2E, source, Path(model_path).name)
@@ -129,9 +130,11 @@ def make_variant(model_path: Union[str, Path], variant: str,
                                        float_model=model_path)
         return pt2e.convert(source, variant, out_path, calibration, float_model=model_path)
     if quantizer == DEFAULT_QUANTIZER or quantizer == PT2E or variant == "fp32":
-        res = (cached_variant(model_path, variant, calibration, cache_dir, signature)
+        res = (cached_variant(model_path, variant, calibration, cache_dir, signature,
+                              accuracy_target)
                if out_path is None
-               else quantize_model(model_path, variant, out_path, calibration, signature))
+               else quantize_model(model_path, variant, out_path, calibration, signature,
+                                   accuracy_target))
         if source is not None and res.variant == "fp32":  # converted from source
             from .pytorch import TorchModel
             if isinstance(source, TorchModel):

@@ -57,7 +57,7 @@ def cache_get_or_make(out: Path, make: Callable[[str], QuantizeResult],
             if info.get("bytes") == out.stat().st_size:
                 if sha256_file(out) == info["sha256"]:
                     return QuantizeResult(variant, out, info["bytes"], info["sha256"],
-                                          info["recipe_description"], True)
+                                          info["recipe_description"], True, info.get("recipe"))
                 print(f"edge-bench: warning: cached {out} does not match its sha256 (corrupted);"
                       " making it again", file=sys.stderr)
         except (ValueError, KeyError, OSError, TypeError, AttributeError):
@@ -74,5 +74,6 @@ def cache_get_or_make(out: Path, make: Callable[[str], QuantizeResult],
     res = res._replace(path=out)
     write_atomic(meta, json.dumps({
         **meta_fields, "bytes": res.bytes, "sha256": res.sha256,
-        "recipe_description": res.recipe_description}, indent=1).encode())
+        "recipe_description": res.recipe_description,
+        **({"recipe": res.recipe} if res.recipe is not None else {})}, indent=1).encode())
     return res

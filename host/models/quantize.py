@@ -40,7 +40,8 @@ from ..quiet import quiet, take_failure_output
 from .modelinfo import InputSpec, check_tflite, model_inputs
 from .modelinfo import interpreter as load_interpreter
 from .quantcache import cache_get_or_make, default_cache_dir, write_atomic
-from .variants import STATIC_VARIANTS, VARIANTS, QuantizeResult, needs_calibration, parse_variants
+from .variants import (MIXED_VARIANTS, STATIC_VARIANTS, VARIANTS, QuantizeResult,
+                       needs_calibration, parse_variants)
 from edge_bench_agent import tensors
 
 RECIPES: Dict[str, str] = {
@@ -51,6 +52,7 @@ RECIPES: Dict[str, str] = {
     "int16x8": "static_wi8_ai16 (int8 per-channel weights, int16 activations, calibrated)",
     "weight-int8": "weight_only_wi8_afp32 (int8 weights dequantized to float)",
     "weight-int4": "weight_only_wi4_afp32 (int4 weights dequantized to float)",
+    "int8-mixed": "static_wi8_ai8 with the fewest sensitive ops kept float (models/mixed.py)",
 }
 
 RANDOM = "random"
@@ -319,7 +321,8 @@ def host_cannot_run(model_path: Union[str, Path]) -> Optional[str]:
 
 def quantize_model(model_path: Union[str, Path], variant: str, out_path: Union[str, Path],
                    calibration: Union[None, str, Path, Dict[str, np.ndarray]] = None,
-                   signature: Optional[str] = None) -> QuantizeResult:
+                   signature: Optional[str] = None,
+                   accuracy_target: Optional[float] = None) -> QuantizeResult:
     """Write `variant` of the float model at `model_path` to `out_path`.
 
     `calibration`: a dict from load_calibration, or a path / "random" to load. Required for
@@ -328,6 +331,7 @@ def quantize_model(model_path: Union[str, Path], variant: str, out_path: Union[s
     model_path = check_tflite(model_path)
     variant = parse_variants(variant)[0] if variant not in VARIANTS else variant
     out_path = Path(out_path)
+    mixed = None
     label = None
     if variant == "fp32":
         if out_path.resolve() != model_path.resolve():
@@ -342,7 +346,8 @@ def quantize_model(model_path: Union[str, Path], variant: str, out_path: Union[s
             raise VariantSkipped(variant, f"calibration runs the model on this host, whose LiteRT "
                                           f"cannot run it ({unrunnable})")
         if not isinstance(calibration, dict):
-            label = "random" if str(calibration) == RANDOM else Path(calibration).name
+            from .imagedata import display_name
+            label = "random" if str(calibration) == RANDOM else display_name(calibration)
             calibration = load_calibration(calibration, model_path, signature)
     else:
         calibration = None
@@ -357,7 +362,16 @@ def quantize_model(model_path: Union[str, Path], variant: str, out_path: Union[s
                              hint="variants are made from a float model: quantize that one, or "
                                   "time this file as given (variant `given`)")
     try:
-        data = _run_quantizer(model_path, variant, calibration, signature)
+        if variant in MIXED_VARIANTS:  # int8 with a few sensitive ops kept float (mixed.py)
+            from .mixed import DEFAULT_TARGET_DB, make_mixed
+            from .repair import signature_key
+            with _quiet():
+                data, mixed = make_mixed(
+                    model_path, calibration,
+                    signature_key(model_path.read_bytes(), signature) or SIGNATURE_KEY,
+                    signature, DEFAULT_TARGET_DB if accuracy_target is None else accuracy_target)
+        else:
+            data = _run_quantizer(model_path, variant, calibration, signature)
     except EdgeBenchError:
         raise
     except Exception as e:  # the quantizer raises ValueError/RuntimeError/KeyError/...
@@ -386,6 +400,9 @@ def quantize_model(model_path: Union[str, Path], variant: str, out_path: Union[s
         where = f" (op {op})" if op else ""
         raise ModelError(f"variant {variant} of {model_path.name}: the quantized model does not "
                          f"load in LiteRT{where}: {e}") from e
+    if mixed is not None:  # which ops stayed float, and why
+        return _result(variant, out_path, mixed.describe() + (f" ({label})" if label else "")
+                       )._replace(recipe=mixed.to_json())
     return _result(variant, out_path, _describe(variant, calibration, label))
 
 
@@ -417,7 +434,8 @@ def _quantizer_version() -> str:
 def cached_variant(model_path: Union[str, Path], variant: str,
                    calibration: Union[None, str, Path] = None,
                    cache_dir: Union[None, str, Path] = None,
-                   signature: Optional[str] = None) -> QuantizeResult:
+                   signature: Optional[str] = None,
+                   accuracy_target: Optional[float] = None) -> QuantizeResult:
     """`variant` of the model from the cache, quantizing on a miss.
 
     Key: (model sha256, variant, calibration sha256, ai-edge-quantizer version); calibration only
@@ -438,11 +456,16 @@ def cached_variant(model_path: Union[str, Path], variant: str,
         from .repair import signature_key
         if signature != signature_key(Path(model_path).read_bytes()):
             sig = f"|{signature}"
+    if variant in MIXED_VARIANTS:
+        from .mixed import DEFAULT_TARGET_DB, SEARCH_VERSION
+        target = DEFAULT_TARGET_DB if accuracy_target is None else accuracy_target
+        sig += f"|target={target:g}|search={SEARCH_VERSION}"
     key = sha256_bytes(f"{model_sha}|{variant}|{calib_sha}|{_quantizer_version()}{sig}"
                        .encode())[:24]
     base = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     out = base / model_sha[:16] / f"{variant}-{key}.tflite"
     return cache_get_or_make(
-        out, lambda tmp: quantize_model(model_path, variant, tmp, calibration, signature),
+        out, lambda tmp: quantize_model(model_path, variant, tmp, calibration, signature,
+                                        accuracy_target),
         {"model_sha256": model_sha, "variant": variant, "calibration_sha256": calib_sha,
          "quantizer": _quantizer_version()})

@@ -51,7 +51,8 @@ def derived_inputs(model_path: Path, calibration: Optional[str],
         arrays = load_calibration(calibration, model_path, signature)
         arrays = {k: v[:EVAL_SAMPLES] for k, v in arrays.items()}
         n = len(next(iter(arrays.values())))
-        return arrays, f"calibration ({n} samples of {Path(calibration).name})"
+        from .imagedata import display_name
+        return arrays, f"calibration ({n} samples of {display_name(calibration)})"
     return random_inputs(model_path, signature=signature), f"random inputs ({EVAL_SAMPLES} samples, seed {SEED})"
 
 

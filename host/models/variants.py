@@ -6,7 +6,7 @@ tf_convert.py), the dispatch between them (dispatch.py) and the commands.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, NamedTuple, Sequence, Tuple, Union
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from ..errors import UsageError, VariantSkipped
 
@@ -19,8 +19,11 @@ GIVEN = "given"
 PT2E_VARIANTS: Tuple[str, ...] = ("pt2e-dynamic-int8", "pt2e-int8")
 PT2E_STATIC = frozenset({"pt2e-int8"})  # calibrated through the PyTorch model
 
+#: int8 with the fewest sensitive ops kept float (models/mixed.py); not part of `all`
+MIXED_VARIANTS: Tuple[str, ...] = ("int8-mixed",)
+
 #: variants whose recipe needs calibration data (static activation ranges)
-STATIC_VARIANTS = frozenset({"int8", "int16x8"})
+STATIC_VARIANTS = frozenset({"int8", "int16x8", "int8-mixed"})
 
 
 class QuantizeResult(NamedTuple):
@@ -30,6 +33,7 @@ class QuantizeResult(NamedTuple):
     sha256: str
     recipe_description: str
     cached: bool = False
+    recipe: Optional[Dict[str, Any]] = None   # int8-mixed: its full recipe (mixed.MixedRecipe)
 
 
 # ---- variants ----------------------------------------------------------------------------------
@@ -42,9 +46,10 @@ def parse_variants(spec: Union[str, Sequence[str]], allowed: Sequence[str] = VAR
         v = raw.strip().lower()
         if not v:
             continue
-        if v not in allowed and v not in PT2E_VARIANTS:
+        if v not in allowed and v not in PT2E_VARIANTS and v not in MIXED_VARIANTS:
             raise UsageError(f"unknown variant {raw.strip()!r}",
-                             hint="valid: " + ", ".join(tuple(allowed) + PT2E_VARIANTS))
+                             hint="valid: " + ", ".join(tuple(allowed) + MIXED_VARIANTS
+                                                        + PT2E_VARIANTS))
         if v not in out:
             out.append(v)
     if not out:
