@@ -15,6 +15,7 @@ try:
 except Exception:  # noqa: BLE001 - reported in hello / as NoRuntime, never a bare traceback
     np = None  # type: ignore[assignment]
 
+from .accel import dispatch_ms, open_accelerated
 from .facts import _safe, collect_device_info, cooling_devices, read_temp_c, throttled
 from .output import emit, emit_error
 from .protocol import AgentError, task_params
@@ -234,6 +235,10 @@ def run_task(payload: Dict[str, Any]) -> Dict[str, Any]:
     key = p["signature"]
     interp, init_ms, matched = open_interpreter(rt, model_path, p["threads"], p["xnnpack"], user,
                                                 key)
+    placement = None
+    if p["accelerator"] is not None:  # the CompiledModel API computes; interp describes
+        interp, init_ms, placement = open_accelerated(interp, model_path, p["accelerator"],
+                                                      p["threads"], key)
     set_inputs(interp, matched, p["seed"])
     t0 = time.perf_counter_ns()
     _invoke_checked(interp, "the first inference")()
@@ -247,6 +252,8 @@ def run_task(payload: Dict[str, Any]) -> Dict[str, Any]:
     except Exception as e:  # noqa: BLE001
         raise AgentError("InvokeError", "invoke() failed during timing: %s: %s"
                          % (type(e).__name__, e))
+    if placement is not None:  # what a timer around the run call alone would have said
+        placement["dispatch_only_ms"] = dispatch_ms(interp)
     info = collect_device_info()
     info["temp_c_before"] = temp_before
     info["temp_c_after"] = info.get("temp_c")
@@ -263,7 +270,8 @@ def run_task(payload: Dict[str, Any]) -> Dict[str, Any]:
             "runtime": {"name": rt.name, "module": rt.module, "version": rt.version,
                         "xnnpack": p["xnnpack"], "threads": p["threads"]},
             "device_info": info, "model_sha256": model_sha, "model_bytes": model_bytes,
-            "inputs": ins, "outputs": outs, "eval": ev, "signature": key}
+            "inputs": ins, "outputs": outs, "eval": ev, "signature": key,
+            **({"placement": placement} if placement is not None else {})}
 
 
 def worker_main() -> int:
@@ -278,7 +286,7 @@ def worker_main() -> int:
         emit("result", task=task_id, **result)
         return 0
     except AgentError as e:
-        emit_error(task_id, e.type, e.message, traceback.format_exc())
+        emit_error(task_id, e.type, e.message, traceback.format_exc(), **e.extra)
         return 1
     except Exception as e:  # noqa: BLE001
         emit_error(task_id, "InternalError", "%s: %s" % (type(e).__name__, e),
