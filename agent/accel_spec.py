@@ -70,3 +70,9 @@ def parse_npu_options(text: str) -> Dict[str, str]:
         out[k.strip().lower()] = v.strip().lower() if sep else ""
     accel_params({"name": "npu", "npu_options": out})
     return out
+
+
+def result_accelerator(result: Dict[str, Any]) -> str:
+    """The accelerator a result (or a stored row) was asked for: part of its key. Results from
+    before accelerators (no field) ran on the CPU through the Interpreter: `cpu`."""
+    return str(result.get("accelerator") or "cpu")

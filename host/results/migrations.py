@@ -57,6 +57,12 @@ MIGRATIONS: List[str] = [
     ALTER TABLE results ADD COLUMN error_signal INTEGER;
     ALTER TABLE results ADD COLUMN error_process INTEGER;
     """,
+    # 4: the accelerator a result ran on is part of its key (cpu: the Interpreter path, also
+    # every result stored before accelerators existed)
+    """
+    ALTER TABLE results ADD COLUMN accelerator TEXT NOT NULL DEFAULT 'cpu';
+    CREATE INDEX results_key_accel ON results(device, model, variant, threads, accelerator);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
