@@ -430,8 +430,12 @@ def test_a_repeated_key_keeps_an_ok_result_and_else_the_later_one() -> None:
 
 def test_result_key_threads_are_integers_or_none() -> None:
     assert V.result_key({"device": "d", "model": "m", "variant": "v", "threads": "4"}) == \
-        ("d", "m", "v", 4)
-    assert V.result_key({"device": "d", "model": "m", "variant": "v"}) == ("d", "m", "v", None)
+        ("d", "m", "v", 4, "cpu")
+    assert V.result_key({"device": "d", "model": "m", "variant": "v"}) == \
+        ("d", "m", "v", None, "cpu")
+    # the accelerator is part of the key; a result from before accelerators ran on the cpu
+    assert V.result_key({"device": "d", "model": "m", "variant": "v", "threads": 1,
+                         "accelerator": "gpu"}) == ("d", "m", "v", 1, "gpu")
 
 
 @pytest.mark.parametrize("cmp, allow, why", [

@@ -71,13 +71,14 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--threads", default=D.threads,
                    help=f"interpreter threads, e.g. 1,2,4 (default: {D.threads})")
     p.add_argument("--accelerator", default=D.accelerator, metavar="cpu,gpu,npu",
-                   help="where the model runs, one row per accelerator: cpu (default: the"
-                        " Interpreter, XNNPACK), gpu and npu (LiteRT's CompiledModel API,"
+                   help="where the model runs, one row per accelerator: cpu (the Interpreter,"
+                        f" XNNPACK), gpu and npu (LiteRT's CompiledModel API,"
                         " ai-edge-litert >= 2 on the device; a model that falls back to the CPU"
-                        " is an error row naming why; see docs/accelerators.md)")
+                        " is an error row naming why; see docs/accelerators.md; default:"
+                        f" {D.accelerator})")
     p.add_argument("--gpu-precision", default=D.gpu_precision, choices=["fp16", "fp32"],
-                   help=f"GPU arithmetic (default: {D.gpu_precision}, the runtime's; fp32 when"
-                        " fp16 gives wrong outputs)")
+                   help="GPU arithmetic: fp16 is the runtime's own choice, fp32 when fp16 gives"
+                        f" wrong outputs (default: {D.gpu_precision})")
     p.add_argument("--npu-option", default=None, metavar="K=V,...",
                    help="NPU vendor options, e.g. graph_backend=cpu (Intel OpenVINO: compile"
                         " for its CPU device, the stand-in used in the tests)")
