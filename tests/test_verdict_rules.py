@@ -361,6 +361,18 @@ def doc(results: List[Dict[str, Any]], run_id: str = "r") -> Dict[str, Any]:
                    "results": results})
 
 
+def test_a_gpu_only_regression_is_its_own_key() -> None:
+    """cpu and gpu rows of the same model/variant/threads are two keys: a GPU slowdown is
+    compared with the GPU baseline, never hidden by (or blamed on) the CPU row."""
+    s = list(tight(300))
+    base = [fake_result(s, variant="fp16"), dict(fake_result(s, variant="fp16"), accelerator="gpu")]
+    cand = [fake_result(s, variant="fp16"),
+            dict(fake_result([x * 1.5 for x in s], variant="fp16"), accelerator="gpu")]
+    cmp = V.compare_docs(doc(base, "b1"), doc(cand, "c1"))
+    got = {r["accelerator"]: r["verdict"] for r in cmp["rows"]}
+    assert got == {"cpu": "same", "gpu": "slower"}
+
+
 def test_compare_docs_counts_orders_and_refuses_a_bad_threshold() -> None:
     s = list(tight(300))
     base = [fake_result(s, variant="int8", threads=2), fake_result(s, variant="fp32", threads=1),
