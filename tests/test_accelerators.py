@@ -215,3 +215,20 @@ def test_an_accelerator_that_cannot_run_is_an_error_row_naming_why(tmp_path: Pat
     assert npu["error_detail"]["type"] == "AcceleratorError"
     assert not [r for r in got["doc"]["results"]
                 if r["status"] == "ok" and r["accelerator"] != "cpu"]
+
+
+def test_devices_check_lists_what_each_accelerator_can_do(tmp_path: Path) -> None:
+    si = need_stand_ins()
+    env = dict(stand_in_env(si), EDGE_BENCH_DELEGATES=str(tmp_path / "libabsent_delegate.so"))
+    cfg = config(tmp_path, env)
+    p = edge_bench(["devices", "--check", "--config", str(cfg)], tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "local: gpu: yes (adapter SwiftShader" in p.stdout
+    assert "local: npu graph_backend=cpu: yes" in p.stdout
+    assert "local: npu: no: NPU compile failed" in p.stdout  # no NPU silicon here
+    assert "NPU dispatch libraries: intel_openvino" in p.stdout
+    assert "libabsent_delegate.so: no:" in p.stdout
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    p = edge_bench(["devices", "--check", "--config", str(config(bare, {}))], bare)
+    assert "local: gpu: no: GPU accelerator found no GPU adapter" in p.stdout, p.stdout

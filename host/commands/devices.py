@@ -97,14 +97,53 @@ def _print(rows: List[Dict[str, Any]], check: bool, path: Any) -> None:
         for cells, st in zip(table, styles):
             t.add_row(*texts(cells), style=st)
         Console().print(t)
+        if check:
+            _print_accelerators(rows)
         return
     if path:
         print(f"devices from {Path(path).resolve()}", file=sys.stderr)
+    _print_table(cols, table)
+    if check:
+        _print_accelerators(rows)
+
+
+def _print_table(cols: List[str], table: List[List[str]]) -> None:
     widths = [max(len(c), *(len(r[i]) for r in table)) for i, c in enumerate(cols)]
     print("  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip())
     for r in table:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
 
+
+
+
+def accelerator_lines(r: Dict[str, Any]) -> List[str]:
+    """What `devices --check` says about a device's accelerators (docs/accelerators.md)."""
+    acc = r.get("accelerators")
+    if not acc:
+        return []
+    name = r["device"]
+    if acc.get("api"):
+        return [f"{name}: gpu/npu: no: {acc['api']}"]
+    out = []
+    for a in acc.get("accelerators") or []:
+        if a.get("usable"):
+            where = f" (adapter {a['adapter']})" if a.get("adapter") else ""
+            out.append(f"{name}: {a['name']}: yes{where}")
+        else:
+            out.append(f"{name}: {a['name']}: no: {a.get('reason')}")
+    out.append(f"{name}: NPU dispatch libraries: {', '.join(acc.get('npu_dispatch') or []) or 'none'}")
+    for d in acc.get("delegates") or []:
+        out.append(f"{name}: delegate {d['path']}: "
+                   + ("yes" if d.get("usable") else f"no: {d.get('reason')}"))
+    return out
+
+
+def _print_accelerators(rows: List[Dict[str, Any]]) -> None:
+    lines = [ln for r in rows for ln in accelerator_lines(r)]
+    if lines:
+        print("accelerators (each compiled a one-op model; docs/accelerators.md):")
+        for ln in lines:
+            print("  " + " ".join(ln.split()))  # device text: one line each, no markup
 
 
 # ---------------------------------------------------------------------------- trust
