@@ -5,7 +5,8 @@ edge_bench.fleet.artifact) and runs under the device's own Python (>= 3.8 syntax
 stdlib, numpy and one TFLite runtime:
 
     PYTHON agent.pyz            job (JSON) on stdin -> one JSON event per line on stdout
-    PYTHON agent.pyz --probe    hello + bye (device facts, runtime)
+    PYTHON agent.pyz --probe    hello + bye (device facts, runtime; with --accelerators also
+                                what GPU/NPU/external delegates can run, agent/accel_probe.py)
     PYTHON agent.pyz --worker   internal: run ONE task (JSON on stdin) in this process
     PYTHON agent.pyz --version  print the agent version
 
@@ -43,7 +44,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         if "--worker" in args:
             return worker_main()
         if "--probe" in args:
-            emit("hello", job_id=None, **hello_event(_arg_value(args, "--runtime") or "auto"))
+            hello = hello_event(_arg_value(args, "--runtime") or "auto")
+            if "--accelerators" in args:
+                from .accel_probe import probe_accelerators
+                hello["accelerators"] = probe_accelerators()
+            emit("hello", job_id=None, **hello)
             emit("bye", tasks=0, errors=0)
             return 0
         return job_main(sys.stdin.buffer)

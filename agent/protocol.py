@@ -15,6 +15,8 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
+from .accel_spec import ACCELERATOR_ERROR, accel_params
+
 AGENT_VERSION = "0.1.0"
 PROTO = 1
 
@@ -25,7 +27,7 @@ DEVICE_BUSY, NO_RUNTIME = "DeviceBusy", "NoRuntime"
 #: every `type` an `error` event may carry (docs/protocol.md "Error types")
 ERROR_TYPES = ("BadJob", NO_RUNTIME, "FileMissing", "ChecksumMismatch", "ModelLoadError",
                "InvokeError", "EvalDataError", "WorkerCrashed", DEVICE_BUSY, "Timeout",
-               "UnsafeWorkdir", "InternalError", "ControllerGone")
+               "UnsafeWorkdir", "InternalError", "ControllerGone", ACCELERATOR_ERROR)
 #: exit codes of the job process; EXIT_CONTROLLER_GONE: a job with `watch_stdin` saw EOF on
 #: its stdin (the controller died or dropped the connection), stopped its workers and left
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_JOB, EXIT_BUSY, EXIT_CONTROLLER_GONE = 0, 1, 2, 3, 4
@@ -37,7 +39,7 @@ EXIT_OK, EXIT_INTERNAL, EXIT_BAD_JOB, EXIT_BUSY, EXIT_CONTROLLER_GONE = 0, 1, 2,
 TASK_DEFAULTS: Dict[str, Any] = {"threads": 1, "xnnpack": True, "warmup": 5, "runs": 50,
                                  "min_seconds": 1.0, "max_seconds": 60.0, "max_runs": None,
                                  "seed": 0, "timeout_s": None, "processes": 1,
-                                 "signature": None, "input_shapes": None}
+                                 "signature": None, "input_shapes": None, "accelerator": None}
 #: most worker processes one task may ask for
 MAX_PROCESSES = 100
 #: the device lock file, in the workdir (docs/protocol.md "Device lock"), and the file beside
@@ -109,6 +111,10 @@ def task_params(task: Any) -> Dict[str, Any]:
             for k, v in shapes.items())):
         raise AgentError("BadJob", "task field 'input_shapes' must map input tensor names to "
                          "shapes of whole numbers >= 1, or be null, got %r" % (shapes,))
+    try:
+        accelerator = accel_params(task.get("accelerator"))
+    except ValueError as e:
+        raise AgentError("BadJob", str(e))
     return {"threads": _num(task, "threads", int, 1, allow_none=True), "xnnpack": xnnpack,
             "warmup": _num(task, "warmup", int, 0), "runs": _num(task, "runs", int, 0),
             "min_seconds": _num(task, "min_seconds", float, 0),
@@ -116,7 +122,8 @@ def task_params(task: Any) -> Dict[str, Any]:
             "max_runs": _num(task, "max_runs", int, 0, allow_none=True),
             "seed": _num(task, "seed", int, 0),
             "timeout_s": _num(task, "timeout_s", float, 0, allow_none=True),
-            "processes": task_processes(task), "signature": signature, "input_shapes": shapes}
+            "processes": task_processes(task), "signature": signature, "input_shapes": shapes,
+            "accelerator": accelerator}
 
 
 def file_ref(path: str, sha256: Optional[str]) -> Dict[str, Any]:
@@ -132,16 +139,20 @@ def build_task(task_id: str, model: Dict[str, Any], *, threads: Optional[int] = 
                eval_file: Optional[Dict[str, Any]] = None,
                input_file: Optional[Dict[str, Any]] = None,
                signature: Optional[str] = None,
-               input_shapes: Optional[Dict[str, List[int]]] = None) -> Dict[str, Any]:
+               input_shapes: Optional[Dict[str, List[int]]] = None,
+               accelerator: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """One task of a job, every field explicit; validated as the agent will (AgentError).
     `signature`: the SignatureDef whose inputs are named and whose outputs are read (None: the
     model's default, serving_default else the first). `input_shapes`: {input tensor name:
-    shape} for inputs with dynamic (-1) dims, resized to it before allocation."""
+    shape} for inputs with dynamic (-1) dims, resized to it before allocation. `accelerator`:
+    see accel_spec (None: the Interpreter path on the CPU)."""
     task = {"id": task_id, "model": model, "threads": threads, "xnnpack": xnnpack,
             "warmup": warmup, "runs": runs, "min_seconds": min_seconds,
             "max_seconds": max_seconds, "max_runs": max_runs, "processes": processes,
             "timeout_s": timeout_s, "seed": seed, "eval": eval_file, "input": input_file,
             "signature": signature, "input_shapes": input_shapes}
+    if accelerator is not None:  # left out otherwise: a job older agents still accept
+        task["accelerator"] = accelerator
     task_params(task)
     return task
 

@@ -16,6 +16,7 @@ except Exception:  # noqa: BLE001 - reported in hello / as NoRuntime, never a ba
     np = None  # type: ignore[assignment]
 
 from . import interference
+from .accel import dispatch_ms, open_accelerated
 from .facts import _safe, collect_device_info, cooling_devices, read_temp_c, throttled
 from .output import emit, emit_error
 from .protocol import AgentError, task_params
@@ -252,6 +253,10 @@ def run_task(payload: Dict[str, Any]) -> Dict[str, Any]:
     interp, init_ms, matched = open_interpreter(rt, model_path, p["threads"], p["xnnpack"], user,
                                                 key, resolve_path(workdir, task["model"]["path"]),
                                                 p["input_shapes"])
+    placement = None
+    if p["accelerator"] is not None:  # the CompiledModel API computes; interp describes
+        interp, init_ms, placement = open_accelerated(interp, model_path, p["accelerator"],
+                                                      p["threads"], key)
     set_inputs(interp, matched, p["seed"])
     t0 = time.perf_counter_ns()
     _invoke_checked(interp, "the first inference")()
@@ -268,6 +273,8 @@ def run_task(payload: Dict[str, Any]) -> Dict[str, Any]:
                          % (type(e).__name__, e))
     finally:
         busy = probe.stop()
+    if placement is not None:  # what a timer around the run call alone would have said
+        placement["dispatch_only_ms"] = dispatch_ms(interp)
     info = collect_device_info()
     info["temp_c_before"] = temp_before
     info["temp_c_after"] = info.get("temp_c")
@@ -284,7 +291,8 @@ def run_task(payload: Dict[str, Any]) -> Dict[str, Any]:
             "runtime": {"name": rt.name, "module": rt.module, "version": rt.version,
                         "xnnpack": p["xnnpack"], "threads": p["threads"]},
             "device_info": info, "model_sha256": model_sha, "model_bytes": model_bytes,
-            "inputs": ins, "outputs": outs, "eval": ev, "signature": key}
+            "inputs": ins, "outputs": outs, "eval": ev, "signature": key,
+            **({"placement": placement} if placement is not None else {})}
 
 
 def worker_main() -> int:
@@ -299,7 +307,7 @@ def worker_main() -> int:
         emit("result", task=task_id, **result)
         return 0
     except AgentError as e:
-        emit_error(task_id, e.type, e.message, traceback.format_exc())
+        emit_error(task_id, e.type, e.message, traceback.format_exc(), **e.extra)
         return 1
     except Exception as e:  # noqa: BLE001
         emit_error(task_id, "InternalError", "%s: %s" % (type(e).__name__, e),

@@ -28,7 +28,7 @@ def cmp_of(*rows: Dict[str, Any]) -> Dict[str, Any]:
 def test_only_slower_keys_are_measured_again() -> None:
     c = cmp_of(row("a", "slower"), row("b", "same", 1.0), row("c", "accuracy-drop", 1.0),
                row("d", "faster", 0.8))
-    assert keys_to_confirm(c) == {("local", "a", "fp32", 1)}
+    assert keys_to_confirm(c) == {("local", "a", "fp32", 1, "cpu")}
 
 
 def test_confirmed_stays_a_regression_unconfirmed_is_inconclusive() -> None:

@@ -175,7 +175,7 @@ def test_the_documented_task_defaults() -> None:
     p = P.task_params({"model": MODEL})
     assert p == {"threads": 1, "xnnpack": True, "warmup": 5, "runs": 50, "min_seconds": 1.0,
                  "max_seconds": 60.0, "max_runs": None, "seed": 0, "timeout_s": None,
-                 "processes": 1, "signature": None, "input_shapes": None}
+                 "processes": 1, "signature": None, "input_shapes": None, "accelerator": None}
     assert type(p["min_seconds"]) is float and type(p["max_seconds"]) is float
 
 

@@ -127,6 +127,37 @@ def test_migrates_old_database_and_keeps_data(tmp_path: Path) -> None:
     assert len(st.get_run("v1")["results"]) == 2
 
 
+def test_accelerator_is_part_of_the_key_and_old_rows_ran_on_the_cpu(tmp_path: Path) -> None:
+    """Schema 4: results stored before accelerators read back as `cpu`; history picks a key's
+    rows per accelerator, so a GPU-only regression is compared with GPU rows."""
+    db = tmp_path / "v3.sqlite"
+    con = sqlite3.connect(db)
+    for m in MIGRATIONS[:3]:
+        con.executescript(m)
+    con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    con.execute("INSERT INTO meta VALUES ('schema_version', '3')")
+    con.execute("INSERT INTO runs(run_id, label, started_at, status) VALUES ('old-1', 'v3',"
+                " '2024-01-01', 'finished')")
+    r = make_result()
+    con.execute("INSERT INTO results(run_id, device, model, variant, threads, status, median_ms,"
+                " n_samples, added_at, doc) VALUES ('old-1', 'local', 'builtin:digits', 'fp32',"
+                " 1, 'ok', 2.0, 0, '2024-01-01', ?)", (json.dumps(r),))
+    con.commit()
+    con.close()
+    st = Store(db)
+    gpu = dict(make_result(median=9.0, seed=3), accelerator="gpu",
+               placement={"asked": "gpu", "ran": "gpu", "ops_placed": 2, "ops_total": 2,
+                          "partitions": 1})
+    st.add_result("old-1", gpu)
+    both = st.history(model="builtin:digits")
+    assert sorted(h["accelerator"] for h in both) == ["cpu", "gpu"]
+    (only,) = st.history(model="builtin:digits", accelerator="gpu")
+    assert only["median_ms"] == pytest.approx(gpu["latency_ms"]["median"])
+    assert only["result"]["placement"]["ops_placed"] == 2
+    (old,) = st.history(model="builtin:digits", accelerator="cpu")
+    assert old["run_id"] == "old-1" and "accelerator" not in old["result"]
+
+
 def test_newer_database_is_refused(tmp_path: Path) -> None:
     db = tmp_path / "new.sqlite"
     Store(db).close()

@@ -362,6 +362,18 @@ def doc(results: List[Dict[str, Any]], run_id: str = "r") -> Dict[str, Any]:
                    "results": results})
 
 
+def test_a_gpu_only_regression_is_its_own_key() -> None:
+    """cpu and gpu rows of the same model/variant/threads are two keys: a GPU slowdown is
+    compared with the GPU baseline, never hidden by (or blamed on) the CPU row."""
+    s = list(tight(300))
+    base = [fake_result(s, variant="fp16"), dict(fake_result(s, variant="fp16"), accelerator="gpu")]
+    cand = [fake_result(s, variant="fp16"),
+            dict(fake_result([x * 1.5 for x in s], variant="fp16"), accelerator="gpu")]
+    cmp = V.compare_docs(doc(base, "b1"), doc(cand, "c1"))
+    got = {r["accelerator"]: r["verdict"] for r in cmp["rows"]}
+    assert got == {"cpu": "same", "gpu": "slower"}
+
+
 def test_compare_docs_counts_orders_and_refuses_a_bad_threshold() -> None:
     s = list(tight(300))
     base = [fake_result(s, variant="int8", threads=2), fake_result(s, variant="fp32", threads=1),
@@ -431,8 +443,12 @@ def test_a_repeated_key_keeps_an_ok_result_and_else_the_later_one() -> None:
 
 def test_result_key_threads_are_integers_or_none() -> None:
     assert V.result_key({"device": "d", "model": "m", "variant": "v", "threads": "4"}) == \
-        ("d", "m", "v", 4)
-    assert V.result_key({"device": "d", "model": "m", "variant": "v"}) == ("d", "m", "v", None)
+        ("d", "m", "v", 4, "cpu")
+    assert V.result_key({"device": "d", "model": "m", "variant": "v"}) == \
+        ("d", "m", "v", None, "cpu")
+    # the accelerator is part of the key; a result from before accelerators ran on the cpu
+    assert V.result_key({"device": "d", "model": "m", "variant": "v", "threads": 1,
+                         "accelerator": "gpu"}) == ("d", "m", "v", 1, "gpu")
 
 
 @pytest.mark.parametrize("cmp, strict, why", [

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Set
 
+from edge_bench_agent.accel_spec import result_accelerator
+
 from .verdict import Key, recount
 
 #: the verdicts a re-measurement can confirm (an accuracy drop or an error is not timing noise)
@@ -20,7 +22,7 @@ CONFIRMABLE = ("slower",)
 
 
 def row_key(row: Dict[str, Any]) -> Key:
-    return (row["device"], row["model"], row["variant"], row["threads"])
+    return (row["device"], row["model"], row["variant"], row["threads"], result_accelerator(row))
 
 
 def keys_to_confirm(cmp: Dict[str, Any]) -> Set[Key]:
@@ -79,7 +81,8 @@ def confirmations(cmp: Dict[str, Any]) -> List[Dict[str, Any]]:
         c = r.get("confirmation")
         if c is not None:
             out.append({"device": r["device"], "model": r["model"], "variant": r["variant"],
-                        "threads": r["threads"], "base_run_id": base, "verdict": c.get("verdict"),
+                        "threads": r["threads"], "accelerator": result_accelerator(r),
+                        "base_run_id": base, "verdict": c.get("verdict"),
                         "p25_ratio": c.get("p25_ratio"), "ratio": c.get("ratio"),
                         "p_value": c.get("p_value"), "error": c.get("error")})
     return out

@@ -64,12 +64,14 @@ import math
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
+from edge_bench_agent.accel_spec import result_accelerator
 
 from .interference import busy_reason, load
 from .stats import (mannwhitney_blocks, process_blocks, process_quantiles, quantile_ratio_ci,
                     split_processes)
 
-Key = Tuple[str, str, str, Optional[int]]
+#: device, model, variant, threads, accelerator (edge_bench_agent.accel_spec)
+Key = Tuple[str, str, str, Optional[int], str]
 
 VERDICTS = ("slower", "accuracy-drop", "error", "faster", "same", "inconclusive", "missing",
             "new")
@@ -98,7 +100,7 @@ ENV_FIELDS = (
 def result_key(r: Dict[str, Any]) -> Key:
     t = r.get("threads")
     return (str(r.get("device")), str(r.get("model")), str(r.get("variant")),
-            int(t) if t is not None else None)
+            int(t) if t is not None else None, result_accelerator(r))
 
 
 def _index(doc: Dict[str, Any]) -> Dict[Key, Dict[str, Any]]:
@@ -213,7 +215,7 @@ def compare_results(base: Optional[Dict[str, Any]], cand: Optional[Dict[str, Any
     assert src is not None
     k = result_key(src)
     row: Dict[str, Any] = {
-        "device": k[0], "model": k[1], "variant": k[2], "threads": k[3],
+        "device": k[0], "model": k[1], "variant": k[2], "threads": k[3], "accelerator": k[4],
         "verdict": "same", "regression": False,
         "base_median_ms": None, "cand_median_ms": None, "ratio": None, "ci_lo": None, "ci_hi": None,
         "p25_ratio": None, "p25_ci_lo": None, "p25_ci_hi": None,
@@ -371,7 +373,7 @@ def compare_docs(base_doc: Dict[str, Any], cand_doc: Dict[str, Any], *,
         raise UsageError(f"--threshold must be a fraction >= 0 (0.05 = 5%), got {threshold}")
     bi, ci = _index(base_doc), _index(cand_doc)
     keys = list(bi) + [k for k in ci if k not in bi]
-    keys.sort(key=lambda k: (k[0], k[1], k[3] if k[3] is not None else -1, k[2]))
+    keys.sort(key=lambda k: (k[0], k[1], k[3] if k[3] is not None else -1, k[4], k[2]))
     rows = [compare_results(bi.get(k), ci.get(k), threshold=threshold, alpha=alpha,
                             accuracy_threshold=accuracy_threshold, confidence=confidence,
                             noise=(noise or {}).get(k))

@@ -74,7 +74,8 @@ def history_noise(store: Any, docs: Sequence[Dict[str, Any]], exclude: Sequence[
             continue
         k = result_key(r)
         rows = store.history(device=k[0], model=k[1], variant=k[2], threads=k[3],
-                             last=last + len(exclude), status="ok", samples=True, before=before)
+                             accelerator=k[4], last=last + len(exclude), status="ok", samples=True,
+                             before=before)
         n = noise_from_medians(history_levels(r, rows, exclude=exclude, last=last))
         if n is not None:
             out[k] = n

@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Set, Tuple
 from ..errors import UsageError
 from . import run as run_service
 
-Key = Tuple[str, str, int]
+Key = Tuple[str, str, int, str]  # model, variant, threads, accelerator
 
 #: RunRequest fields that belong to the submitter, not to the job
 _SUBMITTER_ONLY = ("devices", "config", "db", "no_store", "label", "baseline", "argv", "model")
@@ -84,8 +84,11 @@ def check_data(options: Dict[str, Any]) -> None:
 def planned_keys(options: Dict[str, Any]) -> List[Key]:
     req = run_service.RunRequest(**options["request"])
     from ..models.variants import parse_variants
-    return [(m["name"], v, t) for m in options["models"]
+    from ..fleet.accelerators import parse_accelerators
+    accels = [a for a, _ in parse_accelerators(req.accelerator)]
+    return [(m["name"], v, t, a) for m in options["models"]
             for v in parse_variants(req.variants or run_service.DEFAULT_VARIANTS)
+            for a in accels
             for t in run_service.int_list(req.threads, "--threads")]
 
 
@@ -113,5 +116,5 @@ def plan_device(options: Dict[str, Any], device: str, lab: str, config: Any,
     for spec, m in zip(models, options["models"]):
         spec.name = m["name"]
     tasks = run_service.plan_tasks(req, [dev], models, progress=lambda *_: None)[dev]
-    return dev, [t for t in tasks if (t.artifact.model.name, t.artifact.variant, t.threads)
-                 not in skip]
+    return dev, [t for t in tasks if (t.artifact.model.name, t.artifact.variant, t.threads,
+                                       t.accelerator) not in skip]

@@ -21,7 +21,8 @@ def collect_history(store: Any, doc: Dict[str, Any], last: int) -> Dict[Key, Lis
         k = result_key(r)
         if k in out:
             continue
-        out[k] = store.history(device=k[0], model=k[1], variant=k[2], threads=k[3], last=last)
+        out[k] = store.history(device=k[0], model=k[1], variant=k[2], threads=k[3],
+                               accelerator=k[4], last=last)
     return out
 
 

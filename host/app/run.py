@@ -52,6 +52,10 @@ class RunRequest:
     input_shape: Optional[List[str]] = None  # --input-shape NAME=1x16000 (dynamic dims)
     variants: Optional[str] = None
     threads: str = "1"
+    accelerator: str = "cpu"                # cpu,gpu,npu (host/fleet/accelerators.py)
+    gpu_precision: str = "fp16"
+    npu_option: Optional[str] = None        # k=v,... (edge_bench_agent.accel_spec.NPU_OPTIONS)
+    require_full: bool = False
     runs: int = 50
     warmup: int = 5
     min_seconds: float = 1.0
@@ -164,6 +168,7 @@ def plan_tasks(req: RunRequest, devices: Sequence[Any], models: Sequence[Any],
                progress: Callable[[int, int, str, str], None]) -> Dict[Any, List[Any]]:
     """device -> its tasks: every variant of every model at every thread count.
     `progress(done, total, model, variant)` follows the quantization (fleet/plan.py)."""
+    from ..fleet.accelerators import parse_accelerators
     from ..fleet.plan import Timing, make_artifacts
     from ..fleet.runner import Task
     from ..models.dispatch import parse_quantizers, route_variants
@@ -173,6 +178,8 @@ def plan_tasks(req: RunRequest, devices: Sequence[Any], models: Sequence[Any],
     variants = route_variants(parse_variants(req.variants or DEFAULT_VARIANTS, allowed),
                               quantizers)  # pt2e: pt2e-int8, ...
     threads = int_list(req.threads, "--threads")
+    accels = parse_accelerators(req.accelerator, gpu_precision=req.gpu_precision,
+                                npu_options=req.npu_option, require_full=req.require_full)
     timing = Timing(runs=req.runs, warmup=req.warmup, min_seconds=req.min_seconds,
                     max_seconds=req.max_seconds, max_runs=max(req.max_runs, req.runs),
                     processes=req.processes, interleave=req.interleave)
@@ -185,8 +192,10 @@ def plan_tasks(req: RunRequest, devices: Sequence[Any], models: Sequence[Any],
     for d in devices:
         tasks: List[Any] = []
         for a in artifacts:
-            for th in threads:
-                tasks.append(Task(id=f"t{len(tasks)}", artifact=a, threads=th, timing=timing))
+            for acc, spec in accels:
+                for th in threads:
+                    tasks.append(Task(id=f"t{len(tasks)}", artifact=a, threads=th, timing=timing,
+                                      accelerator=acc, accel=spec))
         plan[d] = tasks
     return plan
 
@@ -301,7 +310,7 @@ def calibration_warnings(note: Callable[[str], None], said: List[str]) -> Iterat
 def execute(req: RunRequest, display: Display, json_out: Optional[str] = None,
             only: Optional[Collection[Key]] = None, json_later: bool = False) -> RunOutcome:
     """Run `req` to the end (or to Ctrl-C / SIGTERM), storing as it goes; --json written last.
-    `only`: time just these (device, model, variant, threads) keys of the plan. `json_later`:
+    `only`: time just these (device, model, variant, threads, accelerator) keys of the plan. `json_later`:
     the caller writes --json (after a confirmation); here only if the run ends in an error."""
     check(req)
     devices = select_devices(req, note=display.note)
@@ -332,7 +341,8 @@ def execute(req: RunRequest, display: Display, json_out: Optional[str] = None,
         display.stop()  # the quantization's progress; the run's starts with the session
     if only is not None:
         plan = {d: [t for t in tasks
-                    if (d.name, t.artifact.model.name, t.artifact.variant, t.threads) in only]
+                    if (d.name, t.artifact.model.name, t.artifact.variant, t.threads,
+                        t.accelerator) in only]
                 for d, tasks in plan.items()}
         plan = {d: tasks for d, tasks in plan.items() if tasks}
     display.plan({d.name: [(t.id, t.artifact.model.name, t.artifact.variant, t.threads)

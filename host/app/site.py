@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-Key = Tuple[str, str, str, Optional[int]]
+from edge_bench_agent.accel_spec import result_accelerator
+
+Key = Tuple[str, str, str, Optional[int], str]
 
 #: bumped when the verdict rule changes, so that verdicts.json made by an older rule (the
 #: screened `same`, no busy-device check, no re-measurement) is judged again
@@ -64,7 +66,9 @@ class SiteData:
 
 
 def _pair_id(a: Dict[str, Any], b: Dict[str, Any]) -> str:
-    return f"{a['run_id']}|{b['run_id']}|{a['device']}|{a['model']}|{a['variant']}|{a['threads']}"
+    accel = result_accelerator(a)  # cpu pairs keep the id they had before accelerators
+    return (f"{a['run_id']}|{b['run_id']}|{a['device']}|{a['model']}|{a['variant']}|{a['threads']}"
+            + ("" if accel == "cpu" else f"|{accel}"))
 
 
 def env_changes(rows: List[Dict[str, Any]]) -> Dict[int, List[str]]:
@@ -82,7 +86,8 @@ def load(store: Any, out_dir: Path, *, verdict_pairs: int = 1,
     runs = list(reversed(store.list_runs(limit=None)))
     series: Dict[Key, Series] = {}
     for row in store.history():
-        k = (row["device"], row["model"], row["variant"], row["threads"])
+        k = (row["device"], row["model"], row["variant"], row["threads"],
+             result_accelerator(row))
         series.setdefault(k, Series(k, [])).rows.append(row)
     cache_path = out_dir / "verdicts.json"
     cache: Dict[str, Any] = {}
@@ -152,7 +157,8 @@ def _judge(store: Any, s: Series, todo: List[int], cache: Dict[str, Any],
     k = s.key
     span = len(s.rows) - min(todo) + 1
     full = {r["run_id"]: r["result"] for r in store.history(
-        device=k[0], model=k[1], variant=k[2], threads=k[3], last=span, samples=True)}
+        device=k[0], model=k[1], variant=k[2], threads=k[3], accelerator=k[4],
+        last=span, samples=True)}
     for i in todo:
         a, b = s.rows[i - 1], s.rows[i]
         docs = []

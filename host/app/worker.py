@@ -49,8 +49,9 @@ def run_device_job(context: Any, run_id: str, device: str, lab: str, options: Di
     store = PgStore(st.url)
     try:
         mark_running(store, run_id)
-        done = {(r["model"], r["variant"], r["threads"]) for r in store._read(
-            "SELECT model, variant, threads FROM results WHERE run_id = ? AND device = ?",
+        done = {(r["model"], r["variant"], r["threads"], r["accelerator"]) for r in store._read(
+            "SELECT model, variant, threads, accelerator FROM results"
+            " WHERE run_id = ? AND device = ?",
             (run_id, device))}
         try:
             dev, tasks = plan_device(options, device, lab, st.config, skip=done)

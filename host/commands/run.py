@@ -37,6 +37,7 @@ examples:
   edge-bench run
   edge-bench run --devices pi4,jetson --model mobilenet_v2.tflite --threads 1,4
   edge-bench run --devices tag:arm64 --variants fp32,fp16,dynamic-int8,int8 --eval eval.npz
+  edge-bench run --devices jetson --variants fp32,fp16 --accelerator cpu,gpu --gpu-precision fp32
   edge-bench run --label nightly-2026-11-27 --baseline last --fail-on-regression --json out.json
   edge-bench run --model builtin:digits-torch --quantizer ai-edge-quantizer,pt2e
       (a PyTorch model: .pt2 or module:function, both quantization routes in one table;
@@ -75,6 +76,20 @@ def add_parser(sub: Any) -> None:
                         " several inputs (default: the shape of the --calibration/--eval data)")
     p.add_argument("--threads", default=D.threads,
                    help=f"interpreter threads, e.g. 1,2,4 (default: {D.threads})")
+    p.add_argument("--accelerator", default=D.accelerator, metavar="cpu,gpu,npu",
+                   help="where the model runs, one row per accelerator: cpu (the Interpreter,"
+                        f" XNNPACK), gpu and npu (LiteRT's CompiledModel API,"
+                        " ai-edge-litert >= 2 on the device; a model that falls back to the CPU"
+                        " is an error row naming why; see docs/accelerators.md; default:"
+                        f" {D.accelerator})")
+    p.add_argument("--gpu-precision", default=D.gpu_precision, choices=["fp16", "fp32"],
+                   help="GPU arithmetic: fp16 is the runtime's own choice, fp32 when fp16 gives"
+                        f" wrong outputs (default: {D.gpu_precision})")
+    p.add_argument("--npu-option", default=None, metavar="K=V,...",
+                   help="NPU vendor options, e.g. graph_backend=cpu (Intel OpenVINO: compile"
+                        " for its CPU device, the stand-in used in the tests)")
+    p.add_argument("--require-full", action="store_true",
+                   help="a gpu/npu row whose model ran partly on the CPU is an error")
     p.add_argument("--runs", type=int, default=D.runs, help=f"minimum timed runs (default: {D.runs})")
     p.add_argument("--warmup", type=int, default=D.warmup,
                    help=f"warmup runs after the first inference (default: {D.warmup})")

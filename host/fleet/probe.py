@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 from ..config import Device
 from .deploy import agent_argv, agent_blob, check_workdir, ensure_blobs
@@ -30,17 +30,11 @@ def probe_device(device: Device) -> Dict[str, Any]:
             agent = agent_blob()
             ensure_blobs(tr, workdir, [agent])
             argv = agent_argv(device_python(device), workdir, agent, "--probe")
-            res = tr.run(argv, timeout=device.idle_timeout_s)
-            hello: Dict[str, Any] = {}
-            for line in res.stdout.splitlines():
-                msg = agent_message(device.name, line)
-                if msg["event"] == "hello":
-                    hello = msg
-                elif msg["event"] == "error" and not hello:   # the bootstrap refused the agent
-                    raise EdgeBenchError(f"{msg.get('type')}: {msg.get('message')}")
-            if not hello:
-                tail = " | ".join(res.stderr.strip().splitlines()[-3:])
-                raise EdgeBenchError(f"agent probe exited {res.exit_code} without hello: {tail}")
+            hello = _hello(device, tr, argv)
+            try:  # apart: a driver that crashes the process costs the accelerators line only
+                accels = _hello(device, tr, argv + ["--accelerators"]).get("accelerators")
+            except EdgeBenchError as e:
+                accels = {"api": f"the accelerator probe failed: {e}"}
             df = tr.run(["df", "-Pk", workdir], timeout=30)
             free_mb = None
             lines = df.stdout.strip().splitlines()
@@ -63,7 +57,7 @@ def probe_device(device: Device) -> Dict[str, Any]:
             "arch": info.get("arch") or info.get("machine"), "cpu": info.get("cpu"),
             "cores": info.get("cores"), "governor": info.get("governor"),
             "temp_c": info.get("temp_c"), "throttled": info.get("throttled"),
-            "device_info": info,
+            "device_info": info, "accelerators": accels,
         })
         out["ok"] = bool(rt)
         if not rt:
@@ -73,6 +67,22 @@ def probe_device(device: Device) -> Dict[str, Any]:
     except Exception as e:  # noqa: BLE001 - a probe reports, never crashes the listing
         out["error"] = f"{type(e).__name__}: {e}"
     return out
+
+
+def _hello(device: Device, tr: Any, argv: List[str]) -> Dict[str, Any]:
+    """The agent's hello for `argv`, run with the device's env (devices.yaml `env:`, as a job
+    gets it: accelerator drivers such as VK_ICD_FILENAMES are often set there)."""
+    proc = tr.start(argv, env=dict(device.env) or None)
+    lines = list(proc.lines(idle_timeout=device.idle_timeout_s))
+    code = proc.wait(device.idle_timeout_s)
+    for line in lines:
+        msg = agent_message(device.name, line)
+        if msg["event"] == "hello":
+            return msg
+        if msg["event"] == "error":   # the bootstrap refused the agent (safepath): its reason
+            raise EdgeBenchError(f"{msg.get('type')}: {msg.get('message')}")
+    tail = " | ".join(proc.stderr_tail(100_000).strip().splitlines()[-3:])
+    raise EdgeBenchError(f"agent probe exited {code} without hello: {tail}")
 
 
 def _adb_facts(tr: Any) -> Dict[str, Any]:

@@ -35,6 +35,9 @@ class Task:
     artifact: Artifact
     threads: int
     timing: Timing
+    #: `cpu` (the Interpreter path) or the accelerator of accel_spec, and the spec sent
+    accelerator: str = "cpu"
+    accel: Optional[Dict[str, Any]] = None
 
 
 def agent_message(device: str, line: str) -> Dict[str, Any]:
@@ -87,6 +90,10 @@ class DeviceRun:
                 self._finish(t, error_result(name, t, t.artifact.skipped, status="skipped"))
             elif t.artifact.error:    # the variant could not be made: a failure
                 self._finish(t, error_result(name, t, t.artifact.error))
+            elif t.accelerator != "cpu" and self.device.runner == "benchmark_model":
+                self._finish(t, error_result(
+                    name, t, f"--accelerator {t.accelerator}: runner benchmark_model takes its"
+                    " GPU/NNAPI delegate from devices.yaml `delegate:`, not --accelerator"))
             else:
                 runnable.append(t)
         if not runnable:
@@ -249,7 +256,7 @@ class DeviceRun:
             timeout_s=self.device.timeout_s,  # a hung worker is killed on the device
             eval_file=protocol.file_ref(ev.remote_rel, ev.sha256) if ev else None,
             signature=t.artifact.signature,
-            input_shapes=t.artifact.model.input_shapes)
+            input_shapes=t.artifact.model.input_shapes, accelerator=t.accel)
 
     def _stream(self, tasks: List[Task], argv: List[str]) -> None:
         name = self.device.name
@@ -307,7 +314,10 @@ class DeviceRun:
                 t = by_id.get(msg.get("task") or "")
                 text = f"{msg.get('type')}: {msg.get('message')}"
                 if t is not None:
-                    self._finish(t, error_result(name, t, text, detail=_event_detail(msg)))
+                    r = error_result(name, t, text, detail=_event_detail(msg))
+                    if isinstance(msg.get("placement"), dict):  # what the accelerator ran
+                        r["placement"] = msg["placement"]
+                    self._finish(t, r)
                 elif msg.get("type") == protocol.DEVICE_BUSY:
                     proc.cancel()
                     raise DeviceBusy(name, f"device {name} is busy: {msg.get('message')}",

@@ -77,7 +77,9 @@ def table_rows(cmp: Dict[str, Any]) -> List[List[str]]:
     out = []
     for r in cmp["rows"]:
         notes = "; ".join(x for x in [_fmt_env(r)] + r["notes"] if x)
-        out.append([r["device"], r["model"], r["variant"],
+        accel = r.get("accelerator") or "cpu"  # a key per accelerator: `fp16 @gpu`
+        out.append([r["device"], r["model"],
+                    r["variant"] + ("" if accel == "cpu" else f" @{accel}"),
                     "-" if r["threads"] is None else str(r["threads"]),
                     _fmt_ms(r["base_median_ms"]), _fmt_ms(r["cand_median_ms"]), _fmt_ratio(r),
                     _fmt_ratio(r, "p25_"), _fmt_p(r["p_value"]), _fmt_acc(r), r["verdict"], notes])

@@ -13,13 +13,15 @@ import math
 import sys
 from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
+from edge_bench_agent.accel_spec import result_accelerator
+
 from .notes import NOTES_TITLE, result_notes
 from .progress import PROCESS_OVERHEAD_S, DeviceProgress, QuantizeProgress, rich_rows
 from .table import (Col, byte_unit, fmt_bytes, fmt_time, in_unit, pct, plain_table, rich_table,
                     short_labels, signed, time_unit)
 from .visible import visible, visible_lines
 
-Key = Tuple[str, str, int]  # device, model, threads
+Key = Tuple[str, str, int, str]  # device, model, threads, accelerator
 STYLES = {"ok": "", "bad": "bold red", "warn": "yellow", "skip": "dim"}
 TITLE = "edge-bench results"
 
@@ -51,6 +53,31 @@ def status_of(r: Dict[str, Any]) -> Tuple[str, str]:
     if (r.get("device_info") or {}).get("throttled_during"):
         return "ok (throttled)", "warn"
     return "ok", "ok"
+
+
+def placement_text(r: Dict[str, Any]) -> str:
+    """`gpu 41/52 ops, 3 partitions`, `npu fell back` or "" (a plain CPU row)."""
+    p = r.get("placement") or {}
+    if not p:
+        return ""
+    placed, total, parts = p.get("ops_placed"), p.get("ops_total"), p.get("partitions")
+    if not placed:
+        return f"{p.get('asked')} fell back"
+    text = f"{p.get('ran')} {placed}/{'?' if total is None else total} ops"
+    if parts is not None:
+        text += f", {parts} partition{'' if parts == 1 else 's'}"
+    return text
+
+
+def base_key(r: Dict[str, Any]) -> Key:
+    """The fp32 row a row's speedup is measured against: same device, model, threads and
+    accelerator (a GPU fp16 row against the GPU fp32 row)."""
+    return (r["device"], r["model"], r["threads"], result_accelerator(r))
+
+
+def accel_cell(r: Dict[str, Any]) -> str:
+    """Where the row ran: `gpu 41/52 ops, 3 partitions`, `npu fell back`, or `cpu`."""
+    return placement_text(r) or result_accelerator(r)
 
 
 def speedup(r: Dict[str, Any], fp32: Optional[Dict[str, Any]]) -> Optional[float]:
@@ -85,7 +112,8 @@ def row_cells(r: Dict[str, Any], fp32: Optional[Dict[str, Any]]) -> Tuple[List[s
     acc = r.get("accuracy") or {}
     sp = speedup(r, fp32)
     status, style = status_of(r)
-    cells = [r["device"], r["model"], r["variant"], str(r["threads"]), fmt_bytes(r.get("model_bytes")),
+    cells = [r["device"], r["model"], r["variant"], str(r["threads"]), accel_cell(r),
+             fmt_bytes(r.get("model_bytes")),
              fmt_time(lat.get("median")), fmt_time(lat.get("p95")),
              "-" if sp is None else f"{sp:.2f}x",
              "-" if acc.get("top1") is None else f"{acc['top1'] * 100:.1f}%",
@@ -94,8 +122,8 @@ def row_cells(r: Dict[str, Any], fp32: Optional[Dict[str, Any]]) -> Tuple[List[s
     return cells, style
 
 
-LINE_KEYS = ["device", "model", "variant", "threads", "size", "median", "p95", "speedup",
-             "top1", "agree", "snr", "status"]
+LINE_KEYS = ["device", "model", "variant", "threads", "accelerator", "size", "median", "p95",
+             "speedup", "top1", "agree", "snr", "status"]
 
 
 def results_columns(results: Sequence[Dict[str, Any]], fp32: Dict[Key, Dict[str, Any]],
@@ -108,6 +136,7 @@ def results_columns(results: Sequence[Dict[str, Any]], fp32: Dict[Key, Dict[str,
     cols = {k: c for k, c in (
         ("device", Col("device")), ("model", Col("model", flex=True, min_width=8, prefer=24)),
         ("variant", Col("variant")), ("thr", Col("thr", numeric=True)),
+        ("accel", Col("accelerator", priority=7)),
         ("size", Col(f"size {bname}", numeric=True, priority=2)),
         ("med", Col(f"median {tname}", numeric=True)),
         ("p95", Col(f"p95 {tname}", numeric=True, priority=1)),
@@ -117,14 +146,16 @@ def results_columns(results: Sequence[Dict[str, Any]], fp32: Dict[Key, Dict[str,
         ("agree", Col(WORDS["agree"], numeric=True, priority=3)),
         ("snr", Col(WORDS["snr"], numeric=True, priority=4)),
         ("status", Col("status", flex=True, min_width=6, prefer=10)))}
+    any_accel = any(result_accelerator(r) != "cpu" for r in results)
     for r, lat in zip(results, lats):
         acc = r.get("accuracy") or {}
-        sp = speedup(r, fp32.get((r["device"], r["model"], r["threads"])))
+        sp = speedup(r, fp32.get(base_key(r)))
         d = None
         if acc.get("top1") is not None and acc.get("top1_ref") is not None:
             d = (acc["top1"] - acc["top1_ref"]) * 100
         for k, v in (("device", str(r["device"])), ("model", labels.get(r["model"], r["model"])),
                      ("variant", str(r["variant"])), ("thr", str(r["threads"])),
+                     ("accel", accel_cell(r) if any_accel else ""),
                      ("size", in_unit(r.get("model_bytes"), bsize)),
                      ("med", in_unit(lat.get("median"), tsize)), ("p95", in_unit(lat.get("p95"), tsize)),
                      ("sp", "-" if sp is None else f"{sp:.2f}"), ("top1", pct(acc.get("top1"))),
@@ -152,10 +183,10 @@ class ResultsView:
     def add(self, r: Dict[str, Any]) -> None:
         self.results.append(r)
         if r["variant"] == "fp32":
-            self.fp32[(r["device"], r["model"], r["threads"])] = r
+            self.fp32[base_key(r)] = r
 
     def rows(self) -> List[Tuple[List[str], str]]:
-        return [row_cells(r, self.fp32.get((r["device"], r["model"], r["threads"])))
+        return [row_cells(r, self.fp32.get(base_key(r)))
                 for r in self.results]
 
     def _sets(self) -> Tuple[List[str], List[str], List[int]]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from typing import Any, Dict, List, Optional, Tuple
 
+from edge_bench_agent.accel_spec import result_accelerator
+
 from ..analysis.verdict import Key
 from .table import Col, in_unit, rich_table, short_labels, time_unit
 
@@ -30,7 +32,8 @@ def sparkline(values: List[Optional[float]]) -> str:
 def group_by_key(rows: List[Dict[str, Any]]) -> Dict[Key, List[Dict[str, Any]]]:
     out: Dict[Key, List[Dict[str, Any]]] = {}
     for r in rows:
-        out.setdefault((r["device"], r["model"], r["variant"], r["threads"]), []).append(r)
+        out.setdefault((r["device"], r["model"], r["variant"], r["threads"],
+                        result_accelerator(r)), []).append(r)
     return out
 
 
@@ -72,6 +75,7 @@ def trend_columns(groups: Dict[Key, List[Dict[str, Any]]]) -> List[Col]:
     cols = {n: c for n, c in (
         ("device", Col("device")), ("model", Col("model", flex=True, min_width=8, prefer=24)),
         ("variant", Col("variant")), ("thr", Col("thr", numeric=True)),
+        ("accel", Col("accelerator")),
         ("runs", Col("runs", numeric=True, priority=2)),
         ("first", Col(f"first {unit}", numeric=True, priority=3)),
         ("last", Col(f"last {unit}", numeric=True)), ("change", Col("change", numeric=True)),
@@ -80,7 +84,8 @@ def trend_columns(groups: Dict[Key, List[Dict[str, Any]]]) -> List[Col]:
     for k, rs in groups.items():
         first, last = (ok[k][0], ok[k][-1]) if ok[k] else (None, None)
         for n, v in (("device", k[0]), ("model", labels[k[1]]), ("variant", k[2]),
-                     ("thr", "-" if k[3] is None else str(k[3])), ("runs", str(len(rs))),
+                     ("thr", "-" if k[3] is None else str(k[3])), ("accel", k[4]),
+                     ("runs", str(len(rs))),
                      ("first", in_unit(first and first["median_ms"], size)),
                      ("last", in_unit(last and last["median_ms"], size)),
                      ("change", _change(first, last)), ("ci", _ci(last, size)),
@@ -90,6 +95,8 @@ def trend_columns(groups: Dict[Key, List[Dict[str, Any]]]) -> List[Col]:
     drop = {"device"} if len({k[0] for k in groups}) == 1 else set()
     if len({k[3] for k in groups}) == 1:
         drop.add("thr")
+    if {k[4] for k in groups} == {"cpu"}:
+        drop.add("accel")
     return [c for n, c in cols.items() if n not in drop]
 
 
@@ -138,5 +145,6 @@ def print_history(rows: List[Dict[str, Any]], runs: List[Dict[str, Any]], *, fil
         return
     for k, rs in groups.items():
         cols, styles = key_columns(rs)
-        console.print(rich_table(cols, width, title=f"{k[0]}  {k[1]}  {k[2]}  threads={k[3]}",
+        console.print(rich_table(cols, width, title=f"{k[0]}  {k[1]}  {k[2]}  threads={k[3]}"
+                                 + (f"  accelerator={k[4]}" if k[4] != "cpu" else ""),
                                  styles=styles))

@@ -20,7 +20,7 @@ from ..results.dburl import redact_argv
 from .svg import esc, nice_ticks, tick_labels
 from .table import fmt_time, short_labels
 
-Key = Tuple[str, str, str, Optional[int]]
+Key = Tuple[str, str, str, Optional[int], str]
 VERDICT_CLASS = {"slower": "bad", "accuracy-drop": "bad", "error": "bad", "faster": "good"}
 SPARK_RUNS = 60
 
@@ -53,7 +53,7 @@ nav { margin-bottom: 10px; font-size: 13px; }
 
 
 def key_text(k: Key) -> str:
-    return f"{k[0]} · {k[1]} · {k[2]} · t{k[3]}"
+    return f"{k[0]} · {k[1]} · {k[2]} · t{k[3]}" + (f" · {k[4]}" if k[4] != "cpu" else "")
 
 
 
@@ -64,7 +64,8 @@ def slug(text: str) -> str:
 
 
 def key_file(k: Key) -> str:
-    return f"keys/{slug('|'.join(str(x) for x in k))}.html"
+    # a cpu key keeps the file name it had before accelerators were part of the key
+    return f"keys/{slug('|'.join(str(x) for x in (k[:4] if k[4] == 'cpu' else k)))}.html"
 
 
 def run_file(run_id: str) -> str:

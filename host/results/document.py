@@ -211,7 +211,8 @@ def _structural_errors(doc: Any) -> List[str]:
 # --- CSV ----------------------------------------------------------------------------------
 
 RESULT_CSV_COLUMNS = [
-    "run_id", "label", "started_at", "device", "model", "variant", "threads", "status", "error",
+    "run_id", "label", "started_at", "device", "model", "variant", "threads", "accelerator",
+    "ops_placed", "ops_total", "partitions", "status", "error",
     "runtime", "runtime_version", "xnnpack", "agent_version", "arch", "cpu", "governor",
     "temp_c_before", "temp_c_after", "throttled", "model_sha256", "model_bytes", "init_ms",
     "first_inference_ms", "warmup", "runs", "processes", "process_runs", "mean_ms", "std_ms", "min_ms", "median_ms",
@@ -229,7 +230,11 @@ def result_row(doc: Dict[str, Any], r: Dict[str, Any]) -> Dict[str, Any]:
     row = {
         "run_id": doc.get("run_id"), "label": doc.get("label"), "started_at": doc.get("started_at"),
         "device": r.get("device"), "model": r.get("model"), "variant": r.get("variant"),
-        "threads": r.get("threads"), "status": r.get("status"), "error": r.get("error"),
+        "threads": r.get("threads"), "accelerator": r.get("accelerator") or "cpu",
+        "ops_placed": (r.get("placement") or {}).get("ops_placed"),
+        "ops_total": (r.get("placement") or {}).get("ops_total"),
+        "partitions": (r.get("placement") or {}).get("partitions"),
+        "status": r.get("status"), "error": r.get("error"),
         "runtime": rt.get("name"), "runtime_version": rt.get("version"), "xnnpack": rt.get("xnnpack"),
         "agent_version": r.get("agent_version"), "arch": di.get("arch"), "cpu": di.get("cpu"),
         "governor": di.get("governor"), "temp_c_before": di.get("temp_c_before"),

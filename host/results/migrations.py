@@ -62,6 +62,12 @@ MIGRATIONS: List[str] = [
     """
     ALTER TABLE results ADD COLUMN other_cores REAL;
     """,
+    # 5: the accelerator a result ran on is part of its key (cpu: the Interpreter path, also
+    # every result stored before accelerators existed)
+    """
+    ALTER TABLE results ADD COLUMN accelerator TEXT NOT NULL DEFAULT 'cpu';
+    CREATE INDEX results_key_accel ON results(device, model, variant, threads, accelerator);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -80,6 +80,8 @@ def base_result(device: str, task: Any) -> Dict[str, Any]:
     art = task.artifact
     return {
         "device": device, "model": art.model.name, "variant": art.variant, "threads": task.threads,
+        # cpu: the Interpreter path; gpu/npu: LiteRT's CompiledModel API (docs/accelerators.md)
+        "accelerator": getattr(task, "accelerator", "cpu"),
         "status": "ok", "error": None, "error_detail": None,
         "runtime": None, "device_info": None, "agent_version": None,
         "model_sha256": art.sha256, "model_bytes": art.bytes,
@@ -172,6 +174,8 @@ def ok_result(device: str, task: Any, msg: Dict[str, Any], hello: Dict[str, Any]
         # what else used the device's CPU while it timed (agent/interference.py)
         "interference": msg.get("interference"),
     })
+    if msg.get("placement") is not None:  # what ran where, from the runtime's compile log
+        r["placement"] = msg["placement"]
     lo, hi = bootstrap_median_ci(samples_ms)
     r["median_ci_ms"] = [lo, hi] if lo is not None else None
     if msg.get("eval"):

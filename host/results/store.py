@@ -29,6 +29,8 @@ import numpy as np
 
 from ..errors import StoreError, UsageError
 from .controller import controller_alive, controller_id
+from edge_bench_agent.accel_spec import result_accelerator
+
 from .cells import json_cell, number_cell, samples_cell
 from .dburl import redact_argv
 from .migrations import MIGRATIONS, SCHEMA_VERSION, check_not_newer
@@ -255,14 +257,14 @@ class Store:
                 "INSERT INTO results(run_id, device, model, variant, threads, status, error,"
                 " model_sha256, runtime, runtime_version, agent_version, median_ms, n_samples,"
                 " added_at, doc, samples, median_ci_lo, median_ci_hi, error_type,"
-                " error_exit_code, error_signal, error_process, other_cores)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " error_exit_code, error_signal, error_process, other_cores, accelerator)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (run_id, r["device"], r["model"], r["variant"], r.get("threads"),
                  r.get("status") or "ok", r.get("error"), r.get("model_sha256"), rt.get("name"),
                  rt.get("version"), r.get("agent_version"), lat.get("median"), len(samples),
                  _now(), _json(r), blob, ci[0], ci[1], det.get("type"), det.get("exit_code"),
                  det.get("signal"), det.get("process"),
-                 (r.get("interference") or {}).get("other_cores")))
+                 (r.get("interference") or {}).get("other_cores"), result_accelerator(r)))
             return int(cur.lastrowid)
         return self._write(op)
 
@@ -412,18 +414,20 @@ class Store:
 
     def history(self, device: Optional[str] = None, model: Optional[str] = None,
                 variant: Optional[str] = None, threads: Optional[int] = None,
-                last: Optional[int] = None, *, label: Optional[str] = None,
+                last: Optional[int] = None, *, accelerator: Optional[str] = None,
+                label: Optional[str] = None,
                 status: Optional[str] = None, error_type: Optional[str] = None,
                 samples: bool = False, before: Optional[str] = None) -> List[Dict[str, Any]]:
         """Results across runs, oldest first. Each row: run_id, label, started_at, device,
-        model, variant, threads, status, error, error_type, error_exit_code, error_signal,
+        model, variant, threads, accelerator, status, error, error_type, error_exit_code, error_signal,
         error_process, median_ms, ci_lo, ci_hi, n_samples,
         model_sha256, runtime, runtime_version, agent_version, result (the result document).
         `last` keeps only the N most recent runs that have a matching result; `before` (an
         ISO time) only runs started at or before it."""
         where, params = [], []
         for col, val in (("x.device", device), ("x.model", model), ("x.variant", variant),
-                         ("x.threads", threads), ("x.status", status),
+                         ("x.threads", threads), ("x.accelerator", accelerator),
+                         ("x.status", status),
                          ("x.error_type", error_type)):
             if val is not None:
                 where.append(f"{col} = ?")
@@ -450,7 +454,8 @@ class Store:
             out.append({
                 "run_id": row["run_id"], "label": row["label"], "started_at": row["started_at"],
                 "device": row["device"], "model": row["model"], "variant": row["variant"],
-                "threads": row["threads"], "status": row["status"], "error": row["error"],
+                "threads": row["threads"], "accelerator": row["accelerator"],
+                "status": row["status"], "error": row["error"],
                 "error_type": row["error_type"], "error_exit_code": row["error_exit_code"],
                 "error_signal": row["error_signal"], "error_process": row["error_process"],
                 "other_cores": row["other_cores"],
