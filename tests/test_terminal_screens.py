@@ -219,3 +219,38 @@ def test_files_written_for_the_user_follow_the_umask(tmp_path: Path, env: Dict[s
     from edge_bench.results.document import write_text
     write_text("{}", tmp_path / "doc.json")
     assert (tmp_path / "doc.json").stat().st_mode & 0o777 == user_file_mode() != 0o600
+
+
+def test_piped_run_says_where_it_went_once_per_line(tmp_path: Path, env: Dict[str, str]) -> None:
+    """A piped run: no progress line twice, `--op-profiling` on `local` says it cannot, and the
+    end names the run id and the store it went to."""
+    clean = {k: v for k, v in os.environ.items() if k != "EDGE_BENCH_CONFIG"}
+    p = subprocess.run([sys.executable, "-m", "edge_bench.cli", "run", "--model", "builtin:digits",
+                        "--variants", "fp32,int8", "--runs", "10", "--min-seconds", "0.2",
+                        "--processes", "2", "--op-profiling", "--json", str(tmp_path / "r.json")],
+                       cwd=str(tmp_path), env=dict(clean, **env), capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    dups = {ln for ln in lines if lines.count(ln) > 1}
+    assert not dups, p.stderr
+    assert "--op-profiling: local cannot profile ops" in p.stderr, p.stderr
+    import json
+    rid = json.loads((tmp_path / "r.json").read_text())["run_id"]
+    assert f"run {rid} stored in {env['EDGE_BENCH_DB']}" in lines[-1], p.stderr
+
+
+def test_a_text_file_given_as_eval_is_called_a_text_file(tmp_path: Path,
+                                                         env: Dict[str, str]) -> None:
+    """numpy calls any non-NumPy file "pickled (object) data"; a CSV given as --eval is said
+    to be a text file, with its first line, in one line, exit 2."""
+    (tmp_path / "eval.csv").write_text("pixel0,pixel1,label\n0,16,3\n")
+    clean = {k: v for k, v in os.environ.items() if k != "EDGE_BENCH_CONFIG"}
+    p = subprocess.run([sys.executable, "-m", "edge_bench.cli", "run", "--model", "builtin:digits",
+                        "--variants", "fp32", "--eval", str(tmp_path / "eval.csv"), "--no-store"],
+                       cwd=str(tmp_path), env=dict(clean, **env), capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 2, p.stdout + p.stderr
+    err = [ln for ln in p.stderr.splitlines() if ln.startswith("edge-bench: error")]
+    assert len(err) == 1 and "pickled" not in p.stderr, p.stderr
+    assert "is a text file (its first line: 'pixel0,pixel1,label')" in err[0], p.stderr

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Sequence, Tuple
 
+from ..text import plural  # noqa: F401 - re-exported for render modules
+
 NOTES_TITLE = "why:"
 
 
@@ -36,8 +38,3 @@ def result_notes(results: Sequence[Dict[str, Any]], status: Callable[[Dict[str, 
                         for names, devices in same.items())
         out.append(f"{who}: {text}")
     return out
-
-
-def plural(n: int, word: str) -> str:
-    """`1 device`, `3 devices`, `1 result`."""
-    return f"{n} {word}" + ("" if n == 1 else "s")

@@ -17,6 +17,7 @@ import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .svg import esc, nice_ticks, tick_labels
+from ..text import plural
 from .table import fmt_time, short_labels
 
 Key = Tuple[str, str, str, Optional[int]]
@@ -186,8 +187,9 @@ def index_page(data: Any) -> str:
                if last["status"] != "ok" else "<td></td>") + "</tr>")
     devices = sorted({k[0] for k in data.series})
     models = sorted({k[1] for k in data.series})
-    body = [f"<h1>edge-bench history</h1><p class=\"meta\">{len(data.runs)} runs · "
-            f"{len(data.series)} keys · {len(devices)} devices · {len(models)} models · "
+    body = [f"<h1>edge-bench history</h1><p class=\"meta\">{plural(len(data.runs), 'run')} · "
+            f"{plural(len(data.series), 'key')} · {plural(len(devices), 'device')} · "
+            f"{plural(len(models), 'model')} · "
             f"built {esc(time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()))}</p>",
             "<h2>Every device × model × variant</h2>",
             '<p class="note">latest median latency; change vs the previous successful run; '
