@@ -254,3 +254,33 @@ def test_a_text_file_given_as_eval_is_called_a_text_file(tmp_path: Path,
     err = [ln for ln in p.stderr.splitlines() if ln.startswith("edge-bench: error")]
     assert len(err) == 1 and "pickled" not in p.stderr, p.stderr
     assert "is a text file (its first line: 'pixel0,pixel1,label')" in err[0], p.stderr
+
+
+def test_the_demo_has_an_accuracy_on_every_row(tmp_path: Path, env: Dict[str, str]) -> None:
+    """README command 1 (shortened timing) in a fresh clone at 80 columns: no FAIL, exit 0,
+    every row with an accuracy (mobilenet's random weights: SNR vs fp32 on its calibration
+    images, not flagged), and a line per model saying what its accuracy measures."""
+    args = [sys.executable, "-m", "edge_bench.cli", "run", "--runs", "5", "--min-seconds", "0.1",
+            "--processes", "1", "--no-store"]
+    with Terminal(80, 40, env=env, cwd=REPO) as t:
+        t.run(" ".join(shlex.quote(a) for a in args))
+        t.wait_done(timeout=400)
+        code = t.exit_code()
+        screen = t.scrollback()
+    assert code == 0, screen
+    _lines_fit(screen, 80)
+    assert "FAIL" not in screen and "WRONG" not in screen and "devices from" not in screen
+    lines = screen.splitlines()
+    header = next(ln for ln in lines if ln.startswith("model "))
+    assert "SNR dB" in header, screen
+    rows = [ln for ln in lines if re.match(r"^(digits|mobilenet)\s+(fp32|int8)\s", ln)]
+    assert len(rows) == 4, screen
+    # the accuracy columns sit between the speedup and the status: not all "-" on any row
+    acc_cols = header[header.index("speedup") + len("speedup"):header.index("status")]
+    for ln in rows:
+        cells = ln[header.index("speedup") + len("speedup"):header.index("status")].split()
+        assert cells and any(c != "-" for c in cells), (acc_cols, ln)
+    notes = _joined(screen[screen.index("accuracy:"):])
+    assert _joined("digits: top-1 % against the labels") in notes, screen
+    assert _joined("mobilenet: no labels: agree % and SNR dB vs fp32, on calibration") in notes
+    assert _joined("random weights: a low SNR is expected, not flagged") in notes

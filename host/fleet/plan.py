@@ -16,6 +16,7 @@ from edge_bench_agent import tensors
 
 from ..errors import EdgeBenchError, UsageError
 from ..hashing import sha256_file
+from ..models.accuracy import COLLAPSE_SNR_DB
 
 
 @dataclass
@@ -44,6 +45,8 @@ class EvalData:
     inputs: Dict[str, np.ndarray]
     labels: Optional[np.ndarray]
     source: str = "eval file"   # or derived: calibration samples / seeded random inputs
+    #: the SNR floor of a collapsed output (derived inputs); None: a model with random weights
+    collapse_snr_db: Optional[float] = COLLAPSE_SNR_DB
 
 
 @dataclass
@@ -148,8 +151,11 @@ def resolve_model(name: str, calibration: Optional[str], eval_file: Optional[str
     spec.quantizer = main_quantizer(quantizers)
     if ev:
         spec.eval = load_eval(Path(ev), spec.path, spec.signature)
-    elif spec.no_float is None and not name.startswith("builtin:"):
+    elif spec.no_float is None:  # a built-in without eval data too (mobilenet: random weights)
         spec.eval = _derived_eval(spec)
+        if spec.eval is not None and name.startswith("builtin:") and b_random(name):
+            spec.eval.collapse_snr_db = None
+            spec.eval.source += "; random weights: a low SNR is expected, not flagged"
     return spec
 
 
@@ -199,6 +205,13 @@ def _wild(spec: ModelSpec, given: Path, reference: Optional[str]) -> None:
     else:
         spec.path = b.path
         spec.fp32_recipe = b.recipe() if b.derived else None
+
+
+def b_random(name: str) -> bool:
+    """A built-in whose weights are random (its outputs mean nothing: see models/builtin)."""
+    from ..models.builtin import BUILTINS
+    b = BUILTINS.get(name)
+    return bool(b is not None and b.random_weights)
 
 
 def _derived_eval(spec: ModelSpec) -> Optional[EvalData]:

@@ -13,7 +13,7 @@ import math
 import sys
 from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
-from .notes import NOTES_TITLE, result_notes
+from .notes import NOTES_TITLE, accuracy_notes, result_notes
 from .progress import PROCESS_OVERHEAD_S, DeviceProgress, QuantizeProgress, rich_rows
 from .table import (Col, byte_unit, fmt_bytes, fmt_time, in_unit, pct, plain_table, rich_table,
                     short_labels, signed, time_unit)
@@ -189,6 +189,10 @@ class ResultsView:
         return result_notes(self.in_plan_order(), status_of, short_labels(models),
                             one_device=len(devices) == 1, one_threads=len(threads) == 1)
 
+    def accuracy_notes(self) -> List[str]:
+        models, _, _ = self._sets()
+        return accuracy_notes(self.in_plan_order(), short_labels(models))
+
     def rich_table(self, width: Optional[int], last: Optional[int] = None) -> Any:
         """All results in plan order, or while running the `last` ones in arrival order."""
         shown = self.in_plan_order() if last is None else self.results[-last:]
@@ -264,6 +268,7 @@ class LiveDisplay:
         if self.view.results:
             self._console.print(self.view.rich_table(self._console.width))
             print_notes(self._console, self.view.notes())
+            print_notes(self._console, self.view.accuracy_notes(), "accuracy:")
         if self._console.file is not self.stream:
             self._console.file.close()
 
@@ -342,15 +347,20 @@ class LiveDisplay:
         print(self.view.title(), file=self.stream)
         for line in plain_table(self.view.columns(self.view.in_plan_order()), None):
             print(line, file=self.stream)
+        notes = self.view.accuracy_notes()
+        if notes:
+            print("accuracy:", file=self.stream)
+            for line in notes:
+                print(line, file=self.stream)
         self.stream.flush()
 
 
-def print_notes(console: Any, notes: Sequence[str]) -> None:
-    """The reasons below a table, wrapped at words by the console (never cut)."""
+def print_notes(console: Any, notes: Sequence[str], title: str = NOTES_TITLE) -> None:
+    """Sentences below a table under `title`, wrapped at words by the console (never cut)."""
     if not notes:
         return
     from rich.text import Text
-    console.print(Text(NOTES_TITLE, style="bold"))
+    console.print(Text(title, style="bold"))
     for line in notes:
         console.print(Text(line))
 
