@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Sequence, Tuple
 
-from ..text import plural  # noqa: F401 - re-exported for render modules
+from ..text import plural
 
 NOTES_TITLE = "why:"
 
