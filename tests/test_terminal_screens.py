@@ -284,3 +284,18 @@ def test_the_demo_has_an_accuracy_on_every_row(tmp_path: Path, env: Dict[str, st
     assert _joined("digits: top-1 % against the labels") in notes, screen
     assert _joined("mobilenet: no labels: agree % and SNR dB vs fp32, on calibration") in notes
     assert _joined("random weights: a low SNR is expected, not flagged") in notes
+
+
+def test_live_view_keeps_the_unit_of_every_result_so_far() -> None:
+    """The live table shows the last few rows; its latency unit comes from every result so far
+    (a 1.4 ms model scrolled out of view used to switch the header from `median µs` to `ns`)."""
+    from edge_bench.render.display import ResultsView
+    view = ResultsView(["a.tflite", "b.tflite"], ["local"], [1])
+    for model, variant, med in (("a.tflite", "fp32", 1.4), ("b.tflite", "fp32", 0.0009),
+                                ("b.tflite", "int8", 0.0007)):
+        view.add({"device": "local", "model": model, "variant": variant, "threads": 1,
+                  "status": "ok", "model_bytes": 1000, "latency_ms": {"median": med, "p95": med},
+                  "accuracy": None})
+    heads = [c.header for c in view.columns(view.results[-2:])]   # the last 2 rows in view
+    assert "median µs" in heads, heads
+    assert heads == [c.header for c in view.columns()]

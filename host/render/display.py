@@ -98,12 +98,17 @@ LINE_KEYS = ["device", "model", "variant", "threads", "size", "median", "p95", "
 
 
 def results_columns(results: Sequence[Dict[str, Any]], fp32: Dict[Key, Dict[str, Any]],
-                    labels: Dict[str, str], *, one_device: bool, one_threads: bool) -> List[Col]:
+                    labels: Dict[str, str], *, one_device: bool, one_threads: bool,
+                    units_from: Optional[Sequence[Dict[str, Any]]] = None) -> List[Col]:
     """The results table's columns: numbers in one unit per column, named in the header. At a
     small width latency spread and size give way before the speedup and an accuracy."""
     lats = [r.get("latency_ms") or {} for r in results]
-    tname, tsize = time_unit([x.get("median") for x in lats] + [x.get("p95") for x in lats])
-    bname, bsize = byte_unit([r.get("model_bytes") for r in results])
+    # units from every result so far (`units_from`), not just the rows shown: the live view's
+    # last few rows would switch µs/ns as results scroll past
+    every = results if units_from is None else units_from
+    ulats = [r.get("latency_ms") or {} for r in every]
+    tname, tsize = time_unit([x.get("median") for x in ulats] + [x.get("p95") for x in ulats])
+    bname, bsize = byte_unit([r.get("model_bytes") for r in every])
     cols = {k: c for k, c in (
         ("device", Col("device")), ("model", Col("model", flex=True, min_width=8, prefer=24)),
         ("variant", Col("variant")), ("thr", Col("thr", numeric=True)),
@@ -180,7 +185,8 @@ class ResultsView:
     def columns(self, results: Optional[Sequence[Dict[str, Any]]] = None) -> List[Col]:
         models, devices, threads = self._sets()
         return results_columns(self.results if results is None else results, self.fp32,
-                               short_labels(models), one_device=len(devices) == 1,
+                               short_labels(models), units_from=self.results,
+                               one_device=len(devices) == 1,
                                one_threads=len(threads) == 1)
 
     def notes(self) -> List[str]:
