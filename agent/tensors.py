@@ -165,9 +165,46 @@ def convert_for(arr: "np.ndarray", detail: Dict[str, Any], what: str) -> "np.nda
                      % (what, arr.dtype, detail.get("name"), target))
 
 
+#: how the files numpy reads begin: .npz (a zip), .npy, a pickle (protocol 2+)
+NUMPY_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY", b"\x80")
+
+
+def not_numpy(path: Any) -> Optional[str]:
+    """What a file given as .npz/.npy data is instead, when it is plainly not one: empty, a
+    text file (with its first line), other bytes. None when it may be one (numpy decides);
+    numpy would call a text file "pickled (object) data"."""
+    try:
+        if hasattr(path, "read"):   # an open file (read through a checked descriptor)
+            pos = path.tell()
+            head = path.read(4096)
+            path.seek(pos)
+        else:
+            with open(path, "rb") as f:
+                head = f.read(4096)
+    except (OSError, ValueError):
+        return None   # numpy's own error names the problem
+    if not head:
+        return "is empty"
+    if head.startswith(NUMPY_MAGIC):
+        return None
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and all(c.isprintable() or c in "\r\n\t" for c in text.rstrip("\x00")):
+        first = text.splitlines()[0] if text.splitlines() else ""
+        first = first if len(first) <= 60 else first[:60] + "..."
+        return "is a text file (its first line: %r), not NumPy data" % first
+    return "is not NumPy data (it begins with bytes %s)" % head[:8].hex()
+
+
 def load_npz(path: Any, what: str, name: Optional[str] = None) -> Dict[str, "np.ndarray"]:
     """{name: array} of an .npz (a path or a file object; no pickles); AgentError
     EvalDataError naming the file (`name`, else `path`)."""
+    other = not_numpy(path)
+    if other:
+        raise AgentError("EvalDataError", "%s file %s %s: expected an .npz of plain arrays"
+                         % (what, name or path, other))
     try:
         with np.load(path, allow_pickle=False) as data:
             return {k: np.asarray(data[k]) for k in data.files}
@@ -178,6 +215,10 @@ def load_npz(path: Any, what: str, name: Optional[str] = None) -> Dict[str, "np.
 
 def load_npy(path: Any, what: str) -> "np.ndarray":
     """The array of an .npy (no pickles); AgentError EvalDataError naming the file."""
+    other = not_numpy(path)
+    if other:
+        raise AgentError("EvalDataError", "%s file %s %s: expected an .npy of a plain array"
+                         % (what, path, other))
     try:
         return np.asarray(np.load(path, allow_pickle=False))
     except Exception as e:  # noqa: BLE001

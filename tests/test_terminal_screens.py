@@ -219,3 +219,83 @@ def test_files_written_for_the_user_follow_the_umask(tmp_path: Path, env: Dict[s
     from edge_bench.results.document import write_text
     write_text("{}", tmp_path / "doc.json")
     assert (tmp_path / "doc.json").stat().st_mode & 0o777 == user_file_mode() != 0o600
+
+
+def test_piped_run_says_where_it_went_once_per_line(tmp_path: Path, env: Dict[str, str]) -> None:
+    """A piped run: no progress line twice, `--op-profiling` on `local` says it cannot, and the
+    end names the run id and the store it went to."""
+    clean = {k: v for k, v in os.environ.items() if k != "EDGE_BENCH_CONFIG"}
+    p = subprocess.run([sys.executable, "-m", "edge_bench.cli", "run", "--model", "builtin:digits",
+                        "--variants", "fp32,int8", "--runs", "10", "--min-seconds", "0.2",
+                        "--processes", "2", "--op-profiling", "--json", str(tmp_path / "r.json")],
+                       cwd=str(tmp_path), env=dict(clean, **env), capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    dups = {ln for ln in lines if lines.count(ln) > 1}
+    assert not dups, p.stderr
+    assert "--op-profiling: local cannot profile ops" in p.stderr, p.stderr
+    import json
+    rid = json.loads((tmp_path / "r.json").read_text())["run_id"]
+    assert f"run {rid} stored in {env['EDGE_BENCH_DB']}" in lines[-1], p.stderr
+
+
+def test_a_text_file_given_as_eval_is_called_a_text_file(tmp_path: Path,
+                                                         env: Dict[str, str]) -> None:
+    """numpy calls any non-NumPy file "pickled (object) data"; a CSV given as --eval is said
+    to be a text file, with its first line, in one line, exit 2."""
+    (tmp_path / "eval.csv").write_text("pixel0,pixel1,label\n0,16,3\n")
+    clean = {k: v for k, v in os.environ.items() if k != "EDGE_BENCH_CONFIG"}
+    p = subprocess.run([sys.executable, "-m", "edge_bench.cli", "run", "--model", "builtin:digits",
+                        "--variants", "fp32", "--eval", str(tmp_path / "eval.csv"), "--no-store"],
+                       cwd=str(tmp_path), env=dict(clean, **env), capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 2, p.stdout + p.stderr
+    err = [ln for ln in p.stderr.splitlines() if ln.startswith("edge-bench: error")]
+    assert len(err) == 1 and "pickled" not in p.stderr, p.stderr
+    assert "is a text file (its first line: 'pixel0,pixel1,label')" in err[0], p.stderr
+
+
+def test_the_demo_has_an_accuracy_on_every_row(tmp_path: Path, env: Dict[str, str]) -> None:
+    """README command 1 (shortened timing) in a fresh clone at 80 columns: no FAIL, exit 0,
+    every row with an accuracy (mobilenet's random weights: SNR vs fp32 on its calibration
+    images, not flagged), and a line per model saying what its accuracy measures."""
+    args = [sys.executable, "-m", "edge_bench.cli", "run", "--runs", "5", "--min-seconds", "0.1",
+            "--processes", "1", "--no-store"]
+    with Terminal(80, 40, env=env, cwd=REPO) as t:
+        t.run(" ".join(shlex.quote(a) for a in args))
+        t.wait_done(timeout=400)
+        code = t.exit_code()
+        screen = t.scrollback()
+    assert code == 0, screen
+    _lines_fit(screen, 80)
+    assert "FAIL" not in screen and "WRONG" not in screen and "devices from" not in screen
+    lines = screen.splitlines()
+    header = next(ln for ln in lines if ln.startswith("model "))
+    assert "SNR dB" in header, screen
+    rows = [ln for ln in lines if re.match(r"^(digits|mobilenet)\s+(fp32|int8)\s", ln)]
+    assert len(rows) == 4, screen
+    # the accuracy columns sit between the speedup and the status: not all "-" on any row
+    acc_cols = header[header.index("speedup") + len("speedup"):header.index("status")]
+    for ln in rows:
+        cells = ln[header.index("speedup") + len("speedup"):header.index("status")].split()
+        assert cells and any(c != "-" for c in cells), (acc_cols, ln)
+    notes = _joined(screen[screen.index("accuracy:"):])
+    assert _joined("digits: top-1 % against the labels") in notes, screen
+    assert _joined("mobilenet: no labels: agree % and SNR dB vs fp32, on calibration") in notes
+    assert _joined("random weights: a low SNR is expected, not flagged") in notes
+
+
+def test_live_view_keeps_the_unit_of_every_result_so_far() -> None:
+    """The live table shows the last few rows; its latency unit comes from every result so far
+    (a 1.4 ms model scrolled out of view used to switch the header from `median µs` to `ns`)."""
+    from edge_bench.render.display import ResultsView
+    view = ResultsView(["a.tflite", "b.tflite"], ["local"], [1])
+    for model, variant, med in (("a.tflite", "fp32", 1.4), ("b.tflite", "fp32", 0.0009),
+                                ("b.tflite", "int8", 0.0007)):
+        view.add({"device": "local", "model": model, "variant": variant, "threads": 1,
+                  "status": "ok", "model_bytes": 1000, "latency_ms": {"median": med, "p95": med},
+                  "accuracy": None})
+    heads = [c.header for c in view.columns(view.results[-2:])]   # the last 2 rows in view
+    assert "median µs" in heads, heads
+    assert heads == [c.header for c in view.columns()]

@@ -57,8 +57,11 @@ def run(args: argparse.Namespace) -> int:
         from ..app.site import write_site
         rep = write_site(args.site, db=args.db, verdict_pairs=args.verdicts,
                          threshold=args.threshold)
-        print(f"wrote {rep.path} ({rep.pages} pages, {rep.bytes / 1e6:.1f} MB, {rep.seconds:.1f} s;"
-              f" {rep.judged} comparisons run, {rep.cached} from the cache)", file=sys.stderr)
+        from ..render.table import fmt_bytes
+        from ..text import plural
+        print(f"wrote {rep.path} ({plural(rep.pages, 'page')}, {fmt_bytes(rep.bytes)},"
+              f" {rep.seconds:.1f} s; {plural(rep.judged, 'comparison')} run, {rep.cached} from"
+              " the cache)", file=sys.stderr)
         return 0
     if args.ref is None:
         raise UsageError("which run? give RUN (a run id, label, last, or a .json file),"

@@ -17,6 +17,7 @@ from edge_bench_agent import tensors
 
 from ..errors import EdgeBenchError, UsageError
 from ..hashing import sha256_file
+from ..models.accuracy import COLLAPSE_SNR_DB
 
 
 @dataclass
@@ -45,6 +46,8 @@ class EvalData:
     inputs: Dict[str, np.ndarray]
     labels: Optional[np.ndarray]
     source: str = "eval file"   # or derived: calibration samples / seeded random inputs
+    #: the SNR floor of a collapsed output (derived inputs); None: a model with random weights
+    collapse_snr_db: Optional[float] = COLLAPSE_SNR_DB
 
 
 @dataclass
@@ -207,8 +210,11 @@ def resolve_model(name: str, calibration: Optional[str], eval_file: Optional[str
         spec.eval = load_eval(Path(ev), spec.path, spec.signature)
         if ev != folder:  # images: without labels, scored like derived inputs (no argmax)
             spec.eval.source = f"images in {folder}"
-    elif spec.no_float is None and not name.startswith("builtin:"):
+    elif spec.no_float is None:  # a built-in without eval data too (mobilenet: random weights)
         spec.eval = _derived_eval(spec)
+        if spec.eval is not None and name.startswith("builtin:") and b_random(name):
+            spec.eval.collapse_snr_db = None
+            spec.eval.source += "; random weights: a low SNR is expected, not flagged"
     return spec
 
 
@@ -282,6 +288,13 @@ def _dynamic_dims(spec: ModelSpec, flags: Dict[str, List[int]],
             spec.fp32_recipe = f"float32 baseline: {spec.path.name} with {describe(how)}"
         spec.path, spec.input_shapes = pinned, shapes
     spec.shape_problem = cannot_guess(spec.path, spec.signature, shapes, spec.name)
+
+
+def b_random(name: str) -> bool:
+    """A built-in whose weights are random (its outputs mean nothing: see models/builtin)."""
+    from ..models.builtin import BUILTINS
+    b = BUILTINS.get(name)
+    return bool(b is not None and b.random_weights)
 
 
 def _derived_eval(spec: ModelSpec) -> Optional[EvalData]:

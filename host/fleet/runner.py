@@ -20,6 +20,7 @@ from edge_bench_agent import protocol
 from ..results.record import cancelled_result, error_result, ok_result
 from ..transports import open_transport
 from ..transports.base import RemoteProcess, Transport
+from ..text import plural
 
 #: seconds past timeout_s the host waits for the agent's own `Timeout` before giving up on a job
 AGENT_GRACE_S = 15.0
@@ -197,8 +198,8 @@ class DeviceRun:
         self.files_pushed += len(rep.pushed)
         self.files_present += len(rep.present)
         if rep.pushed:
-            self.status(name, f"pushed {len(rep.pushed)} file(s), {rep.bytes_pushed / 1024:.1f} KB"
-                              f" ({len(rep.present)} already there)")
+            self.status(name, f"pushed {plural(len(rep.pushed), 'file')},"
+                              f" {rep.bytes_pushed / 1024:.1f} KB ({len(rep.present)} already there)")
         python = device_python(self.device)
         job = self.job(tasks, workdir, model_blob, eval_blob)
         if self.cancelled.is_set():

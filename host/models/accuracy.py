@@ -174,8 +174,11 @@ def snr_db(out: np.ndarray, ref: np.ndarray) -> float:
 
 
 def per_output(outs: Sequence[np.ndarray], refs: Sequence[np.ndarray],
-               names: Optional[Sequence[Optional[str]]] = None) -> List[Dict[str, object]]:
-    """Per output tensor: name, snr_db, cosine, max_abs_err, and why it collapsed (or None)."""
+               names: Optional[Sequence[Optional[str]]] = None,
+               floor: Optional[float] = COLLAPSE_SNR_DB) -> List[Dict[str, object]]:
+    """Per output tensor: name, snr_db, cosine, max_abs_err, and why it collapsed (or None).
+    `floor`: the SNR below which an output counts as collapsed (None: only non-finite or
+    constant outputs do)."""
     rows: List[Dict[str, object]] = []
     for k, (o, r) in enumerate(zip(outs, refs)):
         of, rf = o.astype(np.float64).ravel(), r.astype(np.float64).ravel()
@@ -196,8 +199,8 @@ def per_output(outs: Sequence[np.ndarray], refs: Sequence[np.ndarray],
             collapse = f"{int(np.sum(~np.isfinite(of)))} non-finite values"
         elif of.size > 1 and np.ptp(of) == 0.0 and np.ptp(rf) > 0.0:
             collapse = f"constant output {of[0]:g}"
-        elif snr < COLLAPSE_SNR_DB:
-            collapse = f"SNR {snr:.1f} dB (floor {COLLAPSE_SNR_DB:g} dB)"
+        elif floor is not None and snr < floor:
+            collapse = f"SNR {snr:.1f} dB (floor {floor:g} dB)"
         name = names[k] if names is not None and k < len(names) else None
         rows.append({"name": name or f"output {k}", "snr_db": snr, "cosine": cos,
                      "max_abs_err": float(err.max()) if err.size else 0.0,
@@ -208,11 +211,14 @@ def per_output(outs: Sequence[np.ndarray], refs: Sequence[np.ndarray],
 def score(outputs: Outputs, reference: Outputs, labels: Optional[np.ndarray] = None,
           tolerance: Union[None, float, Tolerance] = None,
           variant: Optional[str] = None, unlabeled: bool = False,
-          output_names: Optional[Sequence[Optional[str]]] = None) -> Dict[str, object]:
+          output_names: Optional[Sequence[Optional[str]]] = None,
+          collapse_snr_db: Optional[float] = COLLAPSE_SNR_DB) -> Dict[str, object]:
     """Compare a variant's outputs with the fp32 reference (see the module docstring).
 
     `tolerance`: minimum argmax agreement (a float in 0..1), a Tolerance (agreement, snr_db),
-    or None to use TOLERANCES[variant]."""
+    or None to use TOLERANCES[variant]. `collapse_snr_db` (unlabeled only): the SNR floor of
+    a collapsed output; None for a model with random weights, whose quantization noise is as
+    large as its signal (only non-finite and constant outputs are flagged then)."""
     outs, refs = _as_list(outputs), _as_list(reference)
     if len(outs) != len(refs):
         raise UsageError(f"variant has {len(outs)} outputs, the reference {len(refs)}")
@@ -255,11 +261,12 @@ def score(outputs: Outputs, reference: Outputs, labels: Optional[np.ndarray] = N
         "snr_db": snr,
         "tolerance": {"agreement": tol.agreement, "snr_db": tol.snr_db},
         "flag": None,
-        "outputs": per_output(outs, refs, output_names),
+        "outputs": per_output(outs, refs, output_names,
+                              collapse_snr_db if unlabeled else COLLAPSE_SNR_DB),
     }
     reasons = []
     if unlabeled:  # no labels: only a collapsed output is flagged (see the module docstring)
-        result["tolerance"] = {"collapse_snr_db": COLLAPSE_SNR_DB}
+        result["tolerance"] = {"collapse_snr_db": collapse_snr_db}
         result["flag"] = "; ".join(f"{o['name']}: {o['collapse']}" for o in result["outputs"]
                                    if o["collapse"]) or None
         return result

@@ -8,6 +8,8 @@ import json
 import sys
 from typing import Any, Dict, List, Optional, TextIO, Tuple
 
+from ..text import plural
+
 
 def _short(v: Any) -> str:
     if isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v):
@@ -61,7 +63,7 @@ def summary_line(cmp: Dict[str, Any]) -> str:
     head = "REGRESSION" if cmp["regressed"] else "no regression"
     line = f"{head}: " + (", ".join(parts) if parts else "nothing to compare")
     if cmp["mismatched_rows"]:
-        line += f"; {cmp['mismatched_rows']} row(s) with a different environment"
+        line += f"; {plural(cmp['mismatched_rows'], 'row')} with a different environment"
     st = cmp["settings"]
     line += (f" (threshold {st['threshold'] * 100:g}%, alpha {st['alpha']:g},"
              f" accuracy {st['accuracy_threshold'] * 100:g} pt)")

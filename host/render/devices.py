@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence, TextIO
 
-from .notes import plural
+from ..text import plural
 from .table import Col, byte_unit, in_unit, plain_table, rich_table
 from .visible import visible
 

@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from edge_bench_agent.accel_spec import result_accelerator
 
-from .notes import NOTES_TITLE, result_notes
+from .notes import NOTES_TITLE, accuracy_notes, result_notes
 from .progress import PROCESS_OVERHEAD_S, DeviceProgress, QuantizeProgress, rich_rows
 from .table import (Col, byte_unit, fmt_bytes, fmt_time, in_unit, pct, plain_table, rich_table,
                     short_labels, signed, time_unit)
@@ -127,12 +127,17 @@ LINE_KEYS = ["device", "model", "variant", "threads", "accelerator", "size", "me
 
 
 def results_columns(results: Sequence[Dict[str, Any]], fp32: Dict[Key, Dict[str, Any]],
-                    labels: Dict[str, str], *, one_device: bool, one_threads: bool) -> List[Col]:
+                    labels: Dict[str, str], *, one_device: bool, one_threads: bool,
+                    units_from: Optional[Sequence[Dict[str, Any]]] = None) -> List[Col]:
     """The results table's columns: numbers in one unit per column, named in the header. At a
     small width latency spread and size give way before the speedup and an accuracy."""
     lats = [r.get("latency_ms") or {} for r in results]
-    tname, tsize = time_unit([x.get("median") for x in lats] + [x.get("p95") for x in lats])
-    bname, bsize = byte_unit([r.get("model_bytes") for r in results])
+    # units from every result so far (`units_from`), not just the rows shown: the live view's
+    # last few rows would switch µs/ns as results scroll past
+    every = results if units_from is None else units_from
+    ulats = [r.get("latency_ms") or {} for r in every]
+    tname, tsize = time_unit([x.get("median") for x in ulats] + [x.get("p95") for x in ulats])
+    bname, bsize = byte_unit([r.get("model_bytes") for r in every])
     cols = {k: c for k, c in (
         ("device", Col("device")), ("model", Col("model", flex=True, min_width=8, prefer=24)),
         ("variant", Col("variant")), ("thr", Col("thr", numeric=True)),
@@ -212,7 +217,8 @@ class ResultsView:
     def columns(self, results: Optional[Sequence[Dict[str, Any]]] = None) -> List[Col]:
         models, devices, threads = self._sets()
         return results_columns(self.results if results is None else results, self.fp32,
-                               short_labels(models), one_device=len(devices) == 1,
+                               short_labels(models), units_from=self.results,
+                               one_device=len(devices) == 1,
                                one_threads=len(threads) == 1)
 
     def notes(self) -> List[str]:
@@ -220,6 +226,10 @@ class ResultsView:
         models, devices, threads = self._sets()
         return result_notes(self.in_plan_order(), status_of, short_labels(models),
                             one_device=len(devices) == 1, one_threads=len(threads) == 1)
+
+    def accuracy_notes(self) -> List[str]:
+        models, _, _ = self._sets()
+        return accuracy_notes(self.in_plan_order(), short_labels(models))
 
     def rich_table(self, width: Optional[int], last: Optional[int] = None) -> Any:
         """All results in plan order, or while running the `last` ones in arrival order."""
@@ -296,6 +306,7 @@ class LiveDisplay:
         if self.view.results:
             self._console.print(self.view.rich_table(self._console.width))
             print_notes(self._console, self.view.notes())
+            print_notes(self._console, self.view.accuracy_notes(), "accuracy:")
         if self._console.file is not self.stream:
             self._console.file.close()
 
@@ -377,15 +388,20 @@ class LiveDisplay:
         print(visible(self.view.title()), file=self.stream)
         for line in plain_table(self.view.columns(self.view.in_plan_order()), None):
             print(line, file=self.stream)
+        notes = self.view.accuracy_notes()
+        if notes:
+            print("accuracy:", file=self.stream)
+            for line in notes:
+                print(line, file=self.stream)
         self.stream.flush()
 
 
-def print_notes(console: Any, notes: Sequence[str]) -> None:
-    """The reasons below a table, wrapped at words by the console (never cut)."""
+def print_notes(console: Any, notes: Sequence[str], title: str = NOTES_TITLE) -> None:
+    """Sentences below a table under `title`, wrapped at words by the console (never cut)."""
     if not notes:
         return
     from rich.text import Text
-    console.print(Text(NOTES_TITLE, style="bold"))
+    console.print(Text(title, style="bold"))
     for line in notes:
         console.print(Text(line))
 

@@ -13,7 +13,8 @@ from ..analysis.interference import describe, is_busy
 from ..analysis.verdict import Key
 from ..results.dburl import redact_argv
 from .display import WORDS, snr_text
-from .svg import distribution_svg, esc, fmt_ms, trend_svg
+from .svg import distribution_svg, esc, trend_svg
+from .table import in_unit, time_unit
 from .tradeoff import TRADEOFF_CSS, devices_svg, tradeoff_svg
 
 
@@ -99,7 +100,11 @@ def _dash(text: str) -> str:
 def results_table(doc: Dict[str, Any]) -> str:
     results = doc.get("results") or []
     sp = _speedups(results)
-    cols = ["device", "model", "variant", "thr", "size", "median ms", "95% CI", "p95 ms", "CoV",
+    # one unit per column, chosen from the data (µs for a microsecond model), in the header
+    lats = [r.get("latency_ms") or {} for r in results]
+    unit, usize = time_unit([x.get("median") for x in lats] + [x.get("p95") for x in lats])
+    cols = ["device", "model", "variant", "thr", "size", f"median {unit}", f"95% CI {unit}",
+            f"p95 {unit}", "CoV",
             "IQR/med", "n", WORDS["speedup"], WORDS["top1"], WORDS["agree"], WORDS["snr"],
             "runtime", "status"]
     out = ['<div class="tablewrap"><table class="res"><thead><tr>' + "".join(f"<th>{esc(c)}</th>" for c in cols)
@@ -132,14 +137,15 @@ def results_table(doc: Dict[str, Any]) -> str:
         cov = f"{lat['cov'] * 100:.1f}%" if lat.get("cov") is not None else "–"
         spread = iqr_over_median(r.get("samples_ms") or [])
         iqr = "–" if spread is None else f"{spread * 100:.1f}%"
-        cis = f"{fmt_ms(ci[0])}–{fmt_ms(ci[1])}" if ci and ci[0] is not None else "–"
+        cis = (f"{in_unit(ci[0], usize)}–{in_unit(ci[1], usize)}" if ci and ci[0] is not None
+               and ci[1] is not None else "–")
         rts = " ".join(str(x) for x in (rt.get("name"), rt.get("version")) if x)
         if rt.get("xnnpack") is not None:
             rts += " xnnpack" if rt.get("xnnpack") else " no-xnnpack"
         n = r.get("runs") if r.get("runs") is not None else len(r.get("samples_ms") or [])
         cells = [(esc(r.get("device")), ""), (esc(r.get("model")), ""), (esc(r.get("variant")), ""),
-                 (esc(r.get("threads")), "n"), (size_s, "n"), (fmt_ms(lat.get("median")), "n"),
-                 (cis, "n"), (fmt_ms(lat.get("p95")), "n"), (cov, "n"), (iqr, "n"), (esc(n), "n"),
+                 (esc(r.get("threads")), "n"), (size_s, "n"), (_dash(in_unit(lat.get("median"), usize)), "n"),
+                 (cis, "n"), (_dash(in_unit(lat.get("p95"), usize)), "n"), (cov, "n"), (iqr, "n"), (esc(n), "n"),
                  (f"{sp[i]:.2f}" if sp[i] else "–", "n"), (top1, "n"), (agree, "n"),
                  (_dash(snr_text(acc, unit=False)), "n"), (esc(rts), "rt"),
                  (status, "st")]

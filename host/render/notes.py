@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Sequence, Tuple
 
+from ..text import plural
+
 NOTES_TITLE = "why:"
 
 
@@ -38,6 +40,23 @@ def result_notes(results: Sequence[Dict[str, Any]], status: Callable[[Dict[str, 
     return out
 
 
-def plural(n: int, word: str) -> str:
-    """`1 device`, `3 devices`, `1 result`."""
-    return f"{n} {word}" + ("" if n == 1 else "s")
+def accuracy_notes(results: Sequence[Dict[str, Any]], labels: Dict[str, str]) -> List[str]:
+    """One line per model saying what its accuracy columns measure: top-1 against labels, or
+    (no labels) agreement and output SNR against fp32, and on which samples."""
+    out = []
+    seen = set()
+    for r in results:
+        acc = r.get("accuracy")
+        if r["model"] in seen or r.get("status") != "ok" or not acc:
+            continue
+        seen.add(r["model"])
+        n = acc.get("samples")
+        on = str(acc.get("eval_source") or "eval data")
+        if on == "eval file":
+            on = "the --eval file" if not str(r["model"]).startswith("builtin:") else "its eval set"
+        if n is not None and "samples" not in on.split(";")[0]:
+            on += f" ({plural(int(n), 'sample')})"
+        what = ("top-1 % against the labels; agree % and SNR dB vs fp32" if acc.get("top1") is not None
+                else "no labels: agree % and SNR dB vs fp32")
+        out.append(f"{labels.get(r['model'], r['model'])}: {what}, on {on}")
+    return out

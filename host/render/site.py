@@ -18,7 +18,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..results.dburl import redact_argv
 from .svg import esc, nice_ticks, tick_labels
-from .table import fmt_time, short_labels
+from ..text import plural
+from .table import fmt_time, short_labels, time_unit
 
 Key = Tuple[str, str, str, Optional[int], str]
 VERDICT_CLASS = {"slower": "bad", "accuracy-drop": "bad", "error": "bad", "faster": "good"}
@@ -133,13 +134,14 @@ def trend_plot(s: Any, width: int = 1200, height: int = 320) -> str:
     x = lambda i: left + i / n * (width - left - right)  # noqa: E731
     y = lambda v: top + (1 - (v - lo) / (hi - lo)) * (height - top - bottom)  # noqa: E731
     ticks = nice_ticks(lo, hi, 5)
+    unit, usize = time_unit([lo, hi])   # tick labels in µs for a µs model: short, never over the label
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            f'viewBox="0 0 {width} {height}" role="img" aria-label="{esc(key_text(s.key))}">']
-    for t, lab in zip(ticks, tick_labels(ticks)):
+    for t, lab in zip(ticks, tick_labels([t / usize for t in ticks])):
         out.append(f'<line x1="{left}" x2="{width - right}" y1="{y(t):.1f}" y2="{y(t):.1f}" class="grid"/>'
                    f'<text x="{left - 6}" y="{y(t) + 4:.1f}" class="tick" text-anchor="end">{lab}</text>')
     out.append(f'<text x="14" y="{height / 2:.0f}" class="tick" transform="rotate(-90 14 '
-               f'{height / 2:.0f})" text-anchor="middle">median ms</text>')
+               f'{height / 2:.0f})" text-anchor="middle">median {unit}</text>')
     band = [i for i in idx if rows[i]["ci_lo"] is not None]
     if len(band) > 1:
         up = " L".join(f"{x(i):.1f},{y(rows[i]['ci_hi']):.1f}" for i in band)
@@ -187,8 +189,9 @@ def index_page(data: Any) -> str:
                if last["status"] != "ok" else "<td></td>") + "</tr>")
     devices = sorted({k[0] for k in data.series})
     models = sorted({k[1] for k in data.series})
-    body = [f"<h1>edge-bench history</h1><p class=\"meta\">{len(data.runs)} runs · "
-            f"{len(data.series)} keys · {len(devices)} devices · {len(models)} models · "
+    body = [f"<h1>edge-bench history</h1><p class=\"meta\">{plural(len(data.runs), 'run')} · "
+            f"{plural(len(data.series), 'key')} · {plural(len(devices), 'device')} · "
+            f"{plural(len(models), 'model')} · "
             f"built {esc(time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()))}</p>",
             "<h2>Every device × model × variant</h2>",
             '<p class="note">latest median latency; change vs the previous successful run; '

@@ -13,20 +13,13 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..analysis.verdict import Key
+from .table import fmt_time, time_unit
 
 PALETTE = ["#2b6cb0", "#c05621", "#2f855a", "#9b2c2c", "#6b46c1", "#b7791f", "#2c7a7b", "#97266d"]
 
 
 def esc(x: Any) -> str:
     return html.escape("" if x is None else str(x), quote=True)
-
-
-def fmt_ms(x: Optional[float]) -> str:
-    if x is None:
-        return "–"
-    if x < 0.01:
-        return f"{x * 1000:.2f} µs"
-    return f"{x:.4f}" if x < 1 else (f"{x:.3f}" if x < 10 else f"{x:.1f}")
 
 
 def nice_ticks(lo: float, hi: float, n: int = 5) -> List[float]:
@@ -113,19 +106,20 @@ def distribution_svg(rows: Sequence[Tuple[str, np.ndarray]], title: str, width: 
     lo, hi = float(np.percentile(allv, 0.2)), float(np.percentile(allv, 99.8))
     lo = min(lo, min(float(np.min(s)) for _, s in rows))
     ax = Axis(lo, hi, left, width - right)
+    unit, usize = time_unit([lo, hi])
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="plot" width="{width}" height="{height}" '
            f'viewBox="0 0 {width} {height}" role="img" aria-label="{esc(title)}">',
            f'<text x="{left}" y="18" class="ttl">{esc(title)}</text>']
     yb = top + row_h * len(rows)
     ticks = ax.ticks()
-    labels = dict(zip(ticks, tick_labels(ticks)))
+    labels = dict(zip(ticks, tick_labels([t / usize for t in ticks])))
     for t in ticks:
         x = ax(t)
         if ax.x0 - 0.5 <= x <= ax.x1 + 0.5:
             out.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{yb}" class="grid"/>')
             out.append(f'<text x="{x:.1f}" y="{yb + 16}" class="tick" text-anchor="middle">{labels[t]}</text>')
     out.append(f'<text x="{(ax.x0 + ax.x1) / 2:.0f}" y="{yb + 34}" class="axl" text-anchor="middle">'
-               f'latency per inference, ms{" (log scale)" if ax.log else ""}</text>')
+               f'latency per inference, {unit}{" (log scale)" if ax.log else ""}</text>')
     for i, (lab, s) in enumerate(rows):
         color = PALETTE[i % len(PALETTE)]
         cy = top + row_h * i + row_h / 2
@@ -140,11 +134,11 @@ def distribution_svg(rows: Sequence[Tuple[str, np.ndarray]], title: str, width: 
         x5, x95, xq1, xq3, xm = (ax(clip(v)) for v in (p5, p95, q1, q3, med))
         out.append(f'<line x1="{x5:.1f}" y1="{cy:.1f}" x2="{x95:.1f}" y2="{cy:.1f}" class="whisk"/>')
         out.append(f'<rect x="{xq1:.1f}" y="{cy - 7:.1f}" width="{max(xq3 - xq1, 1):.1f}" height="14" '
-                   f'class="box"><title>{esc(lab)}: median {fmt_ms(med)} ms, IQR {fmt_ms(q1)}–{fmt_ms(q3)}'
-                   f', p5–p95 {fmt_ms(p5)}–{fmt_ms(p95)}, n={s.size}</title></rect>')
+                   f'class="box"><title>{esc(lab)}: median {fmt_time(med)}, IQR {fmt_time(q1)}–'
+                   f'{fmt_time(q3)}, p5–p95 {fmt_time(p5)}–{fmt_time(p95)}, n={s.size}</title></rect>')
         out.append(f'<line x1="{xm:.1f}" y1="{cy - 9:.1f}" x2="{xm:.1f}" y2="{cy + 9:.1f}" class="med"/>')
         out.append(f'<text x="{min(xq3 + 6, ax.x1 - 2):.1f}" y="{cy - 10:.1f}" class="val">'
-                   f'{fmt_ms(med)}</text>')
+                   f'{fmt_time(med)}</text>')
     out.append("</svg>")
     return "\n".join(out)
 
@@ -188,7 +182,7 @@ def trend_svg(key: Key, rows: List[Dict[str, Any]], current_run: Optional[str],
     title = f"{key[0]} · {key[1]} · {key[2]} · t{key[3]}"
     if not pts:
         return ""
-    left, right, top, bottom = 56, 14, 26, 34
+    left, right, top, bottom = 64, 14, 26, 34   # room for the y label left of the ticks
     vals = [r["median_ms"] for r in pts] + [r["ci_lo"] for r in pts if r["ci_lo"] is not None] + \
            [r["ci_hi"] for r in pts if r["ci_hi"] is not None]
     lo, hi = min(vals), max(vals)
@@ -203,14 +197,15 @@ def trend_svg(key: Key, rows: List[Dict[str, Any]], current_run: Optional[str],
            f'viewBox="0 0 {width} {height}" role="img" aria-label="{esc(title)}">',
            f'<text x="{left}" y="16" class="ttl">{esc(title)}</text>']
     ticks = nice_ticks(lo, hi, 4)
-    labels = dict(zip(ticks, tick_labels(ticks)))
+    unit, usize = time_unit([lo, hi])
+    labels = dict(zip(ticks, tick_labels([t / usize for t in ticks])))
     for t in ticks:
         yy = y(t)
         if top - 1 <= yy <= height - bottom + 1:
             out.append(f'<line x1="{left}" y1="{yy:.1f}" x2="{width - right}" y2="{yy:.1f}" class="grid"/>')
             out.append(f'<text x="{left - 6}" y="{yy + 4:.1f}" class="tick" text-anchor="end">{labels[t]}</text>')
     out.append(f'<text x="12" y="{(top + height - bottom) / 2:.0f}" class="axl" text-anchor="middle" '
-               f'transform="rotate(-90 12 {(top + height - bottom) / 2:.0f})">median ms</text>')
+               f'transform="rotate(-90 12 {(top + height - bottom) / 2:.0f})">median {unit}</text>')
     if n > 1:
         band_up = [f"{x(i):.1f},{y(r['ci_hi'] if r['ci_hi'] is not None else r['median_ms']):.1f}"
                    for i, r in enumerate(pts)]
@@ -225,8 +220,9 @@ def trend_svg(key: Key, rows: List[Dict[str, Any]], current_run: Optional[str],
             out.append(f'<line x1="{x(i):.1f}" y1="{y(r["ci_lo"]):.1f}" x2="{x(i):.1f}" '
                        f'y2="{y(r["ci_hi"]):.1f}" class="err"/>')
         tip = (f'{r.get("label") or r["run_id"]} ({r.get("started_at") or ""}): median '
-               f'{fmt_ms(r["median_ms"])} ms' +
-               (f', 95% CI {fmt_ms(r["ci_lo"])}–{fmt_ms(r["ci_hi"])}' if r["ci_lo"] is not None else ""))
+               f'{fmt_time(r["median_ms"])}' +
+               (f', 95% CI {fmt_time(r["ci_lo"])}–{fmt_time(r["ci_hi"])}' if r["ci_lo"] is not None
+                else ""))
         out.append(f'<circle cx="{x(i):.1f}" cy="{y(r["median_ms"]):.1f}" r="{5 if cur else 3.2}" '
                    f'class="{"pt cur" if cur else "pt"}"><title>{esc(tip)}</title></circle>')
     # first and last run names under the axis

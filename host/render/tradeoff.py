@@ -15,6 +15,7 @@ import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .svg import esc, nice_ticks, tick_labels
+from .table import time_unit
 
 DEVICE_COLORS = ["#2b6cb0", "#c05621", "#2f855a", "#6b46c1", "#b7791f", "#2c7a7b", "#97266d",
                  "#9b2c2c"]
@@ -100,7 +101,8 @@ def tradeoff_svg(results: Sequence[Dict[str, Any]], title: str, width: int = 620
     left, right, top, bottom = 70, 150, 34, 48
     unit, usize = _size_unit([r["model_bytes"] for r in pts])
     xs = [r["model_bytes"] / usize for r in pts]
-    ys = [r["latency_ms"]["median"] for r in pts]
+    tname, tsize = time_unit([r["latency_ms"]["median"] for r in pts])  # µs for a µs model
+    ys = [r["latency_ms"]["median"] / tsize for r in pts]
     sx = _Scale(min(xs), max(xs), left, width - right)
     sy = _Scale(min(ys), max(ys), height - bottom, top)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="plot tradeoff" width="{width}" '
@@ -118,7 +120,7 @@ def tradeoff_svg(results: Sequence[Dict[str, Any]], title: str, width: int = 620
     out.append(f'<text x="{(left + width - right) / 2:.0f}" y="{height - 10}" class="axl" '
                f'text-anchor="middle">model file size, {unit}{" (log scale)" if sx.log else ""}</text>'
                f'<text x="16" y="{(top + height - bottom) / 2:.0f}" class="axl" text-anchor="middle" '
-               f'transform="rotate(-90 16 {(top + height - bottom) / 2:.0f})">median latency, ms'
+               f'transform="rotate(-90 16 {(top + height - bottom) / 2:.0f})">median latency, {tname}'
                f'{" (log)" if sy.log else ""}</text>')
     ref = next((i for i, r in enumerate(pts) if r.get("variant") == "fp32"), None)
     if ref is not None:
@@ -136,7 +138,7 @@ def tradeoff_svg(results: Sequence[Dict[str, Any]], title: str, width: int = 620
         x, y = sx(xs[i]), sy(ys[i])
         bad, text = accuracy_change(r)
         name = str(r.get("variant")) + (" (reference)" if i == ref else "")
-        tip = (f"{r.get('variant')}: {xs[i]:.4g} {unit}, median {ys[i]:.4g} ms"
+        tip = (f"{r.get('variant')}: {xs[i]:.4g} {unit}, median {ys[i]:.4g} {tname}"
                + (f", {text}" if text else "") + (", on the Pareto front" if i in front else ""))
         if (r.get("accuracy") or {}).get("flag"):
             out.append(f'<path d="M{x - 6:.1f},{y - 6:.1f} L{x + 6:.1f},{y + 6:.1f} M{x - 6:.1f},'
@@ -166,17 +168,18 @@ def devices_svg(results: Sequence[Dict[str, Any]], title: str, width: int = 1100
     left, right, top, bar, gap = 130, 90, 34, 14, 12
     height = top + len(variants) * (len(devices) * bar + gap) + 44
     hi = max((r.get("median_ci_ms") or [None, None])[1] or r["latency_ms"]["median"] for r in ok)
+    tname, tsize = time_unit([r["latency_ms"]["median"] for r in ok])
     ticks = nice_ticks(0.0, hi * 1.08, 5)
     x = lambda v: left + v / (ticks[-1] if ticks[-1] > 0 else 1) * (width - left - right)  # noqa: E731
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="plot devices" width="{width}" '
            f'height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="{esc(title)}">',
            f'<text x="{left}" y="20" class="ttl">{esc(title)}</text>']
     yb = height - 44
-    for t, lab in zip(ticks, tick_labels(ticks)):
+    for t, lab in zip(ticks, tick_labels([t / tsize for t in ticks])):
         out.append(f'<line x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{top}" y2="{yb}" class="grid"/>'
                    f'<text x="{x(t):.1f}" y="{yb + 16}" class="tick" text-anchor="middle">{lab}</text>')
     out.append(f'<text x="{(left + width - right) / 2:.0f}" y="{yb + 34}" class="axl" '
-               f'text-anchor="middle">median latency, ms (whisker: 95% interval)</text>')
+               f'text-anchor="middle">median latency, {tname} (whisker: 95% interval)</text>')
     y = top
     for v in variants:
         out.append(f'<text x="{left - 8}" y="{y + len(devices) * bar / 2 + 4:.1f}" class="lab" '
@@ -188,13 +191,13 @@ def devices_svg(results: Sequence[Dict[str, Any]], title: str, width: int = 1100
                 color = DEVICE_COLORS[k % len(DEVICE_COLORS)]
                 out.append(f'<rect x="{left}" y="{y + 1:.1f}" width="{max(1.0, x(med) - left):.1f}" '
                            f'height="{bar - 2}" fill="{color}"><title>{esc(dev)} · {esc(v)}: '
-                           f'{med:.4g} ms</title></rect>')
+                           f'{med / tsize:.4g} {tname}</title></rect>')
                 ci = r.get("median_ci_ms") or [None, None]
                 if ci[0] is not None and ci[1] is not None:
                     out.append(f'<line x1="{x(ci[0]):.1f}" x2="{x(ci[1]):.1f}" y1="{y + bar / 2:.1f}" '
                                f'y2="{y + bar / 2:.1f}" class="whisk"/>')
                 out.append(f'<text x="{x(med) + 4:.1f}" y="{y + bar - 3:.1f}" class="val">'
-                           f'{esc(dev)} {med:.3g}</text>')
+                           f'{esc(dev)} {med / tsize:.3g}</text>')
             y += bar
         y += gap
     out.append("</svg>")

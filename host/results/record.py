@@ -211,7 +211,8 @@ def score_eval(task: Any, ev: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     names = [o.get("signature_name") or o.get("name") for o in ev.get("outputs", [])]
     derived = spec.eval.source != "eval file"
     acc = score(outputs, spec.reference(), labels=spec.eval.labels, variant=task.artifact.variant,
-                unlabeled=derived and spec.eval.labels is None, output_names=names)
+                unlabeled=derived and spec.eval.labels is None, output_names=names,
+                collapse_snr_db=spec.eval.collapse_snr_db)
     acc["eval_source"] = spec.eval.source
     acc["reference"] = getattr(spec, "reference_label", None)  # e.g. "pytorch fp32"
     return acc

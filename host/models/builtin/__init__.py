@@ -25,6 +25,7 @@ class BuiltinModel(NamedTuple):
     calibration: Optional[Path]  # .npz with key `x` (static quantization)
     eval: Optional[Path]         # .npz with `x` and `y` (labels), or None
     description: str
+    random_weights: bool = False  # scored vs fp32 on its calibration images, no SNR floor
 
 
 BUILTINS: Dict[str, BuiltinModel] = {
@@ -34,7 +35,8 @@ BUILTINS: Dict[str, BuiltinModel] = {
         "MLP 64-128-64-10 trained on the 8x8 digits (scikit-learn), float32 [1,64] input in [0,1]"),
     "builtin:mobilenet": BuiltinModel(
         "builtin:mobilenet", DATA_DIR / "mobilenet.tflite", DATA_DIR / "mobilenet_calib.npz", None,
-        "MobileNet-v1-style 96x96x3, random weights (for latency; predictions mean nothing)"),
+        "MobileNet-v1-style 96x96x3, random weights (for latency; predictions mean nothing)",
+        random_weights=True),
 }
 
 
