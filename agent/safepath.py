@@ -120,7 +120,7 @@ def safe_workdir(workdir: str, private_in_shared: bool = False) -> str:
         cur = path
     if not cur or st is None:
         raise _unsafe("workdir %s: the root directory cannot be a workdir" % want)
-    return _final(cur, st, me, private_in_shared)
+    return _final(cur, _lstat(cur, want), me, private_in_shared)   # (a last `..` moved up)
 
 
 def _final(path: str, st: os.stat_result, me: int, private_in_shared: bool) -> str:
@@ -326,6 +326,7 @@ while [ -n "$rest" ]; do
   cur=$p
 done
 [ -n "$cur" ] || no "the root directory cannot be a workdir"
+st "$cur" || no "cannot stat $cur"
 if [ $((m & 18)) -ne 0 ]; then
   [ $((m & 512)) -ne 0 ] || no "it is writable by others (mode $(printf %o $((m & 4095)))) without the sticky bit, so others can plant symlinks or replace files in it; run \`chmod go-w $cur\` on the device (or use a private workdir)"
   [ "$o" = 0 ] || [ "$o" = "$me" ] || no "$cur is a shared directory of another user (uid $o), who may remove or replace anything in it; use a workdir of your own"

@@ -348,7 +348,8 @@ def test_devices_check_says_why_the_bootstrap_refused_the_agent(tmp_path: Path) 
 
 LAYOUTS = ["new", "mine-0755", "sticky-root", "sticky-other", "world-writable", "group-writable",
            "other-owner", "file", "link-mine", "link-other", "private-taken", "private-link",
-           "under-sticky-other", "relative-dots"]
+           "under-sticky-other", "relative-dots", "dots-into-sticky", "under-world-writable",
+           "under-sticky-root", "uncreatable"]
 
 
 def _layout(base: Path, how: str) -> str:
@@ -360,6 +361,16 @@ def _layout(base: Path, how: str) -> str:
     if how == "relative-dots":
         (base / "x").mkdir()
         return str(base / "x" / ".." / "wd" / "." / "c")
+    if how == "uncreatable":          # mkdir fails (even for root)
+        return "/proc/edge-bench-no/wd"
+    if how in ("under-world-writable", "under-sticky-root"):   # a parent others may write to
+        (base / "x").mkdir()
+        os.chmod(base / "x", 0o777 if how == "under-world-writable" else 0o1777)
+        return str(base / "x" / "mine")
+    if how == "dots-into-sticky":   # the last component is `..`: the walk ends in a 1777 dir
+        (base / "x").mkdir(mode=0o777)
+        os.chmod(base / "x", 0o1777)
+        return str(base / "x" / "mine" / "..")
     if how == "file":
         wd.write_text("x")
         return str(wd)
@@ -439,7 +450,8 @@ def test_the_host_script_and_the_agent_walk_agree(tmp_path: Path, how: str, shel
             st = Path(text).lstat()
             assert st.st_uid == os.geteuid() and not st.st_mode & 0o022, (side, how)
     assert results_[0] == results_[1], results_
-    expect_ok = how in ("new", "mine-0755", "sticky-root", "link-mine", "relative-dots")
+    expect_ok = how in ("new", "mine-0755", "sticky-root", "link-mine", "relative-dots",
+                        "dots-into-sticky", "under-sticky-root")
     assert (results_[0][0] == "ok") == expect_ok, results_
 
 
