@@ -9,6 +9,7 @@ rich is imported only here and in the other render modules, never at package imp
 """
 from __future__ import annotations
 
+import math
 import sys
 from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
@@ -56,7 +57,8 @@ def speedup(r: Dict[str, Any], fp32: Optional[Dict[str, Any]]) -> Optional[float
         return None
     a = (fp32.get("latency_ms") or {}).get("median")
     b = (r.get("latency_ms") or {}).get("median")
-    return a / b if a and b else None
+    ok = all(isinstance(x, (int, float)) and math.isfinite(x) and x > 0 for x in (a, b))
+    return a / b if ok else None  # an impossible median (an older store) has no speedup
 
 
 def similarity(acc: Dict[str, Any]) -> str:
