@@ -8,6 +8,8 @@ import json
 import sys
 from typing import Any, Dict, List, Optional, TextIO, Tuple
 
+from .visible import visible
+
 
 def _short(v: Any) -> str:
     if isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v):
@@ -139,7 +141,7 @@ def to_markdown(cmp: Dict[str, Any]) -> str:
             "missing": "🟡", "new": "🔵"}
 
     def cell(s: str) -> str:
-        return s.replace("|", "\\|").replace("\n", " ")
+        return visible(s).replace("|", "\\|")  # one table row; no escape reaches a terminal
 
     lines = [f"### edge-bench compare: {cell(_title(cmp))}", "", f"**{summary_line(cmp)}**", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
