@@ -150,3 +150,19 @@ def test_usage_errors_do_not_echo_a_password(capsys: pytest.CaptureFixture) -> N
         err = capsys.readouterr().err
         assert "unrecognized arguments" in err
         _assert_hidden(err, "usage error")
+
+
+def test_store_copy_does_not_carry_an_old_password(tmp_path: Path, pg_url: str) -> None:
+    import sqlite3
+    from test_store import add_run, make_result
+    from edge_bench.results.store import Store
+    db = tmp_path / "old.sqlite"
+    st = Store(db)
+    add_run(st, "old", "2024-07-01T00:00:00+00:00", [make_result("fp32")])
+    st.close()
+    raw = json.dumps(["edge-bench", "run", "--db", f"postgresql://u:{_pw('#')}@h/db"])
+    with sqlite3.connect(db) as c:
+        c.execute("UPDATE runs SET argv = ?", (raw,))
+    assert main(["store", "copy", str(db), pg_url]) == 0
+    for text in _everything(tmp_path / "none", pg_url):
+        _assert_hidden(text, "copied store row")

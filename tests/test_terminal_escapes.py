@@ -96,3 +96,18 @@ def test_devices_check_shows_a_device_error_visibly(tmp_path: Path) -> None:
     assert p.returncode == 3, p.stdout + p.stderr
     _no_raw_controls(p.stdout + p.stderr)
     assert "\\x1b]52;c;" in p.stdout
+
+
+def test_compare_markdown_keeps_rows_and_shows_escapes() -> None:
+    from edge_bench.analysis.verdict import compare_docs
+    from edge_bench.render.compare import to_markdown
+    from test_store import make_result
+    a, b = make_result("fp32", seed=1), make_result("fp32", seed=2)
+    for r in (a, b):
+        r["model"] = f"m{CURSOR}\n| forged | row |.tflite"
+    docs = [{"schema": "edge-bench/run/1", "run_id": n, "label": n, "results": [r]}
+            for n, r in (("base", a), ("cand", b))]
+    md = to_markdown(compare_docs(*docs))
+    _no_raw_controls(md)
+    rows = [ln for ln in md.splitlines() if ln.startswith("| ") and "forged" in ln]
+    assert len(rows) == 1 and "\\x1b[2J" in rows[0]

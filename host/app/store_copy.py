@@ -42,7 +42,7 @@ def copy_store(src_ref: str, dst_ref: str) -> CopyReport:
                                 (run["run_id"],))
 
             def op(db: Any, run: Any = run, results: Sequence[Any] = results) -> None:
-                _insert(db, "runs", run_cols, [run[c] for c in run_cols])
+                _insert(db, "runs", run_cols, [_run_cell(c, run[c]) for c in run_cols])
                 for r in results:
                     _insert(db, "results", res_cols, [r[c] for c in res_cols])
             dst._write(op)
@@ -52,6 +52,16 @@ def copy_store(src_ref: str, dst_ref: str) -> CopyReport:
     finally:
         src.close()
         dst.close()
+
+
+def _run_cell(col: str, value: Any) -> Any:
+    """A runs cell as copied: argv redacted (a row an older version wrote may hold a password)."""
+    if col != "argv" or not value:
+        return value
+    import json
+    from ..results.cells import json_cell
+    from ..results.dburl import redact_argv
+    return json.dumps(redact_argv(json_cell(value, list, "a run's argv")), separators=(",", ":"))
 
 
 def _insert(db: Any, table: str, cols: Sequence[str], values: Sequence[Any]) -> None:

@@ -9,6 +9,7 @@ import sys
 from typing import Any, Dict, List, Optional, TextIO, Tuple
 
 from ..text import plural
+from .visible import visible
 
 
 def _short(v: Any) -> str:
@@ -169,7 +170,7 @@ def to_markdown(cmp: Dict[str, Any]) -> str:
             "missing": "🟡", "new": "🔵"}
 
     def cell(s: str) -> str:
-        return s.replace("|", "\\|").replace("\n", " ")
+        return visible(s).replace("|", "\\|")  # one table row; no escape reaches a terminal
 
     lines = [f"### edge-bench compare: {cell(_title(cmp))}", "", f"**{summary_line(cmp)}**", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]

@@ -85,7 +85,8 @@ def speedup(r: Dict[str, Any], fp32: Optional[Dict[str, Any]]) -> Optional[float
         return None
     a = (fp32.get("latency_ms") or {}).get("median")
     b = (r.get("latency_ms") or {}).get("median")
-    return a / b if a and b else None
+    ok = all(isinstance(x, (int, float)) and math.isfinite(x) and x > 0 for x in (a, b))
+    return a / b if ok else None  # an impossible median (an older store) has no speedup
 
 
 def snr_text(acc: Dict[str, Any], unit: bool = True) -> str:
