@@ -251,3 +251,12 @@ def test_an_agent_without_the_compiled_model_api_says_so_in_one_line(
     gpu = by[("builtin:digits", "fp32", "gpu")]
     assert gpu["status"] == "error" and "\n" not in gpu["error"]
     assert "no CompiledModel API" in gpu["error"] and "ai-edge-litert >= 2" in gpu["error"]
+
+
+def test_the_html_report_names_each_accelerator_row(accel_run: Dict[str, Any]) -> None:
+    tmp = accel_run["tmp"]
+    page = tmp / "report.html"
+    p = edge_bench(["report", "last", "--html", str(page), "--db", str(tmp / "r.sqlite")], tmp)
+    assert p.returncode == 0, p.stderr
+    html = page.read_text()
+    assert "fp32 @gpu" in html and "fp32 @npu" in html
