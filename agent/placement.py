@@ -96,6 +96,9 @@ def why_failed(asked: str, text: str, err: Optional[BaseException]) -> str:
             return ("GPU accelerator found no GPU adapter (%s): install a Vulkan driver for "
                     "this GPU, or set VK_ICD_FILENAMES (docs/accelerators.md)"
                     % (vk or "No adapters found"))
+        if "dynamic-sized tensors" in text:
+            return ("the GPU delegate takes static-sized tensors only, and this model has "
+                    "dynamic-sized ones (%s)" % (_first(text, "dynamic-sized tensor") or "?"))
         if "Some ops are not accelerated" in str(err or ""):
             return "op unsupported on the GPU: %s" % (_first(text, "Operation is not supported")
                                                      or "some ops")

@@ -18,6 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import missing_system  # noqa: E402
 from test_run_local import edge_bench  # noqa: E402
+from test_wrong_runtime import old_runtime_python  # noqa: E402,F401 - a fixture
 from tflite_models import _buffer, _finish, _opcode, _signature, _tensor, s  # noqa: E402
 
 
@@ -232,3 +233,30 @@ def test_devices_check_lists_what_each_accelerator_can_do(tmp_path: Path) -> Non
     bare.mkdir()
     p = edge_bench(["devices", "--check", "--config", str(config(bare, {}))], bare)
     assert "local: gpu: no: GPU accelerator found no GPU adapter" in p.stdout, p.stdout
+
+
+def test_an_agent_without_the_compiled_model_api_says_so_in_one_line(
+        old_runtime_python: Path, tmp_path: Path) -> None:
+    """tflite-runtime 2.14 (its own venv, numpy<2) has no CompiledModel API: the gpu row is
+    an error saying what to install; its cpu row runs as before."""
+    cfg = tmp_path / "devices.yaml"
+    cfg.write_text("version: 1\ndevices:\n"
+                   f"  old:\n    transport: local\n    python: {old_runtime_python}\n"
+                   f"    runtime: tflite_runtime\n    workdir: {tmp_path / 'wd-old'}\n")
+    got = run(tmp_path, cfg, ["--devices", "old", "--model", "builtin:digits", "--variants",
+                              "fp32", "--accelerator", "cpu,gpu", "--no-store"])
+    assert got["proc"].returncode == 3, got["proc"].stderr
+    by = rows(got["doc"])
+    assert by[("builtin:digits", "fp32", "cpu")]["status"] == "ok"
+    gpu = by[("builtin:digits", "fp32", "gpu")]
+    assert gpu["status"] == "error" and "\n" not in gpu["error"]
+    assert "no CompiledModel API" in gpu["error"] and "ai-edge-litert >= 2" in gpu["error"]
+
+
+def test_the_html_report_names_each_accelerator_row(accel_run: Dict[str, Any]) -> None:
+    tmp = accel_run["tmp"]
+    page = tmp / "report.html"
+    p = edge_bench(["report", "last", "--html", str(page), "--db", str(tmp / "r.sqlite")], tmp)
+    assert p.returncode == 0, p.stderr
+    html = page.read_text()
+    assert "fp32 @gpu" in html and "fp32 @npu" in html

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
+from edge_bench_agent.accel_spec import result_accelerator
 
 from ..analysis.interference import describe, is_busy
 from ..analysis.verdict import Key
@@ -15,6 +16,7 @@ from ..results.dburl import redact_argv
 from .display import WORDS, snr_text
 from .svg import distribution_svg, esc, trend_svg
 from .table import in_unit, time_unit
+from .table import variant_label
 from .tradeoff import TRADEOFF_CSS, devices_svg, tradeoff_svg
 
 
@@ -66,10 +68,11 @@ def _speedups(results: List[Dict[str, Any]]) -> Dict[int, Optional[float]]:
     base = {}
     for r in results:
         if r.get("variant") == "fp32" and r.get("status") == "ok":
-            base[(r["device"], r["model"], r.get("threads"))] = (r.get("latency_ms") or {}).get("median")
+            base[(r["device"], r["model"], r.get("threads"), result_accelerator(r))] = \
+                (r.get("latency_ms") or {}).get("median")
     out = {}
     for i, r in enumerate(results):
-        b = base.get((r["device"], r["model"], r.get("threads")))
+        b = base.get((r["device"], r["model"], r.get("threads"), result_accelerator(r)))
         m = (r.get("latency_ms") or {}).get("median")
         out[i] = (b / m) if (b and m and r.get("status") == "ok") else None
     return out
@@ -143,10 +146,10 @@ def results_table(doc: Dict[str, Any]) -> str:
         if rt.get("xnnpack") is not None:
             rts += " xnnpack" if rt.get("xnnpack") else " no-xnnpack"
         n = r.get("runs") if r.get("runs") is not None else len(r.get("samples_ms") or [])
-        cells = [(esc(r.get("device")), ""), (esc(r.get("model")), ""), (esc(r.get("variant")), ""),
+        cells = [(esc(r.get("device")), ""), (esc(r.get("model")), ""), (esc(variant_label(r)), ""),
                  (esc(r.get("threads")), "n"), (size_s, "n"), (_dash(in_unit(lat.get("median"), usize)), "n"),
                  (cis, "n"), (_dash(in_unit(lat.get("p95"), usize)), "n"), (cov, "n"), (iqr, "n"), (esc(n), "n"),
-                 (f"{sp[i]:.2f}" if sp[i] else "–", "n"), (top1, "n"), (agree, "n"),
+                 (f"{sp[i]:.2f}×" if sp[i] else "–", "n"), (top1, "n"), (agree, "n"),
                  (_dash(snr_text(acc, unit=False)), "n"), (esc(rts), "rt"),
                  (status, "st")]
         out.append(f'<tr class="{cls}">' + "".join(
@@ -241,7 +244,7 @@ def render_html(doc: Dict[str, Any], history: Optional[Dict[Key, List[Dict[str, 
         if r.get("status") != "ok" or not s.size:
             continue
         groups.setdefault((str(r["device"]), str(r["model"])), []).append(
-            (f"{r['variant']} · t{r.get('threads')}", s))
+            (f"{variant_label(r)} · t{r.get('threads')}", s))
     parts.append("<h2>Latency distributions</h2>")
     if groups:
         parts.append('<p class="note">violin = density of the per-inference latencies; box = '

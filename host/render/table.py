@@ -12,6 +12,8 @@ import posixpath
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from edge_bench_agent.accel_spec import result_accelerator
+
 from .visible import visible
 
 #: gap between columns (rich's padding (0, 1) on both sides, no vertical rules)
@@ -127,6 +129,13 @@ def plain_table(cols: Sequence[Col], width: Optional[int] = None) -> List[str]:
 
 
 # --- labels -------------------------------------------------------------------------------------
+
+def variant_label(r: Dict[str, Any]) -> str:
+    """A result's variant as reports name it: `fp16`, or `fp16 @gpu` off the CPU path (the
+    accelerator is part of the key: docs/accelerators.md)."""
+    accel = result_accelerator(r)
+    return str(r.get("variant")) + ("" if accel == "cpu" else f" @{accel}")
+
 
 def _parts(name: str) -> List[str]:
     if name.startswith("builtin:"):

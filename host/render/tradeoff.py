@@ -15,7 +15,7 @@ import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .svg import esc, nice_ticks, tick_labels
-from .table import time_unit
+from .table import time_unit, variant_label
 
 DEVICE_COLORS = ["#2b6cb0", "#c05621", "#2f855a", "#6b46c1", "#b7791f", "#2c7a7b", "#97266d",
                  "#9b2c2c"]
@@ -137,8 +137,8 @@ def tradeoff_svg(results: Sequence[Dict[str, Any]], title: str, width: int = 620
     for i, r in enumerate(pts):
         x, y = sx(xs[i]), sy(ys[i])
         bad, text = accuracy_change(r)
-        name = str(r.get("variant")) + (" (reference)" if i == ref else "")
-        tip = (f"{r.get('variant')}: {xs[i]:.4g} {unit}, median {ys[i]:.4g} {tname}"
+        name = variant_label(r) + (" (reference)" if i == ref else "")
+        tip = (f"{variant_label(r)}: {xs[i]:.4g} {unit}, median {ys[i]:.4g} {tname}"
                + (f", {text}" if text else "") + (", on the Pareto front" if i in front else ""))
         if (r.get("accuracy") or {}).get("flag"):
             out.append(f'<path d="M{x - 6:.1f},{y - 6:.1f} L{x + 6:.1f},{y + 6:.1f} M{x - 6:.1f},'
@@ -163,8 +163,8 @@ def devices_svg(results: Sequence[Dict[str, Any]], title: str, width: int = 1100
     devices = sorted({str(r["device"]) for r in ok})
     if len(devices) < 2:
         return ""
-    variants = list(dict.fromkeys(str(r["variant"]) for r in ok))
-    by = {(str(r["variant"]), str(r["device"])): r for r in ok}
+    variants = list(dict.fromkeys(variant_label(r) for r in ok))
+    by = {(variant_label(r), str(r["device"])): r for r in ok}
     left, right, top, bar, gap = 130, 90, 34, 14, 12
     height = top + len(variants) * (len(devices) * bar + gap) + 44
     hi = max((r.get("median_ci_ms") or [None, None])[1] or r["latency_ms"]["median"] for r in ok)
