@@ -69,14 +69,17 @@ def _data_arrays(path: Optional[str]) -> Dict[str, np.ndarray]:
     p = Path(path).expanduser()
     try:
         if p.is_dir():
-            return {f.stem: tensors.load_npy(f, "data") for f in sorted(p.glob("*.npy"))}
+            files = sorted(p.glob("*.npy"))
+            for f in files:
+                check_data_file(f, "data file")
+            return {f.stem: tensors.load_npy(f, "data") for f in files}
         if p.suffix == ".npy":
             check_data_file(p, "data file")
             return {p.stem: tensors.load_npy(p, "data")}
         if p.is_file():
             check_data_file(p, "data file")
             return tensors.load_npz(p, "data")
-    except tensors.AgentError:
+    except (tensors.AgentError, UsageError, OSError):
         return {}   # the file's own loader names what is wrong with it, later
     return {}
 
@@ -107,10 +110,11 @@ def choose_shapes(model_path: Path, signature: Optional[str], flags: Dict[str, L
     not looked at (it may be another --model's); UsageError for one that does not fit."""
     from .modelinfo import interpreter
     details = tensors.model_inputs(interpreter(model_path, allocate=False), signature)
-    loaded = [_data_arrays(p) for p in data]
+    dynamic = dynamic_inputs(details)
+    loaded = [_data_arrays(p) for p in data] if dynamic else []
     shapes: Shapes = {}
     how: List[str] = []
-    for d in dynamic_inputs(details):
+    for d in dynamic:
         sig, label = _signature(d), tensors.input_name(d)
         flag = next((flags[n] for n in (d.get("signature_name"), d.get("name"), "")
                      if n is not None and n in flags and (n or len(details) == 1)), None)
