@@ -80,7 +80,12 @@ def test_devices_check_one_line_per_device_failures_below(tmp_path: Path,
     assert _joined(f"pi4-shelf-3: key file {key} does not exist") in below, below
     assert _joined("remove it to use ssh-agent") in below
     assert _joined("jetson: cannot resolve host name 'jetson-orin.invalid'") in below, below
-    assert len([ln for ln in lines if ln.strip()]) < 20, screen
+    # the accelerators a working device has come last, a line each (docs/accelerators.md)
+    cut = next(i for i, ln in enumerate(lines) if ln.startswith("accelerators ("))
+    assert len([ln for ln in lines[:cut] if ln.strip()]) < 20, screen
+    accel = [ln for ln in lines[cut + 1:] if ln.startswith("  local: ")]
+    assert accel and all(ln.split()[1].rstrip(":") in ("gpu", "npu", "NPU", "delegate")
+                         for ln in accel), screen
 
 
 def test_first_run_with_no_boards_is_clean(tmp_path: Path, env: Dict[str, str]) -> None:

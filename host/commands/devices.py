@@ -82,40 +82,7 @@ def _print(rows: List[Dict[str, Any]], check: bool, path: Any) -> None:
     if not tty:
         print(f"devices from {Path(path).resolve()}" if path else title, file=sys.stderr)
     print_devices(rows, check, title, sys.stdout, tty, notes=() if path else (EXAMPLE_HINT,))
-    if check:
-        _print_accelerators(rows)
 
-
-
-def accelerator_lines(r: Dict[str, Any]) -> List[str]:
-    """What `devices --check` says about a device's accelerators (docs/accelerators.md)."""
-    acc = r.get("accelerators")
-    if not acc:
-        return []
-    name = r["device"]
-    if acc.get("api"):
-        return [f"{name}: gpu/npu: no: {acc['api']}"]
-    out = []
-    for a in acc.get("accelerators") or []:
-        if a.get("usable"):
-            where = f" (adapter {a['adapter']})" if a.get("adapter") else ""
-            out.append(f"{name}: {a['name']}: yes{where}")
-        else:
-            out.append(f"{name}: {a['name']}: no: {a.get('reason')}")
-    out.append(f"{name}: NPU dispatch libraries: {', '.join(acc.get('npu_dispatch') or []) or 'none'}")
-    for d in acc.get("delegates") or []:
-        out.append(f"{name}: delegate {d['path']}: "
-                   + ("yes" if d.get("usable") else f"no: {d.get('reason')}"))
-    return out
-
-
-def _print_accelerators(rows: List[Dict[str, Any]]) -> None:
-    lines = [ln for r in rows for ln in accelerator_lines(r)]
-    if lines:
-        from ..render.visible import visible
-        print("accelerators (each compiled a one-op model; docs/accelerators.md):")
-        for ln in lines:
-            print("  " + visible(" ".join(ln.split())))  # device text: one line, no controls
 
 
 # ---------------------------------------------------------------------------- trust

@@ -3,6 +3,7 @@ a width holds), then every failure spelled out in full below the table, one para
 a reason is a sentence with a path and a hint, never squeezed into a cell."""
 from __future__ import annotations
 
+import re
 from typing import Any, Dict, List, Optional, Sequence, TextIO
 
 from ..text import plural
@@ -58,6 +59,46 @@ def failures(rows: Sequence[Dict[str, Any]]) -> List[str]:
     return out
 
 
+#: a runtime's own detail in a reason (a library path, a driver warning) longer than this is left
+#: to `devices --check --json`: the screen keeps what failed and what to do
+_LONG_DETAIL = re.compile(r"\s*\([^()]{40,}\)")
+_ABS_PATH = re.compile(r"(^|[\s\"'])/[\w.+-]+/")
+
+
+def short_reason(reason: Any) -> str:
+    """An accelerator's reason as one readable sentence: the runtime's long parenthesized
+    detail dropped, and a tail naming a library path cut (the full text is in --json)."""
+    text = _LONG_DETAIL.sub("", " ".join(str(reason or "unknown").split()))
+    head, sep, tail = text.partition(": ")
+    if sep and _ABS_PATH.search(tail) and len(tail) > 60:
+        return head + " (details: devices --check --json)"
+    return text
+
+
+def accelerator_lines(r: Dict[str, Any]) -> List[str]:
+    """What `devices --check` says about a device's accelerators (docs/accelerators.md): one
+    line each, `DEVICE: NAME: yes|no: reason`."""
+    acc = r.get("accelerators")
+    if not acc:
+        return []
+    name = r["device"]
+    if acc.get("api"):
+        return [f"{name}: gpu/npu: no: {short_reason(acc['api'])}"]
+    out = []
+    for a in acc.get("accelerators") or []:
+        if a.get("usable"):
+            where = f" (adapter {a['adapter']})" if a.get("adapter") else ""
+            out.append(f"{name}: {a['name']}: yes{where}")
+        else:
+            out.append(f"{name}: {a['name']}: no: {short_reason(a.get('reason'))}")
+    disp = ", ".join(acc.get("npu_dispatch") or []) or "none"
+    out.append(f"{name}: NPU dispatch libraries: {disp}")
+    for d in acc.get("delegates") or []:
+        out.append(f"{name}: delegate {d['path']}: "
+                   + ("yes" if d.get("usable") else f"no: {short_reason(d.get('reason'))}"))
+    return out
+
+
 def print_devices(rows: Sequence[Dict[str, Any]], check: bool, title: str,
                   stream: TextIO, tty: bool, width: Optional[int] = None,
                   notes: Sequence[str] = ()) -> None:
@@ -67,6 +108,8 @@ def print_devices(rows: Sequence[Dict[str, Any]], check: bool, title: str,
     cols = device_columns(rows, check)
     styles = ["bold red" if check and not r.get("ok") else "" for r in rows]
     failed = [visible(f) for f in failures(rows)] if check else []  # device text: untrusted
+    accel = [visible(ln) for r in rows for ln in accelerator_lines(r)] if check else []
+    accel_title = "accelerators (each compiled a one-op model; docs/accelerators.md):"
     title = visible(title)
     if tty:
         from rich.console import Console
@@ -78,6 +121,10 @@ def print_devices(rows: Sequence[Dict[str, Any]], check: bool, title: str,
             console.print(Text(f"{plural(len(failed), 'device')} failed the check:", style="bold"))
             for line in failed:  # wrapped at words by the console: every line fits
                 console.print(Text(line, style="red"))
+        if accel:
+            console.print(Text(accel_title, style="bold"))
+            for line in accel:
+                console.print(Text("  " + line))
         for line in notes:
             console.print(Text(line, style="dim"))
         return
@@ -87,5 +134,9 @@ def print_devices(rows: Sequence[Dict[str, Any]], check: bool, title: str,
         print(f"{plural(len(failed), 'device')} failed the check:", file=stream)
         for line in failed:
             print(line, file=stream)
+    if accel:
+        print(accel_title, file=stream)
+        for line in accel:
+            print("  " + line, file=stream)
     for line in notes:
         print(line, file=stream)
