@@ -225,12 +225,13 @@ class ResultsView:
     def notes(self) -> List[str]:
         """The whole reason of every failed, skipped or flagged result (render/notes.py)."""
         models, devices, threads = self._sets()
-        return result_notes(self.in_plan_order(), status_of, short_labels(models),
-                            one_device=len(devices) == 1, one_threads=len(threads) == 1)
+        return [visible(n) for n in result_notes(  # device and file text: untrusted
+            self.in_plan_order(), status_of, short_labels(models),
+            one_device=len(devices) == 1, one_threads=len(threads) == 1)]
 
     def accuracy_notes(self) -> List[str]:
         models, _, _ = self._sets()
-        return accuracy_notes(self.in_plan_order(), short_labels(models))
+        return [visible(n) for n in accuracy_notes(self.in_plan_order(), short_labels(models))]
 
     def rich_table(self, width: Optional[int], last: Optional[int] = None) -> Any:
         """All results in plan order, or while running the `last` ones in arrival order."""
@@ -404,7 +405,7 @@ def print_notes(console: Any, notes: Sequence[str], title: str = NOTES_TITLE) ->
     from rich.text import Text
     console.print(Text(title, style="bold"))
     for line in notes:
-        console.print(Text(line))
+        console.print(Text(visible(line)))
 
 
 def _push_line(device: str, info: Dict[str, Any]) -> str:
