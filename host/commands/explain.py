@@ -82,8 +82,8 @@ def explain_variant(model: str, variant: str, calibration: Optional[str],
     with tempfile.TemporaryDirectory(prefix="edge-bench-explain-") as tmp:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", CalibrationWarning)   # said once, below
-            job = prepare(model, v, "ai-edge-quantizer", calibration, tmp, signature, images,
-                          accuracy_target)
+            job = prepare(model, v, "ai-edge-quantizer", calibration, tmp, signature,
+                          images=images, accuracy_target=accuracy_target)
             if job.calibration is None:   # a variant that needs none: samples to compare on
                 src = job.calibration_file
                 if src is None:
