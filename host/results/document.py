@@ -203,8 +203,8 @@ def _structural_errors(doc: Any) -> List[str]:
         for k in ("device", "model", "variant"):
             if not isinstance(r.get(k), str):
                 errs.append(f"results/{i}/{k}: missing or not a string")
-        if r.get("status") not in ("ok", "error", "skipped"):
-            errs.append(f"results/{i}/status: must be ok, error or skipped")
+        if r.get("status") not in ("ok", "partial", "error", "skipped"):
+            errs.append(f"results/{i}/status: must be ok, partial, error or skipped")
     return errs
 
 
