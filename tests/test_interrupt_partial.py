@@ -63,6 +63,8 @@ def test_ctrl_c_mid_interleaved_run_keeps_the_finished_processes_as_partial(
         assert r["runs"] == len(r["samples_ms"]) == sum(r["process_runs"]) > 0, r
         assert r["latency_ms"]["median"] > 0, r
     assert "partial (the samples measured so far)" in run.stderr, run.why()
+    from edge_bench.results.document import read_json, validation_errors
+    assert validation_errors(read_json(run.out)) == []     # the schema knows `partial`
     st = run.stored()
     assert st["status"] == "interrupted"
     assert sorted((r["threads"], r["status"], r["runs"]) for r in st["results"]) == \

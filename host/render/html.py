@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from ..analysis.interference import describe, is_busy
+from ..analysis.stats import iqr_over_median
 from ..analysis.verdict import Key
 from ..results.dburl import redact_argv
 from .display import WORDS, snr_text
@@ -73,17 +74,6 @@ def _speedups(results: List[Dict[str, Any]]) -> Dict[int, Optional[float]]:
         m = (r.get("latency_ms") or {}).get("median")
         out[i] = (b / m) if (b and m and r.get("status") == "ok") else None
     return out
-
-
-def iqr_over_median(samples: Any) -> Optional[float]:
-    """The robust spread: interquartile range over the median. CoV (std / mean) is ruled by a
-    single outlier (183% for tight samples with one 100x stall); this is not."""
-    s = np.asarray(samples, dtype=np.float64)
-    s = s[np.isfinite(s)]
-    if s.size < 4:
-        return None
-    q1, med, q3 = (float(v) for v in np.percentile(s, [25, 50, 75]))
-    return (q3 - q1) / med if med > 0 else None
 
 
 #: what each accuracy word measures, under the results table (the terminal's docs say the same)
