@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import List
 
+import numpy as np
+
 import pytest
 
 from test_fleet_faults import Run, no_traceback
@@ -70,3 +72,18 @@ def test_ctrl_c_mid_interleaved_run_keeps_the_finished_processes_as_partial(
     assert sorted((r["threads"], r["status"], r["runs"]) for r in st["results"]) == \
         sorted((r["threads"], r["status"], r["runs"]) for r in rows)
     no_traceback(run)
+
+
+def test_a_partial_candidate_is_missing_in_compare_not_a_regression() -> None:
+    """A key an interrupted run measured only in part is not compared (fewer processes than
+    the baseline) and never counted as a failure or a regression."""
+    from edge_bench.analysis.verdict import compare_results
+    from synth import fake_result
+    rng = np.random.default_rng(0)
+    base = fake_result(list(1.0 + 0.01 * rng.random(300)))
+    cand = fake_result(list(1.0 + 0.01 * rng.random(100)), status="partial",
+                       error="the run was interrupted after 1 of 3 worker processes")
+    row = compare_results(base, cand)
+    assert row["verdict"] == "missing" and row["regression"] is False, row
+    assert row["notes"] == ["candidate partial: the run was interrupted after 1 of 3 worker"
+                            " processes"], row
