@@ -240,6 +240,10 @@ def _run_tasks(job: Dict[str, Any], tasks: List[Dict[str, Any]], workdir: str,
             done += 1
             emit("progress", done=done, total=len(tasks), task=task_id)
         else:
+            # what this process measured, before the task's other processes run (interleaved:
+            # in later rounds): an interrupted run keeps it as a `partial` result
+            write_line(dict(parts[i][-1], event="part", task=task_id, process=proc_no,
+                            processes=need[i]))
             emit("progress", done=done, total=len(tasks), task=task_id, process=proc_no + 1,
                  processes=need[i])
     emit("bye", tasks=len(tasks), errors=errors)

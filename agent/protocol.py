@@ -21,7 +21,7 @@ AGENT_VERSION = "0.1.0"
 PROTO = 1
 
 #: the `event` of every protocol line, in the order a job emits them
-EVENTS = ("hello", "progress", "result", "error", "bye")
+EVENTS = ("hello", "progress", "part", "result", "error", "bye")
 #: the error types that the host acts on (the others it reports as they are)
 DEVICE_BUSY, NO_RUNTIME = "DeviceBusy", "NoRuntime"
 #: every `type` an `error` event may carry (docs/protocol.md "Error types")
@@ -265,8 +265,8 @@ def parse_line(line: str) -> Dict[str, Any]:
     event = msg.get("event")
     if event not in EVENTS:
         raise BadMessage("agent sent unknown event %r" % (event,))
-    if event == "result" and not isinstance(msg.get("samples_ns"), list):
-        raise BadMessage("agent result has no samples_ns list")
+    if event in ("result", "part") and not isinstance(msg.get("samples_ns"), list):
+        raise BadMessage("agent %s has no samples_ns list" % event)
     return msg
 
 

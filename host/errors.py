@@ -167,6 +167,10 @@ class DeviceBusy(DeviceError):
 #: error_detail type of a task that the run's interruption stopped before it finished
 CANCELLED = "Cancelled"
 
+#: error_detail type of a `partial` result: the run was interrupted after some of the task's
+#: worker processes (their samples are kept, the others never ran)
+PARTIAL = "Partial"
+
 #: error_detail type of a task whose eval outputs cannot be compared with the fp32 reference
 BAD_EVAL = "BadEval"
 

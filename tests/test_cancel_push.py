@@ -114,7 +114,8 @@ def test_interrupt_during_a_slow_push_stops_at_once_and_leaves_no_partial_file(
     for r in doc["results"]:
         assert r["status"] == "skipped" and r["error"].startswith("cancelled"), r
         assert r["error_detail"]["type"] == "Cancelled", r
-    assert "0 finished results kept, 2 tasks cancelled" in run.stderr, run.why()
+    assert "0 finished results kept, 0 partial (the samples measured so far), 2 tasks cancelled" \
+        in run.stderr, run.why()
     st = run.stored()
     assert st["status"] == "interrupted"
     assert sorted((r["threads"], r["status"], r["error"]) for r in st["results"]) == \

@@ -239,9 +239,9 @@ def compare_results(base: Optional[Dict[str, Any]], cand: Optional[Dict[str, Any
     row["mismatches"] = env_mismatches(base, cand)
     bs, cs = base.get("status"), cand.get("status")
     if cs != "ok":
-        if cs == "skipped":
+        if cs in ("skipped", "partial"):   # partial: an interrupted run's, not a failure
             row["verdict"] = "missing"
-            row["notes"].append(f"candidate skipped: {cand.get('error') or ''}".strip())
+            row["notes"].append(f"candidate {cs}: {cand.get('error') or ''}".strip())
         else:
             row["verdict"] = "error"
             row["regression"] = bs == "ok"

@@ -232,8 +232,9 @@ def run_status(results: Sequence[Dict[str, Any]], interrupted: bool) -> str:
 
 
 def failed_results(results: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """Errors and flagged outputs; a deliberate skip (its reason is shown) is not a failure."""
-    return [r for r in results if r["status"] not in ("ok", "skipped")
+    """Errors and flagged outputs; a deliberate skip (its reason is shown) is not a failure,
+    nor is a `partial` result (an interrupted run's: the run is `interrupted`)."""
+    return [r for r in results if r["status"] not in ("ok", "skipped", "partial")
             or (r.get("accuracy") or {}).get("flag")]
 
 

@@ -194,8 +194,10 @@ def _report(service: Any, req: Any, out: Any, display: Any, args: argparse.Names
         rows = out.doc["results"]
         from ..results.record import is_cancelled
         cancelled = sum(1 for r in rows if is_cancelled(r))
-        print(f"edge-bench: interrupted; {len(rows) - cancelled} finished results kept,"
-              f" {cancelled} tasks cancelled (run {out.doc['run_id']})", file=sys.stderr)
+        partial = sum(1 for r in rows if r.get("status") == "partial")
+        print(f"edge-bench: interrupted; {len(rows) - cancelled - partial} finished results kept,"
+              f" {partial} partial (the samples measured so far), {cancelled} tasks cancelled"
+              f" (run {out.doc['run_id']})", file=sys.stderr)
         return service.exit_code(out, None, args.fail_on_regression)
     if out.store_error:
         print(f"edge-bench: {out.store_error}; every result is in the table"

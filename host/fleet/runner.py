@@ -17,7 +17,7 @@ from ..errors import (AgentError, DeviceBusy, DeviceTimeout, EdgeBenchError, Pro
                       PushCancelled, detail_of, error_detail)
 from .plan import Artifact, Timing
 from edge_bench_agent import protocol
-from ..results.record import cancelled_result, error_result, ok_result
+from ..results.record import cancelled_result, error_result, ok_result, partial_result
 from ..transports import open_transport
 from ..transports.base import RemoteProcess, Transport
 from ..text import plural
@@ -81,6 +81,8 @@ class DeviceRun:
         self.hello: Dict[str, Any] = {}
         self.op_profiling = op_profiling
         self.failure: Optional[str] = None
+        #: per task id, the `part` events of its worker processes that finished so far
+        self.parts: Dict[str, List[Dict[str, Any]]] = {}
 
     # ------------------------------------------------------------------ public
     def run(self) -> None:
@@ -161,11 +163,21 @@ class DeviceRun:
         if self.cancelled.is_set():  # interrupted before it ran: not a failure of the device
             for t in tasks:
                 if not self.done.get(t.id):
-                    self._finish(t, cancelled_result(self.device.name, t))
+                    self._finish(t, self._cut_short(t))
             return
         for t in tasks:
             if not self.done.get(t.id):
                 self._finish(t, error_result(self.device.name, t, message, detail=detail))
+
+    def _cut_short(self, t: Task) -> Dict[str, Any]:
+        """An interrupted task's row: `partial` with the samples of its worker processes that
+        finished (docs/protocol.md `part`), else cancelled."""
+        parts = self.parts.pop(t.id, [])
+        if not parts:
+            return cancelled_result(self.device.name, t)
+        from edge_bench_agent.job import merge_results
+        return partial_result(self.device.name, t, merge_results(parts), self.hello,
+                              int(parts[0].get("processes") or len(parts)))
 
     def _run(self, tasks: List[Task]) -> None:
         name = self.device.name
@@ -305,7 +317,12 @@ class DeviceRun:
                                       f"/{msg.get('processes')})")
                 else:
                     self.status(name, f"running {msg.get('done')}/{msg.get('total')}")
+            elif ev == "part":
+                if msg.get("task") not in by_id:
+                    raise ProtocolError(name, f"agent sent a part for unknown task {msg.get('task')!r}")
+                self.parts.setdefault(msg["task"], []).append(msg)
             elif ev == "result":
+                self.parts.pop(str(msg.get("task")), None)
                 t = by_id.get(msg.get("task", ""))
                 if t is None:
                     raise ProtocolError(name, f"agent sent a result for unknown task {msg.get('task')!r}")
@@ -315,6 +332,7 @@ class DeviceRun:
                 t = by_id.get(msg.get("task") or "")
                 text = f"{msg.get('type')}: {msg.get('message')}"
                 if t is not None:
+                    self.parts.pop(t.id, None)   # one failed process fails the task
                     r = error_result(name, t, text, detail=_event_detail(msg))
                     if isinstance(msg.get("placement"), dict):  # what the accelerator ran
                         r["placement"] = msg["placement"]

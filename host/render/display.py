@@ -47,7 +47,8 @@ def status_of(r: Dict[str, Any]) -> Tuple[str, str]:
     """A result's status text and style name: ok / bad / warn / skip."""
     acc = r.get("accuracy") or {}
     if r["status"] != "ok":
-        return f"{r['status']}: {r.get('error') or ''}", ("skip" if r["status"] == "skipped" else "bad")
+        return f"{r['status']}: {r.get('error') or ''}", (
+            "skip" if r["status"] == "skipped" else "warn" if r["status"] == "partial" else "bad")
     if acc.get("flag"):
         return f"WRONG OUTPUT: {acc['flag']}", "bad"
     if (r.get("device_info") or {}).get("throttled_during"):

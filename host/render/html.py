@@ -11,6 +11,7 @@ import numpy as np
 from edge_bench_agent.accel_spec import result_accelerator
 
 from ..analysis.interference import describe, is_busy
+from ..analysis.stats import iqr_over_median
 from ..analysis.verdict import Key
 from ..results.dburl import redact_argv
 from .display import WORDS, snr_text
@@ -78,22 +79,13 @@ def _speedups(results: List[Dict[str, Any]]) -> Dict[int, Optional[float]]:
     return out
 
 
-def iqr_over_median(samples: Any) -> Optional[float]:
-    """The robust spread: interquartile range over the median. CoV (std / mean) is ruled by a
-    single outlier (183% for tight samples with one 100x stall); this is not."""
-    s = np.asarray(samples, dtype=np.float64)
-    s = s[np.isfinite(s)]
-    if s.size < 4:
-        return None
-    q1, med, q3 = (float(v) for v in np.percentile(s, [25, 50, 75]))
-    return (q3 - q1) / med if med > 0 else None
-
-
 #: what each accuracy word measures, under the results table (the terminal's docs say the same)
 WORDS_NOTE = ("speedup = fp32's median / this variant's (0.5 = twice as slow); top-1 % = eval"
               " samples classified right (needs labels; in brackets its change vs fp32 in points);"
               " agree % = samples whose top class matches fp32's; SNR dB = output similarity vs"
-              " fp32, the worst output (inf = identical).")
+              " fp32, the worst output (inf = identical); IQR/med = the spread of the latencies,"
+              " interquartile range over the median (one outlier cannot blow it up, as it does"
+              " the coefficient of variation; that is in the JSON as latency_ms.cov).")
 
 
 def _dash(text: str) -> str:
@@ -107,8 +99,7 @@ def results_table(doc: Dict[str, Any]) -> str:
     lats = [r.get("latency_ms") or {} for r in results]
     unit, usize = time_unit([x.get("median") for x in lats] + [x.get("p95") for x in lats])
     cols = ["device", "model", "variant", "thr", "size", f"median {unit}", f"95% CI {unit}",
-            f"p95 {unit}", "CoV",
-            "IQR/med", "n", WORDS["speedup"], WORDS["top1"], WORDS["agree"], WORDS["snr"],
+            f"p95 {unit}", "IQR/med", "n", WORDS["speedup"], WORDS["top1"], WORDS["agree"], WORDS["snr"],
             "runtime", "status"]
     out = ['<div class="tablewrap"><table class="res"><thead><tr>' + "".join(f"<th>{esc(c)}</th>" for c in cols)
            + "</tr></thead><tbody>"]
@@ -121,6 +112,8 @@ def results_table(doc: Dict[str, Any]) -> str:
         cls, status = "", esc(r.get("status"))
         if r.get("status") == "error":
             cls, status = "bad", f"error: {esc(r.get('error'))}"
+        elif r.get("status") == "partial":   # an interrupted run's: samples of some processes
+            cls, status = "warn", f"partial: {esc(r.get('error'))}"
         elif r.get("status") == "skipped":
             cls, status = "skip", f"skipped: {esc(r.get('error'))}"
         elif acc.get("flag"):
@@ -137,7 +130,6 @@ def results_table(doc: Dict[str, Any]) -> str:
             if acc.get("top1_ref") is not None:
                 top1 += f" ({(acc['top1'] - acc['top1_ref']) * 100:+.1f})"
         agree = f"{acc['agreement_vs_ref'] * 100:.1f}" if acc.get("agreement_vs_ref") is not None else "–"
-        cov = f"{lat['cov'] * 100:.1f}%" if lat.get("cov") is not None else "–"
         spread = iqr_over_median(r.get("samples_ms") or [])
         iqr = "–" if spread is None else f"{spread * 100:.1f}%"
         cis = (f"{in_unit(ci[0], usize)}–{in_unit(ci[1], usize)}" if ci and ci[0] is not None
@@ -148,7 +140,7 @@ def results_table(doc: Dict[str, Any]) -> str:
         n = r.get("runs") if r.get("runs") is not None else len(r.get("samples_ms") or [])
         cells = [(esc(r.get("device")), ""), (esc(r.get("model")), ""), (esc(variant_label(r)), ""),
                  (esc(r.get("threads")), "n"), (size_s, "n"), (_dash(in_unit(lat.get("median"), usize)), "n"),
-                 (cis, "n"), (_dash(in_unit(lat.get("p95"), usize)), "n"), (cov, "n"), (iqr, "n"), (esc(n), "n"),
+                 (cis, "n"), (_dash(in_unit(lat.get("p95"), usize)), "n"), (iqr, "n"), (esc(n), "n"),
                  (f"{sp[i]:.2f}×" if sp[i] else "–", "n"), (top1, "n"), (agree, "n"),
                  (_dash(snr_text(acc, unit=False)), "n"), (esc(rts), "rt"),
                  (status, "st")]
@@ -175,8 +167,8 @@ def tradeoff_section(results: List[Dict[str, Any]]) -> List[str]:
     if not charts:
         return out + ['<p class="note">no successful results with a size and a latency.</p>']
     out += ['<p class="note">each variant at its file size and median latency; next to it its '
-            "accuracy change against fp32 (top-1 points with labels, else agreement with the fp32 "
-            "outputs), green = unchanged to red = large drop; dashed lines through fp32, the "
+            "accuracy change against fp32 (top-1 points with labels, else output similarity: "
+            "the worst output's SNR vs fp32 in dB), green = unchanged to red = large drop; dashed lines through fp32, the "
             "reference; ringed and joined: the Pareto front (no other variant is both smaller and "
             "faster); a cross: outputs flagged wrong.</p>",
             '<div class="tradeoffs">' + "\n".join(charts) + "</div>"]

@@ -15,6 +15,15 @@ import numpy as np
 from ..analysis.verdict import Key
 from .table import fmt_time, time_unit
 
+#: the percentiles a distribution plot's axis spans (its violins and whiskers stay inside)
+CLIP_PCT = (1.0, 99.0)
+#: a violin's stretch of density apart from its median's is drawn from this share of samples
+MIN_BLOB_SHARE = 0.10
+#: a trend's y label band (rotated text centred at x=12) and the width of one tick character
+#: at 11 px (digits of the common sans fonts are 0.55-0.64 em: room for the widest)
+Y_LABEL_BAND = 18
+TICK_CHAR_PX = 7.2
+
 PALETTE = ["#2b6cb0", "#c05621", "#2f855a", "#9b2c2c", "#6b46c1", "#b7791f", "#2c7a7b", "#97266d"]
 
 
@@ -102,9 +111,11 @@ def distribution_svg(rows: Sequence[Tuple[str, np.ndarray]], title: str, width: 
         return ""
     left, right, top, row_h = 150, 24, 30, 46
     height = top + row_h * len(rows) + 42
-    allv = np.concatenate([s for _, s in rows])
-    lo, hi = float(np.percentile(allv, 0.2)), float(np.percentile(allv, 99.8))
-    lo = min(lo, min(float(np.min(s)) for _, s in rows))
+    # the axis is fitted to the data: from the lowest row's 1st to the highest row's 99th
+    # percentile (whiskers and violins end there); slower samples are counted, not drawn
+    lo = min(float(np.percentile(s, CLIP_PCT[0])) for _, s in rows)
+    hi = max(float(np.percentile(s, CLIP_PCT[1])) for _, s in rows)
+    beyond = sum(int(np.count_nonzero(s > hi)) for _, s in rows)
     ax = Axis(lo, hi, left, width - right)
     unit, usize = time_unit([lo, hi])
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="plot" width="{width}" height="{height}" '
@@ -119,12 +130,15 @@ def distribution_svg(rows: Sequence[Tuple[str, np.ndarray]], title: str, width: 
             out.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{yb}" class="grid"/>')
             out.append(f'<text x="{x:.1f}" y="{yb + 16}" class="tick" text-anchor="middle">{labels[t]}</text>')
     out.append(f'<text x="{(ax.x0 + ax.x1) / 2:.0f}" y="{yb + 34}" class="axl" text-anchor="middle">'
-               f'latency per inference, {unit}{" (log scale)" if ax.log else ""}</text>')
+               f'latency per inference, {unit}{" (log scale)" if ax.log else ""}'
+               + (f"; axis clipped at the {CLIP_PCT[1]:g}th percentile: {beyond} slower"
+                  f" sample{'s' if beyond != 1 else ''} (up to {fmt_time(max(float(np.max(s)) for _, s in rows))})"
+                  " not drawn" if beyond else "") + '</text>')
     for i, (lab, s) in enumerate(rows):
         color = PALETTE[i % len(PALETTE)]
         cy = top + row_h * i + row_h / 2
         out.append(f'<text x="{left - 8}" y="{cy + 4:.1f}" class="lab" text-anchor="end">{esc(lab)}</text>')
-        vlo, vhi = (float(v) for v in np.percentile(s, [1, 99]))
+        vlo, vhi = (float(v) for v in np.percentile(s, list(CLIP_PCT)))
         vis = s[(s >= max(ax.lo, vlo)) & (s <= min(ax.hi, vhi))]
         if vis.size >= 5:
             out.append(_violin(vis, ax, cy, row_h * 0.42, color))
@@ -156,8 +170,11 @@ def _violin(s: np.ndarray, ax: Axis, cy: float, half: float, color: str) -> str:
     dens = np.exp(-0.5 * ((grid[:, None] - t[None, :]) / bw) ** 2).sum(axis=1)
     dens = dens / dens.max()
     xs = np.exp(grid) if ax.log else grid
-    # one polygon per stretch of real density: no hair-thin bridges that read like whiskers
+    # one polygon per stretch of real density: no hair-thin bridges that read like whiskers;
+    # a stretch apart from the one holding the median is drawn only if it holds a real share
+    # of the samples (MIN_BLOB_SHARE): a tiny detached blob reads as a second marker
     on = dens >= 0.01
+    med = float(np.median(t))
     polys = []
     i = 0
     while i < on.size:
@@ -167,6 +184,10 @@ def _violin(s: np.ndarray, ax: Axis, cy: float, half: float, color: str) -> str:
         j = i
         while j + 1 < on.size and on[j + 1]:
             j += 1
+        share = float(np.count_nonzero((t >= grid[i]) & (t <= grid[j]))) / t.size
+        if not (grid[i] <= med <= grid[j]) and share < MIN_BLOB_SHARE:
+            i = j + 1
+            continue
         seg_x, seg_d = xs[i:j + 1], dens[i:j + 1] * half
         up = [f"{ax(float(x)):.1f},{cy - d:.1f}" for x, d in zip(seg_x, seg_d)]
         down = [f"{ax(float(x)):.1f},{cy + d:.1f}" for x, d in zip(seg_x[::-1], seg_d[::-1])]
@@ -182,7 +203,7 @@ def trend_svg(key: Key, rows: List[Dict[str, Any]], current_run: Optional[str],
     title = f"{key[0]} · {key[1]} · {key[2]} · t{key[3]}"
     if not pts:
         return ""
-    left, right, top, bottom = 64, 14, 26, 34   # room for the y label left of the ticks
+    right, top, bottom = 14, 26, 34
     vals = [r["median_ms"] for r in pts] + [r["ci_lo"] for r in pts if r["ci_lo"] is not None] + \
            [r["ci_hi"] for r in pts if r["ci_hi"] is not None]
     lo, hi = min(vals), max(vals)
@@ -191,14 +212,16 @@ def trend_svg(key: Key, rows: List[Dict[str, Any]], current_run: Optional[str],
     pad = (hi - lo) * 0.12
     lo, hi = max(0.0, lo - pad), hi + pad
     y = lambda v: top + (1 - (v - lo) / (hi - lo)) * (height - top - bottom)  # noqa: E731
+    ticks = nice_ticks(lo, hi, 4)
+    unit, usize = time_unit([lo, hi])
+    labels = dict(zip(ticks, tick_labels([t / usize for t in ticks])))
+    # the rotated y label (x 6..18 at 11 px) and, right of it, the widest tick label
+    left = Y_LABEL_BAND + 6 + math.ceil(TICK_CHAR_PX * max(len(v) for v in labels.values())) + 6
     n = len(pts)
     x = lambda i: left + (i + 0.5) * (width - left - right) / n  # noqa: E731
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="plot trend" width="{width}" height="{height}" '
            f'viewBox="0 0 {width} {height}" role="img" aria-label="{esc(title)}">',
            f'<text x="{left}" y="16" class="ttl">{esc(title)}</text>']
-    ticks = nice_ticks(lo, hi, 4)
-    unit, usize = time_unit([lo, hi])
-    labels = dict(zip(ticks, tick_labels([t / usize for t in ticks])))
     for t in ticks:
         yy = y(t)
         if top - 1 <= yy <= height - bottom + 1:

@@ -24,18 +24,23 @@ DEVICE_COLORS = ["#2b6cb0", "#c05621", "#2f855a", "#6b46c1", "#b7791f", "#2c7a7b
 
 def accuracy_change(r: Dict[str, Any]) -> Tuple[Optional[float], str]:
     """(badness 0..1 for the colour, text) of a variant's accuracy change against fp32: top-1
-    change in points when there are labels, else agreement with fp32 / output SNR."""
+    change in points when there are labels, else output similarity (the worst output's SNR vs
+    fp32, in dB), else agreement with fp32's top class."""
+    from ..analysis.verdict import worst_snr
     acc = r.get("accuracy") or {}
     if acc.get("flag"):
         return 1.0, "WRONG OUTPUT"
     if acc.get("top1") is not None and acc.get("top1_ref") is not None:
         d = (acc["top1"] - acc["top1_ref"]) * 100
         return min(1.0, max(0.0, -d / 5.0)), f"top-1 {d:+.1f} pts"
+    snr = worst_snr(acc)
+    if snr is not None:
+        if math.isinf(snr):
+            return 0.0, "SNR inf dB (identical)"
+        return min(1.0, max(0.0, (40 - snr) / 30.0)), f"SNR {snr:.0f} dB"
     if acc.get("agreement_vs_ref") is not None:
         a = acc["agreement_vs_ref"] * 100
         return min(1.0, max(0.0, (100 - a) / 10.0)), f"agree {a:.1f}%"
-    if acc.get("snr_db") is not None and math.isfinite(acc["snr_db"]):
-        return min(1.0, max(0.0, (40 - acc["snr_db"]) / 30.0)), f"SNR {acc['snr_db']:.0f} dB"
     return None, ""
 
 

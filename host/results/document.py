@@ -203,8 +203,8 @@ def _structural_errors(doc: Any) -> List[str]:
         for k in ("device", "model", "variant"):
             if not isinstance(r.get(k), str):
                 errs.append(f"results/{i}/{k}: missing or not a string")
-        if r.get("status") not in ("ok", "error", "skipped"):
-            errs.append(f"results/{i}/status: must be ok, error or skipped")
+        if r.get("status") not in ("ok", "partial", "error", "skipped"):
+            errs.append(f"results/{i}/status: must be ok, partial, error or skipped")
     return errs
 
 
@@ -217,6 +217,7 @@ RESULT_CSV_COLUMNS = [
     "temp_c_before", "temp_c_after", "throttled", "model_sha256", "model_bytes", "init_ms",
     "first_inference_ms", "warmup", "runs", "processes", "process_runs", "mean_ms", "std_ms", "min_ms", "median_ms",
     "median_ci_lo_ms", "median_ci_hi_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "cov",
+    "iqr_over_median",
     "peak_rss_mb", "other_cores", "top1", "top1_ref", "agreement_vs_ref", "max_abs_err",
 ]
 
@@ -250,6 +251,10 @@ def result_row(doc: Dict[str, Any], r: Dict[str, Any]) -> Dict[str, Any]:
     for k in ("mean", "std", "min", "median", "p90", "p95", "p99", "max"):
         row[f"{k}_ms"] = lat.get(k)
     row["cov"] = lat.get("cov")
+    # beside CoV the robust spread, which one outlier cannot blow up (from the raw samples;
+    # empty for rows read without them)
+    from ..analysis.stats import iqr_over_median
+    row["iqr_over_median"] = iqr_over_median(r.get("samples_ms") or [])
     for k in ("top1", "top1_ref", "agreement_vs_ref", "max_abs_err"):
         row[k] = acc.get(k)
     return row

@@ -129,6 +129,21 @@ def cancelled_result(device: str, task: Any) -> Dict[str, Any]:
                         detail=error_detail(CANCELLED, message))
 
 
+def partial_result(device: str, task: Any, msg: Dict[str, Any], hello: Dict[str, Any],
+                   processes: int) -> Dict[str, Any]:
+    """The row of a task the run's interruption cut short after some of its `processes` worker
+    processes: their merged samples (`msg`, as a `result` of those processes) with status
+    `partial`, never `ok` (error_detail type `Partial` says how much ran)."""
+    from ..errors import PARTIAL
+    r = ok_result(device, task, msg, hello)
+    if r["status"] != "ok":
+        return r
+    message = (f"the run was interrupted after {msg.get('processes', 1)} of {processes} worker"
+               f" processes ({r['runs']} samples kept)")
+    r.update(status="partial", error=message, error_detail=error_detail(PARTIAL, message))
+    return r
+
+
 def is_cancelled(r: Dict[str, Any]) -> bool:
     from ..errors import CANCELLED
     return (r.get("error_detail") or {}).get("type") == CANCELLED
