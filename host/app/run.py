@@ -56,6 +56,7 @@ class RunRequest:
     gpu_precision: str = "fp16"
     npu_option: Optional[str] = None        # k=v,... (edge_bench_agent.accel_spec.NPU_OPTIONS)
     require_full: bool = False
+    delegate: Optional[List[str]] = None     # PATH[:k=v,...] external delegates, a row each
     runs: int = 50
     warmup: int = 5
     min_seconds: float = 1.0
@@ -179,7 +180,8 @@ def plan_tasks(req: RunRequest, devices: Sequence[Any], models: Sequence[Any],
                               quantizers)  # pt2e: pt2e-int8, ...
     threads = int_list(req.threads, "--threads")
     accels = parse_accelerators(req.accelerator, gpu_precision=req.gpu_precision,
-                                npu_options=req.npu_option, require_full=req.require_full)
+                                npu_options=req.npu_option, require_full=req.require_full,
+                                delegates=req.delegate)
     timing = Timing(runs=req.runs, warmup=req.warmup, min_seconds=req.min_seconds,
                     max_seconds=req.max_seconds, max_runs=max(req.max_runs, req.runs),
                     processes=req.processes, interleave=req.interleave)
