@@ -18,6 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import missing_system  # noqa: E402
 from test_run_local import edge_bench  # noqa: E402
+from test_wrong_runtime import old_runtime_python  # noqa: E402,F401 - a fixture
 
 from edge_bench_agent.accel_spec import parse_delegate  # noqa: E402
 
@@ -137,3 +138,25 @@ def test_delegate_argument_parsing() -> None:
     for bad in ("-x.so", "/x.so:=1", ""):
         with pytest.raises(ValueError):
             parse_delegate(bad)
+
+
+def test_the_delegate_runs_on_tflite_runtime_too(old_runtime_python: Path,
+                                                  delegate_run: Dict[str, Any]) -> None:
+    """tflite-runtime 2.14 (its own venv, numpy<2) has no CompiledModel API but has
+    load_delegate: the same delegate row, the same count, from an older runtime's graph."""
+    tmp = delegate_run["tmp"]
+    cfg = tmp / "old.yaml"
+    cfg.write_text("version: 1\ndevices:\n"
+                   f"  old:\n    transport: local\n    python: {old_runtime_python}\n"
+                   f"    runtime: tflite_runtime\n    workdir: {tmp / 'wd-old'}\n")
+    out = tmp / "old.json"
+    p = edge_bench(["run", "--config", str(cfg), *FAST, "--devices", "old", "--variants", "fp32",
+                    "--no-store", "--json", str(out), "--model", "builtin:digits",
+                    "--delegate", f"{delegate_run['so']}:claim={FC}"], tmp, timeout=900)
+    assert out.is_file(), p.stderr + p.stdout
+    rows = {r["accelerator"]: r for r in json.loads(out.read_text())["results"]}
+    r = rows["delegate:claim.so"]
+    assert r["status"] == "ok", r["error"]
+    assert r["runtime"]["name"] == "tflite-runtime"
+    assert (r["placement"]["ops_placed"], r["placement"]["partitions"]) == \
+        expected(BUILTIN / "digits.tflite", (FC,))
