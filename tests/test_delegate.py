@@ -160,3 +160,28 @@ def test_the_delegate_runs_on_tflite_runtime_too(old_runtime_python: Path,
     assert r["runtime"]["name"] == "tflite-runtime"
     assert (r["placement"]["ops_placed"], r["placement"]["partitions"]) == \
         expected(BUILTIN / "digits.tflite", (FC,))
+
+
+def test_devices_yaml_delegate_path_adds_the_row_on_that_device(
+        delegate_run: Dict[str, Any]) -> None:
+    """devices.yaml `delegate:` (benchmark_model's xnnpack/gpu/nnapi/none) also takes the path of
+    an external delegate .so: the device's own file, so each device names its own; a value that
+    is neither is one config error line naming the field."""
+    tmp = delegate_run["tmp"]
+    cfg = tmp / "own.yaml"
+    cfg.write_text("version: 1\ndevices:\n  local:\n    transport: local\n"
+                   f"    delegate: {delegate_run['so']}:claim={FC}\n")
+    out = tmp / "own.json"
+    p = edge_bench(["run", "--config", str(cfg), *FAST, "--variants", "fp32", "--no-store",
+                    "--json", str(out), "--model", "builtin:digits"], tmp, timeout=900)
+    assert out.is_file(), p.stderr + p.stdout
+    rows = {r["accelerator"]: r for r in json.loads(out.read_text())["results"]}
+    assert set(rows) == {"cpu", "delegate:claim.so"}
+    r = rows["delegate:claim.so"]
+    assert r["status"] == "ok", r["error"]
+    assert (r["placement"]["ops_placed"], r["placement"]["partitions"]) == \
+        expected(BUILTIN / "digits.tflite", (FC,))
+    cfg.write_text("version: 1\ndevices:\n  local:\n    transport: local\n    delegate: edgetpu\n")
+    p = edge_bench(["run", "--config", str(cfg), "--model", "builtin:digits", "--no-store"], tmp)
+    assert p.returncode != 0 and "field devices.local.delegate is 'edgetpu'" in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr and "path of an external delegate" in p.stderr

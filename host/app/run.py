@@ -169,7 +169,7 @@ def plan_tasks(req: RunRequest, devices: Sequence[Any], models: Sequence[Any],
                progress: Callable[[int, int, str, str], None]) -> Dict[Any, List[Any]]:
     """device -> its tasks: every variant of every model at every thread count.
     `progress(done, total, model, variant)` follows the quantization (fleet/plan.py)."""
-    from ..fleet.accelerators import parse_accelerators
+    from ..fleet.accelerators import device_delegate, parse_accelerators
     from ..fleet.plan import Timing, make_artifacts
     from ..fleet.runner import Task
     from ..models.dispatch import parse_quantizers, route_variants
@@ -193,8 +193,12 @@ def plan_tasks(req: RunRequest, devices: Sequence[Any], models: Sequence[Any],
     plan = {}
     for d in devices:
         tasks: List[Any] = []
+        mine = list(accels)  # + the device's own external delegate (devices.yaml `delegate:`)
+        extra = device_delegate(getattr(d, "delegate", None), req.require_full)
+        if extra is not None and extra[0] not in [a for a, _ in mine]:
+            mine.append(extra)
         for a in artifacts:
-            for acc, spec in accels:
+            for acc, spec in mine:
                 for th in threads:
                     tasks.append(Task(id=f"t{len(tasks)}", artifact=a, threads=th, timing=timing,
                                       accelerator=acc, accel=spec))

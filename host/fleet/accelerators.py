@@ -55,3 +55,13 @@ def parse_accelerators(text: Optional[str], *, gpu_precision: str = "fp16",
         out.append((label, d))
     return out
 
+
+
+def device_delegate(value: Optional[str], require_full: bool = False
+                    ) -> Optional[Tuple[str, Dict[str, Any]]]:
+    """devices.yaml `delegate:` when it names an external delegate .so (a path, checked when
+    the file was read): (label, spec) of the row it adds on that device; None otherwise."""
+    if not value or "/" not in value:
+        return None
+    d = dict(parse_delegate(value), require_full=require_full)
+    return delegate_label(d), d

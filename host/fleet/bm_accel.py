@@ -35,6 +35,8 @@ def accelerator_flags(accel: str, spec: Optional[Dict[str, Any]],
     task on a benchmark_model device."""
     if accel == "cpu" or spec is None:
         d = (device_delegate or "").lower()
+        if "/" in d:  # an external delegate's path: its own row; this one is the CPU's
+            d = ""
         return d == "gpu", d == "nnapi", [], d or "xnnpack"
     if spec["name"] == "gpu":
         extra = ["--gpu_precision_loss_allowed=false"] if spec.get("gpu_precision") == "fp32" \
