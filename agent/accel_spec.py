@@ -9,6 +9,9 @@ CompiledModel API on the accelerator named (agent/accel.py) and records what ran
      "gpu_precision": "fp16" | "fp32",   # GPU arithmetic (fp16 is LiteRT's default)
      "npu_options": {"graph_backend": "cpu" | "gpu" | "npu", ...},  # vendor options (OpenVINO)
      "require_full": false}              # partial placement becomes an error
+    {"name": "delegate", "path": "/usr/lib/libedgetpu.so.1",   # an external delegate .so,
+     "options": {"device": "usb"}, "require_full": false}      # loaded by the Interpreter API
+                                                               # (agent/delegate.py)
 """
 from __future__ import annotations
 
@@ -16,6 +19,10 @@ from typing import Any, Dict, Optional
 
 #: the accelerators `run --accelerator` accepts; `cpu` is today's Interpreter path
 ACCELERATORS = ("cpu", "gpu", "npu")
+#: the spec name of an external delegate (`run --delegate PATH[:k=v,...]`); its rows are
+#: labelled DELEGATE_PREFIX + the file's name
+DELEGATE = "delegate"
+DELEGATE_PREFIX = "delegate:"
 GPU_PRECISIONS = ("fp16", "fp32")
 #: NPU options the agent understands (Intel OpenVINO's; other vendors take theirs from the
 #: runtime's defaults) and the values each may take
@@ -37,6 +44,8 @@ def accel_params(value: Any) -> Optional[Dict[str, Any]]:
         raise ValueError("task field 'accelerator' must be an object or null, got %r"
                          % (value,))
     name = value.get("name")
+    if name == DELEGATE:
+        return delegate_params(value)
     if name not in ACCELERATORS:
         raise ValueError("accelerator name must be one of %s, got %r"
                          % (", ".join(ACCELERATORS), name))
@@ -58,6 +67,44 @@ def accel_params(value: Any) -> Optional[Dict[str, Any]]:
                          % (full,))
     return {"name": name, "gpu_precision": precision, "npu_options": dict(opts),
             "require_full": full}
+
+
+def delegate_params(value: Dict[str, Any]) -> Dict[str, Any]:
+    """The validated spec of an external delegate; ValueError saying what is wrong."""
+    path = value.get("path")
+    if not isinstance(path, str) or not path or path.startswith("-") or "\0" in path:
+        raise ValueError("delegate path must be a file path (not starting with '-'), got %r"
+                         % (path,))
+    opts = value.get("options") or {}
+    if not isinstance(opts, dict) or not all(isinstance(k, str) and isinstance(v, str) and k
+                                             for k, v in opts.items()):
+        raise ValueError("delegate options must map names to strings, got %r" % (opts,))
+    full = value.get("require_full", False)
+    if not isinstance(full, bool):
+        raise ValueError("delegate require_full must be true or false, got %r" % (full,))
+    return {"name": DELEGATE, "path": path, "options": dict(opts), "require_full": full}
+
+
+def parse_delegate(text: str) -> Dict[str, Any]:
+    """`PATH[:key=value,...]` -> the delegate's spec (without require_full); ValueError. The
+    options start after the last ':' when what follows it holds a '=' (a path may hold ':')."""
+    path, sep, rest = text.rpartition(":")
+    if not sep or "=" not in rest:
+        path, rest = text, ""
+    opts: Dict[str, str] = {}
+    for part in (p.strip() for p in rest.split(",")):
+        if not part:
+            continue
+        k, eq, v = part.partition("=")
+        if not eq or not k.strip():
+            raise ValueError("delegate option %r is not key=value" % part)
+        opts[k.strip()] = v.strip()
+    return delegate_params({"name": DELEGATE, "path": path.strip(), "options": opts})
+
+
+def delegate_label(spec: Dict[str, Any]) -> str:
+    """The accelerator a delegate's rows are keyed and shown by: `delegate:libedgetpu.so.1`."""
+    return DELEGATE_PREFIX + spec["path"].replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
 
 
 def parse_npu_options(text: str) -> Dict[str, str]:

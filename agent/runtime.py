@@ -43,8 +43,13 @@ class Runtime:
     def describe(self) -> Dict[str, Any]:
         return {"name": self.name, "module": self.module, "version": self.version}
 
-    def make(self, model_path: str, threads: Optional[int], xnnpack: bool) -> Any:
+    def make(self, model_path: str, threads: Optional[int], xnnpack: bool,
+             delegates: Optional[List[Any]] = None) -> Any:
+        """The Interpreter; `delegates` (external ones, agent/delegate.py) are applied by its
+        constructor, before the default delegates, which come at allocate_tensors."""
         kwargs: Dict[str, Any] = {"model_path": model_path}
+        if delegates:
+            kwargs["experimental_delegates"] = list(delegates)
         if threads is not None:
             kwargs["num_threads"] = int(threads)
         if not xnnpack:

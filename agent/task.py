@@ -17,8 +17,11 @@ except Exception:  # noqa: BLE001 - reported in hello / as NoRuntime, never a ba
 
 from . import interference
 from .accel import dispatch_ms, open_accelerated
+from .accel_spec import ACCELERATOR_ERROR, DELEGATE
+from .delegate import check_placement, count_placement, load_external
 from .facts import _safe, collect_device_info, cooling_devices, read_temp_c, throttled
 from .output import emit, emit_error
+from .placement import capture_fd2
 from .protocol import AgentError, task_params
 from .runtime import Runtime, load_runtime, numpy_major
 from .safepath import fd_path, hash_fd, open_checked
@@ -86,19 +89,33 @@ def _initial_shapes(interp: Any, first: Optional[List["np.ndarray"]], what: str,
 def open_interpreter(rt: Runtime, path: str, threads: Optional[int], xnnpack: bool,
                      user_first: Optional[Dict[str, "np.ndarray"]],
                      signature: Optional[str] = None, name: Optional[str] = None,
-                     shapes: Optional[Dict[str, List[int]]] = None
+                     shapes: Optional[Dict[str, List[int]]] = None,
+                     delegates: Optional[List[Any]] = None,
+                     on_made: Optional[Callable[[Any, str], None]] = None
                      ) -> Tuple[Any, float, Optional[List["np.ndarray"]]]:
     """(interpreter, init_ms, the user's input arrays matched to inputs): construct + allocate.
     `signature` (a SignatureDef key, None for the default naming) must exist in the model.
     `name`: the model file as messages show it (`path` may be /proc/self/fd/N); `shapes`: the
-    sizes of dynamic input dims (the task's input_shapes)."""
+    sizes of dynamic input dims (the task's input_shapes). `delegates`: external ones, applied
+    by the constructor; `on_made(interp, native log)` is called before allocation (the default
+    delegates come then), where what the external ones took can be read (agent/delegate.py)."""
     shown = name or path
     t0 = time.perf_counter_ns()
     try:
-        interp = rt.make(path, threads, xnnpack)
+        interp, err, log = capture_fd2(lambda: rt.make(path, threads, xnnpack, delegates)) \
+            if delegates else (rt.make(path, threads, xnnpack), None, "")
+        if err is not None:
+            raise err
+        if on_made is not None:
+            on_made(interp, log)
     except AgentError:
         raise
     except Exception as e:  # noqa: BLE001
+        if delegates:  # the delegate's Prepare failed: the model never ran on it
+            raise AgentError(ACCELERATOR_ERROR, "the delegate refused %s: %s: %s%s"
+                             % (shown, type(e).__name__, " ".join(str(e).split())[:300],
+                                "" if not log.strip() else " (%s)" % log.strip()
+                                .splitlines()[-1][:200]))
         hint = ""
         if rt.name == "tflite-runtime" and numpy_major() >= 2:
             hint = " (tflite-runtime needs numpy<2; numpy %s is installed)" % np.__version__
@@ -250,12 +267,24 @@ def run_task(payload: Dict[str, Any]) -> Dict[str, Any]:
     evals = _npz(workdir, task["eval"], "eval") if task.get("eval") else None
     user = _npz(workdir, task["input"], "input") if task.get("input") else None
     key = p["signature"]
+    acc = p["accelerator"]
+    ext = acc is not None and acc["name"] == DELEGATE  # an external delegate: the Interpreter
+    placed: Dict[str, Any] = {}
+
+    def on_made(made: Any, log: str) -> None:
+        placed.update(count_placement(made, acc, log))
+
     interp, init_ms, matched = open_interpreter(rt, model_path, p["threads"], p["xnnpack"], user,
                                                 key, resolve_path(workdir, task["model"]["path"]),
-                                                p["input_shapes"])
+                                                p["input_shapes"],
+                                                [load_external(rt, acc)] if ext else None,
+                                                on_made if ext else None)
     placement = None
-    if p["accelerator"] is not None:  # the CompiledModel API computes; interp describes
-        interp, init_ms, placement = open_accelerated(interp, model_path, p["accelerator"],
+    if ext:
+        placement = dict(placed, compile_ms=init_ms)
+        check_placement(placement, acc)
+    elif acc is not None:  # the CompiledModel API computes; interp describes
+        interp, init_ms, placement = open_accelerated(interp, model_path, acc,
                                                       p["threads"], key)
     set_inputs(interp, matched, p["seed"])
     t0 = time.perf_counter_ns()
@@ -273,7 +302,7 @@ def run_task(payload: Dict[str, Any]) -> Dict[str, Any]:
                          % (type(e).__name__, e))
     finally:
         busy = probe.stop()
-    if placement is not None:  # what a timer around the run call alone would have said
+    if placement is not None and not ext:  # what a timer around the run call alone said
         placement["dispatch_only_ms"] = dispatch_ms(interp)
     info = collect_device_info()
     info["temp_c_before"] = temp_before

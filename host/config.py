@@ -66,7 +66,8 @@ _FIELDS: Dict[str, Tuple[tuple, str]] = {
     "lock_wait_s": ((int, float), "seconds to wait for a device busy with another benchmark (0: fail fast)"),
     "bootstrap": ((str,), "bootstrap script for `edge-bench deploy --bootstrap`: pi, jetson, none,"
                           " or a path to a script on this host"),
-    "delegate": ((str,), "runner benchmark_model only: xnnpack (default), gpu, nnapi or none"),
+    "delegate": ((str,), "benchmark_model's own delegate: xnnpack (default), gpu, nnapi or none;"
+                         " or PATH[:k=v,...] of an external delegate .so: a delegate:FILE row"),
     "description": ((str,), "free text"),
     "lab": ((str,), "the lab whose `edge-bench worker --lab NAME` runs this device's queued jobs"
                     " (default: default)"),
@@ -412,8 +413,15 @@ def _check_fields(f: str, prefix: str, spec: Dict[str, Any], allow_transport: bo
             raise ConfigError(f"{f}:{line}: field {prefix}.runtime is {value!r}; expected one of"
                               f" {', '.join(RUNTIMES)}")
         if key == "delegate" and value not in ("xnnpack", "gpu", "nnapi", "none"):
-            raise ConfigError(f"{f}:{line}: field {prefix}.delegate is {value!r}; expected xnnpack,"
-                              " gpu, nnapi or none")
+            from edge_bench_agent.accel_spec import parse_delegate
+            try:  # a path: an external delegate .so on the device, one more row per task
+                if "/" not in value:
+                    raise ValueError("not a path")
+                parse_delegate(value)
+            except ValueError:
+                raise ConfigError(f"{f}:{line}: field {prefix}.delegate is {value!r}; expected"
+                                  " xnnpack, gpu, nnapi, none or the path of an external"
+                                  " delegate .so on the device (PATH[:key=value,...])") from None
         if key == "lab" and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,40}", value):
             raise ConfigError(f"{f}:{line}: field {prefix}.lab is {value!r}; expected a word of"
                               " letters, digits, _ . - (up to 41 characters)")

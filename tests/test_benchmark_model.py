@@ -298,3 +298,17 @@ def test_run_tasks_emits_one_record_per_task_and_survives_a_bad_model(adb_server
     assert [r["status"] for r in got] == ["ok", "error", "ok"]
     assert "not a valid Flatbuffer" in got[1]["error"] and not got[1]["error"].startswith("phone:")
     assert got[2]["threads"] == 2 and got[0]["device_info"]["model"] == "EdgeBenchStandin"
+
+
+def test_accelerator_names_map_to_benchmark_model_flags() -> None:
+    from edge_bench.fleet.bm_accel import accelerator_flags
+    from edge_bench_agent.accel_spec import parse_delegate
+    assert accelerator_flags("cpu", None, "gpu") == (True, False, [], "gpu")
+    assert accelerator_flags("cpu", None, "") == (False, False, [], "xnnpack")
+    assert accelerator_flags("gpu", {"name": "gpu", "gpu_precision": "fp32"}, "") == (
+        True, False, ["--gpu_precision_loss_allowed=false"], "gpu")
+    assert accelerator_flags("npu", {"name": "npu"}, "") == (False, True, [], "nnapi")
+    d = parse_delegate("/data/local/tmp/libedgetpu.so.1:device=usb,x=1")
+    assert accelerator_flags("delegate:libedgetpu.so.1", d, "xnnpack") == (
+        False, False, ["--external_delegate_path=/data/local/tmp/libedgetpu.so.1",
+                       "--external_delegate_options=device:usb;x:1"], "delegate:libedgetpu.so.1")

@@ -144,3 +144,37 @@ def test_kill_9_of_the_controller_stops_benchmark_model_on_the_phone(
         print(f"benchmark_model gone, lock free {time.monotonic() - t_kill:.2f} s after kill -9")
     finally:
         kill_all(pids_with(standin.workdir))   # only this test's phone processes
+
+
+def test_accelerators_map_to_benchmark_model_flags_and_are_checked(
+        adb_server: AdbServer, standin: AdbdStandin, tmp_path: Path) -> None:  # noqa: F811
+    """--accelerator gpu/npu and --delegate on a benchmark_model phone: the binary gets its own
+    flags, and a row under an accelerator's name needs the binary's log saying the delegate ran
+    (the stand-in prints the real tool's lines: GPU whole graph, NNAPI nothing, an external
+    delegate 20 of 31 nodes, a missing .so its load failure)."""
+    cfg = config(tmp_path, adb_server, standin)
+    out = tmp_path / "o.json"
+    p = edge_bench(["run", "--config", str(cfg), "--devices", "phone", "--model", "builtin:digits",
+                    "--variants", "fp32", "--runs", "5", "--warmup", "1", "--accelerator",
+                    "cpu,gpu,npu", "--delegate", f"{FAKE}:k=v", "--delegate",
+                    f"{tmp_path}/missing.so", "--json", str(out), "--no-store"], tmp_path)
+    stdout, stderr = p.communicate(timeout=300)
+    rows = {r["accelerator"]: r for r in json.loads(out.read_text())["results"]}
+    assert set(rows) == {"cpu", "gpu", "npu", f"delegate:{FAKE.name}", "delegate:missing.so"}
+    assert rows["cpu"]["status"] == "ok" and "placement" not in rows["cpu"]
+    gpu = rows["gpu"]
+    assert gpu["status"] == "ok", gpu["error"]
+    assert gpu["runtime"]["delegate"] == "gpu" and gpu["runtime"]["xnnpack"] is False
+    assert (gpu["placement"]["ops_placed"], gpu["placement"]["ops_total"],
+            gpu["placement"]["partitions"]) == (31, 31, 1)
+    npu = rows["npu"]  # NNAPI took nothing: the CPU timing is not shown under npu
+    assert npu["status"] == "error" and "AcceleratorError" in npu["error"]
+    assert "fell back to the CPU" in npu["error"] and npu["latency_ms"]["median"] is None
+    ext = rows[f"delegate:{FAKE.name}"]
+    assert ext["status"] == "ok", ext["error"]
+    assert (ext["placement"]["ops_placed"], ext["placement"]["partitions"]) == (20, 3)
+    missing = rows["delegate:missing.so"]
+    assert missing["status"] == "error" and "Could not load" in missing["error"]
+    # the last run was the missing delegate's: its flags reached the binary
+    args = list(Path(standin.workdir).glob("bin/last-args.txt"))[0].read_text().split()
+    assert f"--external_delegate_path={tmp_path}/missing.so" in args

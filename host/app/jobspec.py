@@ -85,7 +85,7 @@ def planned_keys(options: Dict[str, Any]) -> List[Key]:
     req = run_service.RunRequest(**options["request"])
     from ..models.variants import parse_variants
     from ..fleet.accelerators import parse_accelerators
-    accels = [a for a, _ in parse_accelerators(req.accelerator)]
+    accels = [a for a, _ in parse_accelerators(req.accelerator, delegates=req.delegate)]
     return [(m["name"], v, t, a) for m in options["models"]
             for v in parse_variants(req.variants or run_service.DEFAULT_VARIANTS)
             for a in accels

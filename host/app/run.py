@@ -56,6 +56,7 @@ class RunRequest:
     gpu_precision: str = "fp16"
     npu_option: Optional[str] = None        # k=v,... (edge_bench_agent.accel_spec.NPU_OPTIONS)
     require_full: bool = False
+    delegate: Optional[List[str]] = None     # PATH[:k=v,...] external delegates, a row each
     runs: int = 50
     warmup: int = 5
     min_seconds: float = 1.0
@@ -168,7 +169,7 @@ def plan_tasks(req: RunRequest, devices: Sequence[Any], models: Sequence[Any],
                progress: Callable[[int, int, str, str], None]) -> Dict[Any, List[Any]]:
     """device -> its tasks: every variant of every model at every thread count.
     `progress(done, total, model, variant)` follows the quantization (fleet/plan.py)."""
-    from ..fleet.accelerators import parse_accelerators
+    from ..fleet.accelerators import device_delegate, parse_accelerators
     from ..fleet.plan import Timing, make_artifacts
     from ..fleet.runner import Task
     from ..models.dispatch import parse_quantizers, route_variants
@@ -179,7 +180,8 @@ def plan_tasks(req: RunRequest, devices: Sequence[Any], models: Sequence[Any],
                               quantizers)  # pt2e: pt2e-int8, ...
     threads = int_list(req.threads, "--threads")
     accels = parse_accelerators(req.accelerator, gpu_precision=req.gpu_precision,
-                                npu_options=req.npu_option, require_full=req.require_full)
+                                npu_options=req.npu_option, require_full=req.require_full,
+                                delegates=req.delegate)
     timing = Timing(runs=req.runs, warmup=req.warmup, min_seconds=req.min_seconds,
                     max_seconds=req.max_seconds, max_runs=max(req.max_runs, req.runs),
                     processes=req.processes, interleave=req.interleave)
@@ -191,8 +193,12 @@ def plan_tasks(req: RunRequest, devices: Sequence[Any], models: Sequence[Any],
     plan = {}
     for d in devices:
         tasks: List[Any] = []
+        mine = list(accels)  # + the device's own external delegate (devices.yaml `delegate:`)
+        extra = device_delegate(getattr(d, "delegate", None), req.require_full)
+        if extra is not None and extra[0] not in [a for a, _ in mine]:
+            mine.append(extra)
         for a in artifacts:
-            for acc, spec in accels:
+            for acc, spec in mine:
                 for th in threads:
                     tasks.append(Task(id=f"t{len(tasks)}", artifact=a, threads=th, timing=timing,
                                       accelerator=acc, accel=spec))

@@ -89,7 +89,11 @@ def add_parser(sub: Any) -> None:
                    help="NPU vendor options, e.g. graph_backend=cpu (Intel OpenVINO: compile"
                         " for its CPU device, the stand-in used in the tests)")
     p.add_argument("--require-full", action="store_true",
-                   help="a gpu/npu row whose model ran partly on the CPU is an error")
+                   help="a gpu/npu/delegate row whose model ran partly on the CPU is an error")
+    p.add_argument("--delegate", action="append", default=None, metavar="PATH[:K=V,...]",
+                   help="an external delegate .so on the device (libedgetpu, Arm NN), loaded"
+                        " through the Interpreter API with its options: one more row, labelled"
+                        " delegate:FILE, with the ops it took counted; repeatable")
     p.add_argument("--runs", type=int, default=D.runs, help=f"minimum timed runs (default: {D.runs})")
     p.add_argument("--warmup", type=int, default=D.warmup,
                    help=f"warmup runs after the first inference (default: {D.warmup})")

@@ -6,16 +6,18 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Tuple
 
 from edge_bench_agent.accel_spec import (ACCELERATORS, GPU_PRECISIONS, accel_params,
-                                         parse_npu_options)
+                                         delegate_label, parse_delegate, parse_npu_options)
 
 from ..errors import UsageError
 
 
 def parse_accelerators(text: Optional[str], *, gpu_precision: str = "fp16",
                        npu_options: Optional[str] = None,
-                       require_full: bool = False) -> List[Tuple[str, Optional[Dict[str, Any]]]]:
-    """[(name, spec sent to the agent)] in the order given; `cpu` is today's Interpreter path
-    (spec None). UsageError naming the flag and the value when one is wrong."""
+                       require_full: bool = False, delegates: Optional[List[str]] = None
+                       ) -> List[Tuple[str, Optional[Dict[str, Any]]]]:
+    """[(name, spec sent to the agent)] in the order given, then one per `--delegate`
+    (labelled delegate:FILE); `cpu` is today's Interpreter path (spec None). UsageError naming
+    the flag and the value when one is wrong."""
     names = [x.strip().lower() for x in (text or "cpu").split(",") if x.strip()]
     if not names:
         raise UsageError(f"--accelerator {text!r}: name at least one of {', '.join(ACCELERATORS)}")
@@ -40,5 +42,26 @@ def parse_accelerators(text: Optional[str], *, gpu_precision: str = "fp16",
         if n == "npu":
             spec["npu_options"] = npu
         out.append((n, accel_params(spec)))
+    for text in delegates or []:
+        try:
+            d = dict(parse_delegate(text), require_full=require_full)
+        except ValueError as e:
+            raise UsageError(f"--delegate {text!r}: {e}",
+                             hint="give PATH or PATH:key=value,... (the .so on the device)") from None
+        label = delegate_label(d)
+        if any(label == a for a, _ in out):
+            raise UsageError(f"--delegate {text!r}: another --delegate has the file name"
+                             f" {label[len('delegate:'):]!r}; rows are keyed by it")
+        out.append((label, d))
     return out
 
+
+
+def device_delegate(value: Optional[str], require_full: bool = False
+                    ) -> Optional[Tuple[str, Dict[str, Any]]]:
+    """devices.yaml `delegate:` when it names an external delegate .so (a path, checked when
+    the file was read): (label, spec) of the row it adds on that device; None otherwise."""
+    if not value or "/" not in value:
+        return None
+    d = dict(parse_delegate(value), require_full=require_full)
+    return delegate_label(d), d

@@ -179,7 +179,7 @@ LOCKED_SCRIPT = (               # sh -c LOCKED_SCRIPT LOCK BIN FLAGS...
 
 
 def run_task(transport: Any, task: Any, binary_remote: str, model_remote: str, *,
-             gpu: bool = False, nnapi: bool = False, op_profiling: bool = False,
+             delegate: str = "", op_profiling: bool = False,
              peak_memory: bool = False, exact_warmup: bool = True,
              idle_timeout: Optional[float] = None, device_info: Optional[Dict[str, Any]] = None,
              extra: Sequence[str] = (), lock_path: Optional[str] = None) -> Dict[str, Any]:
@@ -189,8 +189,13 @@ def run_task(transport: Any, task: Any, binary_remote: str, model_remote: str, *
     one ordered stream, under the device lock when `lock_path` is given, and stopped on the
     device if the controller goes away (WATCHED_RUN); the transport adds the device's taskset
     prefix."""
+    from .bm_accel import accelerator_flags
     dev = transport.device
     tm = task.timing
+    accel = getattr(task, "accelerator", "cpu")
+    gpu, nnapi, accel_extra, used = accelerator_flags(accel, getattr(task, "accel", None),
+                                                      delegate)
+    extra = [*accel_extra, *extra]
     flags = build_flags(model_remote, task.threads, tm.runs, tm.warmup, tm.min_seconds,
                         tm.max_seconds, xnnpack=dev.xnnpack, gpu=gpu, nnapi=nnapi,
                         op_profiling=op_profiling, peak_memory=peak_memory,
@@ -219,10 +224,23 @@ def run_task(transport: Any, task: Any, binary_remote: str, model_remote: str, *
         raise RemoteCommandError(dev.name, f"benchmark_model --graph={posixpath.basename(model_remote)}",
                                  code, tail, hint=hint)
     parsed = parse_output(text)
+    accelerated = gpu or nnapi or bool(accel_extra)
     rt = {"name": "benchmark_model", "version": None,
-          "xnnpack": dev.xnnpack and not gpu and not nnapi, "threads": task.threads,
-          "delegate": "gpu" if gpu else ("nnapi" if nnapi else ("xnnpack" if dev.xnnpack else "cpu"))}
-    return result_record(dev.name, task, parsed, device_info=device_info, runtime=rt)
+          "xnnpack": dev.xnnpack and not accelerated, "threads": task.threads,
+          "delegate": used if accel != "cpu" else "gpu" if gpu else
+          ("nnapi" if nnapi else ("xnnpack" if dev.xnnpack else "cpu"))}
+    rec = result_record(dev.name, task, parsed, device_info=device_info, runtime=rt)
+    if accel != "cpu":  # what ran where, from the binary's own log: never assumed
+        from .bm_accel import check, read_placement
+        placement = read_placement(accel, text)
+        bad = check(placement, task.accel)
+        if bad is not None and rec.get("status") == "ok":  # its CPU timing is not the row's
+            from ..errors import error_detail
+            from ..results.record import error_result
+            rec = error_result(dev.name, task, f"{bad[0]}: {bad[1]}",
+                               detail=error_detail(bad[0], bad[1]))
+        rec["placement"] = placement
+    return rec
 
 
 def run_tasks(transport: Any, tasks: Sequence[Any], emit: Any, *, workdir: Optional[str] = None,

@@ -93,10 +93,6 @@ class DeviceRun:
                 self._finish(t, error_result(name, t, t.artifact.skipped, status="skipped"))
             elif t.artifact.error:    # the variant could not be made: a failure
                 self._finish(t, error_result(name, t, t.artifact.error))
-            elif t.accelerator != "cpu" and self.device.runner == "benchmark_model":
-                self._finish(t, error_result(
-                    name, t, f"--accelerator {t.accelerator}: runner benchmark_model takes its"
-                    " GPU/NNAPI delegate from devices.yaml `delegate:`, not --accelerator"))
             else:
                 runnable.append(t)
         if not runnable:
@@ -258,7 +254,7 @@ class DeviceRun:
             self.transport, tasks, emit=self._finish,
             workdir=workdir, cancelled=self.cancelled.is_set,
             status=lambda text: self.status(name, text),
-            gpu=delegate == "gpu", nnapi=delegate == "nnapi", op_profiling=self.op_profiling)
+            delegate=delegate, op_profiling=self.op_profiling)
 
     def _task_json(self, t: Task, model: Blob, ev: Optional[Blob]) -> Dict[str, Any]:
         return protocol.build_task(

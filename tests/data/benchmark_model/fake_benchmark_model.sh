@@ -4,8 +4,11 @@
 # ./last-args.txt next to itself, and prints (to stderr, as TFLITE_LOG does) the real output of
 # linux_arm64_mobilenet_quant_cpu.txt with the graph, thread count and run counts it was given.
 # Like the real tool it runs for at least --min_secs (whole seconds, in 1 s sleeps), so a test
-# can catch it mid-run.
-graph=; threads=-1; runs=50; warmup=1; xnn=; prof=false; mins=0
+# can catch it mid-run. Asked for a delegate it prints what the real tool and TFLite print when
+# one applies (GPU: the whole graph; an external delegate .so that exists: 20 of 31 nodes in
+# 3 partitions; one that does not: the load failure) or does not (NNAPI: takes nothing), and,
+# like the real tool, still times the model on the CPU in every case.
+graph=; threads=-1; runs=50; warmup=1; xnn=; prof=false; mins=0; gpu=false; nnapi=false; ext=
 for a in "$@"; do
   case "$a" in
     --graph=*) graph=${a#--graph=} ;;
@@ -15,6 +18,9 @@ for a in "$@"; do
     --use_xnnpack=*) xnn=${a#--use_xnnpack=} ;;
     --enable_op_profiling=*) prof=${a#--enable_op_profiling=} ;;
     --min_secs=*) mins=${a#--min_secs=} ;;
+    --use_gpu=*) gpu=${a#--use_gpu=} ;;
+    --use_nnapi=*) nnapi=${a#--use_nnapi=} ;;
+    --external_delegate_path=*) ext=${a#--external_delegate_path=} ;;
     --help) echo "usage: benchmark_model --graph=MODEL [flags]"; exit 0 ;;
   esac
 done
@@ -43,6 +49,24 @@ echo "INFO: Loaded model $graph"
 i=0
 while [ "$i" -lt "${mins%%.*}" ]; do sleep 1; i=$((i + 1)); done
 [ "$xnn" = false ] || echo "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+if [ "$gpu" = true ]; then
+  echo "INFO: Created TensorFlow Lite delegate for GPU."
+  echo "INFO: Replacing 31 out of 31 node(s) with delegate (TfLiteGpuDelegateV2) node, yielding 1 partitions for the whole graph."
+  echo "INFO: Explicitly applied GPU delegate, and the model graph will be completely executed by the delegate."
+fi
+if [ "$nnapi" = true ]; then
+  echo "INFO: Though NNAPI delegate is explicitly applied, the model graph will not be executed by the delegate."
+fi
+if [ -n "$ext" ]; then
+  if [ -r "$ext" ]; then
+    echo "INFO: EXTERNAL delegate created."
+    echo "INFO: Replacing 20 out of 31 node(s) with delegate (ExternalDelegate) node, yielding 3 partitions for the whole graph."
+    echo "INFO: Explicitly applied EXTERNAL delegate, and the model graph will be partially executed by the delegate w/ 3 delegate kernels."
+  else
+    echo "ERROR: Could not load $ext: cannot open shared object file: No such file or directory"
+    echo "WARNING: Failed to create EXTERNAL delegate."
+  fi
+fi
 echo "INFO: The input model file size (MB): 4.2761"
 echo "INFO: Initialized session in 87.639ms."
 echo "INFO: Running benchmark for at least $warmup iterations and at least 0.5 seconds but terminate if exceeding 150 seconds."
