@@ -312,7 +312,9 @@ class Store:
         return gone
 
     # --- reading --------------------------------------------------------------------------
-    _ORDER = "ORDER BY started_at DESC, id DESC"
+    #: newest first by the store's own insertion order, never by a controller's clock (a run
+    #: whose controller was a year ahead would otherwise stay `last`; started_at is only shown)
+    _ORDER = "ORDER BY id DESC"
 
     def list_runs(self, limit: Optional[int] = 20, label: Optional[str] = None) -> List[Dict[str, Any]]:
         """Newest first: run_id, label, started_at, finished_at, status, n_results, n_ok."""
@@ -445,9 +447,9 @@ class Store:
             sql += (" AND" if cond else " WHERE") + (
                 " x.run_id IN (SELECT r2.run_id FROM runs r2 WHERE EXISTS (SELECT 1 FROM results x"
                 " WHERE x.run_id = r2.run_id" + ("".join(" AND " + w for w in where)) + ")"
-                " ORDER BY r2.started_at DESC, r2.id DESC LIMIT ?)")
+                " ORDER BY r2.id DESC LIMIT ?)")
             params = params + params + [int(last)]
-        sql += " ORDER BY r.started_at, r.id, x.id"
+        sql += " ORDER BY r.id, x.id"
         out = []
         for row in self._read(sql, params):
             res = self._result(row, samples=samples)
