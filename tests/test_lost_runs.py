@@ -100,3 +100,48 @@ def test_store_copy_keeps_the_order_runs_were_stored_in(tmp_path: Path) -> None:
     rid = add_run(src, "sane", _future(0), status="ok")
     assert main(["store", "copy", str(src_path), str(dst_path)]) == 0
     assert open_store(dst_path).resolve("last") == src.resolve("last") == rid
+
+
+def _local_lab(tmp: Path) -> Path:
+    cfg = tmp / "devices.yaml"
+    cfg.write_text(f"version: 1\ndevices:\n  box:\n    transport: local\n"
+                   f"    workdir: {tmp / 'work'}\n")
+    return cfg
+
+
+def _submit(tmp: Path, pg_url: str, cfg: Path) -> str:
+    import team
+    s = team.main(["submit", "--config", str(cfg), "--devices", "box", *team.FAST], pg_url)
+    assert s.returncode == 0, s.stdout + s.stderr
+    return s.stdout.split()[0]
+
+
+def test_worker_once_gives_its_run_a_final_status(tmp_path: Path, pg_url: str) -> None:
+    """`worker --once` runs the queue empty and exits; the run it ran is `ok`, not `running`."""
+    import team
+    cfg = _local_lab(tmp_path)
+    rid = _submit(tmp_path, pg_url, cfg)
+    w = team.cli(["worker", "--lab", "default", "--config", str(cfg), "--once"], tmp_path, pg_url)
+    assert w.returncode == 0, w.stdout + w.stderr
+    assert [r[4] for r in team.results(pg_url, rid)] == ["ok"]
+    assert team.run_status(pg_url, rid) == "ok"
+
+
+def test_cancel_last_right_after_a_submit_cancels_it(tmp_path: Path, pg_url: str) -> None:
+    """`cancel last` names the run just submitted (queued, so not complete), not the newest
+    complete one; a run with nothing left to cancel is said so, exit 2."""
+    import team
+    from edge_bench.results.pg import PgStore
+    with PgStore(pg_url) as st:
+        done = add_run(st, "nightly", _future(0), status="ok")
+    rid = _submit(tmp_path, pg_url, _local_lab(tmp_path))
+    c = team.main(["cancel", "last"], pg_url)
+    assert c.returncode == 0 and f"run {rid}: 1 waiting jobs cancelled" in c.stdout, \
+        c.stdout + c.stderr
+    assert team.run_status(pg_url, rid) == "cancelled"
+    for ref, status in (("last", "cancelled"), (done, "ok")):
+        c = team.main(["cancel", ref], pg_url)
+        assert c.returncode == 2, c.stdout + c.stderr
+        err = c.stderr.strip()
+        assert len(err.splitlines()) <= 2 and "nothing to cancel" in err and status in err, err
+    assert team.run_status(pg_url, done) == "ok"
