@@ -69,7 +69,10 @@ def _data_arrays(path: Optional[str]) -> Dict[str, np.ndarray]:
     p = Path(path).expanduser()
     try:
         if p.is_dir():
-            return {f.stem: tensors.load_npy(f, "data") for f in sorted(p.glob("*.npy"))}
+            files = sorted(p.glob("*.npy"))
+            for f in files:   # a FIFO in the folder would block the read forever
+                check_data_file(f, "data file")
+            return {f.stem: tensors.load_npy(f, "data") for f in files}
         if p.suffix == ".npy":
             check_data_file(p, "data file")
             return {p.stem: tensors.load_npy(p, "data")}
