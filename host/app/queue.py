@@ -16,7 +16,7 @@ import getpass
 import json
 import socket
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import StoreError, UsageError
 from ..results.dburl import is_pg_url, redact
@@ -207,16 +207,25 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def cancel_run(store: Any, app: Any, ref: str) -> Dict[str, int]:
-    """Cancel a queued run: waiting jobs are cancelled, running ones asked to abort."""
-    run_id = store.resolve(ref)
+def cancel_run(store: Any, app: Any, ref: str) -> Tuple[str, Dict[str, int]]:
+    """Cancel a queued run: waiting jobs are cancelled, running ones asked to abort. `last`
+    is the newest run of any status (one just submitted is `queued`, not complete). A run with
+    no waiting or running job is a UsageError saying its status."""
+    run_id = store.resolve(ref, complete=False)
+    jobs = list_jobs(store, run_id=run_id)
+    if not jobs:
+        rows = store._read("SELECT status FROM runs WHERE run_id = ?", (run_id,))
+        status = rows[0]["status"] if rows else "gone"
+        raise UsageError(f"run {run_id}: nothing to cancel: it is {status} and has no waiting or"
+                         " running job", hint="`edge-bench queue` lists the jobs that can be"
+                                              " cancelled; name one's run id")
     out = {"cancelled": 0, "aborting": 0}
-    for j in list_jobs(store, run_id=run_id):
+    for j in jobs:
         if app.job_manager.cancel_job_by_id(j.id, abort=(j.status == "doing")):
             out["aborting" if j.status == "doing" else "cancelled"] += 1
     if not out["aborting"]:
         finalize_runs(store, run_id)
-    return out
+    return run_id, out
 
 
 def describe(url: str) -> str:

@@ -59,7 +59,7 @@ def serve(url: str, lab: str, config: Optional[str], stalled_after: float = 30.0
           once: bool = False) -> int:
     """Run the worker until SIGTERM/SIGINT (or, with `once`, until the queue is empty)."""
     from ..config import find_config, load_fleet
-    from .queue import open_shared, queue_name
+    from .queue import finalize_runs, open_shared, queue_name
     from .tasks import make_app
     path = find_config(config)
     fleet = load_fleet(path)
@@ -94,6 +94,8 @@ def serve(url: str, lab: str, config: Optional[str], stalled_after: float = 30.0
                     sweeper = asyncio.create_task(_sweep(app, store, row, job._STATE))
                     try:
                         await app.run_worker_async(**options)
+                        # the last job's run (--once ends before the sweeper's next round)
+                        await asyncio.to_thread(finalize_runs, store)
                     finally:
                         sweeper.cancel()
                 return

@@ -9,7 +9,7 @@ HELP = "cancel a queued run: waiting jobs are dropped, running ones stopped"
 
 def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser("cancel", help=HELP, description=HELP)
-    p.add_argument("run", metavar="RUN", help="run id, label or last")
+    p.add_argument("run", metavar="RUN", help="run id, label or last (the newest run, queued ones included)")
     p.add_argument("--db", default=None, help="the shared store: postgresql://USER@HOST/DB"
                                               " (default: EDGE_BENCH_DB)")
     p.set_defaults(func=run)
@@ -18,15 +18,15 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..app.queue import cancel_run, open_shared
     from ..app.tasks import make_app
+    from ..render.visible import visible
     store = open_shared(args.db, "cancel")
     app = make_app(store.url)
     app.open()
     try:
-        got = cancel_run(store, app, args.run)
-        run_id = store.resolve(args.run)
+        run_id, got = cancel_run(store, app, args.run)
     finally:
         app.close()
         store.close()
-    print(f"run {run_id}: {got['cancelled']} waiting jobs cancelled, {got['aborting']} running"
-          " jobs asked to stop")
+    print(f"run {visible(run_id)}: {got['cancelled']} waiting jobs cancelled,"
+          f" {got['aborting']} running jobs asked to stop")
     return 0

@@ -18,7 +18,7 @@ def add_parser(subparsers: Any) -> None:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="store_command", metavar="ACTION", required=True)
     c = sub.add_parser("copy", help="copy every run (results, raw samples) from SRC into DST;"
-                                    " runs DST already has are skipped")
+                                    " runs DST already has are skipped, runs still running wait for the next copy")
     c.add_argument("src", metavar="SRC", help="a SQLite file or postgresql:// URL to read")
     c.add_argument("dst", metavar="DST", help="a SQLite file or postgresql:// URL to write"
                                               " (password from PGPASSWORD or ~/.pgpass)")
@@ -30,4 +30,9 @@ def run(args: argparse.Namespace) -> int:
     rep = copy_store(args.src, args.dst)
     print(f"copied {rep.runs} runs ({rep.results} results) from {rep.source} to {rep.destination}"
           + (f"; {rep.skipped} runs were already there" if rep.skipped else ""))
+    if rep.unfinished:
+        from ..render.visible import visible
+        ids = ", ".join(visible(r) for r in rep.unfinished)
+        print(f"not copied yet, still running: {ids}; copy again once"
+              " they have finished (they are brought whole then)")
     return 0

@@ -70,7 +70,7 @@ def _data_arrays(path: Optional[str]) -> Dict[str, np.ndarray]:
     try:
         if p.is_dir():
             files = sorted(p.glob("*.npy"))
-            for f in files:
+            for f in files:   # a FIFO in the folder would block the read forever
                 check_data_file(f, "data file")
             return {f.stem: tensors.load_npy(f, "data") for f in files}
         if p.suffix == ".npy":

@@ -33,6 +33,7 @@ from edge_bench_agent.accel_spec import result_accelerator
 
 from .cells import json_cell, number_cell, samples_cell
 from .dburl import redact_argv
+from .where import busy_timeout_s, default_db_path  # noqa: F401 (default_db_path: imported from here)
 from .migrations import MIGRATIONS, SCHEMA_VERSION, check_not_newer
 
 SCHEMA = "edge-bench/run/1"
@@ -45,36 +46,6 @@ _REF_LAST = re.compile(r"^last(?:~(\d+))?$")
 #: `interrupted` was stopped by Ctrl-C): one crashed nightly must not become the next baseline
 COMPLETE = ("ok", "partial", "finished")
 _COMPLETE_SQL = "status IN (" + ", ".join(f"'{s}'" for s in COMPLETE) + ")"
-
-
-def default_db_path() -> Path:
-    """EDGE_BENCH_DB, else $XDG_DATA_HOME/edge-bench/results.sqlite (~/.local/share by default)."""
-    env = os.environ.get("EDGE_BENCH_DB")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(base) / "edge-bench" / "results.sqlite"
-
-
-#: how long a write waits for another process's lock on the SQLite store before it gives up
-#: (the result is then kept for the end of the run, see app/run.py StoreWriter)
-DEFAULT_BUSY_TIMEOUT_S = 30.0
-
-
-def busy_timeout_s() -> float:
-    """$EDGE_BENCH_DB_BUSY_S (seconds, 0 < x <= 3600), else DEFAULT_BUSY_TIMEOUT_S."""
-    raw = os.environ.get("EDGE_BENCH_DB_BUSY_S")
-    if raw is None or not raw.strip():
-        return DEFAULT_BUSY_TIMEOUT_S
-    try:
-        value = float(raw)
-    except ValueError:
-        value = float("nan")
-    if not (0 < value <= 3600):    # NaN fails too
-        from ..errors import UsageError
-        raise UsageError(f"EDGE_BENCH_DB_BUSY_S={raw!r} is not a number of seconds in (0, 3600]",
-                         hint="unset it (default 30) or give e.g. EDGE_BENCH_DB_BUSY_S=10")
-    return value
 
 
 def _now() -> str:
@@ -312,7 +283,9 @@ class Store:
         return gone
 
     # --- reading --------------------------------------------------------------------------
-    _ORDER = "ORDER BY started_at DESC, id DESC"
+    #: newest first by the store's own insertion order, never by a controller's clock (a run
+    #: whose controller was a year ahead would otherwise stay `last`; started_at is only shown)
+    _ORDER = "ORDER BY id DESC"
 
     def list_runs(self, limit: Optional[int] = 20, label: Optional[str] = None) -> List[Dict[str, Any]]:
         """Newest first: run_id, label, started_at, finished_at, status, n_results, n_ok."""
@@ -445,9 +418,9 @@ class Store:
             sql += (" AND" if cond else " WHERE") + (
                 " x.run_id IN (SELECT r2.run_id FROM runs r2 WHERE EXISTS (SELECT 1 FROM results x"
                 " WHERE x.run_id = r2.run_id" + ("".join(" AND " + w for w in where)) + ")"
-                " ORDER BY r2.started_at DESC, r2.id DESC LIMIT ?)")
+                " ORDER BY r2.id DESC LIMIT ?)")
             params = params + params + [int(last)]
-        sql += " ORDER BY r.started_at, r.id, x.id"
+        sql += " ORDER BY r.id, x.id"
         out = []
         for row in self._read(sql, params):
             res = self._result(row, samples=samples)
