@@ -105,6 +105,9 @@ def test_a_slowdown_on_a_busy_device_is_inconclusive_and_says_why() -> None:
     assert compare_results(base, _result(1.4, 0.02))["verdict"] == "slower"
     assert compare_results(cand, base)["verdict"] == "inconclusive"   # faster, the base busy
     assert compare_results(_result(1.4, 1.3), _result(1.0, 0.02))["busy"].endswith("the baseline")
+    # a change larger than the load can explain (1 + 1.3 cores) stands out of it
+    huge = compare_results(base, _result(3.0, 1.3))
+    assert huge["verdict"] == "slower" and huge["busy"] is None
     # results without the numbers (older runs) are judged as before
     old = {k: v for k, v in cand.items() if k != "interference"}
     assert compare_results(base, old)["verdict"] == "slower"

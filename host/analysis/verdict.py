@@ -50,7 +50,8 @@ one process (older runs, `--processes 1`) are judged exactly as before.
 
 A busy device: a `slower` (`faster`) whose candidate (baseline) ran while other processes
 kept at least half a core busy, more than during the other run, is `inconclusive` with the
-reason on the row (analysis/interference.py: the agent measures it from /proc).
+reason on the row, unless the change exceeds what that load can explain (1 + busy cores)
+(analysis/interference.py: the agent measures it from /proc).
 
 Accuracy: `accuracy-drop` when top-1 falls by more than `accuracy_threshold` (default 0.01 =
 1 point) or agreement with the fp32 reference falls by more than that, or the candidate's
@@ -325,7 +326,7 @@ def compare_results(base: Optional[Dict[str, Any]], cand: Optional[Dict[str, Any
     row["base_other_cores"], row["cand_other_cores"] = load(base), load(cand)
     if ratio is not None and row["verdict"] in ("slower", "faster", "inconclusive") \
             and (ratio >= up or ratio <= down):
-        busy = busy_reason(base, cand, "slower" if ratio >= up else "faster")
+        busy = busy_reason(base, cand, ratio)
         if busy is not None:  # a change other load on the device can explain (interference.py)
             row["busy"] = busy
             row["notes"].insert(0, f"{busy}: its p25 {(ratio - 1) * 100:+.1f}% is not judged;"
