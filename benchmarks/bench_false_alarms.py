@@ -103,21 +103,29 @@ def main() -> None:
     ap.add_argument("--quiet-runs", type=int, default=16)
     ap.add_argument("--busy-runs", type=int, default=6)
     ap.add_argument("--pairs", type=int, default=120)
+    ap.add_argument("--keep", metavar="FILE", help="write the runs made to FILE (JSON)")
+    ap.add_argument("--runs-from", metavar="FILE", help="judge the runs in FILE, make none")
     args = ap.parse_args()
     from edge_bench.analysis.verdict import compare_results
     t0 = time.time()
-    with tempfile.TemporaryDirectory() as d:
-        tmp = Path(d)
-        quiet = [one_run(tmp, i) for i in range(args.quiet_runs)]
-        busy = []
-        load = [subprocess.Popen([sys.executable, "-c", code]) for code in LOADS]
-        try:
-            time.sleep(2.0)
-            busy = [one_run(tmp, 100 + i) for i in range(args.busy_runs)]
-        finally:
-            for p in load:
-                p.kill()
-                p.wait()
+    if args.runs_from:
+        got = json.loads(Path(args.runs_from).read_text())
+        quiet, busy = got["quiet"], got["busy"]
+    else:
+        with tempfile.TemporaryDirectory() as d:
+            tmp = Path(d)
+            quiet = [one_run(tmp, i) for i in range(args.quiet_runs)]
+            busy = []
+            load = [subprocess.Popen([sys.executable, "-c", code]) for code in LOADS]
+            try:
+                time.sleep(2.0)
+                busy = [one_run(tmp, 100 + i) for i in range(args.busy_runs)]
+            finally:
+                for p in load:
+                    p.kill()
+                    p.wait()
+        if args.keep:
+            Path(args.keep).write_text(json.dumps({"quiet": quiet, "busy": busy}))
     qpool = [p for r in quiet for p in processes(r)]
     bpool = [p for r in busy for p in processes(r)]
     oc = lambda rs: [round((r.get("interference") or {}).get("other_cores") or 0, 2) for r in rs]  # noqa: E731

@@ -104,6 +104,8 @@ def test_a_slowdown_on_a_busy_device_is_inconclusive_and_says_why() -> None:
     # the same numbers on a quiet device are a regression; a faster candidate is judged as ever
     assert compare_results(base, _result(1.4, 0.02))["verdict"] == "slower"
     assert compare_results(cand, base)["verdict"] == "inconclusive"   # faster, the base busy
+    # both runs busy: the same CPU time of other processes can interfere very differently
+    assert compare_results(_result(1.0, 1.2), _result(1.4, 1.3))["verdict"] == "inconclusive"
     assert compare_results(_result(1.4, 1.3), _result(1.0, 0.02))["busy"].endswith("the baseline")
     # a change larger than the load can explain (1 + 1.3 cores) stands out of it
     huge = compare_results(base, _result(3.0, 1.3))

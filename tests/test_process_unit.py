@@ -60,3 +60,10 @@ def test_a_change_seen_by_a_minority_of_processes_is_not_judged() -> None:
     assert row["verdict"] == "inconclusive", row
     assert "but only 1 of the baseline's 3 worker processes ran at its fast level" \
         in row["notes"][0], row["notes"]
+
+
+def test_a_change_larger_than_the_disagreement_is_judged() -> None:
+    """Processes that disagree (a loaded machine) cannot hide an 8x slower model: every
+    candidate process is beyond every baseline process."""
+    row = compare_results(_run([1.44, 2.06, 2.08], 10), _run([12.0, 14.0, 16.5], 11))
+    assert row["verdict"] == "slower", row

@@ -9,8 +9,10 @@ with an interval of +-1% (the interval counts samples, not processes): quiet pai
 `faster -20.5% [-20.9, -20.5]`. So the fast quartile is pooled over the processes at the
 side's fast level only (`fast_processes`: p25 within the threshold of its fastest process;
 slow processes are never faster, and a real slowdown moves every process, the fastest too),
-and a `slower`/`faster` verdict needs those to be a strict majority of the side's processes;
-else it is `inconclusive`, saying which side and what to do.
+and a `slower`/`faster` verdict needs those to be a strict majority of the side's processes
+(else it is `inconclusive`, saying which side and what to do), unless the processes themselves
+separate: every candidate process beyond every baseline process by the threshold (`separated`:
+an 8x slower model timed while processes disagree by 30% is `slower`).
 """
 from __future__ import annotations
 
@@ -53,3 +55,14 @@ def minority_note(who: str, process_p25: Optional[Sequence[float]],
     return (f"only {n} of the {who}'s {len(vals)} worker processes ran at its fast level: its"
             " fast quartile depends on which processes happened to run slow; not judged"
             " (time more processes: --processes)")
+
+
+def separated(base_p25: Optional[Sequence[float]], cand_p25: Optional[Sequence[float]],
+              threshold: float) -> bool:
+    """Every candidate process's p25 above every baseline process's by more than `threshold`
+    (or below, mirrored): a change no disagreement between processes can explain."""
+    a = [float(x) for x in base_p25 or [] if x is not None and x > 0]
+    b = [float(x) for x in cand_p25 or [] if x is not None and x > 0]
+    if not a or not b:
+        return False
+    return min(b) > max(a) * (1.0 + threshold) or max(b) * (1.0 + threshold) < min(a)

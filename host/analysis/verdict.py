@@ -55,7 +55,7 @@ that ran slow throughout is left out, it moved a microsecond model's pooled p25 
 `inconclusive`.
 
 A busy device: a `slower` (`faster`) whose candidate (baseline) ran while other processes
-kept at least half a core busy, more than during the other run, is `inconclusive` with the
+kept at least half a core busy (whatever the other run saw) is `inconclusive` with the
 reason on the row, unless the change exceeds what that load can explain (1 + busy cores)
 (analysis/interference.py: the agent measures it from /proc).
 
@@ -73,7 +73,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from .interference import busy_reason, load
-from .processes import at_fast_level, fast_processes, minority_note
+from .processes import at_fast_level, fast_processes, minority_note, separated
 from .stats import (mannwhitney_blocks, process_blocks, process_quantiles, quantile_ratio_ci,
                     split_processes)
 
@@ -333,7 +333,9 @@ def compare_results(base: Optional[Dict[str, Any]], cand: Optional[Dict[str, Any
                 and (med_ratio - 1) * (ratio - 1) <= 0:
             row["notes"].append(f"judged on the fast quartile (p25 {(ratio - 1) * 100:+.1f}%); the "
                                 f"median moved {(med_ratio - 1) * 100:+.1f}% (other load in a run?)")
-    if row["verdict"] in ("slower", "faster"):   # processes as the unit: analysis/processes.py
+    if row["verdict"] in ("slower", "faster") and not separated(
+            row["base_process_p25_ms"], row["cand_process_p25_ms"], threshold):
+        # processes as the unit (analysis/processes.py)
         for who, side in (("baseline", "base"), ("candidate", "cand")):
             why = minority_note(who, row[f"{side}_process_p25_ms"], threshold)
             if why is not None:
