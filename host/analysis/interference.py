@@ -82,9 +82,9 @@ def busy_reason(base: Dict[str, Any], cand: Dict[str, Any], ratio: float) -> Opt
 
 
 def busy_note(result: Dict[str, Any]) -> Optional[str]:
-    """What `run` says while it runs when a result was timed on a busy device."""
+    """What `run` says while it runs (once per device) when a result was timed on a busy
+    device; None when it was not busy."""
     if not is_busy(result):
         return None
-    return (f"device busy: {describe(result, 'timing')} of {result.get('model')}"
-            f" {result.get('variant')} on {result.get('device')}; a comparison will call its"
-            " slowdowns that load can explain are not judged")
+    return (f"{result.get('device')} is busy: {describe(result, 'timing')}; slowdowns that"
+            " load can explain will not be judged")

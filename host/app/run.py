@@ -296,13 +296,16 @@ def execute(req: RunRequest, display: Display, json_out: Optional[str] = None,
 
     writer = StoreWriter(store, doc["run_id"], display.note) if store is not None else None
 
+    busy_devices: set = set()
+
     def on_result(r: Dict[str, Any]) -> None:
         doc["results"].append(r)
         if writer is not None:
             writer.add(r)      # never raises: a store failure must not stop the benchmark
         display.on_result(r)
-        busy = busy_note(r)
-        if busy is not None:   # said while it runs: this result cannot show a slowdown
+        busy = busy_note(r) if r.get("device") not in busy_devices else None
+        if busy is not None:   # said while it runs, once per device: its slowdowns are not judged
+            busy_devices.add(r.get("device"))
             display.note(f"edge-bench: warning: {busy}")
 
     from ..fleet.session import Session
