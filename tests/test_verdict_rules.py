@@ -194,8 +194,8 @@ def test_processes_that_disagree_by_the_threshold_are_named() -> None:
     fast = min(p25)
     odd = ", ".join(f"{(x / fast - 1) * 100:+.1f}%" for x in p25)
     assert r["base_process_p25_ms"] == pytest.approx(p25)
-    assert (f"baseline processes disagree (p25 vs the fastest: {odd}); the pooled fast "
-            "quartile comes from the faster ones") in r["notes"]
+    assert (f"baseline processes disagree (p25 vs the fastest: {odd}); judged on the 2 of 3"
+            " at the fast level") in r["notes"]
     assert not any("candidate processes" in n for n in r["notes"])
     # 4% apart: under the 5% threshold, not named
     parts[1] = tight(200, seed=2) * 1.04

@@ -48,9 +48,16 @@ their p75), while a real slowdown moves every process. The median of the per-pro
 tried too and was worse: it follows two unlucky processes of three all the way. Results with
 one process (older runs, `--processes 1`) are judged exactly as before.
 
+Processes as the unit (analysis/processes.py): the fast quartile is pooled over the processes
+at each side's fast level only (p25 within the threshold of its fastest process: a process
+that ran slow throughout is left out, it moved a microsecond model's pooled p25 by 6%), and a
+`slower`/`faster` needs those to be a strict majority of the side's processes, else it is
+`inconclusive`.
+
 A busy device: a `slower` (`faster`) whose candidate (baseline) ran while other processes
-kept at least half a core busy, more than during the other run, is `inconclusive` with the
-reason on the row (analysis/interference.py: the agent measures it from /proc).
+kept at least half a core busy (whatever the other run saw) is `inconclusive` with the
+reason on the row, unless the change exceeds what that load can explain (1 + busy cores)
+(analysis/interference.py: the agent measures it from /proc).
 
 Accuracy: `accuracy-drop` when top-1 falls by more than `accuracy_threshold` (default 0.01 =
 1 point) or agreement with the fp32 reference falls by more than that, or the candidate's
@@ -67,6 +74,7 @@ import numpy as np
 from edge_bench_agent.accel_spec import result_accelerator
 
 from .interference import busy_reason, load
+from .processes import at_fast_level, fast_processes, minority_note, separated
 from .stats import (mannwhitney_blocks, process_blocks, process_quantiles, quantile_ratio_ci,
                     split_processes)
 
@@ -265,10 +273,12 @@ def compare_results(base: Optional[Dict[str, Any]], cand: Optional[Dict[str, Any
         ga, gb = _groups(base), _groups(cand)
         ratio, lo, hi = quantile_ratio_ci(ga, gb, q=0.5, confidence=confidence, seed=seed)
         row["ratio"], row["ci_lo"], row["ci_hi"] = ratio, lo, hi
-        # decided on the fast quartile of all processes' samples (see "Several processes");
-        # the blocks (cut within each process) serve the interval, the test and the counts
-        qa, qb = process_blocks(ga, q), process_blocks(gb, q)
-        qr, qlo, qhi = quantile_ratio_ci(ga, gb, q=q, confidence=confidence, seed=seed,
+        # decided on the fast quartile of the samples of the processes at each side's fast
+        # level (see "Several processes", analysis/processes.py); the blocks (cut within each
+        # process) serve the interval, the test and the counts
+        fa, fb = fast_processes(ga, q, threshold), fast_processes(gb, q, threshold)
+        qa, qb = process_blocks(fa, q), process_blocks(fb, q)
+        qr, qlo, qhi = quantile_ratio_ci(fa, fb, q=q, confidence=confidence, seed=seed,
                                          blocks=(qa, qb))
         row["p25_ratio"], row["p25_ci_lo"], row["p25_ci_hi"] = qr, qlo, qhi
         row["p_value"] = mannwhitney_blocks(qa, qb)
@@ -281,8 +291,9 @@ def compare_results(base: Optional[Dict[str, Any]], cand: Optional[Dict[str, Any
             if pq.size >= 2 and float(pq.max() / pq.min() - 1.0) >= threshold:
                 fast = float(pq.min())
                 odd = ", ".join(f"{(x / fast - 1) * 100:+.1f}%" for x in pq)
+                n = at_fast_level(pq, threshold)
                 row["notes"].append(f"{who} processes disagree (p25 vs the fastest: {odd});"
-                                    " the pooled fast quartile comes from the faster ones")
+                                    f" judged on the {n} of {pq.size} at the fast level")
 
     med_ratio = row["ratio"]
     if row["p25_ratio"] is not None:
@@ -338,10 +349,19 @@ def compare_results(base: Optional[Dict[str, Any]], cand: Optional[Dict[str, Any
                 and (med_ratio - 1) * (ratio - 1) <= 0:
             row["notes"].append(f"judged on the fast quartile (p25 {(ratio - 1) * 100:+.1f}%); the "
                                 f"median moved {(med_ratio - 1) * 100:+.1f}% (other load in a run?)")
+    if row["verdict"] in ("slower", "faster") and not separated(
+            row["base_process_p25_ms"], row["cand_process_p25_ms"], threshold):
+        # processes as the unit (analysis/processes.py)
+        for who, side in (("baseline", "base"), ("candidate", "cand")):
+            why = minority_note(who, row[f"{side}_process_p25_ms"], threshold)
+            if why is not None:
+                row["verdict"] = "inconclusive"
+                row["notes"].insert(0, f"p25 {(ratio - 1) * 100:+.1f}% but {why}")
+                break
     row["base_other_cores"], row["cand_other_cores"] = load(base), load(cand)
     if ratio is not None and row["verdict"] in ("slower", "faster", "inconclusive") \
             and (ratio >= up or ratio <= down):
-        busy = busy_reason(base, cand, "slower" if ratio >= up else "faster")
+        busy = busy_reason(base, cand, ratio)
         if busy is not None:  # a change other load on the device can explain (interference.py)
             row["busy"] = busy
             row["notes"].insert(0, f"{busy}: its p25 {(ratio - 1) * 100:+.1f}% is not judged;"
@@ -414,8 +434,9 @@ def _doc_ref(doc: Dict[str, Any]) -> Dict[str, Any]:
             "started_at": doc.get("started_at"), "source": doc.get("_source")}
 
 
-def run_level(result: Dict[str, Any]) -> Optional[float]:
-    """The statistic verdicts are decided on (DECISION_QUANTILE of all the samples, pooled over
-    the worker processes) for one result."""
-    s = _samples(result)
+def run_level(result: Dict[str, Any], threshold: float = DEFAULT_THRESHOLD) -> Optional[float]:
+    """The statistic verdicts are decided on (DECISION_QUANTILE of the samples pooled over the
+    worker processes at the result's fast level, analysis/processes.py) for one result."""
+    groups = fast_processes(_groups(result), DECISION_QUANTILE, threshold)
+    s = np.concatenate(groups) if groups else np.zeros(0)
     return float(np.quantile(s, DECISION_QUANTILE)) if s.size else None

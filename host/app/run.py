@@ -363,16 +363,16 @@ def execute(req: RunRequest, display: Display, json_out: Optional[str] = None,
 
     writer = StoreWriter(store, doc["run_id"], display.note) if store is not None else None
 
-    busy_said: Set[Any] = set()  # devices already said to be busy
+    busy_devices: Set[Any] = set()  # devices already said to be busy
 
     def on_result(r: Dict[str, Any]) -> None:
         doc["results"].append(r)
         if writer is not None:
             writer.add(r)      # never raises: a store failure must not stop the benchmark
         display.on_result(r)
-        busy = busy_note(r) if r.get("device") not in busy_said else None
-        if busy is not None:   # said while it runs, once per device: its results cannot show
-            busy_said.add(r.get("device"))    # a slowdown
+        busy = busy_note(r) if r.get("device") not in busy_devices else None
+        if busy is not None:   # said while it runs, once per device: its slowdowns are not judged
+            busy_devices.add(r.get("device"))
             display.note(f"edge-bench: warning: {busy}")
 
     from ..fleet.session import Session
