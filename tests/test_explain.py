@@ -18,10 +18,7 @@ FACE = "mediapipe/face_landmark.tflite"
 
 @pytest.fixture(scope="module")
 def models() -> Dict[str, Path]:
-    try:
-        return corpus.fetch()
-    except corpus.Unreachable as e:
-        pytest.skip(str(e))
+    return corpus.fetch_or_skip()
 
 
 def test_explain_lists_the_ops_that_lose_the_most(tmp_path: Path) -> None:

@@ -19,10 +19,7 @@ MP = "mediapipe/"
 
 @pytest.fixture(scope="module")
 def models() -> Dict[str, Path]:
-    try:
-        return corpus.fetch()
-    except corpus.Unreachable as e:
-        pytest.skip(str(e))
+    return corpus.fetch_or_skip()
 
 
 def _input_detail(model: Path) -> Dict:

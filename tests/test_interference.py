@@ -21,6 +21,12 @@ from edge_bench_agent import interference as agent_busy
 from edge_bench.analysis import interference
 from edge_bench.analysis.verdict import compare_results
 
+from cli import edge_bench as _edge_bench
+
+
+def edge_bench(args: List[str], tmp: Path) -> "subprocess.CompletedProcess[str]":
+    return _edge_bench(args, tmp, timeout=600)
+
 REPO = Path(__file__).resolve().parents[1]
 MOBILENET = REPO / "host" / "models" / "builtin" / "data" / "mobilenet.tflite"
 
@@ -124,19 +130,6 @@ LOADS = {
     "memory": ("import numpy as np\na = np.ones(20_000_000)\nb = np.empty_like(a)\n"
                "while True: np.copyto(b, a)\n"),
 }
-
-
-def _env(tmp: Path) -> Dict[str, str]:
-    e = dict(os.environ)
-    e["EDGE_BENCH_CACHE"] = str(tmp / "cache")
-    e.pop("EDGE_BENCH_CONFIG", None)
-    e.pop("EDGE_BENCH_DB", None)
-    return e
-
-
-def edge_bench(args: List[str], tmp: Path) -> "subprocess.CompletedProcess[str]":
-    return subprocess.run([sys.executable, "-m", "edge_bench.cli", *args], capture_output=True,
-                          text=True, env=_env(tmp), cwd=str(tmp), timeout=600)
 
 
 TIMING = ["--model", "builtin:digits", "--variants", "fp32", "--runs", "300",

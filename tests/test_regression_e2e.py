@@ -21,27 +21,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict
 
 import pytest
+
+from cli import cli_env as _env, edge_bench  # noqa: F401 (used here and by others)
 
 # exclusive: it compares the speed of two runs; no other test runs beside it (conftest.py)
 pytestmark = pytest.mark.exclusive
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _env(tmp: Path) -> Dict[str, str]:
-    e = dict(os.environ)
-    e["EDGE_BENCH_CACHE"] = str(tmp / "cache")
-    e.pop("EDGE_BENCH_CONFIG", None)
-    e.pop("EDGE_BENCH_DB", None)
-    return e
-
-
-def edge_bench(args: List[str], tmp: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edge_bench.cli", *args], capture_output=True,
-                          text=True, env=_env(tmp), cwd=str(tmp), timeout=timeout)
 
 
 def _build_model(extra: int) -> bytes:

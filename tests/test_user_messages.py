@@ -20,10 +20,7 @@ BLOB = re.compile(r"[0-9a-f]{24,64}(-r\d+)?\.tflite|blobs/|edge-bench/baseline")
 
 @pytest.fixture(scope="module")
 def models() -> Dict[str, Path]:
-    try:
-        return corpus.fetch()
-    except corpus.Unreachable as e:
-        pytest.skip(str(e))
+    return corpus.fetch_or_skip()
 
 
 def test_random_calibration_warning_is_one_line_once_per_run(tmp_path: Path) -> None:
