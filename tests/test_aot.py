@@ -68,3 +68,34 @@ def test_the_aot_row_runs_next_to_jit_and_matches_fp32(tmp_path: Path, name: str
     # the Interpreter cannot run DISPATCH_OP: a cpu row on the AOT file is one clear error
     cpu = by[(str(aot), "given", "cpu")]
     assert cpu["status"] == "error" and "compiled ahead of time for an NPU" in cpu["error"]
+
+
+def test_run_aot_adds_a_compiled_row_per_variant_on_the_npu_only(tmp_path: Path) -> None:
+    si = need_stand_ins()
+    cfg = config(tmp_path, stand_in_env(si))
+    db = tmp_path / "r.sqlite"
+    got = run(tmp_path, cfg, ["--model", "builtin:digits", "--variants", "fp32,fp16",
+                              "--aot", "intel_openvino", "--accelerator", "cpu,npu",
+                              "--npu-option", "graph_backend=cpu", "--db", str(db)])
+    assert got["proc"].returncode == 0, got["proc"].stderr + got["proc"].stdout
+    by = rows(got["doc"])
+    assert sorted(k[1:] for k in by) == sorted([("fp32", "cpu"), ("fp32", "npu"), ("fp16", "cpu"),
+                                               ("fp16", "npu"), ("fp32+aot", "npu"),
+                                               ("fp16+aot", "npu")])  # no cpu row on an AOT file
+    for v in ("fp32", "fp16"):
+        jit, ahead = by[("builtin:digits", v, "npu")], by[("builtin:digits", v + "+aot", "npu")]
+        assert ahead["status"] == "ok" and ahead["placement"]["aot"] is True, ahead["error"]
+        assert ahead["model_sha256"] != jit["model_sha256"]
+        assert ahead["init_ms"] < jit["init_ms"], (ahead["init_ms"], jit["init_ms"])
+        # the digits eval set, scored against the fp32 reference like every variant
+        assert ahead["accuracy"]["top1"] == pytest.approx(jit["accuracy"]["top1"], abs=0.01)
+        assert "compiled ahead of time for intel_openvino:LNL" in ahead["recipe"]
+    p = edge_bench(["history", "--db", str(db), "--model", "builtin:digits"], tmp_path)
+    assert p.returncode == 0 and "fp32+aot" in p.stdout, p.stderr + p.stdout
+
+
+def test_run_aot_without_the_npu_is_a_usage_error(tmp_path: Path) -> None:
+    p = edge_bench(["run", "--model", "builtin:digits", "--variants", "fp32", "--aot",
+                    "intel_openvino", "--no-store"], tmp_path)
+    assert p.returncode == 2 and "--aot needs --accelerator npu" in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr
