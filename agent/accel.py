@@ -23,7 +23,7 @@ try:
 except Exception:  # noqa: BLE001 - the task reports NoRuntime before this is used
     np = None  # type: ignore[assignment]
 
-from .accel_spec import ACCELERATOR_ERROR
+from .accel_spec import ACCELERATOR_ERROR, DISPATCH_OP
 from .placement import capture_fd2, read_placement, why_failed
 from .protocol import AgentError
 
@@ -74,10 +74,6 @@ def count_ops(interp: Any) -> Optional[int]:
         return len([d for d in interp._get_ops_details() if d.get("op_name") != "DELEGATE"])
     except Exception:  # noqa: BLE001 - older runtimes
         return None
-
-
-#: the custom op an ahead-of-time NPU compile leaves in the graph, one per compiled partition
-DISPATCH_OP = "DISPATCH_OP"
 
 
 def _op_names(interp: Any) -> List[str]:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
@@ -42,6 +41,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from ..models import builtin
     from ..models.aot import aot_compile
+    from ..models.quantcache import write_atomic
     if builtin.is_builtin(args.model):
         src, stem = builtin.resolve(args.model).path, args.model.split(":", 1)[1]
     else:
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         out_dir = Path(args.output).expanduser()
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / f"{stem}-{res.target.replace(':', '_')}.tflite"
-        shutil.copyfile(res.path, path)
+        write_atomic(path, res.path.read_bytes())  # replaces, never writes through, a link
     print(f"{path}  {res.bytes:,} bytes  sha256 {res.sha256[:16]}  target {res.target}"
           f"{'  (cached)' if res.cached else ''}")
     sys.stdout.flush()

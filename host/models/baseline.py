@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Tuple, Union
 
+from edge_bench_agent.accel_spec import DISPATCH_OP
+
 from ..errors import ModelError
 from ..hashing import sha256_file
 from . import repair as rep
@@ -30,8 +32,7 @@ from . import repair as rep
 #: bump when repair.py changes what it writes (derived files are cached by this)
 REPAIR_VERSION = 2
 QUANTIZED_KINDS = ("int8", "int16x8", "int8-weights", "aot")
-#: the custom op an ahead-of-time NPU compile leaves (agent/accel.py DISPATCH_OP; models/aot.py)
-DISPATCH_OP = "DISPATCH_OP"
+
 
 _KIND_TEXT = {
     "float32": "float32",
