@@ -69,6 +69,24 @@ def litert_version() -> str:
         return "?"
 
 
+def _why(failure: object) -> str:
+    """A failed backend's message (the tools give (backend, text)), with the last error line
+    of the log file it points to (`See /tmp/x.error for details`), which it then removes."""
+    import re
+    text = str(failure[1]) if isinstance(failure, tuple) and len(failure) > 1 else str(failure)
+    m = re.search(r"See (\S+\.error) for details", text)
+    if m:
+        p = Path(m.group(1))
+        try:
+            lines = [ln for ln in p.read_text(errors="replace").splitlines()
+                     if "ERROR" in ln or "rror:" in ln]
+            p.unlink()
+        except OSError:
+            lines = []
+        text = text[:m.start()].rstrip(" .") + (f": {lines[-1].strip()}" if lines else "")
+    return text
+
+
 def _compile_into(src: Path, tmp_out: str, target, flags: Dict[str, str]) -> None:
     """Run the AOT compile on a private copy of `src`; write the compiled model to `tmp_out`."""
     from ..quiet import captured_output, noise_free
@@ -87,9 +105,9 @@ def _compile_into(src: Path, tmp_out: str, target, flags: Dict[str, str]) -> Non
         failed = getattr(res, "failed_backends", None) or []
         made = [m for _, m in getattr(res, "models_with_backend", [])]
         if failed or not made:
-            why = " ".join(str(failed or noise_free(log[0] if log else "", 300)).split())
+            why = "; ".join(_why(f) for f in failed) or noise_free(log[0] if log else "", 300)
             raise ModelError(f"AOT compile of {src.name} for {target!r} failed: "
-                             f"{why[:300] or 'no compiled model was produced'}")
+                             f"{' '.join(why.split())[:300] or 'no compiled model was produced'}")
         files = sorted(out_dir.glob("*.tflite"))
         if not files:
             raise ModelError(f"AOT compile of {src.name} for {target!r} wrote no .tflite")
@@ -98,9 +116,9 @@ def _compile_into(src: Path, tmp_out: str, target, flags: Dict[str, str]) -> Non
 
 def aot_compile(model: Path, target_text: str, cache_dir: Optional[Path] = None) -> AotResult:
     """The AOT-compiled model for `target_text` (VENDOR[:SOC]), from the cache or made now."""
+    from .modelinfo import check_tflite
     vendor, soc = parse_target(target_text)
-    if not model.is_file():
-        raise UsageError(f"{model}: no such model file (give a .tflite or builtin:NAME)")
+    check_tflite(model)  # one line for a missing, empty or non-TFLite file
     target, soc = _target(vendor, soc)
     flags = VENDORS[vendor][1]
     sha = sha256_file(model)
