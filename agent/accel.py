@@ -23,7 +23,7 @@ try:
 except Exception:  # noqa: BLE001 - the task reports NoRuntime before this is used
     np = None  # type: ignore[assignment]
 
-from .accel_spec import ACCELERATOR_ERROR
+from .accel_spec import ACCELERATOR_ERROR, DISPATCH_OP
 from .placement import capture_fd2, read_placement, why_failed
 from .protocol import AgentError
 
@@ -74,6 +74,26 @@ def count_ops(interp: Any) -> Optional[int]:
         return len([d for d in interp._get_ops_details() if d.get("op_name") != "DELEGATE"])
     except Exception:  # noqa: BLE001 - older runtimes
         return None
+
+
+def _op_names(interp: Any) -> List[str]:
+    try:
+        return [str(d.get("op_name")) for d in interp._get_ops_details()]
+    except Exception:  # noqa: BLE001 - older runtimes
+        return []
+
+
+def is_aot(interp: Any) -> bool:
+    """Whether the model was compiled ahead of time for an NPU (holds DISPATCH_OP nodes)."""
+    return DISPATCH_OP in _op_names(interp)
+
+
+def aot_placement(interp: Any) -> Tuple[int, int]:
+    """(dispatch partitions, nodes) of an AOT model, counted from its graph: each DISPATCH_OP
+    node is one partition the vendor's dispatch library runs; any other node runs on the CPU.
+    The model ops inside a partition are in the vendor's bytecode, not countable here."""
+    names = [n for n in _op_names(interp) if n != "DELEGATE"]
+    return names.count(DISPATCH_OP), len(names)
 
 
 class CompiledRunner:
@@ -164,7 +184,15 @@ def open_accelerated(interp: Any, path: str, spec: Dict[str, Any], threads: Opti
     t0 = time.perf_counter_ns()
     model, err, text = capture_fd2(lambda: api["CompiledModel"].from_file(path, options=options))
     compile_ms = (time.perf_counter_ns() - t0) / 1e6
-    placement = read_placement(asked, text, count_ops(interp))
+    aot = asked == "npu" and is_aot(interp)
+    if aot:  # no plugin runs: the log says so, the graph says what the dispatch takes
+        parts, nodes = aot_placement(interp)
+        placement = read_placement(asked, text, nodes)
+        if err is None and model is not None and "DispatchDelegate" in text:
+            placement.update(ran=asked, ops_placed=parts, partitions=parts, fallback=None)
+        placement["aot"] = True
+    else:
+        placement = read_placement(asked, text, count_ops(interp))
     placement["compile_ms"] = compile_ms
     placement["options"] = {k: v for k, v in spec.items() if k != "name"}
     if err is not None or model is None:

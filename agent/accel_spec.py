@@ -33,6 +33,9 @@ NPU_OPTIONS: Dict[str, tuple] = {"graph_backend": ("cpu", "gpu", "npu"),
 #: load, compile failed, the model fell back to the CPU, or placement was partial with
 #: require_full
 ACCELERATOR_ERROR = "AcceleratorError"
+#: the custom op an ahead-of-time NPU compile leaves in the graph, one per compiled partition:
+#: such a model runs only through the CompiledModel API on the npu (host: kind `aot`)
+DISPATCH_OP = "DISPATCH_OP"
 
 
 def accel_params(value: Any) -> Optional[Dict[str, Any]]:

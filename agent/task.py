@@ -16,7 +16,7 @@ except Exception:  # noqa: BLE001 - reported in hello / as NoRuntime, never a ba
     np = None  # type: ignore[assignment]
 
 from . import interference
-from .accel import dispatch_ms, open_accelerated
+from .accel import dispatch_ms, is_aot, open_accelerated
 from .accel_spec import ACCELERATOR_ERROR, DELEGATE
 from .delegate import check_placement, count_placement, load_external
 from .facts import _safe, collect_device_info, cooling_devices, read_temp_c, throttled
@@ -91,14 +91,17 @@ def open_interpreter(rt: Runtime, path: str, threads: Optional[int], xnnpack: bo
                      signature: Optional[str] = None, name: Optional[str] = None,
                      shapes: Optional[Dict[str, List[int]]] = None,
                      delegates: Optional[List[Any]] = None,
-                     on_made: Optional[Callable[[Any, str], None]] = None
+                     on_made: Optional[Callable[[Any, str], None]] = None,
+                     aot_ok: bool = False
                      ) -> Tuple[Any, float, Optional[List["np.ndarray"]]]:
     """(interpreter, init_ms, the user's input arrays matched to inputs): construct + allocate.
     `signature` (a SignatureDef key, None for the default naming) must exist in the model.
     `name`: the model file as messages show it (`path` may be /proc/self/fd/N); `shapes`: the
     sizes of dynamic input dims (the task's input_shapes). `delegates`: external ones, applied
     by the constructor; `on_made(interp, native log)` is called before allocation (the default
-    delegates come then), where what the external ones took can be read (agent/delegate.py)."""
+    delegates come then), where what the external ones took can be read (agent/delegate.py).
+    `aot_ok`: a model compiled ahead of time for an NPU (DISPATCH_OP nodes, agent/accel.py
+    is_aot) is returned unallocated (the CompiledModel runs it); without it, one clear error."""
     shown = name or path
     t0 = time.perf_counter_ns()
     try:
@@ -125,6 +128,12 @@ def open_interpreter(rt: Runtime, path: str, threads: Optional[int], xnnpack: bo
     matched = None
     if user_first is not None:
         matched = match_arrays(user_first, model_inputs(interp, signature), "input")
+    if is_aot(interp):  # its DISPATCH_OP runs only through the CompiledModel API
+        if not aot_ok:
+            raise AgentError("ModelLoadError", "%s is compiled ahead of time for an NPU (it "
+                             "holds DISPATCH_OP): run it with --accelerator npu"
+                             % os.path.basename(shown))
+        return interp, (time.perf_counter_ns() - t0) / 1e6, matched
     try:
         _initial_shapes(interp, matched, "input", shapes)
         interp.allocate_tensors()
@@ -278,7 +287,8 @@ def run_task(payload: Dict[str, Any]) -> Dict[str, Any]:
                                                 key, resolve_path(workdir, task["model"]["path"]),
                                                 p["input_shapes"],
                                                 [load_external(rt, acc)] if ext else None,
-                                                on_made if ext else None)
+                                                on_made if ext else None,
+                                                aot_ok=acc is not None and acc["name"] == "npu")
     placement = None
     if ext:
         placement = dict(placed, compile_ms=init_ms)

@@ -18,6 +18,7 @@ from .render.visible import visible_lines
 COMMANDS = {
     "run": "run",
     "quantize": "quantize",
+    "compile": "compile",
     "explain": "explain",
     "devices": "devices",
     "deploy": "deploy",

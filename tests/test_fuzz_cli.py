@@ -30,7 +30,7 @@ EVAL = REPO / "host" / "models" / "builtin" / "data" / "digits_eval.npz"
 
 #: exit codes each command documents (--help epilogs): 1 only where a verdict or a refusal is
 EXIT_CODES = {"run": {0, 2, 3}, "quantize": {0, 2, 3}, "devices": {0, 2, 3}, "deploy": {0, 2, 3},
-              "history": {0, 2}, "compare": {0, 2}, "report": {0, 2}}
+              "history": {0, 2}, "compare": {0, 2}, "report": {0, 2}, "compile": {0, 2}}
 
 
 def _snapshot(root: Path) -> Dict[str, Tuple[float, int]]:
@@ -123,6 +123,10 @@ def _cases(files: Dict[str, List[Path]], tmp: Path, rng: random.Random) -> List[
                                                           ["--alpha", word()]])],
         "report": lambda: ["report", rng.choice([f("json"), word()]), "--db", f("db"),
                            "--html", str(tmp / "out" / "r.html")],
+        "compile": lambda: ["compile", rng.choice([f("model"), "builtin:digits", word()]),
+                            "--target", rng.choice(["intel_openvino", f"intel_openvino:{word()}",
+                                                    word()]),
+                            *rng.choice([[], ["-o", str(tmp / "aout")], ["-o", f("model")]])],
     }
     out = []
     for name, mk in make.items():

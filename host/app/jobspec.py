@@ -85,11 +85,16 @@ def planned_keys(options: Dict[str, Any]) -> List[Key]:
     req = run_service.RunRequest(**options["request"])
     from ..models.variants import parse_variants
     from ..fleet.accelerators import parse_accelerators
+    from ..fleet.plan import AOT_SUFFIX
     accels = [a for a, _ in parse_accelerators(req.accelerator, delegates=req.delegate)]
-    return [(m["name"], v, t, a) for m in options["models"]
-            for v in parse_variants(req.variants or run_service.DEFAULT_VARIANTS)
-            for a in accels
-            for t in run_service.int_list(req.threads, "--threads")]
+    variants = parse_variants(req.variants or run_service.DEFAULT_VARIANTS)
+    threads = run_service.int_list(req.threads, "--threads")
+    keys = [(m["name"], v, t, a) for m in options["models"] for v in variants for a in accels
+            for t in threads]
+    if req.aot:  # run --aot: each variant's VARIANT+aot row, on the npu only
+        keys += [(m["name"], v + AOT_SUFFIX, t, "npu") for m in options["models"]
+                 for v in variants for t in threads]
+    return keys
 
 
 def plan_device(options: Dict[str, Any], device: str, lab: str, config: Any,

@@ -56,6 +56,7 @@ class RunRequest:
     gpu_precision: str = "fp16"
     npu_option: Optional[str] = None        # k=v,... (edge_bench_agent.accel_spec.NPU_OPTIONS)
     require_full: bool = False
+    aot: Optional[str] = None               # VENDOR[:SOC]: also each variant compiled AOT (npu)
     delegate: Optional[List[str]] = None     # PATH[:k=v,...] external delegates, a row each
     runs: int = 50
     warmup: int = 5
@@ -170,7 +171,7 @@ def plan_tasks(req: RunRequest, devices: Sequence[Any], models: Sequence[Any],
     """device -> its tasks: every variant of every model at every thread count.
     `progress(done, total, model, variant)` follows the quantization (fleet/plan.py)."""
     from ..fleet.accelerators import device_delegate, parse_accelerators
-    from ..fleet.plan import Timing, make_artifacts
+    from ..fleet.plan import AOT_SUFFIX, Timing, aot_artifacts, make_artifacts
     from ..fleet.runner import Task
     from ..models.dispatch import parse_quantizers, route_variants
     from ..models.variants import GIVEN, VARIANTS, parse_variants
@@ -190,6 +191,11 @@ def plan_tasks(req: RunRequest, devices: Sequence[Any], models: Sequence[Any],
         mine = variants if req.variants or m.calibration else route_variants(
             parse_variants(DEFAULT_VARIANTS_NO_CALIBRATION, allowed), quantizers)
         artifacts += make_artifacts([m], mine, progress=progress)
+    if req.aot:  # VARIANT+aot rows: the NPU's AOT file next to its JIT compile
+        if "npu" not in [a for a, _ in accels]:
+            raise UsageError("--aot needs --accelerator npu (an AOT-compiled model runs only"
+                             " on the NPU), e.g. --accelerator cpu,npu")
+        artifacts += aot_artifacts(artifacts, req.aot)
     plan = {}
     for d in devices:
         tasks: List[Any] = []
@@ -199,6 +205,8 @@ def plan_tasks(req: RunRequest, devices: Sequence[Any], models: Sequence[Any],
             mine.append(extra)
         for a in artifacts:
             for acc, spec in mine:
+                if a.variant.endswith(AOT_SUFFIX) and acc != "npu":
+                    continue  # its DISPATCH_OP runs on the NPU only
                 for th in threads:
                     tasks.append(Task(id=f"t{len(tasks)}", artifact=a, threads=th, timing=timing,
                                       accelerator=acc, accel=spec))

@@ -90,6 +90,10 @@ def add_parser(sub: Any) -> None:
                         " for its CPU device, the stand-in used in the tests)")
     p.add_argument("--require-full", action="store_true",
                    help="a gpu/npu/delegate row whose model ran partly on the CPU is an error")
+    p.add_argument("--aot", default=None, metavar="VENDOR[:SOC]",
+                   help="also time each variant compiled ahead of time for this NPU (e.g."
+                        " intel_openvino), a VARIANT+aot row on the npu accelerator beside the"
+                        " JIT-compiled one (edge-bench compile; docs/accelerators.md)")
     p.add_argument("--delegate", action="append", default=None, metavar="PATH[:K=V,...]",
                    help="an external delegate .so on the device (libedgetpu, Arm NN), loaded"
                         " through the Interpreter API with its options: one more row, labelled"

@@ -416,6 +416,30 @@ def make_artifacts(models: Sequence[ModelSpec], variants: Sequence[str],
     return out
 
 
+#: the suffix of an AOT-compiled variant's name (`fp32+aot`): `run --aot TARGET`
+AOT_SUFFIX = "+aot"
+
+
+def aot_artifacts(made: Sequence[Artifact], target: str,
+                  cache_dir: Optional[Path] = None) -> List[Artifact]:
+    """`run --aot TARGET`: each made variant compiled ahead of time for the NPU (models/aot.py,
+    cached by content) as one more artifact `VARIANT+aot`; a compile that fails is its row."""
+    from ..models.aot import aot_compile
+    out: List[Artifact] = []
+    for a in made:
+        if a.path is None or a.error or a.skipped or a.variant.endswith(AOT_SUFFIX):
+            continue
+        art = Artifact(model=a.model, variant=a.variant + AOT_SUFFIX)
+        try:
+            r = aot_compile(a.path, target, cache_dir / "aot" if cache_dir else None)
+            art.path, art.sha256, art.bytes = r.path, r.sha256, r.bytes
+            art.recipe = f"{a.recipe or a.variant}; compiled ahead of time for {r.target}"
+        except EdgeBenchError as e:
+            art.error = art.user_text(str(e))
+        out.append(art)
+    return out
+
+
 def _given(art: Artifact) -> None:
     """Variant `given`: the .tflite exactly as the user gave it."""
     from ..errors import VariantSkipped

@@ -23,13 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Tuple, Union
 
+from edge_bench_agent.accel_spec import DISPATCH_OP
+
 from ..errors import ModelError
 from ..hashing import sha256_file
 from . import repair as rep
 
 #: bump when repair.py changes what it writes (derived files are cached by this)
 REPAIR_VERSION = 2
-QUANTIZED_KINDS = ("int8", "int16x8", "int8-weights")
+QUANTIZED_KINDS = ("int8", "int16x8", "int8-weights", "aot")
+
 
 _KIND_TEXT = {
     "float32": "float32",
@@ -37,6 +40,7 @@ _KIND_TEXT = {
     "int8": "already quantized: int8 weights and activations",
     "int16x8": "already quantized: int8 weights, int16 activations",
     "int8-weights": "already quantized: integer weights, float activations (dynamic/weight-only)",
+    "aot": "compiled ahead of time for an NPU (DISPATCH_OP; runs only with --accelerator npu)",
 }
 
 
@@ -87,7 +91,9 @@ def _facts(model) -> ModelFacts:
                     int16_acts = int16_acts or t.type == tt.INT16
             elif t.type == tt.FLOAT16 and const and k in fed_by_dequantize:
                 fp16_consts = True
-    if int_acts:
+    if DISPATCH_OP in custom:  # the graph is the vendor's bytecode: timed as given, never repaired
+        kind = "aot"
+    elif int_acts:
         kind = "int16x8" if int16_acts else "int8"
     elif int_consts:
         kind = "int8-weights"
