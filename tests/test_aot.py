@@ -62,7 +62,8 @@ def test_the_aot_row_runs_next_to_jit_and_matches_fp32(tmp_path: Path, name: str
     # no compile at load: the JIT row's load includes the plugin's compile, the AOT row's not
     assert "Partitioned subgraph" in "\n".join(jit["placement"]["log"])
     assert "Partitioned subgraph" not in "\n".join(p["log"])
-    assert ahead["init_ms"] < jit["init_ms"], (ahead["init_ms"], jit["init_ms"])
+    # (no timing assertion: that the AOT row compiled nothing is what the log lines above show;
+    # how much faster it loads is measured in docs/accelerators.md, not asserted in a test)
     acc = ahead["accuracy"]  # scored against the float reference's CPU outputs
     assert acc["flag"] is None and acc["snr_db"] > 60, acc
     # the Interpreter cannot run DISPATCH_OP: a cpu row on the AOT file is one clear error
@@ -86,7 +87,7 @@ def test_run_aot_adds_a_compiled_row_per_variant_on_the_npu_only(tmp_path: Path)
         jit, ahead = by[("builtin:digits", v, "npu")], by[("builtin:digits", v + "+aot", "npu")]
         assert ahead["status"] == "ok" and ahead["placement"]["aot"] is True, ahead["error"]
         assert ahead["model_sha256"] != jit["model_sha256"]
-        assert ahead["init_ms"] < jit["init_ms"], (ahead["init_ms"], jit["init_ms"])
+        assert "Partitioned subgraph" not in "\n".join(ahead["placement"]["log"])  # no JIT
         # the digits eval set, scored against the fp32 reference like every variant
         assert ahead["accuracy"]["top1"] == pytest.approx(jit["accuracy"]["top1"], abs=0.01)
         assert "compiled ahead of time for intel_openvino:LNL" in ahead["recipe"]
