@@ -114,8 +114,10 @@ def _db(v: Optional[float]) -> str:
 
 def format_table(doc: Dict[str, Any], top: int, width: int = WIDTH) -> List[str]:
     """The terminal lines (none wider than `width`)."""
+    from ..render.visible import visible
+
     def fit(s: str) -> str:
-        s = "".join(c if c.isprintable() else "?" for c in s)
+        s = visible(s)  # tensor and file names: untrusted text, the project's one display rule
         return s if len(s) <= width else s[:width - 3] + "..."
     ratio = doc["variant_bytes"] / doc["fp32_bytes"] if doc["fp32_bytes"] else math.nan
     name = doc["model"] if str(doc["model"]).startswith("builtin:") else Path(doc["model"]).name
