@@ -7,7 +7,6 @@ bad clock or a tampered agent on the board would)."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -15,39 +14,18 @@ import pytest
 
 from edge_bench.analysis.gate import gate_failures
 from edge_bench.analysis.verdict import compare_results
+from liar import lying_fleet
 from test_run_local import edge_bench
 
 FAST = ["--model", "builtin:digits", "--variants", "fp32", "--runs", "3", "--warmup", "0",
         "--min-seconds", "0", "--processes", "1"]
-
-WRAPPER = """#!{python}
-import json, subprocess, sys
-p = subprocess.Popen([{python!r}] + sys.argv[1:], stdout=subprocess.PIPE)
-for raw in p.stdout:
-    try:
-        msg = json.loads(raw)
-    except ValueError:
-        msg = None
-    if isinstance(msg, dict) and msg.get("event") == "result":
-        msg["samples_ns"] = {samples}
-        raw = (json.dumps(msg) + "\\n").encode()
-    sys.stdout.buffer.write(raw)
-    sys.stdout.buffer.flush()
-sys.exit(p.wait())
-"""
 
 CASES = {"none": "[]", "nan": "[float('nan')] * 3", "negative": "[-1000, 2000, 3000]",
          "zero": "[0, 0, 0]", "text": "['fast'] * 3", "infinite": "[float('inf')] * 3"}
 
 
 def _fleet(tmp_path: Path, samples: str) -> Path:
-    wrapper = tmp_path / "python-liar"
-    wrapper.write_text(WRAPPER.format(python=sys.executable, samples=samples))
-    wrapper.chmod(0o755)
-    cfg = tmp_path / "devices.yaml"
-    cfg.write_text(f"version: 1\ndevices:\n  box:\n    transport: local\n"
-                   f"    workdir: {tmp_path / 'work'}\n    python: {wrapper}\n")
-    return cfg
+    return lying_fleet(tmp_path, f"msg['samples_ns'] = {samples}")
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -6,35 +6,15 @@ from __future__ import annotations
 
 import io
 import shutil
-import sys
 from pathlib import Path
 
+from liar import lying_fleet
 from test_run_local import REPO, edge_bench
 
 OSC52 = "\x1b]52;c;cHduZWQ=\x07"          # would set the terminal's clipboard
 CURSOR = "\x1b[1;1H\x1b[2J"               # home + clear screen
 FAST = ["--variants", "fp32", "--runs", "3", "--warmup", "0", "--min-seconds", "0",
         "--processes", "1"]
-
-# the device: the real agent, whose first result line is replaced by an error event carrying
-# escapes (what a hostile or broken board prints)
-WRAPPER = """#!{python}
-import json, subprocess, sys
-p = subprocess.Popen([{python!r}] + sys.argv[1:], stdout=subprocess.PIPE)
-for raw in p.stdout:
-    try:
-        msg = json.loads(raw)
-    except ValueError:
-        msg = None
-    if isinstance(msg, dict) and msg.get("event") == "result":
-        msg = {{"proto": 1, "event": "error", "task": msg.get("task"), "type": "ModelLoadError",
-               "message": {message!r}}}
-        raw = (json.dumps(msg) + "\\n").encode()
-    sys.stdout.buffer.write(raw)
-    sys.stdout.buffer.flush()
-sys.exit(p.wait())
-"""
-
 
 def _no_raw_controls(text: str) -> None:
     for bad in ("\x1b", "\x07", "\r"):
@@ -44,12 +24,11 @@ def _no_raw_controls(text: str) -> None:
 def test_device_error_and_model_name_escapes_are_shown_not_sent(tmp_path: Path) -> None:
     model = tmp_path / f"m{CURSOR}\nresult device=forged.tflite"
     shutil.copy(REPO / "host" / "models" / "builtin" / "data" / "digits.tflite", model)
-    wrapper = tmp_path / "python-hostile"
-    wrapper.write_text(WRAPPER.format(python=sys.executable, message=f"boom {OSC52} {CURSOR}"))
-    wrapper.chmod(0o755)
-    cfg = tmp_path / "devices.yaml"
-    cfg.write_text(f"version: 1\ndevices:\n  box:\n    transport: local\n"
-                   f"    workdir: {tmp_path / 'work'}\n    python: {wrapper}\n")
+    # the device: the real agent, whose result line is replaced by an error event carrying
+    # escapes (what a hostile or broken board prints)
+    error = {"proto": 1, "event": "error", "type": "ModelLoadError",
+             "message": f"boom {OSC52} {CURSOR}"}
+    cfg = lying_fleet(tmp_path, f"msg = dict({error!r}, task=msg.get('task'))", "python-hostile")
     db = str(tmp_path / "store.db")
     p = edge_bench(["run", "--config", str(cfg), "--devices", "box", "--model", str(model),
                     *FAST, "--db", db, "--label", "esc"], tmp_path)
